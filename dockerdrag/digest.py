@@ -1,0 +1,95 @@
+"""Content digests (``sha256:<64 hex>``) and a verifying hasher.
+
+A :class:`Digest` is validated when parsed, so its ``hex`` is always safe to use
+in a URL path or a file name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from .errors import DigestMismatchError, InvalidReferenceError, SizeMismatchError
+
+_SHA256_RE = re.compile(r"sha256:[a-f0-9]{64}")
+
+
+@dataclass(frozen=True, order=True)
+class Digest:
+    """A validated ``sha256`` content digest."""
+
+    hex: str
+
+    def __post_init__(self) -> None:
+        if len(self.hex) != 64 or not all(c in "0123456789abcdef" for c in self.hex):
+            raise InvalidReferenceError(f"invalid sha256 hex {self.hex!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> Digest:
+        """Parse ``sha256:<64 lowercase hex>``; anything else raises InvalidReferenceError."""
+        if not isinstance(text, str) or not _SHA256_RE.fullmatch(text):
+            algorithm = text.split(":", 1)[0] if isinstance(text, str) and ":" in text else ""
+            if algorithm and algorithm != "sha256":
+                raise InvalidReferenceError(
+                    f"unsupported digest algorithm {algorithm!r}: only sha256 is supported"
+                )
+            raise InvalidReferenceError(f"invalid digest {text!r}: expected sha256:<64 hex>")
+        return cls(text[7:])
+
+    @classmethod
+    def of(cls, data: bytes) -> Digest:
+        """The digest of ``data``."""
+        return cls(hashlib.sha256(data).hexdigest())
+
+    @property
+    def short(self) -> str:
+        """The first 12 hex digits, as Docker prints layer IDs."""
+        return self.hex[:12]
+
+    def __str__(self) -> str:
+        return f"sha256:{self.hex}"
+
+
+class VerifyingHasher:
+    """Hash a stream incrementally and check it against a digest and size.
+
+    ``update`` raises SizeMismatchError as soon as more than ``expected_size``
+    bytes arrive, so a lying server cannot make us read past the descriptor.
+    """
+
+    def __init__(self, expected: Digest, expected_size: int | None = None) -> None:
+        self.expected = expected
+        self.expected_size = expected_size
+        self.size = 0
+        self._hash = hashlib.sha256()
+
+    def update(self, data: bytes | memoryview) -> None:
+        """Feed the next bytes of the stream."""
+        self.size += len(data)
+        if self.expected_size is not None and self.size > self.expected_size:
+            raise SizeMismatchError(
+                f"{self.expected}: received more than the expected {self.expected_size} bytes"
+            )
+        self._hash.update(data)
+
+    def copy_state_from(self, other: hashlib._Hash, size: int) -> None:
+        """Continue from an existing hash state (used when resuming)."""
+        self._hash = other.copy()
+        self.size = size
+
+    def digest(self) -> Digest:
+        """The digest of the bytes fed so far."""
+        return Digest(self._hash.hexdigest())
+
+    def verify(self) -> None:
+        """Raise unless the stream was exactly the expected size and digest."""
+        if self.expected_size is not None and self.size != self.expected_size:
+            raise SizeMismatchError(
+                f"{self.expected}: got {self.size} bytes, expected {self.expected_size}"
+            )
+        actual = self.digest()
+        if actual != self.expected:
+            raise DigestMismatchError(
+                f"content digest mismatch: expected {self.expected}, got {actual}"
+            )

@@ -1,0 +1,138 @@
+"""The exception hierarchy of dockerdrag.
+
+Every error the library raises on purpose derives from :class:`DockerDragError`;
+foreign exceptions (aiohttp, OSError, ...) are mapped at the boundary where they
+occur. Each class carries an ``exit_code`` that the CLI uses.
+
+::
+
+    DockerDragError                       (exit 1)
+    ├── UsageError                        (exit 2)  bad option values
+    │   ├── InvalidReferenceError                   malformed image reference
+    │   ├── InvalidPlatformError                    malformed platform string
+    │   └── UnsupportedFormatError                  unknown output format
+    ├── AuthenticationError               (exit 3)  wrong credentials, token refused
+    ├── NotFoundError                     (exit 4)
+    │   ├── ManifestUnknownError                    tag/digest not in the repository
+    │   ├── BlobUnknownError                        blob not in the repository
+    │   └── PlatformNotFoundError                   index has no matching platform
+    │       └── PlatformRequiredError               multi-platform image, none chosen
+    ├── RegistryError                     (exit 5)  unexpected HTTP status / protocol
+    │   └── NetworkError                            connection refused, reset, timeout
+    │       └── TLSError                            certificate verification failed
+    ├── IntegrityError                    (exit 6)  the registry's bytes are wrong
+    │   ├── DigestMismatchError                     body hash != expected digest
+    │   ├── SizeMismatchError                       body size != descriptor size
+    │   ├── DiffIDMismatchError                     uncompressed layer != diff_id
+    │   └── InvalidManifestError                    ambiguous/oversized/unsupported document
+    └── OutputError                       (exit 7)  cannot write the archive (disk full, ...)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class DockerDragError(Exception):
+    """Base class of every error dockerdrag raises."""
+
+    exit_code: int = 1
+
+
+class UsageError(DockerDragError):
+    """An argument or option value is not acceptable."""
+
+    exit_code = 2
+
+
+class InvalidReferenceError(UsageError):
+    """An image reference does not follow the Docker reference grammar."""
+
+
+class InvalidPlatformError(UsageError):
+    """A platform string such as ``linux/arm64/v8`` is malformed."""
+
+
+class UnsupportedFormatError(UsageError):
+    """The requested output format is unknown."""
+
+
+class AuthenticationError(DockerDragError):
+    """The registry refused our credentials or token."""
+
+    exit_code = 3
+
+
+class NotFoundError(DockerDragError):
+    """Something asked for does not exist."""
+
+    exit_code = 4
+
+
+class ManifestUnknownError(NotFoundError):
+    """The registry has no manifest for this tag or digest."""
+
+
+class BlobUnknownError(NotFoundError):
+    """The registry has no blob with this digest."""
+
+
+class PlatformNotFoundError(NotFoundError):
+    """A manifest index lists no image for the requested platform.
+
+    ``available`` holds the platforms the index does offer.
+    """
+
+    def __init__(self, message: str, available: Sequence[object] = ()) -> None:
+        super().__init__(message)
+        self.available: tuple[object, ...] = tuple(available)
+
+
+class PlatformRequiredError(PlatformNotFoundError):
+    """The image is multi-platform and no platform was chosen."""
+
+
+class RegistryError(DockerDragError):
+    """The registry answered in a way we cannot use."""
+
+    exit_code = 5
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NetworkError(RegistryError):
+    """The registry could not be reached or the connection broke."""
+
+
+class TLSError(NetworkError):
+    """TLS verification of the registry failed."""
+
+
+class IntegrityError(DockerDragError):
+    """Content from the registry failed verification."""
+
+    exit_code = 6
+
+
+class DigestMismatchError(IntegrityError):
+    """A body's sha256 differs from the digest it was asked for by."""
+
+
+class SizeMismatchError(IntegrityError):
+    """A body's length differs from the size in its descriptor."""
+
+
+class DiffIDMismatchError(IntegrityError):
+    """An uncompressed layer does not hash to its ``rootfs.diff_ids`` entry."""
+
+
+class InvalidManifestError(IntegrityError):
+    """A manifest, index or config is malformed, ambiguous or unsupported."""
+
+
+class OutputError(DockerDragError):
+    """The archive could not be written."""
+
+    exit_code = 7
