@@ -1,0 +1,157 @@
+"""The registry API: resolve a reference, fetch manifests, configs and blobs.
+
+A tag is resolved once; everything after that is fetched by digest and
+verified against it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from .auth import repository_scope
+from .digest import Digest
+from .errors import (
+    BlobUnknownError,
+    DigestMismatchError,
+    InvalidManifestError,
+    InvalidReferenceError,
+    ManifestUnknownError,
+    PlatformRequiredError,
+)
+from .manifest import (
+    ACCEPT_MANIFEST_TYPES,
+    MAX_CONFIG_BYTES,
+    MAX_MANIFEST_BYTES,
+    Descriptor,
+    ImageIndex,
+    ImageManifest,
+    parse_manifest,
+    select_manifest,
+)
+from .platform import Platform
+from .reference import Reference
+from .transport import Response, Transport
+
+ACCEPT_HEADER = ", ".join(ACCEPT_MANIFEST_TYPES)
+
+
+@dataclass(frozen=True)
+class ResolvedImage:
+    """A reference resolved to one platform's image manifest."""
+
+    reference: Reference
+    manifest: ImageManifest
+    index: ImageIndex | None
+    platform: Platform | None
+
+
+class RegistryClient:
+    """Registry operations over a :class:`Transport`."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+
+    async def fetch_manifest(
+        self, reference: Reference, target: str | None = None
+    ) -> ImageManifest | ImageIndex:
+        """Fetch and verify the manifest or index that ``target`` (tag or digest) names."""
+        target = target or reference.fetch_ref
+        expected = Digest.parse(target) if target.startswith("sha256:") else None
+        what = f"manifest {reference.name}@{target}" if expected else f"manifest {reference}"
+        async with self.transport.request(
+            reference.registry_host,
+            f"/v2/{reference.path}/manifests/{target}",
+            what=what,
+            scope=repository_scope(reference.path),
+            headers={"Accept": ACCEPT_HEADER},
+            not_found=ManifestUnknownError,
+        ) as response:
+            raw = await response.read_all(MAX_MANIFEST_BYTES)
+            content_type = response.headers.get("Content-Type")
+            header_digest = response.headers.get("Docker-Content-Digest")
+        actual = Digest.of(raw)
+        if expected is not None and actual != expected:
+            raise DigestMismatchError(
+                f"registry {reference.registry_host} served a manifest with digest {actual} "
+                f"when asked for {expected}"
+            )
+        if header_digest and header_digest.startswith("sha256:"):
+            try:
+                claimed = Digest.parse(header_digest)
+            except InvalidReferenceError as exc:
+                raise InvalidManifestError(
+                    f"registry sent an invalid Docker-Content-Digest {header_digest!r}"
+                ) from exc
+            if claimed != actual:
+                raise DigestMismatchError(
+                    f"registry {reference.registry_host} claims manifest digest {claimed} "
+                    f"but the body hashes to {actual}"
+                )
+        return parse_manifest(raw, content_type)
+
+    async def resolve(self, reference: Reference, platform: Platform | None) -> ResolvedImage:
+        """Resolve ``reference`` to one image manifest, choosing ``platform`` from an index.
+
+        Without a platform, a multi-platform index raises PlatformRequiredError
+        listing the platforms on offer (an index with a single platform is used).
+        """
+        document = await self.fetch_manifest(reference)
+        if isinstance(document, ImageManifest):
+            return ResolvedImage(reference, document, None, platform)
+        if platform is None:
+            entries = document.platforms()
+            if len(entries) != 1:
+                raise PlatformRequiredError(
+                    f"{reference} is a multi-platform image; choose one with --platform",
+                    available=entries,
+                )
+            chosen: Descriptor = entries[0]
+        else:
+            chosen = select_manifest(document, platform)
+        manifest = await self.fetch_manifest(reference, str(chosen.digest))
+        if not isinstance(manifest, ImageManifest):
+            raise InvalidManifestError(
+                f"index entry {chosen.digest} of {reference} is not an image manifest"
+            )
+        return ResolvedImage(reference, manifest, document, chosen.platform)
+
+    async def fetch_blob_bytes(self, reference: Reference, descriptor: Descriptor) -> bytes:
+        """A small blob (the config) read into memory, size-capped and verified."""
+        if descriptor.size > MAX_CONFIG_BYTES:
+            raise InvalidManifestError(
+                f"config {descriptor.digest} is {descriptor.size} bytes, over the "
+                f"{MAX_CONFIG_BYTES}-byte limit"
+            )
+        async with self.open_blob(reference, descriptor.digest) as response:
+            raw = await response.read_all(descriptor.size)
+        if len(raw) != descriptor.size or Digest.of(raw) != descriptor.digest:
+            raise DigestMismatchError(
+                f"blob {descriptor.digest} from {reference.registry_host} failed verification "
+                f"({len(raw)} bytes, digest {Digest.of(raw)})"
+            )
+        return raw
+
+    @contextlib.asynccontextmanager
+    async def open_blob(
+        self, reference: Reference, digest: Digest, offset: int = 0
+    ) -> AsyncIterator[Response]:
+        """Open a blob body, from ``offset`` with a Range request when non-zero.
+
+        Yields the response: 200 (whole body), 206 (range) or 416 (range not
+        satisfiable; the body must not be read).
+        """
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        async with self.transport.request(
+            reference.registry_host,
+            f"/v2/{reference.path}/blobs/{digest}",
+            what=f"blob {digest.short} of {reference.name}",
+            scope=repository_scope(reference.path),
+            headers=headers,
+            not_found=BlobUnknownError,
+            allow_statuses=frozenset({416}),
+        ) as response:
+            yield response
