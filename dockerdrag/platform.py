@@ -159,6 +159,8 @@ class Platform:
                     f"invalid platform {original!r}: bad component {part!r} "
                     "(allowed: letters, digits, '_', '.', '-')"
                 )
+        if any(set(p) <= {"."} for p in (os_match.group("os"), *parts[1:])):
+            raise InvalidPlatformError(f"invalid platform {original!r}: '.' or '..' as a component")
         if any(len(p) > _MAX_COMPONENT for p in parts):
             raise InvalidPlatformError(f"invalid platform {original!r}: component too long")
         os_name = os_match.group("os")

@@ -1,0 +1,384 @@
+"""The legacy ``docker save`` archive writer (Docker <= 24), spec sections 2 and 4.
+
+:func:`write_docker_archive` writes, for one or more images, exactly the tar stream
+Docker 20.10 writes: one directory per legacy v1 layer ID (``VERSION``, ``json``,
+``layer.tar``), the raw config as ``<image id>.json``, ``manifest.json`` and, when any
+tag is saved, ``repositories``. Layers are streamed (decompressed by the caller's
+``open``) straight into the archive while their sha256 is checked against the diff_id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import BinaryIO, Final
+
+from .digest import Digest
+from .errors import (
+    DiffIDMismatchError,
+    InvalidManifestError,
+    InvalidReferenceError,
+    UsageError,
+)
+from .gojson import (
+    GoTime,
+    ImageConfig,
+    V1Record,
+    decode_image_config,
+    encode_string,
+    encode_v1_json,
+    v1_id_input,
+)
+from .tarwriter import HEADER_FLAVOURS, MAX_OCTAL_11, TarWriter
+
+__all__ = [
+    "ArchiveImage",
+    "ArchiveLayer",
+    "DockerArchiveOptions",
+    "ManifestItem",
+    "chain_ids",
+    "created_mtime",
+    "manifest_json",
+    "repositories_json",
+    "v1_layer_ids",
+    "write_docker_archive",
+]
+
+_CHUNK_SIZE: Final = 1 << 20
+_VERSION_BYTES: Final = b"1.0"
+# Docker's system.Chtimes resets times after time.Unix(0, 1<<63 - 1) to the epoch.
+_GO_MAX_UNIX_SECONDS: Final = (2**63 - 1) // 10**9
+
+
+@dataclass(frozen=True)
+class ArchiveLayer:
+    """One layer of an image to archive."""
+
+    diff_id: Digest
+    open: Callable[[], BinaryIO]
+    """Opens a fresh stream of the uncompressed layer bytes."""
+
+
+@dataclass(frozen=True)
+class ArchiveImage:
+    """One image to archive: raw config, layers in rootfs order and familiar tags."""
+
+    config_bytes: bytes
+    layers: Sequence[ArchiveLayer]
+    repo_tags: Sequence[str] = ()
+    """Familiar ``name:tag`` strings in order; empty means ``RepoTags: null``."""
+
+
+@dataclass(frozen=True)
+class DockerArchiveOptions:
+    """What varies between daemons (spec section 5)."""
+
+    epoch_utc_offset_seconds: int = 0
+    """The daemon time zone's UTC offset at the Unix epoch."""
+    go122_escaping: bool = False
+    """Write ``\\b``/``\\f`` as Go >= 1.22 does (no Docker <= 24 did)."""
+    header_flavour: str = "20.10"
+    """Tar header flavour: ``"20.10"``, ``"23"`` or ``"24"``."""
+    now: int | None = None
+    """mtime of directories whose ``layer.tar`` is a symlink; None means the current time."""
+
+
+@dataclass(frozen=True)
+class ManifestItem:
+    """One entry of ``manifest.json``."""
+
+    config: str
+    repo_tags: Sequence[str] | None
+    layers: Sequence[str]
+
+
+# ---------------------------------------------------------------------------
+# Pure computations
+# ---------------------------------------------------------------------------
+
+
+def chain_ids(diff_ids: Sequence[Digest]) -> list[Digest]:
+    """Layer chain IDs: ``chain[i] = sha256(chain[i-1] + " " + diff_id[i])``."""
+    chain: list[Digest] = []
+    for diff_id in diff_ids:
+        if not chain:
+            chain.append(diff_id)
+        else:
+            chain.append(Digest.of(f"{chain[-1]} {diff_id}".encode("ascii")))
+    return chain
+
+
+def created_mtime(created: GoTime) -> int:
+    """The tar mtime Docker gives entries stamped with ``created`` (spec 4.3)."""
+    seconds = created.unix_seconds()
+    if seconds < 0 or seconds > _GO_MAX_UNIX_SECONDS:
+        return 0
+    if seconds > MAX_OCTAL_11:
+        raise InvalidManifestError(
+            f"image created {created.format_rfc3339nano()} is after 2242; "
+            "Docker would write a PAX header, which is not supported"
+        )
+    return seconds
+
+
+def _parse_diff_ids(config: ImageConfig) -> list[Digest]:
+    try:
+        return [Digest.parse(text) for text in config.diff_ids]
+    except InvalidReferenceError as exc:
+        raise InvalidManifestError(f"image config: bad rootfs.diff_ids entry: {exc}") from None
+
+
+def _decode_config(config_bytes: bytes) -> tuple[ImageConfig, list[Digest]]:
+    config = decode_image_config(config_bytes)
+    diff_ids = _parse_diff_ids(config)
+    if not diff_ids:
+        raise InvalidManifestError("empty image: the config lists no layers")
+    if config.non_empty_history_entries > len(diff_ids):
+        raise InvalidManifestError("image config: too many non-empty layers in History section")
+    return config, diff_ids
+
+
+@dataclass(frozen=True)
+class _V1Layer:
+    v1_id: str
+    json: bytes
+
+
+def _v1_layers(
+    config: ImageConfig, diff_ids: Sequence[Digest], options: DockerArchiveOptions
+) -> list[_V1Layer]:
+    """Docker's ``saveImage`` loop: v1 IDs and per-layer ``json`` (spec 2.3)."""
+    epoch = GoTime.epoch(options.epoch_utc_offset_seconds)
+    escaping = options.go122_escaping
+    layers: list[_V1Layer] = []
+    parent = ""
+    for index, chain_id in enumerate(chain_ids(diff_ids)):
+        is_top = index == len(diff_ids) - 1
+        record = config.v1.copy() if is_top else V1Record.empty(epoch)
+        v1_digest = Digest.of(v1_id_input(record, str(chain_id), parent, escaping))
+        record.set_string("id", v1_digest.hex)
+        record.set_string("parent", parent.removeprefix("sha256:"))
+        record.set_string("os", config.os)
+        layers.append(_V1Layer(v1_digest.hex, encode_v1_json(record, escaping)))
+        parent = str(v1_digest)
+    return layers
+
+
+def v1_layer_ids(config_bytes: bytes, options: DockerArchiveOptions | None = None) -> list[str]:
+    """The legacy v1 layer IDs (hex, bottom to top) ``docker save`` uses for a config."""
+    options = options or DockerArchiveOptions()
+    config, diff_ids = _decode_config(config_bytes)
+    return [layer.v1_id for layer in _v1_layers(config, diff_ids, options)]
+
+
+def _split_familiar_tag(repo_tag: str) -> tuple[str, str]:
+    name, colon, tag = repo_tag.rpartition(":")
+    if not colon or not name or not tag or "/" in tag or "@" in repo_tag:
+        raise InvalidReferenceError(f"expected a familiar name:tag, got {repo_tag!r}")
+    return name, tag
+
+
+def repositories_json(tags: Sequence[tuple[str, str]], go122_escaping: bool = False) -> bytes:
+    """The ``repositories`` file for ``(familiar name:tag, top v1 ID hex)`` pairs."""
+    repositories: dict[str, dict[str, str]] = {}
+    for repo_tag, top_v1_id in tags:
+        name, tag = _split_familiar_tag(repo_tag)
+        repositories.setdefault(name, {})[tag] = top_v1_id
+
+    def encode_map(mapping: dict[str, str] | dict[str, dict[str, str]]) -> str:
+        members = []
+        for key in sorted(mapping, key=lambda text: text.encode("utf-8")):
+            value = mapping[key]
+            encoded = encode_map(value) if isinstance(value, dict) else encode_string(value)
+            members.append(f"{encode_string(key, go122_escaping)}:{encoded}")
+        return "{" + ",".join(members) + "}"
+
+    return (encode_map(repositories) + "\n").encode("utf-8")
+
+
+def manifest_json(items: Sequence[ManifestItem], go122_escaping: bool = False) -> bytes:
+    """``manifest.json`` as Go's ``json.Encoder`` writes it (spec 2.5), trailing newline."""
+
+    def array(values: Sequence[str] | None) -> str:
+        if values is None:
+            return "null"
+        return "[" + ",".join(encode_string(v, go122_escaping) for v in values) + "]"
+
+    entries = [
+        f'{{"Config":{encode_string(item.config, go122_escaping)},'
+        f'"RepoTags":{array(item.repo_tags)},"Layers":{array(item.layers)}}}'
+        for item in items
+    ]
+    return ("[" + ",".join(entries) + "]\n").encode("utf-8")
+
+
+# ---------------------------------------------------------------------------
+# Archive layout
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _LayerData:
+    image_index: int
+    layer_index: int
+    layer: ArchiveLayer
+
+
+@dataclass(frozen=True)
+class _LayerDir:
+    json: bytes
+    mtime: int
+    data: _LayerData | None
+    symlink_target: str = ""
+
+
+@dataclass
+class _Layout:
+    """Everything to write, keyed by top-level name (spec 2.6 dedup rules)."""
+
+    dirs: dict[str, _LayerDir] = field(default_factory=dict)
+    files: dict[str, tuple[bytes, int]] = field(default_factory=dict)
+    data_dir_by_diff_id: dict[Digest, str] = field(default_factory=dict)
+
+
+def _merge_duplicate_images(images: Sequence[ArchiveImage]) -> list[ArchiveImage]:
+    """One entry per image ID (as Docker keys images), tags merged in order."""
+    merged: dict[str, ArchiveImage] = {}
+    for image in images:
+        image_id = Digest.of(image.config_bytes).hex
+        if image_id in merged:
+            first = merged[image_id]
+            tags = [*first.repo_tags, *image.repo_tags]
+            merged[image_id] = ArchiveImage(first.config_bytes, first.layers, tags)
+        else:
+            merged[image_id] = image
+    return list(merged.values())
+
+
+def _unique(tags: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(tags))
+
+
+def _check_layers(image: ArchiveImage, diff_ids: Sequence[Digest]) -> None:
+    if len(image.layers) != len(diff_ids):
+        raise InvalidManifestError(
+            f"{len(image.layers)} layers given but the config lists {len(diff_ids)} diff_ids"
+        )
+    for index, (layer, diff_id) in enumerate(zip(image.layers, diff_ids, strict=True)):
+        if layer.diff_id != diff_id:
+            raise InvalidManifestError(
+                f"layer {index}: diff_id {layer.diff_id} differs from the config's {diff_id}"
+            )
+
+
+def _add_image(
+    layout: _Layout, image_index: int, image: ArchiveImage, options: DockerArchiveOptions, now: int
+) -> ManifestItem:
+    """Docker's ``saveImage`` for one image: add its dirs and config to ``layout``."""
+    config, diff_ids = _decode_config(image.config_bytes)
+    _check_layers(image, diff_ids)
+    mtime = created_mtime(config.created)
+    v1_layers = _v1_layers(config, diff_ids, options)
+    for layer_index, (v1_layer, layer) in enumerate(zip(v1_layers, image.layers, strict=True)):
+        if v1_layer.v1_id in layout.dirs:
+            continue
+        first_dir = layout.data_dir_by_diff_id.get(layer.diff_id)
+        if first_dir is None:
+            data = _LayerData(image_index, layer_index, layer)
+            layout.dirs[v1_layer.v1_id] = _LayerDir(v1_layer.json, mtime, data)
+            layout.data_dir_by_diff_id[layer.diff_id] = v1_layer.v1_id
+        else:
+            target = f"../{first_dir}/layer.tar"
+            layout.dirs[v1_layer.v1_id] = _LayerDir(v1_layer.json, now, None, target)
+    image_id = Digest.of(image.config_bytes).hex
+    layout.files[f"{image_id}.json"] = (image.config_bytes, mtime)
+    tags = _unique(image.repo_tags)
+    return ManifestItem(
+        config=f"{image_id}.json",
+        repo_tags=tags or None,
+        layers=[f"{v1_layer.v1_id}/layer.tar" for v1_layer in v1_layers],
+    )
+
+
+def _build_layout(images: Sequence[ArchiveImage], options: DockerArchiveOptions) -> _Layout:
+    now = int(time.time()) if options.now is None else options.now
+    layout = _Layout()
+    items: list[ManifestItem] = []
+    tagged: list[tuple[str, str]] = []
+    for image_index, image in enumerate(_merge_duplicate_images(images)):
+        item = _add_image(layout, image_index, image, options, now)
+        items.append(item)
+        top_v1_id = item.layers[-1].split("/", 1)[0]
+        tagged.extend((tag, top_v1_id) for tag in item.repo_tags or ())
+    escaping = options.go122_escaping
+    if tagged:
+        layout.files["repositories"] = (repositories_json(tagged, escaping), 0)
+    layout.files["manifest.json"] = (manifest_json(items, escaping), 0)
+    return layout
+
+
+# ---------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------
+
+
+def _verified_chunks(data: _LayerData) -> Iterator[bytes]:
+    """The layer's uncompressed bytes in 1 MiB chunks; raises if they miss the diff_id."""
+    hasher = hashlib.sha256()
+    with data.layer.open() as stream:
+        while chunk := stream.read(_CHUNK_SIZE):
+            hasher.update(chunk)
+            yield chunk
+    actual = Digest(hasher.hexdigest())
+    if actual != data.layer.diff_id:
+        raise DiffIDMismatchError(
+            f"image {data.image_index + 1}, layer {data.layer_index}: uncompressed content "
+            f"does not match diff_id: expected {data.layer.diff_id}, got {actual}"
+        )
+
+
+def _write_layer_dir(tar: TarWriter, v1_id: str, layer_dir: _LayerDir) -> None:
+    tar.add_directory(f"{v1_id}/", layer_dir.mtime)
+    tar.add_bytes(f"{v1_id}/VERSION", _VERSION_BYTES, layer_dir.mtime)
+    tar.add_bytes(f"{v1_id}/json", layer_dir.json, layer_dir.mtime)
+    if layer_dir.data is None:
+        tar.add_symlink(f"{v1_id}/layer.tar", layer_dir.symlink_target, layer_dir.mtime)
+    else:
+        tar.add_stream(f"{v1_id}/layer.tar", _verified_chunks(layer_dir.data), layer_dir.mtime)
+
+
+def _check_options(options: DockerArchiveOptions) -> None:
+    if options.header_flavour not in HEADER_FLAVOURS:
+        raise UsageError(
+            f"unknown tar header flavour {options.header_flavour!r}; use one of {HEADER_FLAVOURS}"
+        )
+
+
+def write_docker_archive(
+    out: BinaryIO,
+    images: Sequence[ArchiveImage],
+    options: DockerArchiveOptions | None = None,
+) -> None:
+    """Write the legacy ``docker save`` archive of ``images`` to the seekable ``out``.
+
+    Images are processed in the order given (Docker's processing order decides which
+    copy of a shared layer holds the data). Raises InvalidManifestError for configs
+    Docker would refuse or that do not match the layers, DiffIDMismatchError when a
+    layer's uncompressed bytes miss its diff_id.
+    """
+    options = options or DockerArchiveOptions()
+    _check_options(options)
+    if not images:
+        raise UsageError("no images to save")
+    layout = _build_layout(images, options)
+    tar = TarWriter(out, options.header_flavour)
+    for name in sorted([*layout.dirs, *layout.files]):
+        layer_dir = layout.dirs.get(name)
+        if layer_dir is not None:
+            _write_layer_dir(tar, name, layer_dir)
+        else:
+            data, mtime = layout.files[name]
+            tar.add_bytes(name, data, mtime)
+    tar.finish()

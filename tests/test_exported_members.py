@@ -1,0 +1,26 @@
+"""The public surface is small, explicit and documented."""
+
+import dockerdrag
+
+
+def test_all_is_exactly_what_is_exported() -> None:
+    public = {name for name in vars(dockerdrag) if not name.startswith("_")}
+    modules = {name for name in public if type(getattr(dockerdrag, name)).__name__ == "module"}
+    assert set(dockerdrag.__all__) - {"__version__"} == public - modules
+
+
+def test_every_public_name_has_a_docstring() -> None:
+    for name in dockerdrag.__all__:
+        if name == "__version__":
+            continue
+        member = getattr(dockerdrag, name)
+        if type(member).__name__ == "UnionType" or name == "ProgressEvent":
+            continue
+        assert (member.__doc__ or "").strip(), f"{name} has no docstring"
+
+
+def test_all_errors_share_one_base() -> None:
+    for name in dockerdrag.__all__:
+        member = getattr(dockerdrag, name)
+        if isinstance(member, type) and issubclass(member, Exception):
+            assert issubclass(member, dockerdrag.DockerDragError), name
