@@ -144,13 +144,10 @@ class _PlainProgress:
 
 async def _run(args: argparse.Namespace) -> int:
     credentials = _credentials(args, args.image)
-    options = {
-        "insecure": args.insecure,
-        "ca_cert": args.ca_cert,
-        "credentials": credentials,
-    }
     if args.command == "platforms" or getattr(args, "list_platforms", False):
-        async with Puller(**options) as puller:  # type: ignore[arg-type]
+        async with Puller(
+            insecure=args.insecure, ca_cert=args.ca_cert, credentials=credentials
+        ) as puller:
             entries = await puller.platforms(args.image)
         if not entries:
             print(f"{args.image} is a single-platform image", file=sys.stderr)
@@ -160,7 +157,9 @@ async def _run(args: argparse.Namespace) -> int:
         return 0
     progress = None if args.quiet else _PlainProgress()
     async with Puller(
-        **options,  # type: ignore[arg-type]
+        insecure=args.insecure,
+        ca_cert=args.ca_cert,
+        credentials=credentials,
         cache_dir=args.cache_dir,
         concurrency=args.concurrency,
         progress=progress,
@@ -169,9 +168,9 @@ async def _run(args: argparse.Namespace) -> int:
             result = await puller.pull(args.image, platform=args.platform, output=args.output)
         except PlatformRequiredError as exc:
             print(f"{exc}. Available platforms:", file=sys.stderr)
-            for entry in exc.available:
-                if isinstance(entry, Descriptor):
-                    print(format_platform_line(entry), file=sys.stderr)
+            for offered in exc.available:
+                if isinstance(offered, Descriptor):
+                    print(format_platform_line(offered), file=sys.stderr)
             return exc.exit_code
     if not args.quiet:
         print(f"Image ID {result.image_id}", file=sys.stderr)

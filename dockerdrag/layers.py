@@ -125,7 +125,9 @@ def _open_inner(compression: Compression, source: IO[bytes]) -> IO[bytes]:
 def open_decompressed(path: Path) -> BinaryIO:
     """Open the blob at ``path`` and return a stream of its uncompressed bytes.
 
-    Corrupt compressed data raises IntegrityError while reading.
+    Corrupt compressed data raises IntegrityError while reading. A truncated zstd
+    stream ends early without an error (python-zstandard does not report an
+    incomplete last frame); the caller's diff_id check rejects the short result.
     """
     source = open(path, "rb")  # noqa: SIM115 - ownership passes to the returned stream
     try:

@@ -181,7 +181,7 @@ class Platform:
 
     @classmethod
     def from_json(cls, obj: object) -> Platform:
-        """Build a normalised platform from an OCI ``platform`` JSON object.
+        """Build a platform (as the registry wrote it; matching normalises) from an OCI ``platform`` JSON object.
 
         ``os`` and ``architecture`` are required strings; ``variant`` and
         ``os.version`` optional strings; ``os.features`` an optional list of
@@ -209,7 +209,7 @@ class Platform:
                     "descriptor platform: 'os.features' must be a list of strings"
                 )
             features = tuple(features_obj)
-        return cls(os_name, arch, variant, os_version, features).normalized()
+        return cls(os_name, arch, variant, os_version, features)
 
     def normalized(self) -> Platform:
         """This platform in containerd's normal form (see the module docstring)."""

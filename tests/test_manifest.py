@@ -234,7 +234,7 @@ def test_index_platforms_skip_attestations() -> None:
     assert not index.manifests[0].is_attestation
     assert [str(d.platform) for d in index.platforms()] == [
         "linux/amd64",
-        "linux/arm64",
+        "linux/arm64/v8",  # listed as the registry wrote it
         "linux/arm/v6",
     ]
 
@@ -263,12 +263,12 @@ def test_select_manifest_not_found(wanted: str) -> None:
     err = info.value
     assert err.available == (
         Platform("linux", "amd64"),
-        Platform("linux", "arm64"),
+        Platform("linux", "arm64", "v8"),
         Platform("linux", "arm", "v6"),
     )
     message = str(err)
     assert str(Platform.parse(wanted)) in message
-    assert "linux/amd64, linux/arm64, linux/arm/v6" in message
+    assert "linux/amd64, linux/arm64/v8, linux/arm/v6" in message
     assert "unknown" not in message
     assert err.exit_code == 4
 

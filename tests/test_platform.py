@@ -160,15 +160,16 @@ def test_from_json() -> None:
             "os.features": ["a", "b"],
         }
     )
-    assert p == Platform("linux", "arm", "v7", None, ("a", "b"))
+    assert p == Platform("linux", "arm", "7", None, ("a", "b"))  # kept as written
+    assert p.normalized() == Platform("linux", "arm", "v7", None, ("a", "b"))
     w = Platform.from_json(
         {"architecture": "amd64", "os": "windows", "os.version": "10.0.17763.5329"}
     )
     assert w.os_version == "10.0.17763.5329"
     assert "os.version: 10.0.17763.5329" in w.describe()
-    assert Platform.from_json({"architecture": "arm64", "os": "linux", "variant": "v8"}) == (
-        Platform("linux", "arm64")
-    )
+    assert Platform.from_json(
+        {"architecture": "arm64", "os": "linux", "variant": "v8"}
+    ).normalized() == (Platform("linux", "arm64"))
     assert Platform.from_json({"architecture": "unknown", "os": "unknown"}) == Platform(
         "unknown", "unknown"
     )
