@@ -181,7 +181,7 @@ class Platform:
 
     @classmethod
     def from_json(cls, obj: object) -> Platform:
-        """Build a platform (as the registry wrote it; matching normalises) from an OCI ``platform`` JSON object.
+        """A platform from an OCI ``platform`` object, as written (matching normalises).
 
         ``os`` and ``architecture`` are required strings; ``variant`` and
         ``os.version`` optional strings; ``os.features`` an optional list of

@@ -18,13 +18,13 @@ from .auth import Credentials
 from .digest import Digest
 from .docker_archive import ArchiveImage, ArchiveLayer, DockerArchiveOptions, write_docker_archive
 from .download import BlobFetcher, fetch_all, first_error
-from .errors import DockerDragError, InvalidManifestError
+from .errors import DockerDragError, InvalidManifestError, UsageError
 from .events import ArchiveWriting, ProgressCallback, PullStarted
 from .layers import open_decompressed
 from .manifest import Descriptor, ImageIndex, parse_config
 from .platform import Platform
 from .reference import Reference
-from .registry import RegistryClient, ResolvedImage
+from .registry import RegistryClient, ResolvedImage, mirror_host
 from .store import BlobStore, atomic_output, check_output_path, default_cache_dir
 from .transport import RetryPolicy, Transport, TransportConfig
 
@@ -105,22 +105,24 @@ class Puller:
         ca_cert: str | Path | None = None,
         credentials: Mapping[str, Credentials] | None = None,
         use_docker_config: bool = True,
+        registry_mirrors: Sequence[str] = (),
         cache_dir: str | Path | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
         retry: RetryPolicy | None = None,
         progress: ProgressCallback | None = None,
         archive_options: DockerArchiveOptions | None = None,
     ) -> None:
+        plain_mirrors = [mirror_host(url)[0] for url in registry_mirrors if mirror_host(url)[1]]
         self.transport = Transport(
             TransportConfig(
-                insecure_registries=frozenset(insecure),
+                insecure_registries=frozenset([*insecure, *plain_mirrors]),
                 ca_cert=Path(ca_cert) if ca_cert is not None else None,
                 credentials=dict(credentials or {}),
                 use_docker_config=use_docker_config,
                 retry=retry or RetryPolicy(),
             )
         )
-        self.client = RegistryClient(self.transport)
+        self.client = RegistryClient(self.transport, registry_mirrors)
         self.store = BlobStore(Path(cache_dir) if cache_dir is not None else default_cache_dir())
         self.concurrency = concurrency
         self.progress = progress
@@ -143,7 +145,7 @@ class Puller:
     async def platforms(self, reference: str | Reference) -> list[Descriptor]:
         """The platform entries of a multi-platform image (empty for a single image)."""
         ref = reference if isinstance(reference, Reference) else Reference.parse(reference)
-        document = await self.client.fetch_manifest(ref)
+        _, document = await self.client.fetch_index_or_manifest(ref)
         return document.platforms() if isinstance(document, ImageIndex) else []
 
     async def pull(
@@ -152,10 +154,16 @@ class Puller:
         *,
         platform: Platform | str | None = None,
         output: str | Path | None = None,
+        tag: str | None = None,
     ) -> PullResult:
-        """Pull one image into a ``docker load``-able archive at ``output``."""
+        """Pull one image into a ``docker load``-able archive at ``output``.
+
+        ``tag`` sets the ``name:tag`` written into the archive (default: the
+        reference's own tag; none for a digest-only reference).
+        """
         ref = reference if isinstance(reference, Reference) else Reference.parse(reference)
         wanted = _as_platform(platform)
+        archive_tags(ref, tag)  # validate before any I/O
         out_path = Path(output) if output is not None else Path(ref.default_output_name())
         check_output_path(out_path)
         self.store.ensure()
@@ -163,7 +171,7 @@ class Puller:
         manifest = resolved.manifest
         if not manifest.layers:
             raise InvalidManifestError(f"{ref} has no layers; docker cannot load such an image")
-        config_raw = await self.client.fetch_blob_bytes(ref, manifest.config)
+        config_raw = await self.client.fetch_blob_bytes(resolved.source, manifest.config)
         config = parse_config(config_raw)
         if len(config.diff_ids) != len(manifest.layers):
             raise InvalidManifestError(
@@ -177,9 +185,8 @@ class Puller:
                 )
             )
         fetcher = BlobFetcher(self.client, self.store, self.progress)
-        paths = await fetch_all(fetcher, ref, manifest.layers, self.concurrency)
-        tag = ref.familiar_tagged()
-        repo_tags = (tag,) if tag else ()
+        paths = await fetch_all(fetcher, resolved.source, manifest.layers, self.concurrency)
+        repo_tags = archive_tags(ref, tag)
         if self.progress is not None:
             self.progress(ArchiveWriting(str(out_path)))
         layers = [
@@ -201,6 +208,18 @@ class Puller:
             platform=config.platform,
             repo_tags=repo_tags,
         )
+
+
+def archive_tags(reference: Reference, tag: str | None) -> tuple[str, ...]:
+    """The RepoTags of the archive: ``tag`` if given, else the reference's own tag."""
+    if tag is not None:
+        named = Reference.parse(tag)
+        if named.digest is not None:
+            raise UsageError(f"--tag {tag!r}: a name written into an archive cannot hold a digest")
+        familiar = named.familiar_tagged()
+        return (familiar,) if familiar else ()
+    familiar = reference.familiar_tagged()
+    return (familiar,) if familiar else ()
 
 
 def _opener(path: Path) -> Callable[[], BinaryIO]:
@@ -264,6 +283,8 @@ async def pull_image(
     cache_dir: str | Path | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     progress: ProgressCallback | None = None,
+    tag: str | None = None,
+    registry_mirrors: Sequence[str] = (),
 ) -> PullResult:
     """Pull ``reference`` into a ``docker load``-able archive and return what was written.
 
@@ -278,9 +299,10 @@ async def pull_image(
         cache_dir=cache_dir,
         concurrency=concurrency,
         progress=progress,
+        registry_mirrors=registry_mirrors,
     ) as puller:
         try:
-            return await puller.pull(ref, platform=platform, output=output)
+            return await puller.pull(ref, platform=platform, output=output, tag=tag)
         except BaseExceptionGroup as group:
             error = first_error(group)
             if isinstance(error, DockerDragError):

@@ -7,18 +7,22 @@ verified against it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
 
 from .auth import repository_scope
 from .digest import Digest
 from .errors import (
     BlobUnknownError,
     DigestMismatchError,
+    DockerDragError,
     InvalidManifestError,
     InvalidReferenceError,
     ManifestUnknownError,
     PlatformRequiredError,
+    UsageError,
 )
 from .manifest import (
     ACCEPT_MANIFEST_TYPES,
@@ -35,6 +39,15 @@ from .reference import Reference
 from .transport import Response, Transport
 
 ACCEPT_HEADER = ", ".join(ACCEPT_MANIFEST_TYPES)
+log = logging.getLogger("dockerdrag")
+
+
+def mirror_host(url: str) -> tuple[str, bool]:
+    """``(host[:port], is_plain_http)`` of a registry mirror URL such as ``http://m:5000``."""
+    parts = urlsplit(url if "://" in url else f"https://{url}")
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+        raise UsageError(f"invalid registry mirror {url!r}: expected http(s)://HOST[:PORT]")
+    return parts.netloc, parts.scheme == "http"
 
 
 @dataclass(frozen=True)
@@ -45,13 +58,33 @@ class ResolvedImage:
     manifest: ImageManifest
     index: ImageIndex | None
     platform: Platform | None
+    source: Reference  # where the image is fetched from: the reference, or it on a mirror
 
 
 class RegistryClient:
     """Registry operations over a :class:`Transport`."""
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, mirrors: Sequence[str] = ()) -> None:
         self.transport = transport
+        self.mirror_hosts = [mirror_host(url)[0] for url in mirrors]
+
+    def sources(self, reference: Reference) -> list[Reference]:
+        """Where to look for ``reference``: Docker Hub mirrors in order, then the origin."""
+        if not reference.is_docker_hub:
+            return [reference]
+        return [replace(reference, domain=host) for host in self.mirror_hosts] + [reference]
+
+    async def fetch_index_or_manifest(
+        self, reference: Reference
+    ) -> tuple[Reference, ImageManifest | ImageIndex]:
+        """Fetch the document ``reference`` names, trying mirrors first; return its source."""
+        candidates = self.sources(reference)
+        for source in candidates[:-1]:
+            try:
+                return source, await self.fetch_manifest(source)
+            except DockerDragError as exc:
+                log.info("mirror %s failed (%s); trying the next source", source.domain, exc)
+        return candidates[-1], await self.fetch_manifest(candidates[-1])
 
     async def fetch_manifest(
         self, reference: Reference, target: str | None = None
@@ -97,9 +130,9 @@ class RegistryClient:
         Without a platform, a multi-platform index raises PlatformRequiredError
         listing the platforms on offer (an index with a single platform is used).
         """
-        document = await self.fetch_manifest(reference)
+        source, document = await self.fetch_index_or_manifest(reference)
         if isinstance(document, ImageManifest):
-            return ResolvedImage(reference, document, None, platform)
+            return ResolvedImage(reference, document, None, platform, source)
         if platform is None:
             entries = document.platforms()
             if len(entries) != 1:
@@ -110,12 +143,12 @@ class RegistryClient:
             chosen: Descriptor = entries[0]
         else:
             chosen = select_manifest(document, platform)
-        manifest = await self.fetch_manifest(reference, str(chosen.digest))
+        manifest = await self.fetch_manifest(source, str(chosen.digest))
         if not isinstance(manifest, ImageManifest):
             raise InvalidManifestError(
                 f"index entry {chosen.digest} of {reference} is not an image manifest"
             )
-        return ResolvedImage(reference, manifest, document, chosen.platform)
+        return ResolvedImage(reference, manifest, document, chosen.platform, source)
 
     async def fetch_blob_bytes(self, reference: Reference, descriptor: Descriptor) -> bytes:
         """A small blob (the config) read into memory, size-capped and verified."""
