@@ -47,6 +47,14 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
         help="allow plain HTTP or unverified TLS for this registry (repeatable)",
     )
     group.add_argument("--ca-cert", metavar="FILE", help="extra CA certificate (PEM) to trust")
+    group.add_argument(
+        "--registry-mirror",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="Docker Hub mirror tried before the origin, like dockerd's registry-mirrors "
+        "(repeatable; an http:// URL is allowed plain HTTP)",
+    )
     group.add_argument("--username", "-u", help="registry username")
     group.add_argument(
         "--password-stdin", action="store_true", help="read the password or token from stdin"
@@ -77,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pull.add_argument(
         "-o", "--output", metavar="FILE", help="archive path (default: <repo_with_underscores>.tar)"
+    )
+    pull.add_argument(
+        "--tag", metavar="NAME:TAG", help="name to write into the archive (default: IMAGE's own)"
     )
     pull.add_argument(
         "--list-platforms", action="store_true", help="list the platforms of IMAGE and exit"
@@ -146,7 +157,10 @@ async def _run(args: argparse.Namespace) -> int:
     credentials = _credentials(args, args.image)
     if args.command == "platforms" or getattr(args, "list_platforms", False):
         async with Puller(
-            insecure=args.insecure, ca_cert=args.ca_cert, credentials=credentials
+            insecure=args.insecure,
+            ca_cert=args.ca_cert,
+            credentials=credentials,
+            registry_mirrors=args.registry_mirror,
         ) as puller:
             entries = await puller.platforms(args.image)
         if not entries:
@@ -160,12 +174,15 @@ async def _run(args: argparse.Namespace) -> int:
         insecure=args.insecure,
         ca_cert=args.ca_cert,
         credentials=credentials,
+        registry_mirrors=args.registry_mirror,
         cache_dir=args.cache_dir,
         concurrency=args.concurrency,
         progress=progress,
     ) as puller:
         try:
-            result = await puller.pull(args.image, platform=args.platform, output=args.output)
+            result = await puller.pull(
+                args.image, platform=args.platform, output=args.output, tag=args.tag
+            )
         except PlatformRequiredError as exc:
             print(f"{exc}. Available platforms:", file=sys.stderr)
             for offered in exc.available:

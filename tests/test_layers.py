@@ -1,0 +1,132 @@
+"""Layer decompression by magic bytes, as Docker does (spec 2.1)."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import os
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+import zstandard
+
+from dockerdrag.errors import IntegrityError
+from dockerdrag.layers import CHUNK_SIZE, Compression, open_decompressed, sniff_compression
+
+
+def make_layer_tar(payload_size: int = 3000, trailing_zeros: int = 0) -> bytes:
+    """A small layer tar (one file), optionally with extra trailing zeros."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+        info = tarfile.TarInfo("file.bin")
+        info.size = payload_size
+        archive.addfile(info, io.BytesIO(os.urandom(payload_size)))
+    return buffer.getvalue() + b"\0" * trailing_zeros
+
+
+def _zstd_two_frames(data: bytes) -> bytes:
+    compressor = zstandard.ZstdCompressor()
+    half = len(data) // 2
+    return compressor.compress(data[:half]) + compressor.compress(data[half:])
+
+
+def _gzip_two_members(data: bytes) -> bytes:
+    half = len(data) // 2
+    return gzip.compress(data[:half]) + gzip.compress(data[half:])
+
+
+COMPRESSORS: dict[str, tuple[Compression, Callable[[bytes], bytes]]] = {
+    "gzip": (Compression.GZIP, gzip.compress),
+    "gzip-multi-member": (Compression.GZIP, _gzip_two_members),
+    "bzip2": (Compression.BZIP2, bz2.compress),
+    "xz": (Compression.XZ, lzma.compress),
+    "zstd": (Compression.ZSTD, lambda data: zstandard.ZstdCompressor().compress(data)),
+    "zstd-multi-frame": (Compression.ZSTD, _zstd_two_frames),
+    "uncompressed": (Compression.NONE, lambda data: data),
+}
+
+
+def read_all(stream: BinaryIO) -> bytes:
+    parts = []
+    while chunk := stream.read(CHUNK_SIZE):
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+@pytest.mark.parametrize("name", sorted(COMPRESSORS))
+def test_open_decompressed_round_trip(tmp_path: Path, name: str) -> None:
+    compression, compress = COMPRESSORS[name]
+    layer = make_layer_tar(trailing_zeros=3072)
+    path = tmp_path / "blob"
+    path.write_bytes(compress(layer))
+    assert sniff_compression(path.read_bytes()[:6]) is compression
+    with open_decompressed(path) as stream:
+        assert read_all(stream) == layer
+
+
+def test_large_layer_is_read_in_chunks(tmp_path: Path) -> None:
+    layer = make_layer_tar(payload_size=3 * CHUNK_SIZE + 17)
+    path = tmp_path / "blob"
+    path.write_bytes(gzip.compress(layer, compresslevel=1))
+    with open_decompressed(path) as stream:
+        first = stream.read(CHUNK_SIZE)
+        assert 0 < len(first) <= CHUNK_SIZE
+        assert first + read_all(stream) == layer
+
+
+@pytest.mark.parametrize(
+    ("head", "compression"),
+    [
+        (b"\x1f\x8b\x08\x00", Compression.GZIP),
+        (b"\x1f\x8b\x09", Compression.NONE),
+        (b"BZh91AY", Compression.BZIP2),
+        (b"\xfd7zXZ\x00\x00", Compression.XZ),
+        (b"\xfd7zXZ", Compression.NONE),
+        (b"\x28\xb5\x2f\xfd\x00", Compression.ZSTD),
+        (b"file.txt\0\0", Compression.NONE),
+        (b"", Compression.NONE),
+    ],
+)
+def test_sniff_compression(head: bytes, compression: Compression) -> None:
+    assert sniff_compression(head) is compression
+
+
+@pytest.mark.parametrize("name", ["gzip", "bzip2", "xz"])
+def test_truncated_data_raises_integrity_error(tmp_path: Path, name: str) -> None:
+    _, compress = COMPRESSORS[name]
+    compressed = bytearray(compress(make_layer_tar(payload_size=20000)))
+    del compressed[len(compressed) // 2 :]  # truncated download
+    path = tmp_path / "blob"
+    path.write_bytes(bytes(compressed))
+    with pytest.raises(IntegrityError), open_decompressed(path) as stream:
+        read_all(stream)
+
+
+def test_truncated_zstd_yields_short_output_that_the_diff_id_check_catches(tmp_path: Path) -> None:
+    layer = make_layer_tar(payload_size=20000)
+    compressed = zstandard.ZstdCompressor().compress(layer)
+    path = tmp_path / "blob"
+    path.write_bytes(compressed[: len(compressed) // 2])
+    with open_decompressed(path) as stream:
+        assert read_all(stream) != layer
+
+
+def test_corrupt_zstd_raises_integrity_error(tmp_path: Path) -> None:
+    compressed = bytearray(zstandard.ZstdCompressor().compress(make_layer_tar()))
+    compressed[4:] = b"\xff" * (len(compressed) - 4)
+    path = tmp_path / "blob"
+    path.write_bytes(bytes(compressed))
+    with pytest.raises(IntegrityError), open_decompressed(path) as stream:
+        read_all(stream)
+
+
+def test_uncompressed_blob_is_returned_as_is(tmp_path: Path) -> None:
+    path = tmp_path / "blob"
+    path.write_bytes(b"x" * 10)
+    with open_decompressed(path) as stream:
+        assert stream.read() == b"x" * 10
