@@ -48,7 +48,8 @@ def main() -> int:
         print(f"error: {exc}")
         return exc.exit_code
     for result in results:
-        print(f"{result.reference} -> {result.output} ({result.image_id}, {len(result.layers)} layers)")
+        layers = len(result.layers)
+        print(f"{result.reference} -> {result.output} ({result.image_id}, {layers} layers)")
     return 0
 
 
