@@ -237,10 +237,9 @@ def _index_entry(target: Descriptor, ref: Reference | None) -> dict[str, object]
         "size": target.size,
     }
     if ref is not None:
-        entry["annotations"] = {
-            ANNOTATION_IMAGE_NAME: f"{ref.name}:{ref.tag}",
-            ANNOTATION_REF_NAME: ref.tag,
-        }
+        entry["annotations"] = _sorted_map(
+            {ANNOTATION_IMAGE_NAME: f"{ref.name}:{ref.tag}", ANNOTATION_REF_NAME: ref.tag}
+        )
     return entry
 
 
@@ -392,12 +391,7 @@ def _index_json(layout: _Layout) -> bytes:
     document = {
         "schemaVersion": 2,
         "mediaType": MEDIA_TYPE_OCI_INDEX,
-        "manifests": [
-            {**entry, "annotations": _sorted_map(entry["annotations"])}  # type: ignore[arg-type]
-            if "annotations" in entry
-            else entry
-            for entry in layout.index_entries
-        ],
+        "manifests": layout.index_entries,
     }
     return _encode(document).encode("utf-8")
 
@@ -468,29 +462,24 @@ def _metadata_files(layout: _Layout) -> list[tuple[str, bytes]]:
 def _verified_chunks(blob: _Blob, on_chunk: ChunkCallback | None) -> Iterator[bytes]:
     """The blob file's bytes in 1 MiB chunks, checked against its size and digest.
 
-    Raises SizeMismatchError as soon as the file runs past the expected size, and
-    SizeMismatchError or DigestMismatchError at the end; OutputError if unreadable.
+    Raises SizeMismatchError as soon as the file runs past the expected size (before
+    that chunk is yielded), SizeMismatchError or DigestMismatchError after the last
+    chunk, and OutputError if the file cannot be read.
     """
     assert blob.path is not None
     hasher = VerifyingHasher(blob.digest, blob.size)
     try:
         with open(blob.path, "rb") as handle:
             while chunk := handle.read(_CHUNK_SIZE):
-                _check(hasher.update, chunk, blob.path)
+                hasher.update(chunk)
                 if on_chunk is not None:
                     on_chunk(len(chunk))
                 yield chunk
+        hasher.verify()
+    except IntegrityError as exc:
+        raise type(exc)(f"blob file {blob.path} is corrupt: {exc}") from None
     except OSError as exc:
         raise OutputError(describe_os_error(exc, f"reading blob {blob.path}")) from exc
-    _check(lambda _: hasher.verify(), b"", blob.path)
-
-
-def _check(step: Callable[[bytes], None], data: bytes, path: Path) -> None:
-    """Run a hasher step, naming the blob file in an integrity error."""
-    try:
-        step(data)
-    except IntegrityError as exc:
-        raise type(exc)(f"blob file {path} is corrupt: {exc}") from None
 
 
 def _write_tar_blob(
@@ -501,7 +490,128 @@ def _write_tar_blob(
     if blob.data is not None:
         tar.add_bytes(name, blob.data, blob.mtime)
         return
-    out.write(build_header(name, TYPE_FILE, size=blob.size, mtime=blob.mtime, flavour=_HEADER_FLAVOUR))
+    out.write(
+        build_header(name, TYPE_FILE, size=blob.size, mtime=blob.mtime, flavour=_HEADER_FLAVOUR)
+    )
     for chunk in _verified_chunks(blob, on_chunk):
         out.write(chunk)
     out.write(b"\0" * padding_for(blob.size))
+
+
+# ---------------------------------------------------------------------------
+# Public writers
+# ---------------------------------------------------------------------------
+
+
+def write_oci_archive(
+    out: BinaryIO,
+    images: Sequence[OciImage],
+    *,
+    include_attestations: bool = False,
+    on_chunk: ChunkCallback | None = None,
+) -> None:
+    """Write ``images`` as one OCI-layout + Docker tar (``--format oci``) to ``out``.
+
+    ``out`` need not be seekable. Blob files are streamed in 1 MiB chunks and re-verified
+    (DigestMismatchError / SizeMismatchError); a config must match its descriptor too.
+    Configs of loadable images are decoded as Docker does (InvalidManifestError if Docker
+    would refuse them). On any error the bytes written so far are not an archive: write to
+    a temporary file (``store.atomic_output``). ``on_chunk`` sees every blob chunk.
+    """
+    layout = _plan(images, include_attestations)
+    tar = TarWriter(out, _HEADER_FLAVOUR)
+    tar.add_directory("blobs/", layout.blobs_mtime)
+    tar.add_directory(_BLOB_PREFIX, 0)
+    for digest in sorted(layout.blobs):
+        _write_tar_blob(out, tar, layout.blobs[digest], on_chunk)
+    for name, data in _metadata_files(layout):
+        tar.add_bytes(name, data, 0)
+    tar.finish()
+
+
+def _check_dir_target(target: Path) -> None:
+    """Refuse a target that exists as anything but an empty directory."""
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"output directory {parent} does not exist")
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise OutputError(f"output path {target} exists and is not a directory")
+    if target.is_dir() and any(target.iterdir()):
+        raise OutputError(f"output directory {target} exists and is not empty")
+
+
+def _write_file(path: Path, chunks: Iterator[bytes] | Sequence[bytes], mtime: int) -> None:
+    """Write and fsync one file, then set its mtime."""
+    with open(path, "wb") as handle:
+        for chunk in chunks:
+            handle.write(chunk)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.utime(path, (mtime, mtime))
+
+
+def _fill_dir(root: Path, layout: _Layout, on_chunk: ChunkCallback | None) -> None:
+    """Write the layout below ``root`` (an empty directory)."""
+    blob_dir = root / _BLOB_PREFIX
+    blob_dir.mkdir(parents=True)
+    for digest in sorted(layout.blobs):
+        blob = layout.blobs[digest]
+        chunks = [blob.data] if blob.data is not None else _verified_chunks(blob, on_chunk)
+        _write_file(blob_dir / digest.hex, chunks, blob.mtime)
+    for name, data in _metadata_files(layout):
+        _write_file(root / name, [data], 0)
+    os.utime(blob_dir, (0, 0))
+    os.utime(root / "blobs", (layout.blobs_mtime, layout.blobs_mtime))
+    os.chmod(root, 0o755)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _move_into_place(temp: Path, target: Path) -> None:
+    """Rename the finished ``temp`` onto ``target`` (absent or an empty directory)."""
+    try:
+        os.rename(temp, target)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+            raise OutputError(f"output directory {target} exists and is not empty") from exc
+        raise
+    _fsync_dir(target.parent if str(target.parent) else Path("."))
+
+
+def write_oci_dir(
+    target: Path | str,
+    images: Sequence[OciImage],
+    *,
+    include_attestations: bool = False,
+    on_chunk: ChunkCallback | None = None,
+) -> None:
+    """Write ``images`` as an OCI layout directory at ``target`` (``--format oci-dir``).
+
+    The layout is built in a hidden temp directory beside ``target`` and renamed into
+    place only when complete; ``target`` must be absent or an empty directory
+    (OutputError otherwise). On any error nothing is left behind. Verification and
+    errors are as for :func:`write_oci_archive`.
+    """
+    target = Path(target)
+    layout = _plan(images, include_attestations)
+    _check_dir_target(target)
+    parent = target.parent if str(target.parent) else Path(".")
+    try:
+        temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=parent))
+    except OSError as exc:
+        raise OutputError(describe_os_error(exc, f"creating a directory in {parent}")) from exc
+    try:
+        _fill_dir(temp, layout, on_chunk)
+        _move_into_place(temp, target)
+    except OSError as exc:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise OutputError(describe_os_error(exc, f"writing {target}")) from exc
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise

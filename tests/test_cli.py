@@ -1,0 +1,219 @@
+"""The command line, driven as a user would: subprocesses, exit codes, what is printed."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.archive_check import read_docker_archive
+from tests.support.images import PushedImage, push_image, text_layer
+from tests.support.registry_server import RegistryServer
+
+SeededRegistry = tuple[RegistryServer, dict[str, Any]]
+
+
+def run_cli(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "XDG_CACHE_HOME": str(cwd / ".xdg-cache"), "DOCKER_CONFIG": str(cwd)}
+    return subprocess.run(
+        [sys.executable, "-m", "dockerdrag", *args],
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def assert_clean_failure(completed: subprocess.CompletedProcess[str], code: int) -> None:
+    assert completed.returncode == code, completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert completed.stderr.startswith("dockerdrag: error: ") or "usage:" in completed.stderr
+
+
+def test_default_output_name_like_the_original_script(
+    seeded_registry: SeededRegistry, tmp_path: Path
+) -> None:
+    server, images = seeded_registry
+    completed = run_cli(images["busybox"].reference, "--insecure", server.host, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "test_busybox.tar"
+    (image,) = read_docker_archive(tmp_path / "test_busybox.tar")
+    assert image.repo_tags == [f"{server.host}/test/busybox:latest"]
+    assert "Pull complete" in completed.stderr
+
+
+def test_pull_subcommand_with_output(seeded_registry: SeededRegistry, tmp_path: Path) -> None:
+    server, images = seeded_registry
+    completed = run_cli(
+        "pull",
+        images["busybox"].reference,
+        "--insecure",
+        server.host,
+        "-o",
+        "x.tar",
+        "-q",
+        cwd=tmp_path,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "x.tar" and completed.stderr == ""
+    assert (tmp_path / "x.tar").exists()
+
+
+def test_docker_hub_names_through_a_mirror(registry: RegistryServer, tmp_path: Path) -> None:
+    """`hello-world` means docker.io/library/hello-world; served here by a local mirror."""
+    pushed = push_image(registry, "library/hello-world", "latest", [text_layer("hello", "hi\n")])
+    completed = run_cli("hello-world", "--registry-mirror", f"http://{registry.host}", cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "library_hello-world.tar"
+    (image,) = read_docker_archive(tmp_path / "library_hello-world.tar")
+    assert image.repo_tags == ["hello-world:latest"]
+    assert image.config == pushed.config
+
+
+def test_multiarch_without_platform_lists_and_fails(
+    seeded_registry: SeededRegistry, tmp_path: Path
+) -> None:
+    server, images = seeded_registry
+    index = images["multiarch"]
+    completed = run_cli(index.reference, "--insecure", server.host, cwd=tmp_path)
+    assert completed.returncode == 4
+    amd64 = index.image("linux", "amd64")
+    assert re.search(
+        rf"^--platform linux/amd64 +# os: linux, architecture: amd64 \(digest: {amd64.digest}\)$",
+        completed.stderr,
+        re.MULTILINE,
+    )
+    assert re.search(
+        r"^--platform linux/arm64/v8 +# os: linux, architecture: arm64, variant: v8 \(digest: ",
+        completed.stderr,
+        re.MULTILINE,
+    )
+    assert "unknown" not in completed.stderr
+    assert list(tmp_path.glob("*.tar")) == []
+
+
+@pytest.mark.parametrize("how", [["--list-platforms"], ["platforms"]])
+def test_list_platforms(seeded_registry: SeededRegistry, tmp_path: Path, how: list[str]) -> None:
+    server, images = seeded_registry
+    index = images["multiarch"]
+    args = [*how, index.reference] if how == ["platforms"] else [index.reference, *how]
+    completed = run_cli(*args, "--insecure", server.host, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    lines = completed.stdout.strip().splitlines()
+    assert [line.split()[1] for line in lines] == ["linux/amd64", "linux/arm64/v8", "linux/arm/v7"]
+
+
+def test_platform_choice(seeded_registry: SeededRegistry, tmp_path: Path) -> None:
+    server, images = seeded_registry
+    index = images["multiarch"]
+    completed = run_cli(
+        index.reference,
+        "--platform",
+        "linux/arm64/v8",
+        "--insecure",
+        server.host,
+        "-o",
+        "a.tar",
+        cwd=tmp_path,
+    )
+    assert completed.returncode == 0, completed.stderr
+    (image,) = read_docker_archive(tmp_path / "a.tar")
+    assert image.config == index.image("linux", "arm64", "v8").config
+
+
+def test_unknown_tag_exit_4(registry: RegistryServer, tmp_path: Path) -> None:
+    completed = run_cli(
+        f"{registry.host}/test/busybox:nope", "--insecure", registry.host, cwd=tmp_path
+    )
+    assert_clean_failure(completed, 4)
+    assert "nope" in completed.stderr
+    assert len(completed.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_platform_exit_4(seeded_registry: SeededRegistry, tmp_path: Path) -> None:
+    server, images = seeded_registry
+    completed = run_cli(
+        images["multiarch"].reference,
+        "--platform",
+        "linux/s390x",
+        "--insecure",
+        server.host,
+        cwd=tmp_path,
+    )
+    assert_clean_failure(completed, 4)
+    assert "linux/arm/v7" in completed.stderr
+
+
+@pytest.mark.parametrize("reference", ["library/UPPER", "a//b", "x@sha256:123"])
+def test_malformed_reference_exit_2(tmp_path: Path, reference: str) -> None:
+    completed = run_cli(reference, cwd=tmp_path)
+    assert_clean_failure(completed, 2)
+
+
+def test_bad_platform_exit_2(tmp_path: Path) -> None:
+    completed = run_cli("busybox", "--platform", "linux//x", cwd=tmp_path)
+    assert_clean_failure(completed, 2)
+
+
+def test_plain_http_registry_without_insecure_is_a_tls_error(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    completed = run_cli(f"{registry.host}/test/busybox", cwd=tmp_path)
+    assert_clean_failure(completed, 5)
+    assert f"--insecure {registry.host}" in completed.stderr
+
+
+def test_output_directory_missing_exit_7(registry: RegistryServer, tmp_path: Path) -> None:
+    completed = run_cli(
+        f"{registry.host}/test/busybox",
+        "--insecure",
+        registry.host,
+        "-o",
+        "missing/x.tar",
+        cwd=tmp_path,
+    )
+    assert_clean_failure(completed, 7)
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    assert run_cli("--no-such-option", "x", cwd=tmp_path).returncode == 2
+    assert run_cli(cwd=tmp_path).returncode == 2
+    assert run_cli("busybox", "--concurrency", "0", cwd=tmp_path).returncode == 2
+
+
+def test_version_and_help(tmp_path: Path) -> None:
+    version = run_cli("--version", cwd=tmp_path)
+    assert version.returncode == 0 and version.stdout.startswith("dockerdrag ")
+    helptext = run_cli("pull", "--help", cwd=tmp_path)
+    assert helptext.returncode == 0
+    for option in (
+        "--platform",
+        "--output",
+        "--insecure",
+        "--ca-cert",
+        "--concurrency",
+        "examples:",
+    ):
+        assert option in helptext.stdout
+
+
+def test_console_script_is_installed(seeded_registry: SeededRegistry, tmp_path: Path) -> None:
+    server, images = seeded_registry
+    pushed: PushedImage = images["busybox"]
+    completed = subprocess.run(
+        ["dockerdrag", pushed.reference, "--insecure", server.host, "-o", "c.tar", "-q"],
+        cwd=tmp_path,
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert (tmp_path / "c.tar").exists()
