@@ -21,9 +21,7 @@ from tests.support.registry_server import RegistryServer
 pytestmark = pytest.mark.anyio
 
 FIXTURES = Path(__file__).parent / "fixtures" / "docker-save-20.10"
-IMAGES = sorted(
-    p.name for p in FIXTURES.iterdir() if p.is_dir() and not p.name.startswith("_")
-)
+IMAGES = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir() and not p.name.startswith("_"))
 
 
 def push_fixture(registry: RegistryServer, name: str) -> str:
