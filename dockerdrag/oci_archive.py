@@ -17,9 +17,9 @@ later. **zstd layers do not load in Docker 20.10** (it fails with ``unexpected E
 Docker 23.0+ reads them. The archive is still a valid OCI layout either way.
 ``skopeo``/``podman`` read it as ``oci-archive:FILE`` and as ``docker-archive:FILE``.
 
-``--format oci-dir`` writes the same layout as a directory (with the same
-``manifest.json``/``repositories``, harmless there: ``tar -C DIR -cf x.tar .`` gives a
-loadable archive), built in a temp directory beside the target and renamed into place.
+``--format oci-dir`` writes the same layout as a directory (``manifest.json`` and
+``repositories`` included: harmless there, and the tree matches the tar's), built in a
+temp directory beside the target and renamed into place.
 
 Layout rules:
 
@@ -39,11 +39,17 @@ Layout rules:
   ``unknown/unknown``) never go in ``manifest.json``, and their blobs are stored only
   with ``include_attestations=True``. A multi-platform layout keeps the registry's index
   verbatim, so it may name platforms (or attestations) whose blobs are not stored: the
-  layout is then *sparse*, as with ``ctr export --skip-missing``.
+  layout is then *sparse* (``skopeo copy --all`` needs every instance present).
 * ``LayerSources`` is written only for foreign (nondistributable) layers, as Docker
   writes it: it maps the layer's diff_id to its distribution descriptor so that a
   daemon keeps the layer foreign. A foreign layer whose blob was not fetched is left
   out of ``blobs/`` (the OCI spec allows that) and its image out of ``manifest.json``.
+
+Readers (checked in the tests): skopeo 1.9 reads the tar both as ``oci-archive:`` and as
+``docker-archive:`` and the directory as ``oci:``, but finds an ``index.json`` entry by
+tag (``oci:DIR:TAG``) only for OCI media types, not for Docker schema 2 manifests or
+lists (a single entry is read without a tag). umoci 0.4 lists the tags of any layout but
+``umoci stat``/``unpack`` handle only OCI single-platform manifests.
 
 Determinism (spec 4.1, 6.5): entries in a sorted depth-first walk (``blobs/``,
 ``blobs/sha256/``, the blobs by hex, ``index.json``, ``manifest.json``, ``oci-layout``,
@@ -164,7 +170,7 @@ class _DockerItem:
     layers: tuple[Digest, ...]
     tags: list[Reference]
     layer_sources: dict[Digest, Descriptor]
-    top_diff_id: Digest
+    top_diff_id: Digest | None
 
 
 @dataclass
@@ -279,9 +285,9 @@ def _diff_ids(config: ImageConfig, manifest: ImageManifest) -> list[Digest]:
 def _add_manifest_blobs(layout: _Layout, item: OciManifest, mtime: int) -> bool:
     """Store the manifest, config and layer blobs; False if a foreign layer is missing."""
     manifest = item.manifest
-    _check_bytes(item.config_raw, manifest.config, f"config of manifest {manifest.digest}")
     layout.add_blob(_Blob(manifest.digest, manifest.size, 0, data=manifest.raw))
-    layout.add_blob(_Blob(manifest.config.digest, manifest.config.size, mtime, item.config_raw))
+    config = manifest.config
+    layout.add_blob(_Blob(config.digest, config.size, mtime, data=item.config_raw))
     complete = True
     for layer in manifest.layers:
         path = item.blob_paths.get(layer.digest)
@@ -306,7 +312,7 @@ def _docker_item(manifest: ImageManifest, diff_ids: Sequence[Digest]) -> _Docker
         layers=tuple(layer.digest for layer in manifest.layers),
         tags=[],
         layer_sources=sources,
-        top_diff_id=diff_ids[-1] if diff_ids else manifest.config.digest,
+        top_diff_id=diff_ids[-1] if diff_ids else None,
     )
 
 
@@ -327,6 +333,8 @@ def _add_image(layout: _Layout, image: OciImage, include_attestations: bool) -> 
     attestations = _attestations(image.index)
     primary_os: str | None = None
     for item in image.manifests:
+        config_descriptor = item.manifest.config
+        _check_bytes(item.config_raw, config_descriptor, f"config {config_descriptor.digest}")
         if item.manifest.digest in attestations:
             if include_attestations:
                 _add_manifest_blobs(layout, item, 0)
@@ -432,6 +440,8 @@ def _repositories_json(layout: _Layout) -> bytes | None:
     """``repositories`` (familiar name -> tag -> top diff_id hex), or None if untagged."""
     repositories: dict[str, dict[str, object]] = {}
     for item in layout.items:
+        if item.top_diff_id is None:
+            continue
         for ref in item.tags:
             assert ref.tag is not None
             repositories.setdefault(ref.familiar_name, {})[ref.tag] = item.top_diff_id.hex
@@ -517,6 +527,7 @@ def write_oci_archive(
     Configs of loadable images are decoded as Docker does (InvalidManifestError if Docker
     would refuse them). On any error the bytes written so far are not an archive: write to
     a temporary file (``store.atomic_output``). ``on_chunk`` sees every blob chunk.
+    Layers stay as pulled: gzip ones load in Docker 20.10, zstd ones only in 23.0+.
     """
     layout = _plan(images, include_attestations)
     tar = TarWriter(out, _HEADER_FLAVOUR)

@@ -1,7 +1,10 @@
-"""Pull an image into an archive: the public entry points.
+"""Pull images into an archive: the public entry points.
 
-:func:`pull_image` is a thin function over :class:`Puller`, a reusable client
-whose pulls share one HTTP session, one token cache and one blob cache.
+:func:`pull_image` / :func:`pull_images` are thin functions over :class:`Puller`,
+a reusable client whose pulls share one HTTP session, one token cache and one
+blob cache. A pull resolves every reference first (tag -> digest -> platform
+manifests -> configs), then fetches all distinct layer blobs under one
+concurrency limit, then writes the archive in a worker thread.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 import anyio
 
@@ -18,17 +21,35 @@ from .auth import Credentials
 from .digest import Digest
 from .docker_archive import ArchiveImage, ArchiveLayer, DockerArchiveOptions, write_docker_archive
 from .download import BlobFetcher, fetch_all, first_error
-from .errors import DockerDragError, InvalidManifestError, UsageError
+from .errors import (
+    DockerDragError,
+    InvalidManifestError,
+    PlatformNotFoundError,
+    PlatformRequiredError,
+    UnsupportedFormatError,
+    UsageError,
+)
 from .events import ArchiveWriting, ProgressCallback, PullStarted
 from .layers import open_decompressed
-from .manifest import Descriptor, ImageIndex, parse_config
+from .manifest import (
+    Descriptor,
+    ImageConfig,
+    ImageIndex,
+    ImageManifest,
+    parse_config,
+    select_manifest,
+)
+from .oci_archive import OciImage, OciManifest, write_oci_archive, write_oci_dir
 from .platform import Platform
 from .reference import Reference
-from .registry import RegistryClient, ResolvedImage, mirror_host
+from .registry import RegistryClient, mirror_host
 from .store import BlobStore, atomic_output, check_output_path, default_cache_dir
 from .transport import RetryPolicy, Transport, TransportConfig
 
 DEFAULT_CONCURRENCY = 3
+OutputFormat = Literal["docker", "oci", "oci-dir"]
+FORMATS: tuple[str, ...] = ("docker", "oci", "oci-dir")
+PlatformSpec = Platform | str | Sequence[Platform | str] | None
 
 
 @dataclass(frozen=True)
@@ -43,7 +64,7 @@ class LayerResult:
 
 @dataclass(frozen=True)
 class PullResult:
-    """What a pull produced."""
+    """What a pull produced for one image (several share ``output`` in a bundle)."""
 
     output: Path
     reference: str
@@ -53,11 +74,33 @@ class PullResult:
     layers: tuple[LayerResult, ...]
     platform: Platform
     repo_tags: tuple[str, ...]
+    format: str = "docker"
+    platforms: tuple[Platform, ...] = ()
 
     @property
     def image_id(self) -> str:
         """The image ID Docker shows after loading: the config digest."""
         return str(self.config_digest)
+
+
+@dataclass(frozen=True)
+class _PlatformImage:
+    """One image manifest with its verified config."""
+
+    manifest: ImageManifest
+    config_raw: bytes
+    config: ImageConfig
+
+
+@dataclass(frozen=True)
+class _ResolvedPull:
+    """Everything known about one requested image before its layers are fetched."""
+
+    reference: Reference
+    source: Reference
+    index: ImageIndex | None
+    images: tuple[_PlatformImage, ...]  # the first is the primary (tagged) one
+    repo_tags: tuple[str, ...]
 
 
 class _Cancelled(Exception):
@@ -86,10 +129,43 @@ class _StoppableReader:
         self.close()
 
 
-def _as_platform(platform: Platform | str | None) -> Platform | None:
-    if platform is None or isinstance(platform, Platform):
-        return platform
-    return Platform.parse(platform)
+def parse_platforms(spec: PlatformSpec) -> list[Platform] | Literal["all"] | None:
+    """``None``, ``"all"``, one platform, or a comma-separated list / sequence of them."""
+    if spec is None or isinstance(spec, Platform):
+        return None if spec is None else [spec]
+    if isinstance(spec, str):
+        if spec.strip() == "all":
+            return "all"
+        parts: Sequence[Platform | str] = [p for p in spec.split(",") if p.strip()]
+    else:
+        parts = spec
+    platforms = [p if isinstance(p, Platform) else Platform.parse(p.strip()) for p in parts]
+    if not platforms:
+        raise UsageError("empty platform list")
+    return platforms
+
+
+def archive_tags(reference: Reference, tag: str | None) -> tuple[str, ...]:
+    """The RepoTags of the archive: ``tag`` if given, else the reference's own tag."""
+    if tag is not None:
+        named = Reference.parse(tag)
+        if named.digest is not None:
+            raise UsageError(f"--tag {tag!r}: a name written into an archive cannot hold a digest")
+        familiar = named.familiar_tagged()
+        return (familiar,) if familiar else ()
+    familiar = reference.familiar_tagged()
+    return (familiar,) if familiar else ()
+
+
+def _as_reference(reference: str | Reference) -> Reference:
+    return reference if isinstance(reference, Reference) else Reference.parse(reference)
+
+
+def _check_format(output_format: str) -> None:
+    if output_format not in FORMATS:
+        raise UnsupportedFormatError(
+            f"unknown format {output_format!r}: choose one of {', '.join(FORMATS)}"
+        )
 
 
 class Puller:
@@ -111,6 +187,7 @@ class Puller:
         retry: RetryPolicy | None = None,
         progress: ProgressCallback | None = None,
         archive_options: DockerArchiveOptions | None = None,
+        include_attestations: bool = False,
     ) -> None:
         plain_mirrors = [mirror_host(url)[0] for url in registry_mirrors if mirror_host(url)[1]]
         self.transport = Transport(
@@ -127,6 +204,7 @@ class Puller:
         self.concurrency = concurrency
         self.progress = progress
         self.archive_options = archive_options or DockerArchiveOptions()
+        self.include_attestations = include_attestations
 
     async def __aenter__(self) -> Puller:
         await self.transport.__aenter__()
@@ -135,122 +213,279 @@ class Puller:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.transport.__aexit__(*exc_info)
 
-    async def resolve(
-        self, reference: str | Reference, platform: Platform | str | None = None
-    ) -> ResolvedImage:
-        """Resolve a reference to one platform's manifest without downloading layers."""
-        ref = reference if isinstance(reference, Reference) else Reference.parse(reference)
-        return await self.client.resolve(ref, _as_platform(platform))
-
     async def platforms(self, reference: str | Reference) -> list[Descriptor]:
         """The platform entries of a multi-platform image (empty for a single image)."""
-        ref = reference if isinstance(reference, Reference) else Reference.parse(reference)
-        _, document = await self.client.fetch_index_or_manifest(ref)
+        _, document = await self.client.fetch_index_or_manifest(_as_reference(reference))
         return document.platforms() if isinstance(document, ImageIndex) else []
 
     async def pull(
         self,
         reference: str | Reference,
         *,
-        platform: Platform | str | None = None,
+        platform: PlatformSpec = None,
         output: str | Path | None = None,
         tag: str | None = None,
+        format: str = "docker",
     ) -> PullResult:
-        """Pull one image into a ``docker load``-able archive at ``output``.
+        """Pull one image into an archive at ``output`` (default: the original tool's name).
 
         ``tag`` sets the ``name:tag`` written into the archive (default: the
-        reference's own tag; none for a digest-only reference).
+        reference's own tag; none for a digest-only reference). ``format`` is
+        ``docker`` (legacy ``docker save``), ``oci`` (OCI layout + manifest.json
+        in one tar, layers kept compressed) or ``oci-dir`` (an OCI layout directory).
         """
-        ref = reference if isinstance(reference, Reference) else Reference.parse(reference)
-        wanted = _as_platform(platform)
-        archive_tags(ref, tag)  # validate before any I/O
-        out_path = Path(output) if output is not None else Path(ref.default_output_name())
-        check_output_path(out_path)
+        ref = _as_reference(reference)
+        out = Path(output) if output is not None else Path(ref.default_output_name())
+        tags = [tag] if tag is not None else None
+        (result,) = await self.pull_many(
+            [ref], platform=platform, output=out, tags=tags, format=format
+        )
+        return result
+
+    async def pull_many(
+        self,
+        references: Sequence[str | Reference],
+        *,
+        output: str | Path,
+        platform: PlatformSpec = None,
+        tags: Sequence[str | None] | None = None,
+        format: str = "docker",
+    ) -> list[PullResult]:
+        """Pull several images into ONE archive; each blob is stored once.
+
+        ``manifest.json`` lists the images in the order given. ``tags`` (parallel to
+        ``references``) overrides the names written for each image.
+        """
+        _check_format(format)
+        refs = [_as_reference(r) for r in references]
+        if not refs:
+            raise UsageError("no image given")
+        overrides = list(tags) if tags is not None else [None] * len(refs)
+        if len(overrides) != len(refs):
+            raise UsageError("give one --tag per image")
+        repo_tags = [archive_tags(ref, t) for ref, t in zip(refs, overrides, strict=True)]
+        wanted = parse_platforms(platform)
+        if format == "docker" and (wanted == "all" or (wanted is not None and len(wanted) > 1)):
+            raise UsageError("several platforms need --format oci or oci-dir")
+        out_path = Path(output)
+        if format != "oci-dir":
+            check_output_path(out_path)
         self.store.ensure()
-        resolved = await self.client.resolve(ref, wanted)
-        manifest = resolved.manifest
+        resolved = [
+            await self._resolve(ref, wanted, names)
+            for ref, names in zip(refs, repo_tags, strict=True)
+        ]
+        blob_paths = await self._fetch_layers(resolved)
+        if self.progress is not None:
+            self.progress(ArchiveWriting(str(out_path)))
+        if format == "docker":
+            await _run_writer_in_thread(self._docker_writer(out_path, resolved, blob_paths))
+        else:
+            await _run_writer_in_thread(self._oci_writer(out_path, resolved, blob_paths, format))
+        return [_result(item, out_path, format) for item in resolved]
+
+    # ------------------------------------------------------------------ resolving
+
+    async def _resolve(
+        self,
+        ref: Reference,
+        wanted: list[Platform] | Literal["all"] | None,
+        repo_tags: tuple[str, ...],
+    ) -> _ResolvedPull:
+        source, document = await self.client.fetch_index_or_manifest(ref)
+        if isinstance(document, ImageManifest):
+            manifests = [document]
+            index = None
+        else:
+            index = document
+            entries = self._choose_entries(ref, document, wanted)
+            manifests = []
+            for entry in entries:
+                fetched = await self.client.fetch_manifest(source, str(entry.digest))
+                if not isinstance(fetched, ImageManifest):
+                    raise InvalidManifestError(
+                        f"index entry {entry.digest} of {ref} is not an image manifest"
+                    )
+                manifests.append(fetched)
+        images = tuple([await self._with_config(ref, source, m) for m in manifests])
+        return _ResolvedPull(ref, source, index, images, repo_tags)
+
+    def _choose_entries(
+        self, ref: Reference, index: ImageIndex, wanted: list[Platform] | Literal["all"] | None
+    ) -> list[Descriptor]:
+        offered = index.platforms()
+        if wanted == "all":
+            if not offered:
+                raise PlatformNotFoundError(f"{ref} lists no platforms", available=[])
+            chosen = list(offered)
+        elif wanted is None:
+            if len(offered) != 1:
+                raise PlatformRequiredError(
+                    f"{ref} is a multi-platform image; choose one with --platform",
+                    available=offered,
+                )
+            chosen = list(offered)
+        else:
+            chosen = []
+            for platform in wanted:
+                entry = select_manifest(index, platform)
+                if entry not in chosen:
+                    chosen.append(entry)
+        if self.include_attestations:
+            chosen += [d for d in index.manifests if d.is_attestation]
+        return chosen
+
+    async def _with_config(
+        self, ref: Reference, source: Reference, manifest: ImageManifest
+    ) -> _PlatformImage:
+        config_raw = await self.client.fetch_blob_bytes(source, manifest.config)
+        if _is_attestation_manifest(manifest):
+            return _PlatformImage(manifest, config_raw, _attestation_config(config_raw))
         if not manifest.layers:
             raise InvalidManifestError(f"{ref} has no layers; docker cannot load such an image")
-        config_raw = await self.client.fetch_blob_bytes(resolved.source, manifest.config)
         config = parse_config(config_raw)
         if len(config.diff_ids) != len(manifest.layers):
             raise InvalidManifestError(
                 f"{ref}: the manifest lists {len(manifest.layers)} layers but the config has "
                 f"{len(config.diff_ids)} diff_ids"
             )
-        if self.progress is not None:
-            self.progress(
-                PullStarted(
-                    str(ref), manifest.digest, tuple((d.digest, d.size) for d in manifest.layers)
-                )
-            )
+        return _PlatformImage(manifest, config_raw, config)
+
+    # ------------------------------------------------------------------ fetching
+
+    async def _fetch_layers(self, resolved: Sequence[_ResolvedPull]) -> dict[Digest, Path]:
+        by_source: dict[Reference, list[Descriptor]] = {}
+        for item in resolved:
+            for image in item.images:
+                if self.progress is not None:
+                    layers = tuple((d.digest, d.size) for d in image.manifest.layers)
+                    self.progress(PullStarted(str(item.reference), image.manifest.digest, layers))
+                by_source.setdefault(item.source, []).extend(image.manifest.layers)
         fetcher = BlobFetcher(self.client, self.store, self.progress)
-        paths = await fetch_all(fetcher, resolved.source, manifest.layers, self.concurrency)
-        repo_tags = archive_tags(ref, tag)
-        if self.progress is not None:
-            self.progress(ArchiveWriting(str(out_path)))
-        layers = [
-            ArchiveLayer(diff_id=diff_id, open=_opener(paths[descriptor.digest]))
-            for descriptor, diff_id in zip(manifest.layers, config.diff_ids, strict=True)
+        paths: dict[Digest, Path] = {}
+        seen: set[Digest] = set()
+        for source, descriptors in by_source.items():
+            fresh = [d for d in descriptors if d.digest not in seen]
+            seen.update(d.digest for d in fresh)
+            paths.update(await fetch_all(fetcher, source, fresh, self.concurrency))
+        return paths
+
+    # ------------------------------------------------------------------ writing
+
+    def _docker_writer(
+        self, output: Path, resolved: Sequence[_ResolvedPull], paths: Mapping[Digest, Path]
+    ) -> Callable[[threading.Event], None]:
+        def write(stop: threading.Event) -> None:
+            images = [
+                ArchiveImage(
+                    config_bytes=image.config_raw,
+                    repo_tags=item.repo_tags,
+                    layers=[
+                        ArchiveLayer(diff_id, _stoppable_opener(paths[d.digest], stop))
+                        for d, diff_id in zip(
+                            image.manifest.layers, image.config.diff_ids, strict=True
+                        )
+                    ],
+                )
+                for item in resolved
+                for image in item.images[:1]
+            ]
+            with atomic_output(output) as handle:
+                write_docker_archive(handle, images, self.archive_options)
+
+        return write
+
+    def _oci_writer(
+        self,
+        output: Path,
+        resolved: Sequence[_ResolvedPull],
+        paths: Mapping[Digest, Path],
+        output_format: str,
+    ) -> Callable[[threading.Event], None]:
+        images = [
+            OciImage(
+                manifests=[
+                    OciManifest(image.manifest, image.config_raw, dict(paths))
+                    for image in item.images
+                ],
+                tags=list(item.repo_tags),
+                index=item.index if len(item.images) > 1 or self.include_attestations else None,
+            )
+            for item in resolved
         ]
-        image = ArchiveImage(config_bytes=config_raw, layers=layers, repo_tags=repo_tags)
-        await _write_archive_in_thread(out_path, [image], self.archive_options)
-        return PullResult(
-            output=out_path,
-            reference=str(ref),
-            manifest_digest=manifest.digest,
-            index_digest=resolved.index.digest if resolved.index else None,
-            config_digest=manifest.config.digest,
-            layers=tuple(
-                LayerResult(d.digest, diff_id, d.size, d.media_type)
-                for d, diff_id in zip(manifest.layers, config.diff_ids, strict=True)
-            ),
-            platform=config.platform,
-            repo_tags=repo_tags,
-        )
+
+        def write(stop: threading.Event) -> None:
+            def check_cancelled(_size: int) -> None:
+                if stop.is_set():
+                    raise _Cancelled("pull cancelled")
+
+            options = {
+                "include_attestations": self.include_attestations,
+                "on_chunk": check_cancelled,
+            }
+            if output_format == "oci-dir":
+                write_oci_dir(output, images, **options)  # type: ignore[arg-type]
+                return
+            with atomic_output(output) as handle:
+                write_oci_archive(handle, images, **options)  # type: ignore[arg-type]
+
+        return write
 
 
-def archive_tags(reference: Reference, tag: str | None) -> tuple[str, ...]:
-    """The RepoTags of the archive: ``tag`` if given, else the reference's own tag."""
-    if tag is not None:
-        named = Reference.parse(tag)
-        if named.digest is not None:
-            raise UsageError(f"--tag {tag!r}: a name written into an archive cannot hold a digest")
-        familiar = named.familiar_tagged()
-        return (familiar,) if familiar else ()
-    familiar = reference.familiar_tagged()
-    return (familiar,) if familiar else ()
+def _is_attestation_manifest(manifest: ImageManifest) -> bool:
+    return any(layer.media_type.startswith("application/vnd.in-toto") for layer in manifest.layers)
 
 
-def _opener(path: Path) -> Callable[[], BinaryIO]:
+def _attestation_config(raw: bytes) -> ImageConfig:
+    """A config record for an attestation manifest (stored, never loaded by docker)."""
+    try:
+        return parse_config(raw)
+    except DockerDragError:
+        return ImageConfig(raw=raw, digest=Digest.of(raw), diff_ids=(), platform=_UNKNOWN)
+
+
+_UNKNOWN = Platform("unknown", "unknown")
+
+
+def _result(item: _ResolvedPull, output: Path, output_format: str) -> PullResult:
+    primary = item.images[0]
+    manifest = primary.manifest
+    return PullResult(
+        output=output,
+        reference=str(item.reference),
+        manifest_digest=manifest.digest,
+        index_digest=item.index.digest if item.index else None,
+        config_digest=manifest.config.digest,
+        layers=tuple(
+            LayerResult(d.digest, diff_id, d.size, d.media_type)
+            for d, diff_id in zip(manifest.layers, primary.config.diff_ids, strict=True)
+        ),
+        platform=primary.config.platform,
+        repo_tags=item.repo_tags,
+        format=output_format,
+        platforms=tuple(
+            image.config.platform
+            for image in item.images
+            if not _is_attestation_manifest(image.manifest)
+        ),
+    )
+
+
+def _stoppable_opener(path: Path, stop: threading.Event) -> Callable[[], BinaryIO]:
     def open_layer() -> BinaryIO:
-        return open_decompressed(path)
+        return _StoppableReader(open_decompressed(path), stop)  # type: ignore[return-value]
 
     return open_layer
 
 
-async def _write_archive_in_thread(
-    output: Path, images: Sequence[ArchiveImage], options: DockerArchiveOptions
-) -> None:
-    """Write the archive in a worker thread; cancellation stops it promptly and cleanly."""
+async def _run_writer_in_thread(write: Callable[[threading.Event], None]) -> None:
+    """Run a writer in a worker thread; cancellation stops it promptly and cleanly."""
     stop = threading.Event()
     finished = threading.Event()
-    stoppable = [
-        ArchiveImage(
-            config_bytes=image.config_bytes,
-            repo_tags=image.repo_tags,
-            layers=[
-                ArchiveLayer(layer.diff_id, _stoppable_opener(layer.open, stop))
-                for layer in image.layers
-            ],
-        )
-        for image in images
-    ]
 
     def work() -> None:
         try:
-            with atomic_output(output) as handle:
-                write_docker_archive(handle, stoppable, options)
+            write(stop)
         finally:
             finished.set()
 
@@ -263,34 +498,31 @@ async def _write_archive_in_thread(
         raise
 
 
-def _stoppable_opener(
-    opener: Callable[[], BinaryIO], stop: threading.Event
-) -> Callable[[], BinaryIO]:
-    def open_layer() -> BinaryIO:
-        return _StoppableReader(opener(), stop)  # type: ignore[return-value]
-
-    return open_layer
+def _collapse(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    error = first_error(group)
+    return error if isinstance(error, DockerDragError) else group
 
 
 async def pull_image(
     reference: str | Reference,
     *,
-    platform: Platform | str | None = None,
+    platform: PlatformSpec = None,
     output: str | Path | None = None,
+    format: str = "docker",
+    tag: str | None = None,
     insecure: Iterable[str] = (),
     ca_cert: str | Path | None = None,
     credentials: Credentials | None = None,
     cache_dir: str | Path | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     progress: ProgressCallback | None = None,
-    tag: str | None = None,
     registry_mirrors: Sequence[str] = (),
 ) -> PullResult:
     """Pull ``reference`` into a ``docker load``-able archive and return what was written.
 
     ``credentials`` apply to the image's own registry only.
     """
-    ref = reference if isinstance(reference, Reference) else Reference.parse(reference)
+    ref = _as_reference(reference)
     by_host = {ref.registry_host: credentials} if credentials is not None else {}
     async with Puller(
         insecure=insecure,
@@ -302,12 +534,45 @@ async def pull_image(
         registry_mirrors=registry_mirrors,
     ) as puller:
         try:
-            return await puller.pull(ref, platform=platform, output=output, tag=tag)
+            return await puller.pull(ref, platform=platform, output=output, tag=tag, format=format)
         except BaseExceptionGroup as group:
-            error = first_error(group)
-            if isinstance(error, DockerDragError):
-                raise error from None
-            raise
+            raise _collapse(group) from None
 
 
-__all__ = ["LayerResult", "PullResult", "Puller", "pull_image"]
+async def pull_images(
+    references: Sequence[str | Reference],
+    *,
+    output: str | Path,
+    platform: PlatformSpec = None,
+    format: str = "docker",
+    tags: Sequence[str | None] | None = None,
+    insecure: Iterable[str] = (),
+    ca_cert: str | Path | None = None,
+    credentials: Mapping[str, Credentials] | None = None,
+    cache_dir: str | Path | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    progress: ProgressCallback | None = None,
+    registry_mirrors: Sequence[str] = (),
+) -> list[PullResult]:
+    """Pull several images into one archive (a bundle ``docker load`` loads at once).
+
+    ``credentials`` maps registry hosts (``registry-1.docker.io``, ``host:port``) to credentials.
+    """
+    async with Puller(
+        insecure=insecure,
+        ca_cert=ca_cert,
+        credentials=credentials,
+        cache_dir=cache_dir,
+        concurrency=concurrency,
+        progress=progress,
+        registry_mirrors=registry_mirrors,
+    ) as puller:
+        try:
+            return await puller.pull_many(
+                references, output=output, platform=platform, tags=tags, format=format
+            )
+        except BaseExceptionGroup as group:
+            raise _collapse(group) from None
+
+
+__all__ = ["LayerResult", "PullResult", "Puller", "pull_image", "pull_images"]
