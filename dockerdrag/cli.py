@@ -19,7 +19,7 @@ from .auth import Credentials
 from .errors import DockerDragError, PlatformRequiredError, UsageError
 from .events import LayerPhase, LayerProgress, ProgressEvent, PullStarted
 from .manifest import Descriptor
-from .pull import Puller
+from .pull import FORMATS, Puller, PullResult
 from .reference import Reference
 
 SUBCOMMANDS = ("pull", "platforms")
@@ -28,6 +28,8 @@ EPILOG = """\
 examples:
   dockerdrag hello-world --platform linux/amd64
   dockerdrag pull mysql/mysql-server:8.0 -o mysql.tar
+  dockerdrag pull alpine:3.20 busybox:1.36 -o bundle.tar --platform linux/amd64
+  dockerdrag pull nginx --format oci --platform all -o nginx-oci.tar
   dockerdrag --list-platforms busybox
   dockerdrag pull 127.0.0.1:5000/team/app:1.2 --insecure 127.0.0.1:5000
   echo "$TOKEN" | dockerdrag pull registry.example.com/app --username me --password-stdin
@@ -79,15 +81,41 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    pull.add_argument("image", metavar="IMAGE", help="image reference, e.g. busybox:1.36")
     pull.add_argument(
-        "--platform", metavar="OS/ARCH[/VARIANT]", help="platform to pull from a multi-arch image"
+        "images",
+        metavar="IMAGE",
+        nargs="+",
+        help="image reference, e.g. busybox:1.36; several go into one archive (needs -o)",
     )
     pull.add_argument(
-        "-o", "--output", metavar="FILE", help="archive path (default: <repo_with_underscores>.tar)"
+        "--platform",
+        metavar="OS/ARCH[/VARIANT]",
+        help="platform to pull from a multi-arch image; with --format oci/oci-dir also a "
+        "comma-separated list or 'all'",
     )
     pull.add_argument(
-        "--tag", metavar="NAME:TAG", help="name to write into the archive (default: IMAGE's own)"
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="archive path (default: <repo_with_underscores>.tar; a directory for oci-dir)",
+    )
+    pull.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="docker",
+        help="docker: legacy `docker save` archive (default); oci: OCI layout + manifest.json "
+        "in one tar, layers kept compressed (Docker 25+ shape); oci-dir: OCI layout directory",
+    )
+    pull.add_argument(
+        "--tag",
+        action="append",
+        metavar="NAME:TAG",
+        help="name to write into the archive instead of IMAGE's own (one per IMAGE)",
+    )
+    pull.add_argument(
+        "--include-attestations",
+        action="store_true",
+        help="keep attestation manifests (SBOM, provenance) in oci formats",
     )
     pull.add_argument(
         "--list-platforms", action="store_true", help="list the platforms of IMAGE and exit"
@@ -154,7 +182,8 @@ class _PlainProgress:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    credentials = _credentials(args, args.image)
+    first_image = args.image if args.command == "platforms" else args.images[0]
+    credentials = _credentials(args, first_image)
     if args.command == "platforms" or getattr(args, "list_platforms", False):
         async with Puller(
             insecure=args.insecure,
@@ -162,9 +191,9 @@ async def _run(args: argparse.Namespace) -> int:
             credentials=credentials,
             registry_mirrors=args.registry_mirror,
         ) as puller:
-            entries = await puller.platforms(args.image)
+            entries = await puller.platforms(first_image)
         if not entries:
-            print(f"{args.image} is a single-platform image", file=sys.stderr)
+            print(f"{first_image} is a single-platform image", file=sys.stderr)
             return 0
         for entry in entries:
             print(format_platform_line(entry))
@@ -178,11 +207,10 @@ async def _run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         concurrency=args.concurrency,
         progress=progress,
+        include_attestations=args.include_attestations,
     ) as puller:
         try:
-            result = await puller.pull(
-                args.image, platform=args.platform, output=args.output, tag=args.tag
-            )
+            results = await _pull(puller, args)
         except PlatformRequiredError as exc:
             print(f"{exc}. Available platforms:", file=sys.stderr)
             for offered in exc.available:
@@ -190,9 +218,28 @@ async def _run(args: argparse.Namespace) -> int:
                     print(format_platform_line(offered), file=sys.stderr)
             return exc.exit_code
     if not args.quiet:
-        print(f"Image ID {result.image_id}", file=sys.stderr)
-    print(Path(result.output))
+        for result in results:
+            print(f"{result.reference}: image ID {result.image_id}", file=sys.stderr)
+    print(Path(results[0].output))
     return 0
+
+
+async def _pull(puller: Puller, args: argparse.Namespace) -> list[PullResult]:
+    images: list[str] = args.images
+    tags: list[str] | None = args.tag
+    if tags is not None and len(tags) != len(images):
+        raise UsageError("give one --tag per IMAGE")
+    if len(images) == 1:
+        tag = tags[0] if tags else None
+        result = await puller.pull(
+            images[0], platform=args.platform, output=args.output, tag=tag, format=args.format
+        )
+        return [result]
+    if args.output is None:
+        raise UsageError("several images go into one archive: name it with -o")
+    return await puller.pull_many(
+        images, output=args.output, platform=args.platform, tags=tags, format=args.format
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

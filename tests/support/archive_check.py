@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import posixpath
@@ -9,6 +10,8 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import zstandard
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,15 @@ def _member_bytes(tar: tarfile.TarFile, name: str, depth: int = 0) -> bytes:
     return handle.read()
 
 
+def _uncompressed(data: bytes) -> bytes:
+    """Layers of oci-format archives stay compressed; docker load sniffs magic bytes."""
+    if data[:3] == b"\x1f\x8b\x08":
+        return gzip.decompress(data)
+    if data[:4] == b"\x28\xb5\x2f\xfd":
+        return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    return data
+
+
 def read_docker_archive(path: Path) -> list[ArchiveImage]:
     """Parse manifest.json and verify configs and every layer against its diff_id."""
     with tarfile.open(path) as tar:
@@ -41,7 +53,7 @@ def read_docker_archive(path: Path) -> list[ArchiveImage]:
             diff_ids = config_json["rootfs"]["diff_ids"]
             assert len(diff_ids) == len(entry["Layers"])
             for layer_path, diff_id in zip(entry["Layers"], diff_ids, strict=True):
-                data = _member_bytes(tar, layer_path)
+                data = _uncompressed(_member_bytes(tar, layer_path))
                 assert "sha256:" + hashlib.sha256(data).hexdigest() == diff_id, layer_path
             images.append(ArchiveImage(config, entry["RepoTags"], diff_ids, entry["Layers"]))
         return images
