@@ -20,25 +20,16 @@ import anyio
 from .auth import Credentials
 from .digest import Digest
 from .docker_archive import ArchiveImage, ArchiveLayer, DockerArchiveOptions, write_docker_archive
-from .download import BlobFetcher, fetch_all, first_error
+from .download import BlobFetcher, TransferOptions, fetch_all, first_error
 from .errors import (
     DockerDragError,
     InvalidManifestError,
-    PlatformNotFoundError,
-    PlatformRequiredError,
     UnsupportedFormatError,
     UsageError,
 )
 from .events import ArchiveWriting, ProgressCallback, PullStarted
 from .layers import open_decompressed
-from .manifest import (
-    Descriptor,
-    ImageConfig,
-    ImageIndex,
-    ImageManifest,
-    parse_config,
-    select_manifest,
-)
+from .manifest import Descriptor, ImageConfig, ImageIndex, ImageManifest, parse_config
 from .oci_archive import OciImage, OciManifest, write_oci_archive, write_oci_dir
 from .platform import Platform
 from .reference import Reference
@@ -188,6 +179,7 @@ class Puller:
         progress: ProgressCallback | None = None,
         archive_options: DockerArchiveOptions | None = None,
         include_attestations: bool = False,
+        transfer: TransferOptions | None = None,
     ) -> None:
         plain_mirrors = [mirror_host(url)[0] for url in registry_mirrors if mirror_host(url)[1]]
         self.transport = Transport(
@@ -202,6 +194,9 @@ class Puller:
         self.client = RegistryClient(self.transport, registry_mirrors)
         self.store = BlobStore(Path(cache_dir) if cache_dir is not None else default_cache_dir())
         self.concurrency = concurrency
+        self.fetcher = BlobFetcher(
+            self.client, self.store, progress, concurrency=concurrency, options=transfer
+        )
         self.progress = progress
         self.archive_options = archive_options or DockerArchiveOptions()
         self.include_attestations = include_attestations
@@ -292,53 +287,16 @@ class Puller:
         wanted: list[Platform] | Literal["all"] | None,
         repo_tags: tuple[str, ...],
     ) -> _ResolvedPull:
-        source, document = await self.client.fetch_index_or_manifest(ref)
-        if isinstance(document, ImageManifest):
-            manifests = [document]
-            index = None
-        else:
-            index = document
-            entries = self._choose_entries(ref, document, wanted)
-            manifests = []
-            for entry in entries:
-                fetched = await self.client.fetch_manifest(source, str(entry.digest))
-                if not isinstance(fetched, ImageManifest):
-                    raise InvalidManifestError(
-                        f"index entry {entry.digest} of {ref} is not an image manifest"
-                    )
-                manifests.append(fetched)
-        images = tuple([await self._with_config(ref, source, m) for m in manifests])
-        return _ResolvedPull(ref, source, index, images, repo_tags)
-
-    def _choose_entries(
-        self, ref: Reference, index: ImageIndex, wanted: list[Platform] | Literal["all"] | None
-    ) -> list[Descriptor]:
-        offered = index.platforms()
-        if wanted == "all":
-            if not offered:
-                raise PlatformNotFoundError(f"{ref} lists no platforms", available=[])
-            chosen = list(offered)
-        elif wanted is None:
-            if len(offered) != 1:
-                raise PlatformRequiredError(
-                    f"{ref} is a multi-platform image; choose one with --platform",
-                    available=offered,
-                )
-            chosen = list(offered)
-        else:
-            chosen = []
-            for platform in wanted:
-                entry = select_manifest(index, platform)
-                if entry not in chosen:
-                    chosen.append(entry)
-        if self.include_attestations:
-            chosen += [d for d in index.manifests if d.is_attestation]
-        return chosen
+        resolution = await self.client.resolve(ref, wanted, self.include_attestations)
+        images = tuple(
+            [await self._with_config(ref, resolution.source, m) for m in resolution.manifests]
+        )
+        return _ResolvedPull(ref, resolution.source, resolution.index, images, repo_tags)
 
     async def _with_config(
         self, ref: Reference, source: Reference, manifest: ImageManifest
     ) -> _PlatformImage:
-        config_raw = await self.client.fetch_blob_bytes(source, manifest.config)
+        config_raw = await self.fetcher.fetch_bytes(source, manifest.config)
         if _is_attestation_manifest(manifest):
             return _PlatformImage(manifest, config_raw, _attestation_config(config_raw))
         if not manifest.layers:
@@ -361,7 +319,7 @@ class Puller:
                     layers = tuple((d.digest, d.size) for d in image.manifest.layers)
                     self.progress(PullStarted(str(item.reference), image.manifest.digest, layers))
                 by_source.setdefault(item.source, []).extend(image.manifest.layers)
-        fetcher = BlobFetcher(self.client, self.store, self.progress)
+        fetcher = self.fetcher
         paths: dict[Digest, Path] = {}
         seen: set[Digest] = set()
         for source, descriptors in by_source.items():

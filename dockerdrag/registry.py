@@ -10,6 +10,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 from urllib.parse import urlsplit
 
 from .auth import repository_scope
@@ -21,6 +22,7 @@ from .errors import (
     InvalidManifestError,
     InvalidReferenceError,
     ManifestUnknownError,
+    PlatformNotFoundError,
     PlatformRequiredError,
     UsageError,
 )
@@ -50,15 +52,51 @@ def mirror_host(url: str) -> tuple[str, bool]:
     return parts.netloc, parts.scheme == "http"
 
 
+PlatformChoice = Sequence[Platform] | Literal["all"] | None
+
+
 @dataclass(frozen=True)
-class ResolvedImage:
-    """A reference resolved to one platform's image manifest."""
+class Resolution:
+    """A reference resolved to the image manifests to pull (one per chosen platform)."""
 
     reference: Reference
-    manifest: ImageManifest
-    index: ImageIndex | None
-    platform: Platform | None
     source: Reference  # where the image is fetched from: the reference, or it on a mirror
+    index: ImageIndex | None
+    manifests: tuple[ImageManifest, ...]  # the first is the primary one
+
+
+def choose_entries(
+    reference: Reference,
+    index: ImageIndex,
+    wanted: PlatformChoice,
+    include_attestations: bool = False,
+) -> list[Descriptor]:
+    """The index entries to pull for ``wanted`` platforms (``None``: the only one there is).
+
+    Without a platform, an index offering several raises PlatformRequiredError
+    listing them; attestation entries are never platforms.
+    """
+    offered = index.platforms()
+    if wanted == "all":
+        if not offered:
+            raise PlatformNotFoundError(f"{reference} lists no platforms", available=[])
+        chosen = list(offered)
+    elif wanted is None:
+        if len(offered) != 1:
+            raise PlatformRequiredError(
+                f"{reference} is a multi-platform image; choose one with --platform",
+                available=offered,
+            )
+        chosen = list(offered)
+    else:
+        chosen = []
+        for platform in wanted:
+            entry = select_manifest(index, platform)
+            if entry not in chosen:
+                chosen.append(entry)
+    if include_attestations:
+        chosen += [d for d in index.manifests if d.is_attestation]
+    return chosen
 
 
 class RegistryClient:
@@ -124,31 +162,22 @@ class RegistryClient:
                 )
         return parse_manifest(raw, content_type)
 
-    async def resolve(self, reference: Reference, platform: Platform | None) -> ResolvedImage:
-        """Resolve ``reference`` to one image manifest, choosing ``platform`` from an index.
-
-        Without a platform, a multi-platform index raises PlatformRequiredError
-        listing the platforms on offer (an index with a single platform is used).
-        """
+    async def resolve(
+        self, reference: Reference, wanted: PlatformChoice, include_attestations: bool = False
+    ) -> Resolution:
+        """Resolve ``reference`` once, then fetch the chosen platform manifests by digest."""
         source, document = await self.fetch_index_or_manifest(reference)
         if isinstance(document, ImageManifest):
-            return ResolvedImage(reference, document, None, platform, source)
-        if platform is None:
-            entries = document.platforms()
-            if len(entries) != 1:
-                raise PlatformRequiredError(
-                    f"{reference} is a multi-platform image; choose one with --platform",
-                    available=entries,
+            return Resolution(reference, source, None, (document,))
+        manifests = []
+        for entry in choose_entries(reference, document, wanted, include_attestations):
+            fetched = await self.fetch_manifest(source, str(entry.digest))
+            if not isinstance(fetched, ImageManifest):
+                raise InvalidManifestError(
+                    f"index entry {entry.digest} of {reference} is not an image manifest"
                 )
-            chosen: Descriptor = entries[0]
-        else:
-            chosen = select_manifest(document, platform)
-        manifest = await self.fetch_manifest(source, str(chosen.digest))
-        if not isinstance(manifest, ImageManifest):
-            raise InvalidManifestError(
-                f"index entry {chosen.digest} of {reference} is not an image manifest"
-            )
-        return ResolvedImage(reference, manifest, document, chosen.platform, source)
+            manifests.append(fetched)
+        return Resolution(reference, source, document, tuple(manifests))
 
     async def fetch_blob_bytes(self, reference: Reference, descriptor: Descriptor) -> bytes:
         """A small blob (the config) read into memory, size-capped and verified."""
@@ -168,16 +197,27 @@ class RegistryClient:
 
     @contextlib.asynccontextmanager
     async def open_blob(
-        self, reference: Reference, digest: Digest, offset: int = 0
+        self,
+        reference: Reference,
+        digest: Digest,
+        offset: int = 0,
+        end: int | None = None,
+        *,
+        if_range: str | None = None,
     ) -> AsyncIterator[Response]:
         """Open a blob body, from ``offset`` with a Range request when non-zero.
 
-        Yields the response: 200 (whole body), 206 (range) or 416 (range not
-        satisfiable; the body must not be read).
+        ``end`` (exclusive) bounds the range (``Range: bytes=offset-(end-1)``);
+        ``if_range`` is sent as ``If-Range`` with a ranged request. Yields the
+        response: 200 (whole body), 206 (range) or 416 (range not satisfiable;
+        the body must not be read).
         """
         headers = {"Accept-Encoding": "identity"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
+        if offset or end is not None:
+            last = "" if end is None else str(end - 1)
+            headers["Range"] = f"bytes={offset}-{last}"
+            if if_range:
+                headers["If-Range"] = if_range
         async with self.transport.request(
             reference.registry_host,
             f"/v2/{reference.path}/blobs/{digest}",
