@@ -2,9 +2,12 @@
 
 Credentials are looked up in Docker's order: explicit ones first, then
 ``$DOCKER_CONFIG/config.json`` (``credHelpers``, ``credsStore``, ``auths``).
-Bearer tokens are cached per (realm, service, scope) until shortly before they
-expire, with one fetch in flight per key. Secrets never appear in ``repr()``,
-exceptions or logs.
+Bearer tokens are cached per (realm, service, scope) for ``max(expires_in, 60)``
+seconds (refreshed 10 s early), with one fetch in flight per key. The HTTP of a
+token fetch goes through a :class:`TokenClient` (the transport), which owns TLS,
+proxies and error mapping; this module decides which credentials go where:
+Basic credentials and identity tokens only to an https realm, or an http one the
+user named insecure. Secrets never appear in ``repr()``, exceptions or logs.
 """
 
 from __future__ import annotations
@@ -13,18 +16,19 @@ import base64
 import json
 import logging
 import os
+import random
 import re
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
 
-import aiohttp
 import anyio
 
-from .errors import AuthenticationError, NetworkError, RegistryError
+from .errors import AuthenticationError, NetworkError, RegistryError, TLSError
 
 log = logging.getLogger("dockerdrag")
 
@@ -213,21 +217,88 @@ def load_docker_credentials(
 # --------------------------------------------------------------------------- tokens
 
 
+@dataclass(frozen=True)
+class TokenReply:
+    """A token server's answer as the transport read it (body capped at ``MAX_TOKEN_BODY``+1)."""
+
+    status: int
+    body: bytes = field(repr=False)
+    retry_after: float | None = None
+
+
+class TokenClient(Protocol):
+    """The HTTP a :class:`RegistryAuth` needs; :class:`~dockerdrag.transport.Transport` has it.
+
+    ``token_request`` raises :class:`~dockerdrag.errors.NetworkError` (or ``TLSError``)
+    when the token server cannot be reached; any HTTP status is returned.
+    """
+
+    async def token_request(
+        self,
+        method: str,
+        url: str,
+        *,
+        query: Sequence[tuple[str, str]],
+        headers: Mapping[str, str],
+        form: Mapping[str, str] | None,
+    ) -> TokenReply:
+        """Send one request to a token realm (no redirects followed)."""
+        ...
+
+
+TOKEN_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+TOKEN_ATTEMPTS = 4
+TOKEN_MAX_RETRY_AFTER = 60.0
+
+
 @dataclass
 class _CachedToken:
-    value: str
+    value: str = field(repr=False)
     expires_at: float
+
+    @property
+    def header(self) -> str:
+        return f"Bearer {self.value}"
+
+
+@dataclass(frozen=True)
+class _TokenRequest:
+    """How one token is asked for (built by :meth:`RegistryAuth._token_request`)."""
+
+    method: str
+    realm: str
+    query: tuple[tuple[str, str], ...]
+    headers: Mapping[str, str] = field(repr=False)
+    form: Mapping[str, str] | None = field(repr=False)
+    who: str  # "user 'alice'", "an identity token" or "anonymous access", for messages
+    withheld: bool  # credentials exist but were not sent (plain-HTTP realm)
+
+
+def _never(_host: str) -> bool:
+    return False
+
+
+def _without_query(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
 @dataclass
 class RegistryAuth:
-    """Authorization state for one registry host: its challenge, credentials, tokens."""
+    """Authorization state for one registry host: its challenge, credentials, tokens.
+
+    ``plain_http_allowed(host)`` says whether the user named ``host`` insecure; only
+    then does a plain-HTTP token realm receive credentials. ``credentials_allowed``
+    is False when the registry itself is reached over plain HTTP without being named
+    insecure (never sends a password in the clear).
+    """
 
     registry_host: str
     credentials: Credentials | None = None
-    credentials_allowed: bool = True  # False when the registry is plain http and not insecure
-    realm_trusted: frozenset[str] = frozenset()  # http realms allowed (insecure registries)
+    credentials_allowed: bool = True
+    plain_http_allowed: Callable[[str], bool] = _never
     challenge: Challenge | None = None
+    credentials_resolved: bool = False  # explicit or Docker-config lookup done
     _tokens: dict[tuple[str, str, str], _CachedToken] = field(default_factory=dict)
     _locks: dict[tuple[str, str, str], anyio.Lock] = field(default_factory=dict)
 
@@ -251,7 +322,7 @@ class RegistryAuth:
         if self.challenge.scheme == "bearer":
             token = self._tokens.get(self._key(scope))
             if token and token.expires_at - TOKEN_REFRESH_MARGIN > time.monotonic():
-                return f"Bearer {token.value}"
+                return token.header
         return None
 
     def _basic_header(self) -> str | None:
@@ -260,16 +331,27 @@ class RegistryAuth:
         if not self.credentials_allowed:
             raise AuthenticationError(
                 f"refusing to send a password to {self.registry_host} over plain HTTP; "
-                "use https or name it with --insecure"
+                f"use https or name it with --insecure {self.registry_host}"
             )
         return self.credentials.basic_header()
 
-    def invalidate(self, scope: str) -> None:
-        """Forget the cached token for ``scope`` (after a 401 ``invalid_token``)."""
-        self._tokens.pop(self._key(scope), None)
+    def invalidate(self, scope: str, sent: str | None = None) -> None:
+        """Forget the cached token for ``scope`` (after a 401 ``invalid_token``).
 
-    async def header_for(self, scope: str, session: aiohttp.ClientSession) -> str | None:
-        """The Authorization header for ``scope``, fetching a token if needed."""
+        With ``sent`` (the header of the refused request) a token fetched meanwhile
+        by a concurrent request is kept.
+        """
+        key = self._key(scope)
+        cached = self._tokens.get(key)
+        if cached is not None and (sent is None or cached.header == sent):
+            del self._tokens[key]
+
+    async def header_for(self, scope: str, client: TokenClient) -> str | None:
+        """The Authorization header for ``scope``, fetching a token if needed.
+
+        One fetch per (realm, service, scope) is in flight at a time; concurrent
+        callers wait for it and share the token.
+        """
         cached = self.cached_header(scope)
         if cached is not None or self.challenge is None or self.challenge.scheme != "bearer":
             return cached
@@ -279,100 +361,140 @@ class RegistryAuth:
             cached = self.cached_header(scope)
             if cached is not None:
                 return cached
-            token = await self._fetch_token(scope, session)
+            token = await self._fetch_token(scope, client)
             self._tokens[key] = token
-            return f"Bearer {token.value}"
+            return token.header
 
-    async def _fetch_token(self, scope: str, session: aiohttp.ClientSession) -> _CachedToken:
+    async def _fetch_token(self, scope: str, client: TokenClient) -> _CachedToken:
+        request = self._token_request(scope)
+        log.debug(
+            "fetching a token from %s for %s as %s",
+            request.realm,
+            " ".join(scope.split()),
+            request.who,
+        )
+        body = await self._send_with_retries(request, client)
+        return self._parse_token(body)
+
+    def _token_request(self, scope: str) -> _TokenRequest:
+        """Decide how to ask the realm for ``scope``: which credentials go where."""
         assert self.challenge is not None
         params = self.challenge.params
         realm = params.get("realm", "")
         realm_url = urlsplit(realm)
         if realm_url.scheme not in ("http", "https") or not realm_url.netloc:
             raise AuthenticationError(
-                f"registry {self.registry_host} sent an unusable token realm {realm!r}"
+                f"registry {self.registry_host} sent an unusable token realm "
+                f"{_without_query(realm) if '://' in realm else realm!r}"
             )
-        secure_realm = realm_url.scheme == "https" or realm_url.netloc in self.realm_trusted
-        credentials = self.credentials if (secure_realm and self.credentials_allowed) else None
-        query = {"scope": scope}
-        if params.get("service"):
-            query["service"] = params["service"]
-        headers: dict[str, str] = {}
-        form: dict[str, str] | None = None
-        if credentials and credentials.identity_token:
+        credentials = self.credentials if self.credentials_allowed else None
+        secure = realm_url.scheme == "https" or self.plain_http_allowed(realm_url.netloc)
+        withheld = credentials is not None and not secure
+        if withheld:
+            log.warning(
+                "not sending the credentials for %s to its plain-HTTP token realm %s "
+                "(name %s with --insecure to allow it)",
+                self.registry_host,
+                _without_query(realm),
+                realm_url.netloc,
+            )
+            credentials = None
+        service = params.get("service", "")
+        scopes = scope.split()
+        query: list[tuple[str, str]] = [("service", service)] if service else []
+        if credentials is not None and credentials.identity_token:
             form = {
                 "grant_type": "refresh_token",
                 "refresh_token": credentials.identity_token,
-                "service": params.get("service", ""),
-                "scope": scope,
+                "service": service,
+                "scope": " ".join(scopes),
                 "client_id": "dockerdrag",
-                "access_type": "offline",
             }
-        elif credentials and credentials.username:
-            query["account"] = credentials.username
+            return _TokenRequest("POST", realm, (), {}, form, "an identity token", False)
+        headers: dict[str, str] = {}
+        who = "anonymous access"
+        if credentials is not None and credentials.username:
+            query.append(("account", credentials.username))
             headers["Authorization"] = credentials.basic_header()
-        log.debug("fetching token from %s for scope %s", realm, scope)
-        body = await self._request_token(session, realm, query, headers, form)
-        return self._parse_token(body)
+            who = f"user {credentials.username!r}"
+        query.extend(("scope", item) for item in scopes)
+        return _TokenRequest("GET", realm, tuple(query), headers, None, who, withheld)
 
-    async def _request_token(
-        self,
-        session: aiohttp.ClientSession,
-        realm: str,
-        query: dict[str, str],
-        headers: dict[str, str],
-        form: dict[str, str] | None,
-    ) -> bytes:
-        attempts = 4
-        for attempt in range(attempts):
+    async def _send_with_retries(self, request: _TokenRequest, client: TokenClient) -> bytes:
+        """The token server's 200 body; retries connection errors, 408, 429 and 5xx."""
+        for attempt in range(TOKEN_ATTEMPTS):
+            last = attempt + 1 == TOKEN_ATTEMPTS
             try:
-                if form is not None:
-                    request = session.post(realm, data=form, headers=headers, allow_redirects=False)
-                else:
-                    request = session.get(
-                        realm, params=query, headers=headers, allow_redirects=False
-                    )
-                async with request as response:
-                    body = await response.content.read(MAX_TOKEN_BODY + 1)
-                    status = response.status
-            except aiohttp.ClientError as exc:
-                if attempt + 1 < attempts:
-                    await anyio.sleep(0.5 * 2**attempt)
-                    continue
-                raise NetworkError(
-                    f"cannot reach the token server of {self.registry_host}: {exc}"
-                ) from exc
-            if status in (429, 500, 502, 503, 504) and attempt + 1 < attempts:
-                await anyio.sleep(0.5 * 2**attempt)
+                reply = await client.token_request(
+                    request.method,
+                    request.realm,
+                    query=request.query,
+                    headers=request.headers,
+                    form=request.form,
+                )
+            except TLSError:
+                raise
+            except NetworkError as exc:
+                if last:
+                    raise NetworkError(
+                        f"cannot reach the token server of {self.registry_host}: {exc}"
+                    ) from exc
+                await anyio.sleep(_token_backoff(attempt, None))
                 continue
-            if status in (401, 403):
-                who = "anonymous access" if not headers and form is None else "the credentials"
-                raise AuthenticationError(
-                    f"the token server for {self.registry_host} refused {who} (HTTP {status})"
+            if reply.status in TOKEN_RETRY_STATUSES and not last:
+                log.debug(
+                    "token server of %s answered HTTP %s; retrying",
+                    self.registry_host,
+                    reply.status,
                 )
-            if status != 200:
-                raise RegistryError(
-                    f"the token server for {self.registry_host} answered HTTP {status}", status
-                )
-            if len(body) > MAX_TOKEN_BODY:
-                raise RegistryError(
-                    f"the token server for {self.registry_host} sent an oversized reply"
-                )
-            return body
+                await anyio.sleep(_token_backoff(attempt, reply.retry_after))
+                continue
+            return self._check_reply(reply, request)
         raise AssertionError("unreachable")
 
+    def _check_reply(self, reply: TokenReply, request: _TokenRequest) -> bytes:
+        host = self.registry_host
+        if reply.status in (401, 403):
+            raise AuthenticationError(self._refusal_message(reply.status, request))
+        if reply.status != 200:
+            raise RegistryError(
+                f"the token server of {host} ({_without_query(request.realm)}) answered "
+                f"HTTP {reply.status}",
+                reply.status,
+            )
+        if len(reply.body) > MAX_TOKEN_BODY:
+            raise RegistryError(f"the token server of {host} sent an oversized reply")
+        return reply.body
+
+    def _refusal_message(self, status: int, request: _TokenRequest) -> str:
+        text = f"the token server of {self.registry_host} refused {request.who} (HTTP {status})"
+        if request.withheld:
+            realm_host = urlsplit(request.realm).netloc
+            return (
+                f"{text}; the credentials were not sent because the token realm "
+                f"{_without_query(request.realm)} is plain HTTP (name it with "
+                f"--insecure {realm_host} to allow that)"
+            )
+        if request.who == "anonymous access":
+            return (
+                f"{text}; log in with 'docker login {self.registry_host}' or pass "
+                "--username and --password-stdin"
+            )
+        return f"{text}; check the username and password"
+
     def _parse_token(self, body: bytes) -> _CachedToken:
+        host = self.registry_host
         try:
             answer = json.loads(body)
         except ValueError as exc:
-            raise RegistryError(
-                f"the token server for {self.registry_host} sent invalid JSON"
-            ) from exc
+            raise RegistryError(f"the token server of {host} sent invalid JSON") from exc
         if not isinstance(answer, dict):
-            raise RegistryError(f"the token server for {self.registry_host} sent invalid JSON")
+            raise RegistryError(f"the token server of {host} sent invalid JSON")
         token = answer.get("token") or answer.get("access_token")
         if not isinstance(token, str) or not token:
-            raise RegistryError(f"the token server for {self.registry_host} sent no token")
+            raise RegistryError(f"the token server of {host} sent no token")
+        if not _HEADER_SAFE_RE.fullmatch(token):
+            raise RegistryError(f"the token server of {host} sent a malformed token")
         expires_in = answer.get("expires_in")
         lifetime = (
             float(expires_in)
@@ -381,3 +503,13 @@ class RegistryAuth:
         )
         lifetime = max(lifetime, TOKEN_MIN_LIFETIME)
         return _CachedToken(token, time.monotonic() + lifetime)
+
+
+_HEADER_SAFE_RE = re.compile(r"[\x21-\x7e]+")
+
+
+def _token_backoff(attempt: int, retry_after: float | None) -> float:
+    """Seconds before token retry ``attempt``: ``Retry-After`` (capped) or 0.5 s doubling."""
+    if retry_after is not None:
+        return min(max(retry_after, 0.0), TOKEN_MAX_RETRY_AFTER)
+    return random.uniform(0, min(8.0, 0.5 * 2**attempt))

@@ -1,14 +1,18 @@
 """HTTP for registries: one aiohttp session, TLS, auth injection, redirects, retries.
 
-This is the only module (besides :mod:`auth`'s token fetch) that touches
-aiohttp; every aiohttp/OSError exception is mapped to :mod:`errors` here.
+This is the only module that touches aiohttp (it also sends :mod:`auth`'s token
+requests); every aiohttp/OSError exception is mapped to :mod:`errors` here.
 
 Rules it enforces:
 
 * TLS is verified unless the registry was named insecure; plain HTTP only for
   insecure registries; no https -> http downgrade on redirects.
 * ``Authorization`` goes only to the registry host it was made for: it is
-  dropped on any redirect that changes scheme, host or port.
+  dropped on any redirect that changes scheme, host or port. No ``~/.netrc``
+  credentials and no cookies are sent (the session does not trust the
+  environment); proxies come from ``HTTP(S)_PROXY``/``NO_PROXY`` per request.
+* CAs: the system store (``SSL_CERT_FILE``/``SSL_CERT_DIR``), ``--ca-cert`` and
+  Docker's ``certs.d/<host:port>/`` (``*.crt``, ``*.cert`` + ``*.key``).
 * Retries with exponential backoff (full jitter) on connection errors and
   408/429/500/502/503/504, honouring ``Retry-After``; never on other statuses.
 * No total timeout: a blob body may take as long as it needs, but a stalled
@@ -18,21 +22,32 @@ Rules it enforces:
 from __future__ import annotations
 
 import contextlib
+import datetime
 import email.utils
 import json
 import logging
+import os
 import random
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping
+import urllib.request
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
 import aiohttp
 import anyio
 
-from .auth import Credentials, RegistryAuth, load_docker_credentials, parse_www_authenticate
+from .auth import (
+    MAX_TOKEN_BODY,
+    Challenge,
+    Credentials,
+    RegistryAuth,
+    TokenReply,
+    load_docker_credentials,
+    parse_www_authenticate,
+)
 from .errors import (
     AuthenticationError,
     DockerDragError,
@@ -40,6 +55,7 @@ from .errors import (
     NotFoundError,
     RegistryError,
     TLSError,
+    UsageError,
 )
 
 log = logging.getLogger("dockerdrag")
@@ -48,17 +64,30 @@ RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_REDIRECTS = 10
 MAX_ERROR_BODY = 1 << 20
 USER_AGENT = "dockerdrag/0.1"
-CERTS_D_DIRS = (Path("/etc/docker/certs.d"),)
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often and how long to retry a request that failed transiently."""
+    """How often and how long to retry a request that failed transiently.
+
+    A request is tried ``attempts`` times; before retry ``n`` (0-based) it sleeps
+    a random time up to ``min(max_delay, base_delay * 2**n)`` (full jitter), or
+    the server's ``Retry-After`` capped at ``max_retry_after``.
+
+    A blob body that breaks mid-way is reconnected at the bytes already on disk.
+    A reconnect after progress (``reconnect_progress_bytes`` received or
+    ``reconnect_progress_seconds`` spent since the previous one) is immediate;
+    one without progress counts as a failed attempt (backoff, ``attempts`` in a
+    row end the download). At most ``max_reconnects`` reconnects per blob and run.
+    """
 
     attempts: int = 5
     base_delay: float = 1.0
     max_delay: float = 30.0
     max_retry_after: float = 60.0
+    reconnect_progress_bytes: int = 1 << 20
+    reconnect_progress_seconds: float = 60.0
+    max_reconnects: int = 20
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Seconds to wait before retry number ``attempt`` (0-based)."""
@@ -78,7 +107,7 @@ class TransportConfig:
     retry: RetryPolicy = RetryPolicy()
     connect_timeout: float = 30.0
     read_timeout: float = 60.0
-    certs_d_dirs: tuple[Path, ...] = CERTS_D_DIRS
+    certs_d_dirs: tuple[Path, ...] = field(default_factory=lambda: default_certs_d_dirs())
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -86,12 +115,18 @@ def parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return seconds if seconds >= 0 and seconds == seconds else None  # rejects NaN
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError):
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)  # HTTP dates are GMT
     return max(0.0, when.timestamp() - time.time())
 
 
@@ -149,6 +184,8 @@ class Transport:
         self._schemes: dict[str, str] = {}
         self._ssl: dict[str, ssl.SSLContext | bool] = {}
         self._scheme_locks: dict[str, anyio.Lock] = {}
+        self._credential_locks: dict[str, anyio.Lock] = {}
+        self._proxies = urllib.request.getproxies_environment()
 
     async def __aenter__(self) -> Transport:
         timeout = aiohttp.ClientTimeout(
@@ -159,7 +196,8 @@ class Transport:
         )
         self._session = aiohttp.ClientSession(
             timeout=timeout,
-            trust_env=True,
+            trust_env=False,  # no ~/.netrc credentials; proxies come from proxy_for()
+            cookie_jar=aiohttp.DummyCookieJar(),  # cookies ignore ports: never carry them
             auto_decompress=False,
             headers={"User-Agent": USER_AGENT},
             connector=aiohttp.TCPConnector(limit=0, ssl=self._default_ssl()),
@@ -187,12 +225,16 @@ class Transport:
         return host in insecure or host.rsplit(":", 1)[0] in insecure
 
     def _default_ssl(self) -> ssl.SSLContext:
+        """A verifying context: the system store (``SSL_CERT_FILE``/``SSL_CERT_DIR``
+        honoured by OpenSSL) plus ``ca_cert``."""
         context = ssl.create_default_context()
         if self.config.ca_cert is not None:
             try:
                 context.load_verify_locations(cafile=str(self.config.ca_cert))
             except (OSError, ssl.SSLError) as exc:
-                raise TLSError(f"cannot load CA certificate {self.config.ca_cert}: {exc}") from exc
+                raise UsageError(
+                    f"cannot load the CA certificate {self.config.ca_cert}: {_describe(exc)}"
+                ) from exc
         return context
 
     def ssl_for(self, host: str) -> ssl.SSLContext | bool:
@@ -202,22 +244,37 @@ class Transport:
         if self.is_insecure(host):
             setting: ssl.SSLContext | bool = False
         else:
-            context = self._default_ssl()
+            setting = self._default_ssl()
             for base in self.config.certs_d_dirs:
-                host_dir = base / host
-                if host_dir.is_dir():
-                    for ca_file in sorted(host_dir.glob("*.crt")):
-                        context.load_verify_locations(cafile=str(ca_file))
-                    for cert in sorted(host_dir.glob("*.cert")):
-                        key = cert.with_suffix(".key")
-                        if key.exists():
-                            context.load_cert_chain(str(cert), str(key))
-            setting = context
+                _load_certs_d(setting, base / host)
         self._ssl[host] = setting
         return setting
 
+    def proxy_for(self, url: str) -> str | None:
+        """The proxy for ``url`` from ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY``, or None."""
+        parts = urlsplit(url)
+        proxy = self._proxies.get(parts.scheme)
+        if not proxy or _proxy_bypass(parts.netloc, self._proxies):
+            return None
+        return proxy if "://" in proxy else f"http://{proxy}"
+
+    def _proxy_options(self, url: str) -> tuple[str | None, dict[str, str] | None]:
+        """``(proxy, proxy_headers)`` for aiohttp: userinfo becomes Proxy-Authorization."""
+        proxy = self.proxy_for(url)
+        parts = urlsplit(proxy or "")
+        if proxy is None or parts.username is None:
+            return proxy, None
+        credentials = Credentials(unquote(parts.username), unquote(parts.password or ""))
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        bare = parts._replace(netloc=netloc).geturl()
+        return bare, {"Proxy-Authorization": credentials.basic_header()}
+
     async def scheme_for(self, host: str) -> str:
-        """``https``, or for insecure registries whichever of https/http the server speaks."""
+        """``https``, or for insecure registries whichever of https/http the server speaks.
+
+        A registry not named insecure is only ever reached over https: there is no
+        fallback to plain HTTP.
+        """
         if not self.is_insecure(host):
             return "https"
         if host in self._schemes:
@@ -229,9 +286,12 @@ class Transport:
         return self._schemes[host]
 
     async def _probe_scheme(self, host: str) -> str:
+        """Like dockerd for an insecure registry: https (unverified) if it speaks TLS, else http."""
+        url = f"https://{host}/v2/"
+        proxy, proxy_headers = self._proxy_options(url)
         try:
             async with self.session.get(
-                f"https://{host}/v2/", ssl=False, allow_redirects=False
+                url, ssl=False, allow_redirects=False, proxy=proxy, proxy_headers=proxy_headers
             ) as response:
                 await response.read()
             return "https"
@@ -244,18 +304,60 @@ class Transport:
     # ------------------------------------------------------------------ auth
 
     def auth_for(self, host: str) -> RegistryAuth:
-        """The auth state of ``host`` (credentials looked up once)."""
+        """The auth state of ``host`` (explicit credentials; the Docker config is read
+        on the first challenge, see :meth:`_ensure_credentials`)."""
         if host not in self._auth:
-            credentials = self.config.credentials.get(host)
-            if credentials is None and self.config.use_docker_config:
-                credentials = load_docker_credentials(host)
+            explicit = self.config.credentials.get(host)
             self._auth[host] = RegistryAuth(
                 registry_host=host,
-                credentials=credentials,
-                credentials_allowed=True,
-                realm_trusted=frozenset(self.config.insecure_registries),
+                credentials=explicit,
+                plain_http_allowed=self.is_insecure,
+                credentials_resolved=explicit is not None or not self.config.use_docker_config,
             )
         return self._auth[host]
+
+    async def _ensure_credentials(self, auth: RegistryAuth) -> None:
+        """Look ``auth``'s host up in Docker's config.json once (helpers run in a thread)."""
+        if auth.credentials_resolved:
+            return
+        lock = self._credential_locks.setdefault(auth.registry_host, anyio.Lock())
+        async with lock:
+            if not auth.credentials_resolved:
+                auth.credentials = await anyio.to_thread.run_sync(
+                    load_docker_credentials, auth.registry_host
+                )
+                auth.credentials_resolved = True
+
+    async def token_request(
+        self,
+        method: str,
+        url: str,
+        *,
+        query: Sequence[tuple[str, str]],
+        headers: Mapping[str, str],
+        form: Mapping[str, str] | None,
+    ) -> TokenReply:
+        """One request to a token realm (the :class:`~dockerdrag.auth.TokenClient` side)."""
+        host = urlsplit(url).netloc
+        proxy, proxy_headers = self._proxy_options(url)
+        log.debug("%s %s", method, redact_url(url))
+        try:
+            async with self.session.request(
+                method,
+                url,
+                params=list(query) or None,
+                data=dict(form) if form is not None else None,
+                headers=dict(headers),
+                allow_redirects=False,
+                ssl=self.ssl_for(host),
+                proxy=proxy,
+                proxy_headers=proxy_headers,
+            ) as raw:
+                body = await _read_capped(raw, MAX_TOKEN_BODY + 1)
+                retry_after = parse_retry_after(raw.headers.get("Retry-After"))
+                return TokenReply(raw.status, body, retry_after)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise _connection_error(exc, host, "a token", proxy) from exc
 
     # ------------------------------------------------------------------ requests
 
@@ -318,6 +420,8 @@ class Transport:
         headers: Mapping[str, str],
         method: str,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send the request with whatever Authorization ``host`` needs, answering its
+        challenges (at most once per kind); yield the first non-401 response."""
         auth = self.auth_for(host)
         scheme = await self.scheme_for(host)
         url = f"{scheme}://{host}{path}"
@@ -325,64 +429,51 @@ class Transport:
         retried_for: set[str] = set()
         while True:
             request_headers = dict(headers)
-            authorization = await auth.header_for(scope, self.session)
+            authorization = await auth.header_for(scope, self)
             if authorization:
                 request_headers["Authorization"] = authorization
             async with self._follow_redirects(method, url, request_headers, what) as raw:
                 if raw.status != 401:
                     yield raw
                     return
-                reason = self._handle_unauthorised(raw, auth, scope, retried_for, host, what)
-                scope = reason or scope
+                challenge_header = raw.headers.get("WWW-Authenticate", "")
+            await self._ensure_credentials(auth)
+            attempt = _Unauthorised(challenge_header, scope, authorization, host, what)
+            scope = self._handle_unauthorised(attempt, auth, retried_for) or scope
 
     def _handle_unauthorised(
-        self,
-        raw: aiohttp.ClientResponse,
-        auth: RegistryAuth,
-        scope: str,
-        retried_for: set[str],
-        host: str,
-        what: str,
+        self, attempt: _Unauthorised, auth: RegistryAuth, retried_for: set[str]
     ) -> str | None:
-        """Update auth after a 401; return a new scope to ask for, or raise."""
-        challenges = parse_www_authenticate(raw.headers.get("WWW-Authenticate", ""))
+        """Update ``auth`` after a 401; return a new scope to ask for, or raise.
+
+        A new challenge, an expired token (``invalid_token``) and a token lacking
+        the scope (``insufficient_scope``) are each answered once; anything else,
+        or the same again, is an :class:`AuthenticationError` naming the registry.
+        """
+        challenges = parse_www_authenticate(attempt.challenge_header)
         challenge = next((c for c in challenges if c.scheme == "bearer"), None) or next(
             (c for c in challenges if c.scheme == "basic"), None
         )
         if challenge is None:
             raise AuthenticationError(
-                f"{host} requires authentication but sent no usable challenge"
+                f"{attempt.host} requires authentication for {attempt.what} but offers "
+                "neither Bearer nor Basic authentication"
             )
-        error = challenge.params.get("error", "")
-        if auth.challenge is None or auth.challenge.scheme != challenge.scheme:
-            reason = "challenge"
-        elif error == "invalid_token":
-            reason = "invalid_token"
-        elif error == "insufficient_scope":
-            reason = "insufficient_scope"
-        else:
-            reason = "denied"
+        reason = _unauthorised_reason(auth.challenge, challenge)
         if reason in retried_for or reason == "denied":
-            who = "the given credentials" if auth.credentials else "anonymous access"
-            raise AuthenticationError(
-                f"authentication to {host} failed for {what}: the registry refused {who}"
-                + (f" ({error})" if error else "")
-            )
+            raise AuthenticationError(_refusal_message(attempt, auth, challenge, reason))
         retried_for.add(reason)
-        stored = (
-            challenge
-            if challenge.scheme == "basic"
-            else type(challenge)(
-                challenge.scheme,
-                {k: v for k, v in challenge.params.items() if k in ("realm", "service")},
-            )
-        )
-        auth.challenge = stored
+        if reason == "challenge":
+            auth.challenge = _stored_challenge(challenge)
         if challenge.scheme == "basic" and (
             auth.credentials is None or not auth.credentials.username
         ):
-            raise AuthenticationError(f"{host} requires a username and password for {what}")
-        auth.invalidate(scope)
+            raise AuthenticationError(
+                f"{attempt.host} requires a username and password for {attempt.what}; "
+                f"log in with 'docker login {attempt.host}' or pass --username and "
+                "--password-stdin"
+            )
+        auth.invalidate(attempt.scope, attempt.sent)
         if reason == "insufficient_scope" and challenge.params.get("scope"):
             return challenge.params["scope"]
         return None
@@ -391,6 +482,11 @@ class Transport:
     async def _follow_redirects(
         self, method: str, url: str, headers: dict[str, str], what: str
     ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send ``method url``, following up to MAX_REDIRECTS redirects.
+
+        ``Authorization`` goes only to the origin it was made for (same scheme, host
+        and port); a redirect from https to anything but https is refused.
+        """
         origin = urlsplit(url)
         current = url
         for _ in range(MAX_REDIRECTS + 1):
@@ -399,41 +495,28 @@ class Transport:
             if (target.scheme, target.netloc) != (origin.scheme, origin.netloc):
                 send.pop("Authorization", None)
             host = target.netloc
+            proxy, proxy_headers = self._proxy_options(current)
             log.debug("%s %s", method, redact_url(current))
             try:
                 async with self.session.request(
-                    method, current, headers=send, allow_redirects=False, ssl=self.ssl_for(host)
+                    method,
+                    current,
+                    headers=send,
+                    allow_redirects=False,
+                    ssl=self.ssl_for(host),
+                    proxy=proxy,
+                    proxy_headers=proxy_headers,
                 ) as raw:
                     if raw.status in (301, 302, 303, 307, 308) and "Location" in raw.headers:
-                        location = urljoin(current, raw.headers["Location"])
-                        if origin.scheme == "https" and urlsplit(location).scheme != "https":
-                            raise RegistryError(
-                                f"refusing a redirect from https to {urlsplit(location).scheme} "
-                                f"while fetching {what}"
-                            )
-                        current = location
+                        current = _redirect_target(current, raw.headers["Location"], origin, what)
                         continue
                     yield raw
                     return
             except DockerDragError:
                 raise
-            except aiohttp.ClientConnectorCertificateError as exc:
-                raise TLSError(
-                    f"TLS certificate of {host} could not be verified "
-                    f"({_describe(exc.certificate_error)}); "
-                    "pass --ca-cert FILE, or --insecure "
-                    f"{host} if you trust this registry without verification"
-                ) from exc
-            except aiohttp.ClientSSLError as exc:
-                raise TLSError(
-                    f"TLS handshake with {host} failed ({_describe(exc)}); if it is a plain-HTTP "
-                    f"registry, name it with --insecure {host}"
-                ) from exc
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                raise NetworkError(
-                    f"cannot reach {host} while fetching {what}: {_describe(exc)}"
-                ) from exc
-        raise RegistryError(f"too many redirects while fetching {what}")
+                raise _connection_error(exc, host, what, proxy) from exc
+        raise RegistryError(f"more than {MAX_REDIRECTS} redirects while fetching {what}")
 
     async def _raise_for_status(
         self, raw: aiohttp.ClientResponse, host: str, what: str, not_found: type[NotFoundError]
@@ -454,3 +537,159 @@ class Transport:
                 f"access to {what} on {host} denied (HTTP {raw.status}){suffix}"
             )
         raise RegistryError(f"{host} answered HTTP {raw.status} for {what}{suffix}", raw.status)
+
+
+@dataclass(frozen=True)
+class _Unauthorised:
+    """One 401 answer and the request it refused (for :meth:`Transport._handle_unauthorised`)."""
+
+    challenge_header: str
+    scope: str
+    sent: str | None = field(repr=False)  # the Authorization header that was refused
+    host: str
+    what: str
+
+
+def _unauthorised_reason(known: Challenge | None, challenge: Challenge) -> str:
+    """``challenge`` (new), ``invalid_token``, ``insufficient_scope`` or ``denied``."""
+    if (
+        known is None
+        or known.scheme != challenge.scheme
+        or known.params.get("realm") != challenge.params.get("realm")
+    ):
+        return "challenge"
+    error = challenge.params.get("error", "")
+    if error in ("invalid_token", "insufficient_scope"):
+        return error
+    return "denied"
+
+
+def _stored_challenge(challenge: Challenge) -> Challenge:
+    """What to remember of a challenge: Bearer keeps only realm and service."""
+    if challenge.scheme != "bearer":
+        return challenge
+    kept = {k: v for k, v in challenge.params.items() if k in ("realm", "service")}
+    return Challenge(challenge.scheme, kept)
+
+
+def _refusal_message(
+    attempt: _Unauthorised, auth: RegistryAuth, challenge: Challenge, reason: str
+) -> str:
+    """An actionable message for a final 401 (never contains a secret)."""
+    credentials = auth.credentials
+    who = f"user {credentials.username!r}" if credentials and credentials.username else None
+    if credentials and credentials.identity_token:
+        who = "the identity token"
+    error = challenge.params.get("error", "")
+    text = f"authentication to {attempt.host} failed for {attempt.what}"
+    if reason == "insufficient_scope":
+        detail = f"the registry granted no access to {attempt.scope}"
+    elif reason == "invalid_token":
+        detail = "the registry rejected a freshly issued token (invalid_token)"
+    else:
+        detail = f"the registry refused {who or 'anonymous access'}" + (
+            f" ({error})" if error else ""
+        )
+    hint = (
+        "; check the username and password"
+        if who
+        else f"; log in with 'docker login {attempt.host}' or pass --username and --password-stdin"
+    )
+    return f"{text}: {detail}{hint}"
+
+
+def _redirect_target(current: str, location: str, origin: SplitResult, what: str) -> str:
+    """The absolute URL a redirect points to; refuses https -> http and odd schemes."""
+    target = urljoin(current, location)
+    scheme = urlsplit(target).scheme
+    if scheme not in ("http", "https"):
+        raise RegistryError(f"refusing a redirect to a {scheme!r} URL while fetching {what}")
+    if (origin.scheme == "https" or urlsplit(current).scheme == "https") and scheme != "https":
+        raise RegistryError(
+            f"refusing a redirect from https to {scheme} ({redact_url(target)}) "
+            f"while fetching {what}"
+        )
+    return target
+
+
+def _connection_error(
+    exc: BaseException, host: str, what: str, proxy: str | None
+) -> DockerDragError:
+    """Map an aiohttp/OS exception of a request to ``host`` to our hierarchy."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        reason = getattr(exc.certificate_error, "verify_message", None) or _describe(
+            exc.certificate_error
+        )
+        return TLSError(
+            f"the TLS certificate of {host} could not be verified ({reason}); trust its CA "
+            f"with --ca-cert FILE or /etc/docker/certs.d/{host}/ca.crt, or pass "
+            f"--insecure {host} to skip verification for this registry"
+        )
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return TLSError(
+            f"the TLS handshake with {host} failed ({_describe(exc)}); if it is a plain-HTTP "
+            f"registry, name it with --insecure {host}"
+        )
+    via = f" via the proxy {_proxy_host(proxy)}" if proxy else ""
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        return NetworkError(f"cannot reach the proxy {_proxy_host(proxy)} for {host}")
+    # A response error's text carries its URL (a proxy's may hold a password): not shown.
+    detail = (
+        f"HTTP {exc.status} {exc.message}"
+        if isinstance(exc, aiohttp.ClientResponseError)
+        else _describe(exc)
+    )
+    return NetworkError(f"cannot reach {host}{via} while fetching {what}: {detail}")
+
+
+def _proxy_bypass(netloc: str, proxies: Mapping[str, str]) -> bool:
+    """Whether ``NO_PROXY`` exempts ``netloc`` (the stdlib matcher: host, domain suffix,
+    host:port, ``*``)."""
+    matcher = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    bypass: bool = matcher(netloc, proxies)
+    return bypass
+
+
+def _proxy_host(proxy: str | None) -> str:
+    """A proxy URL's host:port (its userinfo may hold a password)."""
+    parts = urlsplit(proxy or "")
+    return parts.hostname + (f":{parts.port}" if parts.port else "") if parts.hostname else "?"
+
+
+async def _read_capped(raw: aiohttp.ClientResponse, limit: int) -> bytes:
+    """At most ``limit`` bytes of a body."""
+    chunks: list[bytes] = []
+    total = 0
+    while total < limit:
+        chunk = await raw.content.read(limit - total)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
+def default_certs_d_dirs() -> tuple[Path, ...]:
+    """Where Docker looks for per-registry CAs: ``/etc/docker/certs.d``, and (as the
+    rootless daemon does) ``$XDG_CONFIG_HOME/docker/certs.d`` (``~/.config/...``)."""
+    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return (Path("/etc/docker/certs.d"), Path(config_home) / "docker" / "certs.d")
+
+
+def _load_certs_d(context: ssl.SSLContext, host_dir: Path) -> None:
+    """Add ``host_dir``'s ``*.crt`` CAs and ``*.cert``/``*.key`` client pairs, as dockerd does."""
+    if not host_dir.is_dir():
+        return
+    try:
+        for ca_file in sorted(host_dir.glob("*.crt")):
+            context.load_verify_locations(cafile=str(ca_file))
+        for cert in sorted(host_dir.glob("*.cert")):
+            key = cert.with_suffix(".key")
+            if not key.exists():
+                raise TLSError(f"missing key {key} for client certificate {cert}")
+            context.load_cert_chain(str(cert), str(key))
+        for key in sorted(host_dir.glob("*.key")):
+            if not key.with_suffix(".cert").exists():
+                raise TLSError(f"missing client certificate {key.with_suffix('.cert')} for {key}")
+    except (OSError, ssl.SSLError) as exc:
+        raise TLSError(f"cannot load the certificates in {host_dir}: {_describe(exc)}") from exc

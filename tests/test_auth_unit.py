@@ -1,17 +1,37 @@
-"""Pure parts of auth: challenge parsing, Docker config credentials, redaction."""
+"""Pure parts of auth and transport rules: challenges, Docker config credentials, the token
+cache (against a scripted token client), redirect/proxy/TLS decisions, redaction."""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
+import ssl
 import stat
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import anyio
 import pytest
 
-from dockerdrag.auth import Credentials, load_docker_credentials, parse_www_authenticate
-from dockerdrag.errors import AuthenticationError
+from dockerdrag import transport
+from dockerdrag.auth import (
+    Challenge,
+    Credentials,
+    RegistryAuth,
+    TokenReply,
+    load_docker_credentials,
+    parse_www_authenticate,
+)
+from dockerdrag.errors import (
+    AuthenticationError,
+    NetworkError,
+    RegistryError,
+    TLSError,
+    UsageError,
+)
 
 
 def test_parse_bearer_challenge_with_commas_in_quotes() -> None:
@@ -123,3 +143,323 @@ def test_missing_helper_is_a_clear_error(tmp_path: Path) -> None:
     config_dir = write_config(tmp_path, {"credHelpers": {"reg.example": "nonexistent-xyz"}})
     with pytest.raises(AuthenticationError, match="docker-credential-nonexistent-xyz"):
         load_docker_credentials("reg.example", config_dir)
+
+
+def test_hub_cred_helper_is_asked_with_the_index_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "asked.txt"
+    install_helper(
+        tmp_path / "bin",
+        "hub",
+        f'read server; echo "$server" > {log}\necho \'{{"Username":"u","Secret":"s"}}\'\n',
+        monkeypatch,
+    )
+    config_dir = write_config(tmp_path, {"credHelpers": {"https://index.docker.io/v1/": "hub"}})
+    assert load_docker_credentials("registry-1.docker.io", config_dir) == Credentials("u", "s")
+    assert log.read_text().strip() == "https://index.docker.io/v1/"
+
+
+def test_creds_store_without_entry_falls_back_to_auths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_helper(
+        tmp_path / "bin",
+        "empty",
+        "read server; echo 'credentials not found in native keychain'; exit 1\n",
+        monkeypatch,
+    )
+    encoded = base64.b64encode(b"erin:pw").decode()
+    config_dir = write_config(
+        tmp_path, {"credsStore": "empty", "auths": {"reg.example": {"auth": encoded}}}
+    )
+    assert load_docker_credentials("reg.example", config_dir) == Credentials("erin", "pw")
+    assert load_docker_credentials("other.example", config_dir) is None
+
+
+def test_failing_helper_error_names_helper_not_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_helper(tmp_path / "bin", "broken", "echo 'boom secret-xyz'; exit 3\n", monkeypatch)
+    config_dir = write_config(tmp_path, {"credsStore": "broken"})
+    with pytest.raises(AuthenticationError) as info:
+        load_docker_credentials("reg.example", config_dir)
+    assert "docker-credential-broken" in str(info.value) and "secret-xyz" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+class FakeTokenClient:
+    """Answers token requests from a script and records them (no network)."""
+
+    def __init__(self, *replies: TokenReply | Exception) -> None:
+        self.replies = list(replies)
+        self.calls: list[dict[str, object]] = []
+
+    async def token_request(
+        self,
+        method: str,
+        url: str,
+        *,
+        query: Sequence[tuple[str, str]],
+        headers: Mapping[str, str],
+        form: Mapping[str, str] | None,
+    ) -> TokenReply:
+        self.calls.append(
+            {"method": method, "url": url, "query": list(query), "headers": dict(headers)}
+            | {"form": dict(form) if form is not None else None}
+        )
+        await anyio.sleep(0)
+        reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+
+def token_reply(token: str = "tok-1", extra: Mapping[str, object] | None = None) -> TokenReply:
+    return TokenReply(200, json.dumps({"token": token, **(extra or {})}).encode())
+
+
+def bearer_auth(
+    realm: str = "https://auth.example/token",
+    credentials: Credentials | None = None,
+    plain_http_allowed: Callable[[str], bool] = lambda host: False,
+) -> RegistryAuth:
+    return RegistryAuth(
+        "reg.example",
+        credentials=credentials,
+        plain_http_allowed=plain_http_allowed,
+        challenge=Challenge("bearer", {"realm": realm, "service": "svc"}),
+    )
+
+
+SCOPE = "repository:team/app:pull"
+
+
+@pytest.mark.anyio
+async def test_token_get_sends_account_and_basic_over_https() -> None:
+    client = FakeTokenClient(token_reply())
+    auth = bearer_auth(credentials=Credentials("alice", "pw-1"))
+    assert await auth.header_for(SCOPE, client) == "Bearer tok-1"
+    (call,) = client.calls
+    assert call["method"] == "GET" and call["url"] == "https://auth.example/token"
+    assert call["query"] == [("service", "svc"), ("account", "alice"), ("scope", SCOPE)]
+    assert call["headers"] == {"Authorization": Credentials("alice", "pw-1").basic_header()}
+
+
+@pytest.mark.anyio
+async def test_identity_token_uses_refresh_token_post() -> None:
+    client = FakeTokenClient(token_reply(extra={"access_token": "ignored"}))
+    auth = bearer_auth(credentials=Credentials("alice", identity_token="refresh-9"))
+    await auth.header_for(SCOPE, client)
+    (call,) = client.calls
+    assert call["method"] == "POST" and call["headers"] == {}
+    form = call["form"]
+    assert isinstance(form, dict)
+    assert form["grant_type"] == "refresh_token" and form["refresh_token"] == "refresh-9"
+    assert form["scope"] == SCOPE and form["service"] == "svc"
+
+
+@pytest.mark.parametrize(("allowed", "sent"), [(False, False), (True, True)])
+@pytest.mark.anyio
+async def test_plain_http_realm_gets_credentials_only_if_named(allowed: bool, sent: bool) -> None:
+    client = FakeTokenClient(token_reply())
+    auth = bearer_auth(
+        realm="http://auth.example:8080/token",
+        credentials=Credentials("alice", "pw-1"),
+        plain_http_allowed=lambda host: allowed and host == "auth.example:8080",
+    )
+    await auth.header_for(SCOPE, client)
+    (call,) = client.calls
+    assert ("Authorization" in call["headers"]) is sent  # type: ignore[operator]
+    assert (("account", "alice") in call["query"]) is sent  # type: ignore[operator]
+
+
+@pytest.mark.anyio
+async def test_http_realm_refusal_explains_withheld_credentials() -> None:
+    client = FakeTokenClient(TokenReply(401, b"{}"))
+    auth = bearer_auth(realm="http://auth.example/token", credentials=Credentials("a", "pw-1"))
+    with pytest.raises(AuthenticationError, match=r"--insecure auth\.example") as info:
+        await auth.header_for(SCOPE, client)
+    assert "pw-1" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("reply", "lifetime"),
+    [({}, 60), ({"expires_in": 5}, 60), ({"expires_in": 3600}, 3600), ({"expires_in": "x"}, 60)],
+)
+@pytest.mark.anyio
+async def test_token_lifetime_is_at_least_60_seconds(
+    reply: dict[str, object], lifetime: float
+) -> None:
+    auth = bearer_auth()
+    before = time.monotonic()
+    await auth.header_for(SCOPE, FakeTokenClient(token_reply(extra=reply)))
+    (cached,) = auth._tokens.values()
+    assert lifetime <= cached.expires_at - before < lifetime + 5
+    assert "tok-1" not in repr(cached) and "tok-1" not in repr(auth)
+
+
+@pytest.mark.anyio
+async def test_concurrent_callers_share_one_token_fetch() -> None:
+    client = FakeTokenClient(token_reply("tok-a"), token_reply("tok-b"))
+    auth = bearer_auth()
+    headers: list[str | None] = []
+
+    async def one() -> None:
+        headers.append(await auth.header_for(SCOPE, client))
+
+    async with anyio.create_task_group() as group:
+        for _ in range(5):
+            group.start_soon(one)
+    assert headers == ["Bearer tok-a"] * 5 and len(client.calls) == 1
+
+
+@pytest.mark.anyio
+async def test_invalidate_keeps_a_token_fetched_meanwhile() -> None:
+    client = FakeTokenClient(token_reply("tok-a"), token_reply("tok-b"))
+    auth = bearer_auth()
+    first = await auth.header_for(SCOPE, client)
+    auth.invalidate(SCOPE, first)
+    second = await auth.header_for(SCOPE, client)
+    assert (first, second) == ("Bearer tok-a", "Bearer tok-b")
+    auth.invalidate(SCOPE, first)  # a late 401 for the old token: keep the new one
+    assert auth.cached_header(SCOPE) == "Bearer tok-b"
+
+
+@pytest.mark.anyio
+async def test_token_server_429_and_5xx_are_retried_with_retry_after() -> None:
+    client = FakeTokenClient(
+        TokenReply(429, b"", retry_after=0.0),
+        TokenReply(503, b"", retry_after=0.0),
+        NetworkError("connection reset"),
+        token_reply(),
+    )
+    assert await bearer_auth().header_for(SCOPE, client) == "Bearer tok-1"
+    assert len(client.calls) == 4
+
+
+@pytest.mark.anyio
+async def test_token_server_tls_error_is_not_retried() -> None:
+    client = FakeTokenClient(TLSError("bad certificate"))
+    with pytest.raises(TLSError):
+        await bearer_auth().header_for(SCOPE, client)
+    assert len(client.calls) == 1
+
+
+@pytest.mark.parametrize(
+    "body", [b"not json", b"[]", b'{"token": ""}', b'{"token": "a b"}', b'{"token": "x\\ny"}']
+)
+@pytest.mark.anyio
+async def test_bad_token_replies_are_registry_errors(body: bytes) -> None:
+    with pytest.raises(RegistryError):
+        await bearer_auth().header_for(SCOPE, FakeTokenClient(TokenReply(200, body)))
+
+
+def test_basic_password_refused_over_plain_http() -> None:
+    auth = RegistryAuth(
+        "reg.example",
+        credentials=Credentials("alice", "pw-1"),
+        challenge=Challenge("basic", {"realm": "r"}),
+        credentials_allowed=False,
+    )
+    with pytest.raises(AuthenticationError, match=r"--insecure reg\.example") as info:
+        auth.cached_header(SCOPE)
+    assert "pw-1" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- transport rules
+
+
+@pytest.mark.parametrize(
+    ("known", "header", "reason"),
+    [
+        (None, 'Bearer realm="https://a/t"', "challenge"),
+        ("https://a/t", 'Bearer realm="https://a/t",error="invalid_token"', "invalid_token"),
+        (
+            "https://a/t",
+            'Bearer realm="https://a/t",error="insufficient_scope"',
+            "insufficient_scope",
+        ),
+        ("https://a/t", 'Bearer realm="https://a/t"', "denied"),
+        ("https://a/t", 'Bearer realm="https://b/t"', "challenge"),
+    ],
+)
+def test_unauthorised_reason(known: str | None, header: str, reason: str) -> None:
+    stored = Challenge("bearer", {"realm": known}) if known else None
+    (challenge,) = parse_www_authenticate(header)
+    assert transport._unauthorised_reason(stored, challenge) == reason
+
+
+@pytest.mark.parametrize(
+    ("current", "location", "allowed"),
+    [
+        ("https://reg/v2/x", "https://cdn.example/blob?sig=1", True),
+        ("https://reg/v2/x", "/v2/y", True),
+        ("https://reg/v2/x", "http://cdn.example/blob", False),
+        ("https://reg/v2/x", "ftp://cdn.example/blob", False),
+        ("http://reg/v2/x", "http://cdn.example/blob", True),
+    ],
+)
+def test_redirect_targets(current: str, location: str, allowed: bool) -> None:
+    origin = urlsplit(current)
+    if allowed:
+        assert transport._redirect_target(current, location, origin, "blob").startswith("http")
+    else:
+        with pytest.raises(RegistryError, match="refusing a redirect") as info:
+            transport._redirect_target(current, location, origin, "blob")
+        assert "sig=1" not in str(info.value)
+
+
+def test_proxy_for_honours_no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example,127.0.0.1")
+    t = transport.Transport()
+    assert t.proxy_for("https://reg.example/v2/") == "http://proxy.example:3128"
+    assert t.proxy_for("https://x.internal.example/v2/") is None
+    assert t.proxy_for("https://127.0.0.1:5000/v2/") is None
+    assert t.proxy_for("http://reg.example/v2/") is None  # no HTTP_PROXY
+
+
+def test_default_certs_d_dirs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert transport.default_certs_d_dirs() == (
+        Path("/etc/docker/certs.d"),
+        tmp_path / "docker" / "certs.d",
+    )
+    assert transport.TransportConfig().certs_d_dirs[1] == tmp_path / "docker" / "certs.d"
+
+
+def test_certs_d_client_cert_without_key_is_an_error(tmp_path: Path) -> None:
+    host_dir = tmp_path / "reg.example:5000"
+    host_dir.mkdir()
+    (host_dir / "client.cert").write_text("")
+    config = transport.TransportConfig(certs_d_dirs=(tmp_path,))
+    with pytest.raises(TLSError, match="missing key"):
+        transport.Transport(config).ssl_for("reg.example:5000")
+
+
+def test_insecure_registry_gets_unverified_tls_only_when_named() -> None:
+    config = transport.TransportConfig(insecure_registries=frozenset({"reg.example:5000"}))
+    t = transport.Transport(config)
+    assert t.ssl_for("reg.example:5000") is False
+    context = t.ssl_for("other.example")
+    assert isinstance(context, ssl.SSLContext) and context.verify_mode == ssl.CERT_REQUIRED
+
+
+def test_missing_ca_cert_is_a_usage_error(tmp_path: Path) -> None:
+    config = transport.TransportConfig(ca_cert=tmp_path / "nope.pem", certs_d_dirs=())
+    with pytest.raises(UsageError, match=r"nope\.pem"):
+        transport.Transport(config).ssl_for("reg.example")
+
+
+def test_proxy_userinfo_becomes_proxy_authorization(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://bob:p%40ss@proxy.example:3128")
+    proxy, headers = transport.Transport()._proxy_options("https://reg.example/v2/")
+    assert proxy == "http://proxy.example:3128"
+    assert headers == {"Proxy-Authorization": Credentials("bob", "p@ss").basic_header()}
