@@ -1,12 +1,17 @@
 """dockerdrag: pull container images from Docker/OCI registries without a Docker daemon.
 
-The main entry points are :func:`pull_image` for one pull and :class:`Puller`
-for several pulls sharing one HTTP session and cache::
+The main entry points are :func:`pull_image` for one pull, :func:`pull_images`
+for several images in one archive, and :class:`Puller` for several pulls sharing
+one HTTP session and cache::
 
     from dockerdrag import pull_image
     result = await pull_image("busybox:1.36", platform="linux/amd64", output="busybox.tar")
 
-Every error derives from :class:`DockerDragError` (see :mod:`dockerdrag.errors`).
+Progress comes as typed events, to a ``progress=`` callback or as an async
+iterator (:meth:`Puller.pull_events`); :meth:`Puller.inspect` describes an image
+without pulling it. Every error derives from :class:`DockerDragError` (see
+:mod:`dockerdrag.errors`). The library logs to the ``dockerdrag`` logger
+(``DEBUG``: each request, never a secret).
 """
 
 from .auth import Credentials
@@ -30,7 +35,16 @@ from .errors import (
 )
 from .events import ArchiveWriting, LayerPhase, LayerProgress, ProgressEvent, PullStarted
 from .platform import Platform
-from .pull import LayerResult, Puller, PullResult, pull_image
+from .pull import (
+    ImageInspection,
+    LayerResult,
+    Puller,
+    PullEvent,
+    PullFinished,
+    PullResult,
+    pull_image,
+    pull_images,
+)
 from .reference import Reference
 from .transport import RetryPolicy
 
@@ -43,6 +57,7 @@ __all__ = [
     "Digest",
     "DigestMismatchError",
     "DockerDragError",
+    "ImageInspection",
     "IntegrityError",
     "InvalidPlatformError",
     "InvalidReferenceError",
@@ -57,6 +72,8 @@ __all__ = [
     "PlatformNotFoundError",
     "PlatformRequiredError",
     "ProgressEvent",
+    "PullEvent",
+    "PullFinished",
     "PullResult",
     "PullStarted",
     "Puller",
@@ -67,4 +84,5 @@ __all__ = [
     "UsageError",
     "__version__",
     "pull_image",
+    "pull_images",
 ]

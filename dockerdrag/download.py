@@ -1,218 +1,614 @@
 """Resumable, verified blob downloads into the blob store, with bounded fan-out.
 
-A blob is streamed into ``<hex>.partial`` while it is hashed; a dropped
-connection resumes at the bytes already on disk (``Range: bytes=N-``), and the
-partial is renamed to its digest only once size and sha256 match.
+How one blob is fetched (:meth:`BlobFetcher.fetch`):
+
+* Under the blob's lock (per process and, with ``flock``, across processes) a
+  blob already verified in the store is used as is: no request is made.
+* Otherwise the download continues from what an earlier run left on disk
+  (see :mod:`store` for the partial file and its ``.ranges`` sidecar); the
+  hash state is rebuilt by re-reading those bytes. A complete partial is
+  verified locally, without a request.
+* Blobs up to ``TransferOptions.chunk_threshold`` bytes are streamed front to
+  back into ``<hex>.partial`` and hashed as they are written. Larger blobs are
+  fetched as ranged chunks in parallel, written at their offsets; the written
+  ranges are recorded in the sidecar after every block, and the contiguous
+  prefix is hashed in order (read back from disk) as it grows. Both resume
+  everything recorded: a chunked download resumes every finished range, not
+  only the prefix.
+* Answers: a 206 is accepted only if its ``Content-Range`` is exactly the
+  range asked for and totals the descriptor size; a 200 to a ranged request,
+  or a wrong ``Content-Range``, means ranges cannot be trusted: the partial is
+  emptied and the blob is streamed whole, without ``Range``. A 416's body is
+  never read: ``Content-Range: bytes */N`` with N != size is a
+  :class:`SizeMismatchError`, anything else starts over. A ``Content-Length``
+  other than the expected one fails at once (:class:`SizeMismatchError`).
+  Nothing past the descriptor size is ever read.
+* A body that breaks mid-way is reconnected at the bytes already written (see
+  :class:`~dockerdrag.transport.RetryPolicy` for the budget); the partial is
+  kept whenever the download gives up or is cancelled.
+* A blob whose size or sha256 is wrong at the end is emptied and fetched once
+  more from zero; a second failure raises (and leaves no partial behind).
+
+Connections: each blob request, whole-blob stream or chunk, holds one token of
+the fetcher's :class:`anyio.CapacityLimiter` while it is open, so layers and
+chunks share ``concurrency``. No token is held while waiting for a lock, for
+other chunks, or between reconnects, so the fan-out cannot deadlock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiofiles
 import anyio
 
 from .digest import Digest, VerifyingHasher
 from .errors import (
     DigestMismatchError,
     DockerDragError,
+    InvalidManifestError,
     NetworkError,
     OutputError,
     RegistryError,
     SizeMismatchError,
 )
 from .events import LayerPhase, LayerProgress, ProgressCallback
-from .manifest import Descriptor
+from .manifest import MAX_CONFIG_BYTES, Descriptor
 from .reference import Reference
 from .registry import RegistryClient
-from .store import BlobStore, describe_os_error, hash_file
+from .store import BlobStore, ByteRanges, describe_os_error
+from .transport import Response, RetryPolicy
 
 log = logging.getLogger("dockerdrag")
 
 READ_CHUNK = 1 << 20
-MAX_RECONNECTS_WITHOUT_PROGRESS = 5
-MAX_RECONNECTS = 20
+DEFAULT_CONCURRENCY = 3
 _CONTENT_RANGE_RE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
+_UNSATISFIED_RANGE_RE = re.compile(r"bytes \*/(\d+)")
+
+
+@dataclass(frozen=True)
+class TransferOptions:
+    """How blobs travel: when to split a blob into parallel ranged chunks, and how.
+
+    Blobs larger than ``chunk_threshold`` bytes are fetched in chunks of
+    ``chunk_size`` bytes (the last may be shorter), at most ``concurrency``
+    requests at a time across all layers and chunks.
+    """
+
+    chunk_threshold: int = 32 << 20
+    chunk_size: int = 16 << 20
+
+    def __post_init__(self) -> None:
+        if self.chunk_size < 1 or self.chunk_threshold < 0:
+            raise ValueError("chunk_size must be positive and chunk_threshold non-negative")
+
+
+class _RangeUnusable(Exception):
+    """The registry ignored or mangled a Range request: fetch the blob whole."""
+
+
+class _BodyBroken(Exception):
+    """A body ended or broke before its last byte; ``error`` says how."""
+
+    def __init__(self, error: NetworkError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 @dataclass
-class _Attempt:
-    """State carried between reconnects of one blob download."""
+class _Cursor:
+    """The next offset one stream writes to."""
 
-    hasher: VerifyingHasher
-    offset: int
+    pos: int
+
+
+class _Reconnects:
+    """The reconnect budget of one stream (a whole blob or one chunk) in one run."""
+
+    def __init__(self, policy: RetryPolicy, offset: int) -> None:
+        self.policy = policy
+        self.count = 0
+        self.fruitless = 0
+        self._mark = (offset, time.monotonic())
+
+    def delay_after(self, offset: int, error: NetworkError) -> float:
+        """Seconds to wait before reconnecting at ``offset``; raise ``error`` when spent."""
+        policy = self.policy
+        mark_offset, mark_time = self._mark
+        now = time.monotonic()
+        progressed = (
+            offset - mark_offset >= policy.reconnect_progress_bytes
+            or now - mark_time >= policy.reconnect_progress_seconds
+        )
+        self._mark = (offset, now)
+        self.count += 1
+        self.fruitless = 0 if progressed else self.fruitless + 1
+        if self.count > policy.max_reconnects or self.fruitless >= policy.attempts:
+            raise error
+        return 0.0 if progressed else policy.delay(self.fruitless - 1, None)
 
 
 class BlobFetcher:
-    """Fetch blobs of one repository into a :class:`BlobStore`."""
+    """Fetch blobs into a :class:`BlobStore`, sharing one connection limit.
+
+    ``concurrency`` bounds the blob requests open at once, whole blobs and
+    chunks together, for every fetch made through this fetcher.
+    """
 
     def __init__(
         self,
         client: RegistryClient,
         store: BlobStore,
         progress: ProgressCallback | None = None,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        options: TransferOptions | None = None,
     ) -> None:
         self.client = client
         self.store = store
         self.progress = progress
+        self.options = options or TransferOptions()
+        self._concurrency = max(1, concurrency)
+        self._limiter: anyio.CapacityLimiter | None = None
 
-    def _emit(self, descriptor: Descriptor, phase: LayerPhase, done: int) -> None:
+    @property
+    def concurrency(self) -> int:
+        """How many blob requests may be open at once."""
+        return self._concurrency
+
+    @concurrency.setter
+    def concurrency(self, value: int) -> None:
+        self._concurrency = max(1, value)
+        if self._limiter is not None:
+            self._limiter.total_tokens = self._concurrency
+
+    @property
+    def limiter(self) -> anyio.CapacityLimiter:
+        """The connection limit shared by all blob requests of this fetcher."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self._concurrency)
+        return self._limiter
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The transport's retry policy (also the reconnect budget)."""
+        return self.client.transport.config.retry
+
+    def emit(self, descriptor: Descriptor, phase: LayerPhase, done: int) -> None:
+        """Report one blob's progress to the callback, if any."""
         if self.progress is not None:
             self.progress(LayerProgress(descriptor.digest, phase, done, descriptor.size))
 
-    async def fetch(self, reference: Reference, descriptor: Descriptor) -> Path:
-        """Make sure the verified blob is in the store; return its path."""
+    async def fetch(
+        self, reference: Reference, descriptor: Descriptor, *, report: bool = True
+    ) -> Path:
+        """Make sure the verified blob is in the store; return its path.
+
+        ``report=False`` keeps the blob out of the progress events (the config).
+        """
         digest = descriptor.digest
         async with self.store.lock(digest):
             if self.store.has(digest, descriptor.size):
-                self._emit(descriptor, LayerPhase.EXISTS, descriptor.size)
+                if report:
+                    self.emit(descriptor, LayerPhase.EXISTS, descriptor.size)
                 return self.store.blob_path(digest)
             try:
-                return await self._fetch_locked(reference, descriptor)
+                return await self._download_locked(reference, descriptor, report)
             except OSError as exc:
                 raise OutputError(
                     describe_os_error(exc, f"writing blob {digest.short} to the cache")
                 ) from exc
 
-    async def _fetch_locked(self, reference: Reference, descriptor: Descriptor) -> Path:
-        attempt = await anyio.to_thread.run_sync(self._resume_state, descriptor)
-        refetched = False
-        reconnects = 0
-        stalled = 0
-        while True:
-            if attempt.offset < descriptor.size:
-                before = attempt.offset
-                try:
-                    await self._stream(reference, descriptor, attempt)
-                except NetworkError as exc:
-                    reconnects += 1
-                    stalled = 0 if attempt.offset > before else stalled + 1
-                    if stalled >= MAX_RECONNECTS_WITHOUT_PROGRESS or reconnects > MAX_RECONNECTS:
-                        raise
-                    log.debug(
-                        "blob %s: %s; resuming at %d", descriptor.digest.short, exc, attempt.offset
-                    )
-                    continue
-            self._emit(descriptor, LayerPhase.VERIFYING, attempt.offset)
-            try:
-                attempt.hasher.verify()
-            except (DigestMismatchError, SizeMismatchError):
-                if refetched:
-                    raise
-                refetched = True
-                log.debug("blob %s failed verification; fetching it again", descriptor.digest.short)
-                attempt = self._restart(descriptor)
-                continue
-            path = await anyio.to_thread.run_sync(self.store.commit, descriptor.digest)
-            self._emit(descriptor, LayerPhase.COMPLETE, descriptor.size)
-            return path
+    async def fetch_bytes(
+        self, reference: Reference, descriptor: Descriptor, limit: int = MAX_CONFIG_BYTES
+    ) -> bytes:
+        """A small blob (the config) through the cache, read into memory and re-verified."""
+        if descriptor.size > limit:
+            raise InvalidManifestError(
+                f"blob {descriptor.digest} is {descriptor.size} bytes, over the {limit}-byte limit"
+            )
+        for _ in range(2):
+            path = await self.fetch(reference, descriptor, report=False)
+            raw = await anyio.to_thread.run_sync(path.read_bytes)
+            if Digest.of(raw) == descriptor.digest:
+                return raw
+            log.warning("cached blob %s is corrupt; fetching it again", descriptor.digest.short)
+            path.unlink(missing_ok=True)
+        raise DigestMismatchError(f"blob {descriptor.digest} keeps failing verification")
 
-    def _resume_state(self, descriptor: Descriptor) -> _Attempt:
-        """Rebuild the hash state from the bytes already on disk."""
-        partial = self.store.partial_path(descriptor.digest)
-        hasher = VerifyingHasher(descriptor.digest, descriptor.size)
-        try:
-            on_disk = partial.stat().st_size
-        except FileNotFoundError:
-            partial.touch()
-            return _Attempt(hasher, 0)
-        if on_disk > descriptor.size:
-            return self._restart(descriptor)
-        state, size = hash_file(partial)
-        hasher.copy_state_from(state, size)
-        if size:
-            log.debug("blob %s: resuming from %d bytes on disk", descriptor.digest.short, size)
-        return _Attempt(hasher, size)
+    async def _download_locked(
+        self, reference: Reference, descriptor: Descriptor, report: bool
+    ) -> Path:
+        download = _BlobDownload(self, reference, descriptor, report)
+        await download.run()
+        path = await anyio.to_thread.run_sync(self.store.commit, descriptor.digest, descriptor.size)
+        if report:
+            self.emit(descriptor, LayerPhase.COMPLETE, descriptor.size)
+        return path
 
-    def _restart(self, descriptor: Descriptor) -> _Attempt:
-        """Throw the partial bytes away and start from zero."""
-        with open(self.store.partial_path(descriptor.digest), "wb"):
-            pass
-        return _Attempt(VerifyingHasher(descriptor.digest, descriptor.size), 0)
 
-    async def _stream(
-        self, reference: Reference, descriptor: Descriptor, attempt: _Attempt
+class _BlobDownload:
+    """One blob's download within one run (the caller holds the blob's lock)."""
+
+    def __init__(
+        self, fetcher: BlobFetcher, reference: Reference, descriptor: Descriptor, report: bool
     ) -> None:
-        """One request: append body bytes to the partial file, hashing them."""
-        size = descriptor.size
-        async with self.client.open_blob(reference, descriptor.digest, attempt.offset) as response:
-            if response.status == 416:
-                # The body of a 416 is never read (registries lie about its length).
-                log.debug("blob %s: range not satisfiable; restarting", descriptor.digest.short)
-                attempt.hasher, attempt.offset = self._restart(descriptor).hasher, 0
-                raise NetworkError(f"registry refused the range for blob {descriptor.digest.short}")
-            if response.status == 206:
-                self._check_content_range(
-                    response.headers.get("Content-Range"), attempt.offset, size
+        self.fetcher = fetcher
+        self.store = fetcher.store
+        self.reference = reference
+        self.descriptor = descriptor
+        self.digest = descriptor.digest
+        self.size = descriptor.size
+        self.report = report
+        self.use_ranges = True
+        self.etag: str | None = None
+        self.fd = -1
+        self.ranges = ByteRanges()
+        self.hasher = VerifyingHasher(self.digest, self.size)
+        self.hashed = 0
+        self._hashing = False
+
+    # ------------------------------------------------------------------ the whole blob
+
+    async def run(self) -> None:
+        """Download until the partial holds the verified blob (or raise)."""
+        self.fd = await anyio.to_thread.run_sync(self._open_partial)
+        try:
+            await self._download_verified()
+        finally:
+            os.close(self.fd)
+
+    async def _download_verified(self) -> None:
+        for second_try in (False, True):
+            await self._download()
+            self._emit(LayerPhase.VERIFYING)
+            try:
+                self.hasher.verify()
+                return
+            except (DigestMismatchError, SizeMismatchError) as exc:
+                await anyio.to_thread.run_sync(self._restart)
+                if second_try:
+                    raise
+                log.info("blob %s: %s; fetching it again from the start", self.digest.short, exc)
+
+    async def _download(self) -> None:
+        if self.size > self.fetcher.options.chunk_threshold and self.use_ranges:
+            try:
+                await self._chunked()
+                return
+            except _RangeUnusable as exc:
+                log.info("blob %s: %s; fetching it whole", self.digest.short, exc)
+                self.use_ranges = False
+                await anyio.to_thread.run_sync(self._restart)
+        await self._stream()
+
+    def _open_partial(self) -> int:
+        """Load what earlier runs left on disk, then open the partial file."""
+        self.ranges = self.store.load_ranges(self.digest, self.size)
+        fd = self.store.open_partial(self.digest)
+        if self.ranges.total():
+            log.info(
+                "blob %s: resuming with %d of %d bytes on disk",
+                self.digest.short,
+                self.ranges.total(),
+                self.size,
+            )
+        return fd
+
+    def _restart(self) -> None:
+        """Throw every byte on disk away: the next write starts a new blob at 0."""
+        os.ftruncate(self.fd, 0)
+        self.store.forget_ranges(self.digest)
+        self.ranges = ByteRanges()
+        self.hasher = VerifyingHasher(self.digest, self.size)
+        self.hashed = 0
+
+    def _emit(self, phase: LayerPhase) -> None:
+        if self.report:
+            self.fetcher.emit(self.descriptor, phase, self.ranges.total())
+
+    def _emit_received(self, buffered: int) -> None:
+        """Progress as bytes arrive: those on disk plus ``buffered`` not yet written."""
+        if self.report:
+            done = min(self.size, self.ranges.total() + buffered)
+            self.fetcher.emit(self.descriptor, LayerPhase.DOWNLOADING, done)
+
+    # ------------------------------------------------------------------ one stream
+
+    async def _stream(self) -> None:
+        """Fetch the rest of the blob front to back, reconnecting where it broke."""
+        await anyio.to_thread.run_sync(self._prepare_stream)
+        cursor = _Cursor(self.hashed)
+        budget = _Reconnects(self.fetcher.retry, cursor.pos)
+        while cursor.pos < self.size:
+            try:
+                async with self.fetcher.limiter:
+                    await self._stream_once(cursor)
+            except _RangeUnusable as exc:
+                log.info("blob %s: %s; fetching it whole", self.digest.short, exc)
+                self.use_ranges = False
+                await anyio.to_thread.run_sync(self._restart)
+                cursor.pos = 0
+            except _BodyBroken as broken:
+                delay = budget.delay_after(cursor.pos, broken.error)
+                log.info(
+                    "blob %s: %s; reconnecting at byte %d", self.digest.short, broken, cursor.pos
                 )
-            elif attempt.offset:
-                log.debug("blob %s: registry ignored Range; restarting", descriptor.digest.short)
-                restarted = self._restart(descriptor)
-                attempt.hasher, attempt.offset = restarted.hasher, 0
-            self._check_content_length(
-                response.headers.get("Content-Length"), size - attempt.offset, descriptor
-            )
-            self._emit(descriptor, LayerPhase.DOWNLOADING, attempt.offset)
-            partial = self.store.partial_path(descriptor.digest)
-            async with aiofiles.open(partial, "ab") as handle:
-                while True:
-                    chunk = await response.read_chunk(READ_CHUNK)
-                    if not chunk:
-                        break
-                    attempt.hasher.update(chunk)
-                    await handle.write(chunk)
-                    attempt.offset += len(chunk)
-                    self._emit(descriptor, LayerPhase.DOWNLOADING, attempt.offset)
-                await handle.flush()
-        if attempt.offset < size:
-            raise NetworkError(
-                f"blob {descriptor.digest.short} ended early at {attempt.offset} of {size} bytes"
-            )
+                await anyio.sleep(delay)
 
-    @staticmethod
-    def _check_content_range(header: str | None, offset: int, size: int) -> None:
-        match = _CONTENT_RANGE_RE.fullmatch((header or "").strip())
-        if not match or (int(match[1]), int(match[2]), int(match[3])) != (offset, size - 1, size):
+    def _prepare_stream(self) -> None:
+        """Keep only the contiguous prefix on disk (a stream appends) and hash it."""
+        prefix = self.ranges.prefix()
+        if self.ranges.total() != prefix or self.store.ranges_path(self.digest).exists():
+            os.ftruncate(self.fd, prefix)
+            self.store.forget_ranges(self.digest)
+            self.ranges = ByteRanges([(0, prefix)])
+        self._hash_upto(prefix)
+
+    async def _stream_once(self, cursor: _Cursor) -> None:
+        async with self._open(cursor.pos, self.size) as (response, body):
+            if body.start != cursor.pos:
+                log.info("blob %s: the registry ignored Range; starting over", self.digest.short)
+                self.use_ranges = False
+                await anyio.to_thread.run_sync(self._restart)
+                cursor.pos = 0
+            self._emit(LayerPhase.DOWNLOADING)
+            await self._pump(response, cursor, self.size, inline_hash=True)
+
+    # ------------------------------------------------------------------ parallel chunks
+
+    async def _chunked(self) -> None:
+        """Fetch the missing ranges as parallel chunks, then hash what is not hashed yet."""
+        await anyio.to_thread.run_sync(self._save_ranges)
+        jobs = self._jobs()
+        log.debug("blob %s: %d chunks to fetch", self.digest.short, len(jobs))
+        if jobs:
+            ranges_work = anyio.Event()
+            try:
+                async with anyio.create_task_group() as group:
+                    group.start_soon(self._chunk, jobs[0], None, ranges_work)
+                    for job in jobs[1:]:
+                        group.start_soon(self._chunk, job, ranges_work, None)
+            except BaseExceptionGroup as errors:
+                raise first_error(errors) from None
+            finally:
+                self._save_ranges()
+        await self._advance_hash()
+
+    def _jobs(self) -> list[tuple[int, int]]:
+        step = self.fetcher.options.chunk_size
+        return [
+            (start, min(start + step, end))
+            for lo, end in self.ranges.gaps(self.size)
+            for start in range(lo, end, step)
+        ]
+
+    async def _chunk(
+        self, job: tuple[int, int], wait_for: anyio.Event | None, announce: anyio.Event | None
+    ) -> None:
+        """Fetch bytes ``[start, end)``; the first chunk alone finds out if ranges work."""
+        if wait_for is not None:
+            await wait_for.wait()
+        start, end = job
+        cursor = _Cursor(start)
+        budget = _Reconnects(self.fetcher.retry, start)
+        while cursor.pos < end:
+            try:
+                async with self.fetcher.limiter, self._open(cursor.pos, end) as (response, body):
+                    if body != range(cursor.pos, end):
+                        raise _RangeUnusable("the registry ignored Range")
+                    if announce is not None:
+                        announce.set()
+                    self._emit(LayerPhase.DOWNLOADING)
+                    await self._pump(response, cursor, end, inline_hash=False)
+            except _BodyBroken as broken:
+                delay = budget.delay_after(cursor.pos, broken.error)
+                log.info(
+                    "blob %s: %s; reconnecting at byte %d", self.digest.short, broken, cursor.pos
+                )
+                await anyio.sleep(delay)
+
+    def _save_ranges(self) -> None:
+        self.store.save_ranges(self.digest, self.size, self.ranges)
+
+    async def _advance_hash(self) -> None:
+        """Hash the contiguous prefix as far as it reaches (one hasher at a time)."""
+        if self._hashing:
+            return
+        self._hashing = True
+        try:
+            while (frontier := self.ranges.prefix()) > self.hashed:
+                await anyio.to_thread.run_sync(self._hash_upto, frontier)
+        finally:
+            self._hashing = False
+
+    def _hash_upto(self, end: int) -> None:
+        """Feed the hasher the bytes on disk from where it stopped up to ``end``."""
+        while self.hashed < end:
+            block = os.pread(self.fd, min(READ_CHUNK, end - self.hashed), self.hashed)
+            if not block:
+                raise SizeMismatchError(f"partial blob {self.digest.short} is shorter than noted")
+            self.hasher.update(block)
+            self.hashed += len(block)
+
+    # ------------------------------------------------------------------ requests and bodies
+
+    @contextlib.asynccontextmanager
+    async def _open(self, start: int, end: int) -> AsyncIterator[tuple[Response, range]]:
+        """Ask for bytes ``[start, end)``; yield the response and the byte range its body holds.
+
+        Without usable ranges the whole blob is asked for (its body is ``range(0, size)``).
+        """
+        ranged = self.use_ranges and (start > 0 or end < self.size)
+        async with self.fetcher.client.open_blob(
+            self.reference,
+            self.digest,
+            start if ranged else 0,
+            end if ranged and end < self.size else None,
+            if_range=self.etag if ranged else None,
+        ) as response:
+            if response.status == 416:
+                self._refuse_unsatisfiable(response, ranged)
+            first, last = self._body_range(response, ranged, start, end)
+            self._check_content_length(response.headers.get("Content-Length"), last - first)
+            etag = response.headers.get("ETag")
+            if self.etag is None and etag and not etag.startswith("W/"):
+                self.etag = etag
+            yield response, range(first, last)
+
+    def _body_range(
+        self, response: Response, ranged: bool, start: int, end: int
+    ) -> tuple[int, int]:
+        """``[first, end)`` of the bytes this response carries, or raise."""
+        if response.status == 200:
+            return 0, self.size
+        if response.status != 206:
             raise RegistryError(
-                f"registry answered a range request with Content-Range {header!r}; "
-                f"expected bytes {offset}-{size - 1}/{size}"
+                f"registry answered HTTP {response.status} for blob {self.digest.short}",
+                response.status,
             )
+        header = response.headers.get("Content-Range")
+        first, last = (start, end) if ranged else (0, self.size)
+        match = _CONTENT_RANGE_RE.fullmatch((header or "").strip())
+        if not match or (int(match[1]), int(match[2]), int(match[3])) != (
+            first,
+            last - 1,
+            self.size,
+        ):
+            if not ranged:
+                raise RegistryError(
+                    f"registry sent a partial answer ({header!r}) for the whole blob "
+                    f"{self.digest.short}",
+                    206,
+                )
+            raise _RangeUnusable(
+                f"the registry answered Content-Range {header!r} where bytes "
+                f"{first}-{last - 1}/{self.size} were asked for"
+            )
+        return first, last
 
-    @staticmethod
-    def _check_content_length(header: str | None, expected: int, descriptor: Descriptor) -> None:
+    def _refuse_unsatisfiable(self, response: Response, ranged: bool) -> None:
+        """Handle a 416 without reading its body (registries lie about its length)."""
+        match = _UNSATISFIED_RANGE_RE.fullmatch(
+            (response.headers.get("Content-Range") or "").strip()
+        )
+        if match and int(match[1]) != self.size:
+            raise SizeMismatchError(
+                f"registry says blob {self.digest} is {match[1]} bytes, "
+                f"the manifest says {self.size}"
+            )
+        if not ranged:
+            raise RegistryError(
+                f"registry answered 416 to a plain request for blob {self.digest.short}", 416
+            )
+        raise _RangeUnusable("the registry refused the range (HTTP 416)")
+
+    def _check_content_length(self, header: str | None, expected: int) -> None:
         if header is not None and header.strip().isdigit() and int(header) != expected:
             raise SizeMismatchError(
-                f"blob {descriptor.digest} announced {header} bytes where {expected} were expected"
+                f"blob {self.digest} announced {header.strip()} bytes where {expected} "
+                "were expected"
             )
+
+    async def _pump(
+        self, response: Response, cursor: _Cursor, end: int, *, inline_hash: bool
+    ) -> None:
+        """Copy the body into the partial from ``cursor.pos`` up to ``end``.
+
+        Bytes are written in blocks of up to 1 MiB; whatever arrived before a
+        break or a cancellation is written too, so it is never fetched again.
+        """
+        buffer = bytearray()
+        try:
+            while cursor.pos + len(buffer) < end:
+                chunk = await response.read_chunk(min(READ_CHUNK, end - cursor.pos - len(buffer)))
+                if not chunk:
+                    break
+                buffer += chunk
+                self._emit_received(len(buffer))
+                if len(buffer) >= READ_CHUNK:
+                    await self._store_block(cursor, buffer, inline_hash)
+            await self._store_block(cursor, buffer, inline_hash)
+        except NetworkError as exc:
+            await self._store_block(cursor, buffer, inline_hash, catch_up=False)
+            raise _BodyBroken(exc) from exc
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self._store_block(cursor, buffer, inline_hash, catch_up=False)
+            raise
+        if cursor.pos < end:
+            raise _BodyBroken(
+                NetworkError(
+                    f"blob {self.digest.short}: the body ended at byte {cursor.pos} "
+                    f"instead of {end}"
+                )
+            )
+
+    async def _store_block(
+        self, cursor: _Cursor, buffer: bytearray, inline_hash: bool, *, catch_up: bool = True
+    ) -> None:
+        """Write the buffered bytes at the cursor, note them, and empty the buffer.
+
+        The bookkeeping follows the write with no await in between, so a
+        cancellation either finds the buffer unwritten (and it is written by the
+        caller's shielded cleanup) or written, noted and empty. A stream hashes
+        its blocks as it writes them (``inline_hash``); chunks record their
+        ranges and, with ``catch_up``, hash the grown prefix.
+        """
+        if not buffer:
+            return
+        pos = cursor.pos
+        await anyio.to_thread.run_sync(self._write_block, pos, buffer, inline_hash)
+        cursor.pos = pos + len(buffer)
+        buffer.clear()
+        self.ranges.add(pos, cursor.pos)
+        self._emit(LayerPhase.DOWNLOADING)
+        if not inline_hash:
+            self._save_ranges()
+            if catch_up:
+                await self._advance_hash()
+
+    def _write_block(self, pos: int, block: bytearray, inline_hash: bool) -> None:
+        """Write ``block`` at ``pos`` (the caller does not touch it meanwhile)."""
+        with memoryview(block) as view:
+            written = 0
+            while written < len(view):
+                written += os.pwrite(self.fd, view[written:], pos + written)
+            if inline_hash and pos == self.hashed:  # a repeated write is not hashed twice
+                self.hasher.update(view)
+                self.hashed += len(view)
 
 
 async def fetch_all(
     fetcher: BlobFetcher,
     reference: Reference,
     descriptors: Sequence[Descriptor],
-    concurrency: int,
+    concurrency: int | None = None,
 ) -> dict[Digest, Path]:
-    """Fetch every distinct blob of ``descriptors``, at most ``concurrency`` at a time."""
-    limiter = anyio.CapacityLimiter(max(1, concurrency))
+    """Fetch every distinct blob of ``descriptors`` into the store; return their paths.
+
+    All blobs start at once; the fetcher's limiter bounds the open requests
+    (``concurrency``, when given, resets that limit).
+    """
+    if concurrency is not None:
+        fetcher.concurrency = concurrency
     paths: dict[Digest, Path] = {}
     unique = list({d.digest: d for d in descriptors}.values())
 
     async def one(descriptor: Descriptor) -> None:
-        async with limiter:
-            paths[descriptor.digest] = await fetcher.fetch(reference, descriptor)
+        paths[descriptor.digest] = await fetcher.fetch(reference, descriptor)
 
     try:
         async with anyio.create_task_group() as group:
             for descriptor in unique:
-                if fetcher.progress is not None:
-                    fetcher.progress(
-                        LayerProgress(descriptor.digest, LayerPhase.WAITING, 0, descriptor.size)
-                    )
+                fetcher.emit(descriptor, LayerPhase.WAITING, 0)
                 group.start_soon(one, descriptor)
     except BaseExceptionGroup as group_error:
         raise first_error(group_error) from None
@@ -238,7 +634,7 @@ def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 def partial_bytes(store: BlobStore, digest: Digest) -> int:
-    """Bytes of ``digest`` already downloaded but not yet verified."""
+    """Bytes of ``digest`` on disk but not yet verified (a chunked partial may have holes)."""
     try:
         return os.stat(store.partial_path(digest)).st_size
     except FileNotFoundError:

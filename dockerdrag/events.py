@@ -1,12 +1,37 @@
-"""Typed progress events, delivered to a callback as a pull proceeds."""
+"""Typed progress events, delivered to a callback or an async iterator as a pull proceeds.
+
+A pull emits, in order: one :class:`PullStarted` per image (its layers and their
+sizes), then :class:`LayerProgress` events per distinct layer (``waiting`` ->
+``downloading`` ... -> ``verifying`` -> ``complete``, or ``exists`` when the blob
+is already in the cache), then one :class:`ArchiveWriting`. Downloading events
+arrive for every chunk read; renderers throttle them.
+
+:class:`EventStream` turns the callback into an async iterator (what
+``Puller.pull_events`` hands out); it never holds more than one pending
+``downloading`` event per layer, so a slow consumer costs no memory.
+"""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Generic, TypeVar
+
+import anyio
 
 from .digest import Digest
+
+__all__ = [
+    "ArchiveWriting",
+    "EventStream",
+    "LayerPhase",
+    "LayerProgress",
+    "ProgressCallback",
+    "ProgressEvent",
+    "PullStarted",
+]
 
 
 class LayerPhase(StrEnum):
@@ -21,7 +46,12 @@ class LayerPhase(StrEnum):
 
 @dataclass(frozen=True)
 class LayerProgress:
-    """One blob's progress: ``done`` of ``total`` bytes are verified on disk."""
+    """One blob's progress: ``done`` of ``total`` bytes.
+
+    While ``downloading``, ``done`` counts the bytes received so far (a resumed
+    download starts at the bytes already on disk; a restarted one goes back to 0).
+    At ``complete`` and ``exists`` the whole blob is verified in the cache.
+    """
 
     digest: Digest
     phase: LayerPhase
@@ -47,3 +77,63 @@ class ArchiveWriting:
 
 ProgressEvent = LayerProgress | PullStarted | ArchiveWriting
 ProgressCallback = Callable[[ProgressEvent], None]
+
+T = TypeVar("T")
+
+
+class EventStream(Generic[T]):
+    """An async iterator fed by a synchronous callback (:meth:`push`) in the same event loop.
+
+    The producer calls :meth:`push` for each event and :meth:`finish` once, with the
+    error that ended it or ``None``. The consumer iterates; after the queued events
+    the iteration ends, or raises that error. Consecutive ``downloading`` events of
+    one layer that were not consumed yet are merged into the newest one.
+    """
+
+    def __init__(self) -> None:
+        self._queue: deque[list[T]] = deque()
+        self._pending: dict[Digest, list[T]] = {}
+        self._ready = anyio.Event()
+        self._finished = False
+        self._error: BaseException | None = None
+
+    def push(self, event: T) -> None:
+        """Queue ``event`` (never blocks; usable as a progress callback)."""
+        if self._finished:
+            return
+        if isinstance(event, LayerProgress):
+            box = self._pending.pop(event.digest, None)
+            if box is not None and event.phase is LayerPhase.DOWNLOADING:
+                box[0] = event
+                self._pending[event.digest] = box
+                return
+        box = [event]
+        if isinstance(event, LayerProgress) and event.phase is LayerPhase.DOWNLOADING:
+            self._pending[event.digest] = box
+        self._queue.append(box)
+        self._ready.set()
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """No more events; the iteration raises ``error`` after the queued events."""
+        if not self._finished:
+            self._finished = True
+            self._error = error
+            self._ready.set()
+
+    def __aiter__(self) -> EventStream[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        while not self._queue:
+            if self._finished:
+                error, self._error = self._error, None
+                if error is not None:
+                    raise error
+                raise StopAsyncIteration
+            self._ready = anyio.Event()
+            await self._ready.wait()
+        box = self._queue.popleft()
+        event = box[0]
+        if isinstance(event, LayerProgress) and self._pending.get(event.digest) is box:
+            del self._pending[event.digest]
+        return event

@@ -9,9 +9,10 @@ concurrency limit, then writes the archive in a worker thread.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -27,13 +28,20 @@ from .errors import (
     UnsupportedFormatError,
     UsageError,
 )
-from .events import ArchiveWriting, ProgressCallback, PullStarted
+from .events import (
+    ArchiveWriting,
+    EventStream,
+    LayerProgress,
+    ProgressCallback,
+    ProgressEvent,
+    PullStarted,
+)
 from .layers import open_decompressed
 from .manifest import Descriptor, ImageConfig, ImageIndex, ImageManifest, parse_config
 from .oci_archive import OciImage, OciManifest, write_oci_archive, write_oci_dir
 from .platform import Platform
 from .reference import Reference
-from .registry import RegistryClient, mirror_host
+from .registry import RegistryClient, choose_entries, mirror_host
 from .store import BlobStore, atomic_output, check_output_path, default_cache_dir
 from .transport import RetryPolicy, Transport, TransportConfig
 
@@ -72,6 +80,70 @@ class PullResult:
     def image_id(self) -> str:
         """The image ID Docker shows after loading: the config digest."""
         return str(self.config_digest)
+
+
+@dataclass(frozen=True)
+class PullFinished:
+    """The last event of :meth:`Puller.pull_events`: the archive is written."""
+
+    results: tuple[PullResult, ...]
+
+    @property
+    def result(self) -> PullResult:
+        """The result of the (first) image."""
+        return self.results[0]
+
+
+PullEvent = ProgressEvent | PullFinished
+
+
+@dataclass(frozen=True)
+class ImageInspection:
+    """What :meth:`Puller.inspect` found, without downloading any layer.
+
+    ``digest``, ``media_type`` and ``raw`` describe the document the reference
+    names (an index for a multi-platform image). ``platforms`` lists an index's
+    entries. ``manifest`` and ``config`` are those of the chosen platform's image;
+    both are ``None`` for a multi-platform image when no platform was chosen.
+    """
+
+    reference: str
+    digest: Digest
+    media_type: str
+    raw: bytes = field(repr=False)
+    platforms: tuple[Descriptor, ...] = ()
+    manifest: ImageManifest | None = None
+    config: ImageConfig | None = None
+
+    @property
+    def layers(self) -> tuple[LayerResult, ...]:
+        """The chosen image's layers with their diff_ids (empty without an image)."""
+        if self.manifest is None or self.config is None:
+            return ()
+        pairs = zip(self.manifest.layers, self.config.diff_ids, strict=False)
+        return tuple(LayerResult(d.digest, diff_id, d.size, d.media_type) for d, diff_id in pairs)
+
+    @property
+    def size(self) -> int:
+        """Bytes a pull downloads: the compressed layers (0 without an image)."""
+        return sum(layer.size for layer in self.layers)
+
+
+class _CallProgress:
+    """One call's progress callback: its own events, and layer events of its own layers."""
+
+    def __init__(self, callback: ProgressCallback | None) -> None:
+        self.callback = callback
+        self.digests: set[Digest] = set()
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if self.callback is None:
+            return
+        if isinstance(event, PullStarted):
+            self.digests.update(digest for digest, _ in event.layers)
+        elif isinstance(event, LayerProgress) and event.digest not in self.digests:
+            return
+        self.callback(event)
 
 
 @dataclass(frozen=True)
@@ -195,9 +267,10 @@ class Puller:
         self.store = BlobStore(Path(cache_dir) if cache_dir is not None else default_cache_dir())
         self.concurrency = concurrency
         self.fetcher = BlobFetcher(
-            self.client, self.store, progress, concurrency=concurrency, options=transfer
+            self.client, self.store, self._emit, concurrency=concurrency, options=transfer
         )
         self.progress = progress
+        self._listeners: list[_CallProgress] = []
         self.archive_options = archive_options or DockerArchiveOptions()
         self.include_attestations = include_attestations
 
@@ -208,10 +281,113 @@ class Puller:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.transport.__aexit__(*exc_info)
 
+    def _emit(self, event: ProgressEvent) -> None:
+        """Deliver a blob event to the client-wide callback and every running call."""
+        if self.progress is not None:
+            self.progress(event)
+        for listener in list(self._listeners):
+            listener(event)
+
     async def platforms(self, reference: str | Reference) -> list[Descriptor]:
         """The platform entries of a multi-platform image (empty for a single image)."""
         _, document = await self.client.fetch_index_or_manifest(_as_reference(reference))
         return document.platforms() if isinstance(document, ImageIndex) else []
+
+    async def inspect(
+        self, reference: str | Reference, *, platform: Platform | str | None = None
+    ) -> ImageInspection:
+        """Describe an image (manifest, platforms, config, layers) without pulling layers.
+
+        For a multi-platform image, ``platform`` chooses the image whose manifest and
+        config are read; without it only the index is described (unless it offers
+        exactly one platform).
+        """
+        ref = _as_reference(reference)
+        wanted = Platform.parse(platform) if isinstance(platform, str) else platform
+        self.store.ensure()  # the config is read through the blob cache
+        source, document = await self.client.fetch_index_or_manifest(ref)
+        if isinstance(document, ImageManifest):
+            image = await self._with_config(ref, source, document)
+            return ImageInspection(
+                str(ref),
+                document.digest,
+                document.media_type,
+                document.raw,
+                (),
+                image.manifest,
+                image.config,
+            )
+        offered = tuple(document.platforms())
+        if wanted is None and len(offered) != 1:
+            return ImageInspection(
+                str(ref), document.digest, document.media_type, document.raw, offered
+            )
+        (entry, *_) = choose_entries(ref, document, [wanted] if wanted else None)
+        manifest = await self.client.fetch_manifest(source, str(entry.digest))
+        if not isinstance(manifest, ImageManifest):
+            raise InvalidManifestError(f"index entry {entry.digest} of {ref} is not an image")
+        image = await self._with_config(ref, source, manifest)
+        return ImageInspection(
+            str(ref),
+            document.digest,
+            document.media_type,
+            document.raw,
+            offered,
+            image.manifest,
+            image.config,
+        )
+
+    @contextlib.asynccontextmanager
+    async def pull_events(
+        self,
+        reference: str | Reference,
+        *,
+        platform: PlatformSpec = None,
+        output: str | Path | None = None,
+        tag: str | None = None,
+        format: str = "docker",
+    ) -> AsyncIterator[EventStream[PullEvent]]:
+        """Pull like :meth:`pull`, handing out the progress as an async iterator of events.
+
+        ::
+
+            async with puller.pull_events("busybox", output="bb.tar") as events:
+                async for event in events:
+                    ...  # PullStarted, LayerProgress, ArchiveWriting, then PullFinished
+
+        The iteration ends with :class:`PullFinished` (holding the result) or raises
+        the pull's error. Leaving the block early cancels the pull.
+        """
+        stream: EventStream[PullEvent] = EventStream()
+
+        async def run() -> None:
+            try:
+                result = await self.pull(
+                    reference,
+                    platform=platform,
+                    output=output,
+                    tag=tag,
+                    format=format,
+                    progress=stream.push,
+                )
+            except Exception as exc:
+                stream.finish(_collapse(exc) if isinstance(exc, BaseExceptionGroup) else exc)
+                return
+            stream.push(PullFinished((result,)))
+            stream.finish()
+
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(run)
+                try:
+                    yield stream
+                finally:
+                    group.cancel_scope.cancel()
+        except BaseExceptionGroup as group_error:
+            # Only the block inside ``async with`` can raise here: hand its error back as is.
+            if len(group_error.exceptions) == 1:
+                raise group_error.exceptions[0] from None
+            raise
 
     async def pull(
         self,
@@ -221,6 +397,7 @@ class Puller:
         output: str | Path | None = None,
         tag: str | None = None,
         format: str = "docker",
+        progress: ProgressCallback | None = None,
     ) -> PullResult:
         """Pull one image into an archive at ``output`` (default: the original tool's name).
 
@@ -228,12 +405,13 @@ class Puller:
         reference's own tag; none for a digest-only reference). ``format`` is
         ``docker`` (legacy ``docker save``), ``oci`` (OCI layout + manifest.json
         in one tar, layers kept compressed) or ``oci-dir`` (an OCI layout directory).
+        ``progress`` receives this pull's events (besides the client's callback).
         """
         ref = _as_reference(reference)
         out = Path(output) if output is not None else Path(ref.default_output_name())
         tags = [tag] if tag is not None else None
         (result,) = await self.pull_many(
-            [ref], platform=platform, output=out, tags=tags, format=format
+            [ref], platform=platform, output=out, tags=tags, format=format, progress=progress
         )
         return result
 
@@ -245,12 +423,30 @@ class Puller:
         platform: PlatformSpec = None,
         tags: Sequence[str | None] | None = None,
         format: str = "docker",
+        progress: ProgressCallback | None = None,
     ) -> list[PullResult]:
         """Pull several images into ONE archive; each blob is stored once.
 
         ``manifest.json`` lists the images in the order given. ``tags`` (parallel to
-        ``references``) overrides the names written for each image.
+        ``references``) overrides the names written for each image. ``progress``
+        receives this call's events (besides the client's callback).
         """
+        listener = _CallProgress(progress)
+        self._listeners.append(listener)
+        try:
+            return await self._pull_many(references, output, platform, tags, format, listener)
+        finally:
+            self._listeners.remove(listener)
+
+    async def _pull_many(
+        self,
+        references: Sequence[str | Reference],
+        output: str | Path,
+        platform: PlatformSpec,
+        tags: Sequence[str | None] | None,
+        format: str,
+        listener: _CallProgress,
+    ) -> list[PullResult]:
         _check_format(format)
         refs = [_as_reference(r) for r in references]
         if not refs:
@@ -270,9 +466,8 @@ class Puller:
             await self._resolve(ref, wanted, names)
             for ref, names in zip(refs, repo_tags, strict=True)
         ]
-        blob_paths = await self._fetch_layers(resolved)
-        if self.progress is not None:
-            self.progress(ArchiveWriting(str(out_path)))
+        blob_paths = await self._fetch_layers(resolved, listener)
+        self._emit_call(ArchiveWriting(str(out_path)), listener)
         if format == "docker":
             await _run_writer_in_thread(self._docker_writer(out_path, resolved, blob_paths))
         else:
@@ -311,13 +506,21 @@ class Puller:
 
     # ------------------------------------------------------------------ fetching
 
-    async def _fetch_layers(self, resolved: Sequence[_ResolvedPull]) -> dict[Digest, Path]:
+    def _emit_call(self, event: ProgressEvent, listener: _CallProgress) -> None:
+        """Deliver one call's own event to the client-wide callback and that call's."""
+        if self.progress is not None:
+            self.progress(event)
+        listener(event)
+
+    async def _fetch_layers(
+        self, resolved: Sequence[_ResolvedPull], listener: _CallProgress
+    ) -> dict[Digest, Path]:
         by_source: dict[Reference, list[Descriptor]] = {}
         for item in resolved:
             for image in item.images:
-                if self.progress is not None:
-                    layers = tuple((d.digest, d.size) for d in image.manifest.layers)
-                    self.progress(PullStarted(str(item.reference), image.manifest.digest, layers))
+                layers = tuple((d.digest, d.size) for d in image.manifest.layers)
+                started = PullStarted(str(item.reference), image.manifest.digest, layers)
+                self._emit_call(started, listener)
                 by_source.setdefault(item.source, []).extend(image.manifest.layers)
         fetcher = self.fetcher
         paths: dict[Digest, Path] = {}
@@ -533,4 +736,13 @@ async def pull_images(
             raise _collapse(group) from None
 
 
-__all__ = ["LayerResult", "PullResult", "Puller", "pull_image", "pull_images"]
+__all__ = [
+    "ImageInspection",
+    "LayerResult",
+    "PullEvent",
+    "PullFinished",
+    "PullResult",
+    "Puller",
+    "pull_image",
+    "pull_images",
+]

@@ -4,11 +4,23 @@ Layout under the cache root::
 
     blobs/sha256/<hex>            verified blobs (size and sha256 checked before rename)
     blobs/sha256/<hex>.partial    bytes received so far; resumable
+    blobs/sha256/<hex>.ranges     which byte ranges of a chunked partial are on disk
     locks/<hex>.lock              per-digest lock files (fcntl) shared between processes
 
 Nothing reaches its final name unverified: a partial file is renamed to its
-digest only after :func:`commit` re-checks size and hash, and the archive is
-written to a hidden temp file beside the output and ``os.replace``d into place.
+digest only after the downloader checked size and hash (:meth:`BlobStore.commit`
+re-checks the size), and the archive is written to a hidden temp file beside the
+output and ``os.replace``d into place.
+
+Resume state. A partial written front to back (one stream) is its own record:
+its length is the number of bytes received. A partial written in parallel
+chunks has holes, so a small JSON sidecar ``<hex>.ranges`` lists the byte
+ranges already written (``{"size": N, "ranges": [[start, end], ...]}``, end
+exclusive). A range is added to the sidecar only after its bytes were handed to
+the kernel, so a killed process loses at most what was written since the last
+sidecar update (an OS crash may lose more; the final hash catches that). The
+sidecar is written before the first out-of-order byte, so a partial with holes
+never exists without one.
 """
 
 from __future__ import annotations
@@ -17,9 +29,10 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import json
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -27,7 +40,7 @@ from typing import BinaryIO
 import anyio
 
 from .digest import Digest
-from .errors import OutputError
+from .errors import OutputError, SizeMismatchError
 
 HASH_CHUNK = 1 << 20
 
@@ -60,6 +73,62 @@ def describe_os_error(exc: OSError, what: str) -> str:
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"permission denied while {what}: {exc.filename or ''}".rstrip(": ")
     return f"{exc.strerror or exc} while {what}"
+
+
+class ByteRanges:
+    """A set of byte offsets kept as sorted, disjoint, non-adjacent ``[start, end)`` ranges."""
+
+    def __init__(self, ranges: Iterable[tuple[int, int]] = ()) -> None:
+        self._ranges: list[tuple[int, int]] = []
+        for start, end in ranges:
+            self.add(start, end)
+
+    def __repr__(self) -> str:
+        return f"ByteRanges({self._ranges!r})"
+
+    def add(self, start: int, end: int) -> None:
+        """Mark ``[start, end)`` as present, merging with touching ranges."""
+        if end <= start:
+            return
+        merged: list[tuple[int, int]] = []
+        for lo, hi in self._ranges:
+            if hi < start or lo > end:
+                merged.append((lo, hi))
+            else:
+                start, end = min(lo, start), max(hi, end)
+        merged.append((start, end))
+        merged.sort()
+        self._ranges = merged
+
+    def as_list(self) -> list[tuple[int, int]]:
+        """The ranges, sorted."""
+        return list(self._ranges)
+
+    def total(self) -> int:
+        """How many bytes are present."""
+        return sum(end - start for start, end in self._ranges)
+
+    def prefix(self) -> int:
+        """Length of the run of present bytes that starts at offset 0."""
+        if self._ranges and self._ranges[0][0] == 0:
+            return self._ranges[0][1]
+        return 0
+
+    def gaps(self, size: int) -> list[tuple[int, int]]:
+        """The missing ``[start, end)`` ranges of ``[0, size)``."""
+        missing: list[tuple[int, int]] = []
+        cursor = 0
+        for start, end in self._ranges:
+            if start > cursor:
+                missing.append((cursor, min(start, size)))
+            cursor = max(cursor, end)
+        if cursor < size:
+            missing.append((cursor, size))
+        return [(lo, hi) for lo, hi in missing if lo < hi]
+
+    def clipped(self, limit: int) -> ByteRanges:
+        """The ranges cut at ``limit``."""
+        return ByteRanges((lo, min(hi, limit)) for lo, hi in self._ranges if lo < limit)
 
 
 @dataclass
@@ -99,11 +168,77 @@ class BlobStore:
         except FileNotFoundError:
             return False
 
-    def commit(self, digest: Digest) -> Path:
-        """fsync the partial file and rename it to its digest (caller verified it)."""
+    def ranges_path(self, digest: Digest) -> Path:
+        """Where the written ranges of a chunked partial are recorded."""
+        return self.blob_dir / f"{digest.hex}.ranges"
+
+    def open_partial(self, digest: Digest) -> int:
+        """Open (creating it) the partial file for positional reads and writes."""
+        return os.open(self.partial_path(digest), os.O_RDWR | os.O_CREAT, 0o644)
+
+    def load_ranges(self, digest: Digest, size: int) -> ByteRanges:
+        """What an earlier download left of ``digest`` on disk, as byte ranges.
+
+        Without a sidecar the partial is a prefix (its length counts). A sidecar
+        that is unreadable, or describes another size, makes the partial
+        worthless: it is emptied. Anything beyond ``size`` is cut off.
+        """
+        try:
+            on_disk = self.partial_path(digest).stat().st_size
+        except FileNotFoundError:
+            self.ranges_path(digest).unlink(missing_ok=True)
+            return ByteRanges()
+        recorded = self._read_sidecar(digest, size)
+        if recorded is None:
+            if self.ranges_path(digest).exists() or on_disk > size:
+                self.reset_partial(digest)
+                return ByteRanges()
+            return ByteRanges([(0, on_disk)])
+        return recorded.clipped(min(on_disk, size))
+
+    def _read_sidecar(self, digest: Digest, size: int) -> ByteRanges | None:
+        try:
+            doc = json.loads(self.ranges_path(digest).read_text(encoding="utf-8"))
+            if doc["size"] != size:
+                return None
+            pairs = [(int(lo), int(hi)) for lo, hi in doc["ranges"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if any(lo < 0 or hi > size for lo, hi in pairs):
+            return None
+        return ByteRanges(pairs)
+
+    def save_ranges(self, digest: Digest, size: int, ranges: ByteRanges) -> None:
+        """Atomically record the written ranges of a chunked partial."""
+        target = self.ranges_path(digest)
+        temp = target.with_name(f"{target.name}.tmp")
+        payload = {"size": size, "ranges": [list(pair) for pair in ranges.as_list()]}
+        temp.write_text(json.dumps(payload), encoding="utf-8")
+        os.replace(temp, target)
+
+    def forget_ranges(self, digest: Digest) -> None:
+        """Drop the sidecar (the partial is a plain prefix again, or gone)."""
+        self.ranges_path(digest).unlink(missing_ok=True)
+
+    def reset_partial(self, digest: Digest) -> None:
+        """Empty the partial file and drop its sidecar: the next download starts at 0."""
+        self.forget_ranges(digest)
+        with open(self.partial_path(digest), "wb"):
+            pass
+
+    def commit(self, digest: Digest, size: int | None = None) -> Path:
+        """fsync the partial file and rename it to its digest (caller verified the hash).
+
+        ``size``, when given, is checked once more against the file on disk.
+        """
         partial = self.partial_path(digest)
         with open(partial, "rb+") as handle:
+            if size is not None and os.fstat(handle.fileno()).st_size != size:
+                raise SizeMismatchError(
+                    f"partial blob {digest} is not {size} bytes long; refusing to commit it"
+                )
             os.fsync(handle.fileno())
+        self.forget_ranges(digest)
         final = self.blob_path(digest)
         os.replace(partial, final)
         return final

@@ -24,3 +24,25 @@ def test_all_errors_share_one_base() -> None:
         member = getattr(dockerdrag, name)
         if isinstance(member, type) and issubclass(member, Exception):
             assert issubclass(member, dockerdrag.DockerDragError), name
+
+
+def test_public_methods_of_exported_classes_have_docstrings() -> None:
+    missing = []
+    for name in dockerdrag.__all__:
+        member = getattr(dockerdrag, name)
+        if not isinstance(member, type) or issubclass(member, Exception):
+            continue
+        for attribute, value in vars(member).items():
+            if attribute.startswith("_"):
+                continue
+            function = value.fget if isinstance(value, property) else value
+            if callable(function) and not (function.__doc__ or "").strip():
+                missing.append(f"{name}.{attribute}")
+    assert not missing, missing
+
+
+def test_the_api_for_progress_and_inspection_is_exported() -> None:
+    for name in ("pull_images", "PullFinished", "PullEvent", "ImageInspection", "LayerPhase"):
+        assert name in dockerdrag.__all__
+    assert callable(dockerdrag.Puller.pull_events)
+    assert callable(dockerdrag.Puller.inspect)

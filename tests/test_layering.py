@@ -18,6 +18,7 @@ LAYERS: list[set[str]] = [
     {"download"},
     {"docker_archive", "oci_archive"},
     {"pull"},
+    {"config", "progress"},
     {"cli"},
     {"__main__"},
 ]

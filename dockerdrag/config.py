@@ -1,0 +1,122 @@
+"""Defaults for the command line from ``DOCKERDRAG_*`` environment variables.
+
+=================================  ==============================================
+``DOCKERDRAG_CONCURRENCY``         parallel downloads (a whole number >= 1)
+``DOCKERDRAG_CACHE_DIR``           blob cache directory
+``DOCKERDRAG_REGISTRY_MIRRORS``    Docker Hub mirrors, comma-separated URLs
+``DOCKERDRAG_INSECURE_REGISTRIES`` registries allowed plain HTTP, comma-separated
+``DOCKERDRAG_PLATFORM``            platform to pull, e.g. ``linux/arm64``
+=================================  ==============================================
+
+An empty variable counts as unset. A command-line option replaces a single
+value; the repeatable options (``--insecure``, ``--registry-mirror``) add to
+the lists. A malformed value is a :class:`~dockerdrag.errors.UsageError`
+naming the variable. Only the command line reads these; the library never
+looks at the environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DockerDragError, UsageError
+from .platform import Platform
+from .registry import mirror_host
+
+PREFIX = "DOCKERDRAG_"
+VARIABLES: dict[str, str] = {
+    "DOCKERDRAG_CONCURRENCY": "parallel downloads (default 3)",
+    "DOCKERDRAG_CACHE_DIR": "blob cache directory (default ~/.cache/dockerdrag)",
+    "DOCKERDRAG_REGISTRY_MIRRORS": "Docker Hub mirrors, comma-separated URLs",
+    "DOCKERDRAG_INSECURE_REGISTRIES": "registries allowed plain HTTP, comma-separated",
+    "DOCKERDRAG_PLATFORM": "platform to pull when --platform is not given",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Defaults read from the environment (``None`` / empty: not set)."""
+
+    concurrency: int | None = None
+    cache_dir: Path | None = None
+    registry_mirrors: tuple[str, ...] = ()
+    insecure_registries: tuple[str, ...] = ()
+    platform: str | None = None
+
+
+def _value(environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get(name, "").strip()
+    return value or None
+
+
+def _bad(name: str, value: str, expected: str) -> UsageError:
+    return UsageError(f"environment variable {name}={value!r}: expected {expected}")
+
+
+def _concurrency(environ: Mapping[str, str]) -> int | None:
+    name = "DOCKERDRAG_CONCURRENCY"
+    value = _value(environ, name)
+    if value is None:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise _bad(name, value, "a whole number of at least 1")
+    return int(value)
+
+
+def _list(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    value = _value(environ, name)
+    if value is None:
+        return ()
+    items = tuple(item.strip() for item in value.split(","))
+    if any(not item or " " in item for item in items):
+        raise _bad(name, value, "a comma-separated list without empty entries")
+    return items
+
+
+def _mirrors(environ: Mapping[str, str]) -> tuple[str, ...]:
+    name = "DOCKERDRAG_REGISTRY_MIRRORS"
+    mirrors = _list(environ, name)
+    for mirror in mirrors:
+        try:
+            mirror_host(mirror)
+        except DockerDragError as exc:
+            raise _bad(name, mirror, "http(s)://HOST[:PORT] URLs") from exc
+    return mirrors
+
+
+def _insecure(environ: Mapping[str, str]) -> tuple[str, ...]:
+    name = "DOCKERDRAG_INSECURE_REGISTRIES"
+    hosts = _list(environ, name)
+    for host in hosts:
+        if "/" in host:
+            raise _bad(name, host, "HOST[:PORT] names (no scheme or path)")
+    return hosts
+
+
+def _platform(environ: Mapping[str, str]) -> str | None:
+    name = "DOCKERDRAG_PLATFORM"
+    value = _value(environ, name)
+    if value is None:
+        return None
+    try:
+        Platform.parse(value)
+    except DockerDragError as exc:
+        raise _bad(name, value, "OS/ARCH[/VARIANT], e.g. linux/arm64") from exc
+    return value
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Read and check every ``DOCKERDRAG_*`` variable; raise UsageError on a bad value."""
+    cache_dir = _value(environ, "DOCKERDRAG_CACHE_DIR")
+    return Settings(
+        concurrency=_concurrency(environ),
+        cache_dir=Path(cache_dir).expanduser() if cache_dir else None,
+        registry_mirrors=_mirrors(environ),
+        insecure_registries=_insecure(environ),
+        platform=_platform(environ),
+    )
+
+
+__all__ = ["PREFIX", "VARIABLES", "Settings", "load_settings"]

@@ -1,0 +1,78 @@
+"""Smoke run of the benchmark harness (``python -m benchmarks --quick``).
+
+Tiny images, one timed run, both links (direct and through the shaping proxy),
+dockerdrag + skopeo + the two floors, no docker. It checks that the one command runs
+end to end and writes a report with a row per contender for every image and link;
+the numbers themselves are not judged here.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.contenders import dockerdrag_formats
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _section_rows(text: str, title: str) -> dict[str, list[str]]:
+    """contender -> table cells of the results table under ``### title``."""
+    start = text.index(f"### {title}\n")
+    end = text.find("\n#", start + 4)
+    rows: dict[str, list[str]] = {}
+    for line in text[start:end].splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and cells[0] not in ("contender",):
+            rows[cells[0]] = cells
+    return rows
+
+
+def test_quick_benchmark_writes_a_row_per_contender(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    started = time.monotonic()
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--link",
+            "both",
+            "--results",
+            str(results),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    elapsed = time.monotonic() - started
+    assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]
+    assert elapsed < 60, f"the quick benchmark took {elapsed:.0f} s"
+
+    text = results.read_text()
+    expected = ["dockerdrag", "skopeo", "curl-floor", "decompress-floor"]
+    if "oci" in dockerdrag_formats():
+        expected.insert(1, "dockerdrag-oci")
+    for image in ("big", "many"):
+        for link in ("direct (loopback)", "shaped (proxy)"):
+            rows = _section_rows(text, f"{image}, {link}")
+            assert list(rows) == expected, (image, link, list(rows))
+            for name, cells in rows.items():
+                assert cells[1] == "1/1", f"{image}/{link} {name} failed: {cells}"
+                assert re.fullmatch(r"\d+\.\d\d", cells[2]), cells  # a wall time
+                if link.startswith("shaped") and name != "decompress-floor":
+                    assert int(cells[7]) >= 1, cells  # connections through the proxy
+    assert "## Targets" in text
+    assert "docker pull + save not run" in text

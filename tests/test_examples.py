@@ -1,0 +1,146 @@
+"""Every script in examples/ runs against the local registry, as a reader would run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.support.archive_check import read_docker_archive
+from tests.support.images import PushedImage, push_image, text_layer
+from tests.support.registry_server import RegistryServer
+
+SeededRegistry = tuple[RegistryServer, dict[str, Any]]
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run_example(
+    name: str, *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "XDG_CACHE_HOME": str(cwd / "cache"), "DOCKER_CONFIG": str(cwd)}
+    environment.update(env or {})
+    completed = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Traceback" not in completed.stderr, completed.stderr
+    return completed
+
+
+def test_every_example_is_tested() -> None:
+    source = Path(__file__).read_text()
+    for script in EXAMPLES.glob("*.py"):
+        assert f'"{script.name}"' in source, f"{script.name} has no test"
+
+
+def test_pull_concurrently(seeded_registry: SeededRegistry, tmp_path: Path) -> None:
+    server, images = seeded_registry
+    refs = [images["busybox"].reference, images["multilayer"].reference]
+    completed = run_example(
+        "pull_concurrently.py", "out", *refs, "--insecure", server.host, cwd=tmp_path
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    for name in ("busybox", "multilayer"):
+        (image,) = read_docker_archive(tmp_path / "out" / f"test_{name}.tar")
+        assert image.config == images[name].config
+
+
+def test_bundle(seeded_registry: SeededRegistry, tmp_path: Path) -> None:
+    server, images = seeded_registry
+    names = ("busybox", "multilayer")
+    completed = run_example(
+        "bundle.py",
+        "bundle.tar",
+        *[images[name].reference for name in names],
+        "--insecure",
+        server.host,
+        cwd=tmp_path,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    archived = read_docker_archive(tmp_path / "bundle.tar")
+    assert [image.config for image in archived] == [images[name].config for name in names]
+    assert "docker load -i bundle.tar" in completed.stdout
+
+
+def test_bundle_reports_errors_with_the_exit_code(registry: RegistryServer, tmp_path: Path) -> None:
+    completed = run_example(
+        "bundle.py",
+        "b.tar",
+        f"{registry.host}/test/none:x",
+        "--insecure",
+        registry.host,
+        cwd=tmp_path,
+    )
+    assert completed.returncode == 4
+    assert completed.stdout.startswith("error: ")
+
+
+def test_progress_callback(seeded_registry: SeededRegistry, tmp_path: Path) -> None:
+    server, images = seeded_registry
+    pushed: PushedImage = images["multilayer"]
+    completed = run_example(
+        "progress_callback.py", pushed.reference, "m.tar", "--insecure", server.host, cwd=tmp_path
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    lines = completed.stdout.splitlines()
+    assert lines[0].startswith(f"pulling {pushed.reference}: 4 layers")
+    for digest in set(pushed.layer_digests):
+        assert f"layer {digest[7:19]}: complete" in completed.stdout
+    assert "100%" in lines
+    assert lines[-1].startswith(f"done: m.tar ({pushed.image_id})")
+
+
+def test_progress_events(seeded_registry: SeededRegistry, tmp_path: Path) -> None:
+    server, images = seeded_registry
+    pushed: PushedImage = images["busybox"]
+    completed = run_example(
+        "progress_events.py", pushed.reference, "b.tar", "--insecure", server.host, cwd=tmp_path
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    messages = [json.loads(line) for line in completed.stdout.splitlines()]
+    assert messages[0] == {"type": "start", "layers": 1}
+    assert messages[-1] == {"type": "finished", "output": "b.tar"}
+    assert {"layer"} <= {m["type"] for m in messages}
+    assert (tmp_path / "b.tar").exists()
+
+
+def test_private_registry_with_login_and_ca(
+    basic_auth_registry: RegistryServer, tmp_path: Path
+) -> None:
+    server = basic_auth_registry
+    assert server.username and server.password and server.ca_pem_path
+    pushed = push_image(server, "test/private", "v1", [text_layer("p.txt", "private\n")])
+    args = [pushed.reference, "p.tar", "--username", server.username]
+    completed = run_example(
+        "private_registry.py",
+        *args,
+        "--ca-cert",
+        str(server.ca_pem_path),
+        cwd=tmp_path,
+        env={"REGISTRY_PASSWORD": server.password},
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert f"{pushed.reference}: {pushed.manifest_digest}" in completed.stdout
+    assert server.password not in completed.stdout + completed.stderr
+    (image,) = read_docker_archive(tmp_path / "p.tar")
+    assert image.config == pushed.config
+    refused = run_example(
+        "private_registry.py",
+        *args,
+        "--ca-cert",
+        str(server.ca_pem_path),
+        cwd=tmp_path,
+        env={"REGISTRY_PASSWORD": "not-the-password"},
+    )
+    assert refused.returncode == 3, refused.stdout
+    untrusted = run_example(
+        "private_registry.py", *args, cwd=tmp_path, env={"REGISTRY_PASSWORD": server.password}
+    )
+    assert untrusted.returncode == 5, untrusted.stdout
