@@ -1,0 +1,289 @@
+"""The contenders: each turns a pushed image into something on disk, measured.
+
+* ``dockerdrag`` / ``dockerdrag-oci``: ``python -m dockerdrag pull`` (``--format docker``
+  is the default; ``--format oci`` only when the CLI has that option), cold: a fresh
+  ``--cache-dir`` per run;
+* ``skopeo``: ``skopeo copy docker://... docker-archive:OUT:name:tag`` (the baseline);
+* ``docker``: ``docker pull`` then ``docker save`` on a private daemon, every image
+  removed after each run; CPU is the daemon tree's, as the CLI does no work;
+* ``curl-floor``: every blob (config + layers) fetched at once, one ``curl`` each, to
+  disk: the network + disk floor with one connection per blob;
+* ``decompress-floor``: every layer inflated at once, one process each (ISA-L), output
+  discarded: the decompression floor.
+
+Every run happens in its own work directory, deleted afterwards; outputs are checked
+(untimed) before that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import ClassVar
+
+from tests.support.dockerd import DockerDaemon
+
+from . import REPO_ROOT
+from .imagegen import GeneratedImage
+from .measure import Usage, run_sequence, tree_cpu_seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """An image as reachable over one link (``host`` is the registry's or the proxy's)."""
+
+    image: GeneratedImage
+    host: str
+    link: str
+
+    @property
+    def reference(self) -> str:
+        return f"{self.host}/{self.image.spec.repo}:{self.image.spec.tag}"
+
+    def blob_url(self, digest: str) -> str:
+        return f"http://{self.host}/v2/{self.image.spec.repo}/blobs/{digest}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    usage: Usage
+    rss_measured: bool  # False when the work happens in a daemon
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.usage.ok and self.error is None
+
+
+def _env(workdir: Path) -> dict[str, str]:
+    return {**os.environ, "TMPDIR": str(workdir)}
+
+
+def check_docker_archive(path: Path, layers: int) -> None:
+    """A ``docker load`` archive: manifest.json naming ``layers`` layer members."""
+    with tarfile.open(path) as archive:
+        names = set(archive.getnames())
+        member = archive.extractfile("manifest.json")
+        if member is None:
+            raise ValueError(f"{path.name}: no manifest.json")
+        manifest = json.load(member)
+    found = manifest[0]["Layers"]
+    if len(found) != layers or not set(found) <= names:
+        raise ValueError(f"{path.name}: {len(found)} layers listed, {layers} expected")
+
+
+def check_oci_archive(path: Path, layers: int) -> None:
+    """An OCI layout tar (index.json + blobs); also accepted: a docker archive."""
+    with tarfile.open(path) as archive:
+        names = set(archive.getnames())
+    if "manifest.json" in names:
+        check_docker_archive(path, layers)
+    elif "index.json" not in names or "oci-layout" not in names:
+        raise ValueError(f"{path.name}: neither manifest.json nor index.json + oci-layout")
+
+
+class Contender:
+    """Base: ``command(s)`` run in ``workdir``; ``check`` then looks at the result."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    cwd: ClassVar[Path | None] = None
+
+    def run(self, target: Target, workdir: Path, log: Path) -> Outcome:
+        usage = run_sequence(
+            self.commands(target, workdir), log=log, env=_env(workdir), cwd=self.cwd
+        )
+        error = None
+        if usage.ok:
+            try:
+                self.check(target, workdir)
+            except (OSError, ValueError, KeyError, tarfile.TarError) as exc:
+                error = f"output check failed: {exc}"
+        return Outcome(usage, rss_measured=True, error=error)
+
+    def commands(self, target: Target, workdir: Path) -> list[list[str]]:
+        raise NotImplementedError
+
+    def check(self, target: Target, workdir: Path) -> None:
+        check_docker_archive(workdir / "out.tar", len(target.image.layers))
+
+    def reset(self) -> None:
+        """Untimed cleanup after each run (beyond deleting the work directory)."""
+
+    def command_line(self, target: Target, workdir: Path) -> str:
+        return " && ".join(shlex.join(argv) for argv in self.commands(target, workdir))
+
+
+class Dockerdrag(Contender):
+    name = "dockerdrag"
+    description = "`python -m dockerdrag pull` (docker archive), fresh --cache-dir"
+    cwd = REPO_ROOT
+    format: ClassVar[str | None] = None
+
+    def commands(self, target: Target, workdir: Path) -> list[list[str]]:
+        argv = [
+            sys.executable,
+            "-m",
+            "dockerdrag",
+            "pull",
+            target.reference,
+            "-o",
+            str(workdir / "out.tar"),
+            "--insecure",
+            target.host,
+            "--cache-dir",
+            str(workdir / "cache"),
+            "--quiet",
+        ]
+        if self.format is not None:
+            argv += ["--format", self.format]
+        return [argv]
+
+
+class DockerdragOci(Dockerdrag):
+    name = "dockerdrag-oci"
+    description = "`python -m dockerdrag pull --format oci`, fresh --cache-dir"
+    format = "oci"
+
+    def check(self, target: Target, workdir: Path) -> None:
+        check_oci_archive(workdir / "out.tar", len(target.image.layers))
+
+
+class Skopeo(Contender):
+    name = "skopeo"
+    description = "`skopeo copy docker://... docker-archive:OUT:name:tag`"
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+
+    def commands(self, target: Target, workdir: Path) -> list[list[str]]:
+        spec = target.image.spec
+        return [
+            [
+                self.binary,
+                "--insecure-policy",
+                "copy",
+                "--quiet",
+                "--src-tls-verify=false",
+                f"docker://{target.reference}",
+                f"docker-archive:{workdir / 'out.tar'}:{spec.repo}:{spec.tag}",
+            ]
+        ]
+
+
+class Docker(Contender):
+    name = "docker"
+    description = "`docker pull` + `docker save` (private dockerd; CPU = daemon tree + CLI)"
+
+    def __init__(self, daemon: DockerDaemon) -> None:
+        self.daemon = daemon
+
+    def _cli(self, *args: str) -> list[str]:
+        return [self.daemon.cli, "-H", self.daemon.host, *args]
+
+    def commands(self, target: Target, workdir: Path) -> list[list[str]]:
+        return [
+            self._cli("pull", "--quiet", target.reference),
+            self._cli("save", "-o", str(workdir / "out.tar"), target.reference),
+        ]
+
+    def run(self, target: Target, workdir: Path, log: Path) -> Outcome:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(workdir),
+            "DOCKER_CONFIG": str(self.daemon.directory / "cli-config"),
+        }
+        before = tree_cpu_seconds(self.daemon.process.pid)
+        usage = run_sequence(self.commands(target, workdir), log=log, env=env)
+        daemon_cpu = tree_cpu_seconds(self.daemon.process.pid) - before
+        usage = dataclasses.replace(usage, cpu=usage.cpu + daemon_cpu)
+        error = None
+        if usage.ok:
+            try:
+                self.check(target, workdir)
+            except (OSError, ValueError, KeyError, tarfile.TarError) as exc:
+                error = f"output check failed: {exc}"
+        return Outcome(usage, rss_measured=False, error=error)
+
+    def reset(self) -> None:
+        self.daemon.remove_all_images()
+
+
+class CurlFloor(Contender):
+    name = "curl-floor"
+    description = "every blob at once, one `curl -s -o` each, to disk"
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+
+    def commands(self, target: Target, workdir: Path) -> list[list[str]]:
+        lines = ["rc=0", f"mkdir -p {shlex.quote(str(workdir / 'blobs'))}"]
+        for number, digest in enumerate(target.image.blob_digests):
+            out = workdir / "blobs" / digest.removeprefix("sha256:")
+            curl = [self.binary, "-sf", "-o", str(out), target.blob_url(digest)]
+            lines.append(f"{shlex.join(curl)} & p{number}=$!")
+        lines += [f"wait $p{n} || rc=1" for n in range(len(target.image.blob_digests))]
+        lines.append("exit $rc")
+        return [["sh", "-c", "\n".join(lines)]]
+
+    def command_line(self, target: Target, workdir: Path) -> str:
+        return f"{self.binary} -sf -o BLOB URL & (one per blob, all at once); wait"
+
+    def check(self, target: Target, workdir: Path) -> None:
+        for digest in target.image.blob_digests:
+            got = (workdir / "blobs" / digest.removeprefix("sha256:")).stat().st_size
+            want = target.image.blob_path(digest).stat().st_size
+            if got != want:
+                raise ValueError(f"{digest[:19]}: {got} bytes, {want} expected")
+
+
+class DecompressFloor(Contender):
+    name = "decompress-floor"
+    description = "every layer inflated at once (ISA-L, one process each), output discarded"
+    cwd = REPO_ROOT
+
+    def commands(self, target: Target, workdir: Path) -> list[list[str]]:
+        lines = ["rc=0"]
+        for number, layer in enumerate(target.image.layers):
+            argv = [sys.executable, "-m", "benchmarks.floors", "decompress"]
+            argv.append(str(target.image.blob_path(layer.digest)))
+            lines.append(f"{shlex.join(argv)} & p{number}=$!")
+        lines += [f"wait $p{n} || rc=1" for n in range(len(target.image.layers))]
+        lines.append("exit $rc")
+        return [["sh", "-c", "\n".join(lines)]]
+
+    def command_line(self, target: Target, workdir: Path) -> str:
+        return "python -m benchmarks.floors decompress LAYER & (one per layer, all at once); wait"
+
+    def check(self, target: Target, workdir: Path) -> None:
+        pass  # the output is discarded; a failed inflate fails the exit status
+
+
+def dockerdrag_formats() -> list[str]:
+    """The ``--format`` choices of the installed CLI ([] when it has no such option)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "dockerdrag", "pull", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        check=False,
+    )
+    if "--format" not in result.stdout:
+        return []
+    # argparse prints choices as {docker,oci}
+    start = result.stdout.find("--format")
+    brace = result.stdout.find("{", start)
+    if brace == -1 or brace - start > 20:
+        return ["docker", "oci"]  # an option without listed choices: assume both
+    return result.stdout[brace + 1 : result.stdout.find("}", brace)].split(",")
+
+
+def find_binary(name: str) -> str | None:
+    return shutil.which(name)

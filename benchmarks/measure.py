@@ -1,0 +1,134 @@
+"""Timing child processes: wall time, CPU time and peak RSS straight from ``wait4``.
+
+``os.wait4`` returns the child's own ``rusage``, which on Linux also covers every
+descendant the child waited for: CPU adds up (``sh -c 'a & b & wait'`` reports a + b)
+and ``ru_maxrss`` is the largest single process. A daemon does the work of ``docker
+pull`` outside the CLI's process tree, so for it :func:`tree_cpu_seconds` reads the
+daemon's process tree from /proc instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+LAUNCHER = Path(__file__).with_name("launcher.py")
+
+
+@dataclasses.dataclass(frozen=True)
+class Usage:
+    """What one or more sequential child processes cost."""
+
+    wall: float  # seconds, first start to last exit
+    cpu: float  # user + system seconds
+    max_rss_kb: int  # largest ru_maxrss (KiB) of any of them
+    returncode: int
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def run_measured(
+    argv: Sequence[str],
+    *,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Usage:
+    """Run ``argv`` to completion (output appended to ``log``), measured by wait4.
+
+    The command runs under :mod:`benchmarks.launcher` (see there why); its wall time
+    is taken inside the launcher, so the launcher's own start-up is not counted.
+    """
+    read_fd, write_fd = os.pipe()
+    try:
+        with open(log, "ab") as out:
+            out.write(f"$ {' '.join(argv)}\n".encode())
+            out.flush()
+            process = subprocess.Popen(
+                [sys.executable, "-I", "-S", str(LAUNCHER), str(write_fd), *argv],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=dict(env) if env is not None else None,
+                cwd=cwd,
+                pass_fds=(write_fd,),
+            )
+            os.close(write_fd)
+            write_fd = -1
+            with os.fdopen(read_fd, "rb") as results:
+                read_fd = -1
+                line = results.read().decode()
+            launcher_status = process.wait()
+    finally:
+        for fd in (read_fd, write_fd):
+            if fd != -1:
+                os.close(fd)
+    fields = line.split()
+    if launcher_status != 0 or len(fields) != 4:
+        raise RuntimeError(f"launcher failed ({launcher_status}) for {argv!r}: {line!r}")
+    return Usage(
+        wall=float(fields[0]),
+        cpu=float(fields[1]),
+        max_rss_kb=int(fields[2]),
+        returncode=int(fields[3]),
+    )
+
+
+def run_sequence(
+    commands: Sequence[Sequence[str]],
+    *,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Usage:
+    """Run ``commands`` one after the other, stopping at the first failure."""
+    started = time.perf_counter()
+    cpu = 0.0
+    rss = 0
+    returncode = 0
+    for argv in commands:
+        usage = run_measured(argv, log=log, env=env, cwd=cwd)
+        cpu += usage.cpu
+        rss = max(rss, usage.max_rss_kb)
+        returncode = usage.returncode
+        if returncode != 0:
+            break
+    return Usage(time.perf_counter() - started, cpu, rss, returncode)
+
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])  # comm may hold spaces or ')'
+        children.setdefault(ppid, []).append(int(entry))
+    return children
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """user + system seconds used so far by ``root`` and its live descendants."""
+    children = _children_map()
+    total = 0
+    stack = [root]
+    while stack:
+        pid = stack.pop()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+        stack.extend(children.get(pid, []))
+    return total / _TICKS

@@ -1,0 +1,509 @@
+"""The benchmark in one command: ``python -m benchmarks [--quick] [--runs N] ...``.
+
+Generates (once, cached) and pushes the images, starts the registry (and the shaping
+proxy, and a private dockerd with ``--with-docker``), runs every contender on every
+image over every link, alternating contenders round by round after a warm-up, and
+writes a Markdown report (``benchmarks/RESULTS.md`` by default). See README.md here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import os
+import platform
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tests.support import parent_death_signal, require_binary, stop_process
+from tests.support.dockerd import DockerDaemon
+from tests.support.registry_server import RegistryServer, start_registry
+
+from . import BENCH_DIR, DEFAULT_CACHE_DIR, REPO_ROOT, daemon, imagegen, report
+from .contenders import (
+    Contender,
+    CurlFloor,
+    DecompressFloor,
+    Docker,
+    Dockerdrag,
+    DockerdragOci,
+    Skopeo,
+    Target,
+    dockerdrag_formats,
+)
+
+CONTENDER_ORDER = (
+    "dockerdrag",
+    "dockerdrag-oci",
+    "skopeo",
+    "docker",
+    "curl-floor",
+    "decompress-floor",
+)
+LINKS = ("direct", "shaped")
+LINK_TITLES = {"direct": "direct (loopback)", "shaped": "shaped (proxy)"}
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+# ---------------------------------------------------------------------------------------
+# The shaping proxy as a child process
+# ---------------------------------------------------------------------------------------
+
+
+class ShaperProcess:
+    """``python -m benchmarks.shaper`` in front of the registry; counts connections."""
+
+    def __init__(self, upstream: str, rtt_ms: float, rate_mbps: float, log_path: Path) -> None:
+        self.log_path = log_path
+        self.rtt_ms = rtt_ms
+        self.rate_mbps = rate_mbps
+        argv = [sys.executable, "-m", "benchmarks.shaper", "--upstream", upstream]
+        argv += ["--rtt-ms", str(rtt_ms), "--rate-mbps", str(rate_mbps)]
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                cwd=REPO_ROOT,
+                preexec_fn=parent_death_signal(signal.SIGTERM),
+            )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().decode()
+        if not line.startswith("listening on "):
+            self.stop()
+            raise RuntimeError(f"shaper did not start: {line!r} {log_path.read_text()}")
+        self.host = line.split()[-1]
+
+    def connections_opened(self) -> int:
+        text = self.log_path.read_text(errors="replace")
+        return sum(1 for line in text.splitlines() if line.startswith("open "))
+
+    def stop(self) -> None:
+        stop_process(self.process, timeout=5)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+# ---------------------------------------------------------------------------------------
+# Machine and versions
+# ---------------------------------------------------------------------------------------
+
+
+def _first_line(argv: Sequence[str]) -> str:
+    try:
+        result = subprocess.run(
+            list(argv), capture_output=True, text=True, timeout=30, check=False, cwd=REPO_ROOT
+        )
+    except OSError:
+        return "not installed"
+    lines = (result.stdout or result.stderr).strip().splitlines()
+    return lines[0].strip() if lines else "unknown"
+
+
+def _load_average() -> str:
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def machine_info(load_at_start: str) -> list[tuple[str, str]]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    ram = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    distro = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                distro = line.split("=", 1)[1].strip('"')
+    disk = shutil.disk_usage(BENCH_DIR)
+    return [
+        ("CPU", cpu),
+        ("cores", str(os.cpu_count())),
+        ("RAM", ram),
+        ("kernel", platform.release()),
+        ("OS", distro),
+        ("disk (work dir)", f"{disk.free / 1e9:.0f} GB free of {disk.total / 1e9:.0f} GB"),
+        ("load average 1/5/15 min, at start", load_at_start),
+        ("load average 1/5/15 min, at end", _load_average()),
+    ]
+
+
+def versions(docker_daemon: DockerDaemon | None) -> list[tuple[str, str]]:
+    import isal
+
+    rev = _first_line(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"])
+    dirty = _first_line(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "dockerdrag"])
+    if dirty not in ("unknown", "not installed"):
+        rev += " + uncommitted changes in dockerdrag/"
+    docker = "not run (pass --with-docker)"
+    if docker_daemon is not None:
+        docker = (
+            f"dockerd {daemon.server_version(docker_daemon)}, "
+            f"storage driver {daemon.storage_driver(docker_daemon)}"
+        )
+    return [
+        ("python", platform.python_version()),
+        ("dockerdrag", f"{_first_line([sys.executable, '-m', 'dockerdrag', '--version'])} ({rev})"),
+        ("skopeo", _first_line(["skopeo", "--version"])),
+        ("docker", docker),
+        ("registry", _first_line(["docker-registry", "--version"])),
+        ("curl", _first_line(["curl", "--version"])),
+        ("isal (python-isal)", isal.__version__),
+    ]
+
+
+# ---------------------------------------------------------------------------------------
+# Running
+# ---------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Plan:
+    images: dict[str, imagegen.GeneratedImage]
+    links: list[str]
+    contenders: list[Contender]
+    runs: int
+    warmup: int
+    work_dir: Path
+    log_dir: Path
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _tag(target: Target, contender: Contender, round_number: int) -> str:
+    return f"{target.image.spec.name}-{target.link}-{contender.name}-r{round_number}"
+
+
+def run_one(
+    plan: Plan,
+    contender: Contender,
+    target: Target,
+    round_number: int,
+    shaper: ShaperProcess | None,
+) -> report.Sample:
+    tag = _tag(target, contender, round_number)
+    workdir = plan.work_dir / tag
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    log = plan.log_dir / f"{tag}.log"
+    opened = shaper.connections_opened() if shaper else 0
+    try:
+        outcome = contender.run(target, workdir, log)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        contender.reset()
+        os.sync()  # no write-back of this run's files during the next one
+    connections = shaper.connections_opened() - opened if shaper else None
+    usage = outcome.usage
+    error = outcome.error
+    if not usage.ok:
+        error = f"exit status {usage.returncode}"
+    return report.Sample(
+        image=target.image.spec.name,
+        link=target.link,
+        contender=contender.name,
+        round=round_number,
+        wall=usage.wall,
+        cpu=usage.cpu,
+        rss_kb=usage.max_rss_kb if outcome.rss_measured else None,
+        connections=connections,
+        ok=outcome.ok,
+        error=error,
+    )
+
+
+def run_all(
+    plan: Plan, registry: RegistryServer, shaper: ShaperProcess | None
+) -> list[report.Sample]:
+    samples: list[report.Sample] = []
+    for name, image in plan.images.items():
+        for link in plan.links:
+            host = registry.host if link == "direct" else shaper.host if shaper else ""
+            target = Target(image, host, link)
+            link_shaper = shaper if link == "shaped" else None
+            for round_number in range(-plan.warmup, plan.runs):
+                label = "warm-up" if round_number < 0 else f"run {round_number + 1}/{plan.runs}"
+                for contender in plan.contenders:
+                    sample = run_one(plan, contender, target, round_number, link_shaper)
+                    status = "ok" if sample.ok else f"FAILED ({sample.error})"
+                    rss = "" if sample.rss_mb is None else f", {sample.rss_mb:.1f} MB peak RSS"
+                    conns = "" if sample.connections is None else f", {sample.connections} conns"
+                    _log(
+                        f"[{name}/{link} {label}] {contender.name:<16} {sample.wall:8.2f} s wall,"
+                        f" {sample.cpu:6.2f} s CPU{rss}{conns}: {status}"
+                    )
+                    if not sample.ok:
+                        _log(_tail(plan.log_dir / f"{_tag(target, contender, round_number)}.log"))
+                    if round_number >= 0:
+                        samples.append(sample)
+    return samples
+
+
+# ---------------------------------------------------------------------------------------
+# The report
+# ---------------------------------------------------------------------------------------
+
+
+def render(
+    *,
+    command: str,
+    plan: Plan,
+    samples: Sequence[report.Sample],
+    machine: Sequence[tuple[str, str]],
+    tool_versions: Sequence[tuple[str, str]],
+    shaper_settings: tuple[float, float],
+    notes: Sequence[str],
+    duration: float,
+    registry_host: str,
+    oci_note: str | None,
+) -> str:
+    stats = report.summarise(samples)
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    rtt_ms, rate = shaper_settings
+    out = [
+        "# dockerdrag pull benchmark: results",
+        "",
+        f"Written by `benchmarks/run.py` on {now} ({duration / 60:.1f} min). "
+        "See benchmarks/README.md for what is measured and how.",
+        "",
+        "Command:",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        *(f"| {key} | {value} |" for key, value in machine),
+        "",
+        "## Versions",
+        "",
+        "| | |",
+        "|---|---|",
+        *(f"| {key} | {value} |" for key, value in tool_versions),
+        "",
+        "## Setup",
+        "",
+        "- registry: `docker-registry` on 127.0.0.1, plain HTTP, filesystem storage "
+        "(blobs in the page cache after the warm-up)",
+        f"- links: **direct** = the registry on loopback; **shaped** = through "
+        f"`benchmarks/shaper.py`, +{rtt_ms:g} ms round trip (+1 RTT per new connection) "
+        f"and {rate:g} MB/s per TCP connection (no shared cap)",
+        f"- {plan.runs} timed run(s) per contender after {plan.warmup} warm-up round(s); "
+        "contenders alternate A B C … A B C …; cold client cache every run",
+        "- wall = first process start to last exit; CPU = user + sys of the child tree "
+        "(wait4); peak RSS = largest `ru_maxrss` of the child tree; connections = TCP "
+        "connections opened through the proxy (median); x skopeo / x curl floor = median "
+        "of the per-round ratios of wall times",
+        "",
+        "Images:",
+        "",
+        *(
+            f"- **{name}** ({image.spec.repo}): {image.describe()}"
+            for name, image in plan.images.items()
+        ),
+        "",
+        "Contenders (commands as run for the first image over the direct link):",
+        "",
+    ]
+    if plan.images:
+        sample_image = next(iter(plan.images.values()))
+        example = Target(sample_image, registry_host, "direct")
+        for contender in plan.contenders:
+            line = contender.command_line(example, Path("WORK"))
+            out.append(f"- **{contender.name}**: {contender.description}. `{line}`")
+    out += ["", "## Results", ""]
+    for name in plan.images:
+        for link in plan.links:
+            group = [s for s in stats if s.image == name and s.link == link]
+            out += [f"### {name}, {LINK_TITLES[link]}", "", report.stats_table(group), ""]
+    out += [
+        "## Targets (dockerdrag = `--format docker` unless said otherwise)",
+        "",
+        report.targets_table(report.evaluate_targets(stats, oci_note=oci_note)),
+        "",
+    ]
+    failures = [s for s in samples if not s.ok]
+    all_notes = list(notes)
+    all_notes += [
+        f"{s.image}/{s.link} {s.contender} run {s.round + 1} failed: {s.error}" for s in failures
+    ]
+    if all_notes:
+        out += ["## Notes", "", *(f"- {note}" for note in all_notes), ""]
+    out += ["## Every timed run", "", report.raw_table(samples), ""]
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Benchmark dockerdrag against skopeo, docker pull + save and two floors.",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny images (smoke mode: seconds, not minutes)"
+    )
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per contender (3)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds (1)")
+    parser.add_argument("--link", choices=("direct", "shaped", "both"), default="both")
+    parser.add_argument("--images", default="big,many", help="comma list of big, many")
+    parser.add_argument(
+        "--contenders",
+        default=",".join(c for c in CONTENDER_ORDER if c != "docker"),
+        help="comma list of " + ", ".join(CONTENDER_ORDER) + " (docker needs --with-docker)",
+    )
+    parser.add_argument(
+        "--with-docker", action="store_true", help="also time docker pull + save (own dockerd)"
+    )
+    parser.add_argument(
+        "--docker-storage-driver", default="overlay2", help="for --with-docker (overlay2)"
+    )
+    parser.add_argument("--rtt-ms", type=float, default=50.0, help="shaped link: added RTT")
+    parser.add_argument(
+        "--rate-mbps", type=float, default=10.0, help="shaped link: MB/s per connection"
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        help="report path (default benchmarks/RESULTS.md; --quick: CACHE/RESULTS-quick.md)",
+    )
+    parser.add_argument(
+        "--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="images, registry, work dirs"
+    )
+    return parser
+
+
+def _split(text: str, allowed: Sequence[str], what: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise SystemExit(f"unknown {what}: {', '.join(unknown)} (choose from {', '.join(allowed)})")
+    return names
+
+
+def choose_contenders(
+    names: list[str], docker_daemon: DockerDaemon | None, notes: list[str]
+) -> tuple[list[Contender], str | None]:
+    """The contenders to run, in :data:`CONTENDER_ORDER`; also a note when OCI is absent."""
+    formats = dockerdrag_formats()
+    oci_note = None
+    factories: dict[str, Callable[[], Contender]] = {
+        "dockerdrag": Dockerdrag,
+        "dockerdrag-oci": DockerdragOci,
+        "skopeo": lambda: Skopeo(require_binary("/usr/bin/skopeo", "skopeo")),
+        "curl-floor": lambda: CurlFloor(require_binary("/usr/bin/curl", "curl")),
+        "decompress-floor": DecompressFloor,
+    }
+    chosen: list[Contender] = []
+    for name in CONTENDER_ORDER:
+        if name == "docker":
+            if docker_daemon is not None:
+                chosen.append(Docker(docker_daemon))
+            else:
+                notes.append("docker pull + save not run (pass --with-docker to include it)")
+            continue
+        if name not in names:
+            continue
+        if name == "dockerdrag-oci" and "oci" not in formats:
+            oci_note = "not run: this dockerdrag has no `--format oci`"
+            notes.append("dockerdrag-oci skipped: `python -m dockerdrag pull` has no --format oci")
+            continue
+        chosen.append(factories[name]())
+    return chosen, oci_note
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    if args.runs < 1 or args.warmup < 0:
+        raise SystemExit("--runs must be ≥ 1 and --warmup ≥ 0")
+    started = time.monotonic()
+    load_at_start = _load_average()
+    command = "python -m benchmarks " + shlex.join(argv)
+    cache_dir: Path = args.cache_dir.resolve()
+    results_path: Path = args.results or (
+        cache_dir / "RESULTS-quick.md" if args.quick else BENCH_DIR / "RESULTS.md"
+    )
+    image_names = _split(args.images, ("big", "many"), "image")
+    contender_names = _split(args.contenders, CONTENDER_ORDER, "contender")
+    if args.with_docker and "docker" not in contender_names:
+        contender_names.append("docker")
+    links = list(LINKS) if args.link == "both" else [args.link]
+    notes: list[str] = []
+
+    specs = imagegen.image_specs(args.quick)
+    images = imagegen.ensure_images([specs[n] for n in image_names], cache_dir, log=_log)
+    work_dir = cache_dir / "work"
+    log_dir = cache_dir / "logs"
+    shutil.rmtree(work_dir, ignore_errors=True)
+    shutil.rmtree(log_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    log_dir.mkdir(parents=True)
+
+    with contextlib.ExitStack() as stack:
+        registry = start_registry(cache_dir / "registry")
+        stack.callback(registry.stop)
+        for image in images.values():
+            imagegen.push(registry, image)
+        _log(f"registry on {registry.host}; images pushed")
+        shaper = None
+        if "shaped" in links:
+            shaper = ShaperProcess(
+                registry.host, args.rtt_ms, args.rate_mbps, log_dir / "shaper.log"
+            )
+            stack.callback(shaper.stop)
+            _log(f"shaping proxy on {shaper.host}")
+        docker_daemon = None
+        if args.with_docker and "docker" in contender_names:
+            docker_daemon = daemon.start_dockerd(args.docker_storage_driver)
+            stack.callback(docker_daemon.stop)
+            _log(f"dockerd up ({daemon.storage_driver(docker_daemon)})")
+        contenders, oci_note = choose_contenders(contender_names, docker_daemon, notes)
+        plan = Plan(images, links, contenders, args.runs, args.warmup, work_dir, log_dir)
+        samples = run_all(plan, registry, shaper)
+        text = render(
+            command=command,
+            plan=plan,
+            samples=samples,
+            machine=machine_info(load_at_start),
+            tool_versions=versions(docker_daemon),
+            shaper_settings=(args.rtt_ms, args.rate_mbps),
+            notes=notes,
+            duration=time.monotonic() - started,
+            registry_host=registry.host,
+            oci_note=oci_note,
+        )
+    shutil.rmtree(work_dir, ignore_errors=True)
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    results_path.write_text(text + "\n")
+    _log("")
+    _log(text)
+    _log(f"\nwritten to {results_path}")
+    return 0
