@@ -497,6 +497,7 @@ class Transport:
             host = target.netloc
             proxy, proxy_headers = self._proxy_options(current)
             log.debug("%s %s", method, redact_url(current))
+            handed_out = False
             try:
                 async with self.session.request(
                     method,
@@ -510,11 +511,14 @@ class Transport:
                     if raw.status in (301, 302, 303, 307, 308) and "Location" in raw.headers:
                         current = _redirect_target(current, raw.headers["Location"], origin, what)
                         continue
+                    handed_out = True
                     yield raw
                     return
             except DockerDragError:
                 raise
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                if handed_out:  # raised by the caller's own work (e.g. a full disk): not ours
+                    raise
                 raise _connection_error(exc, host, what, proxy) from exc
         raise RegistryError(f"more than {MAX_REDIRECTS} redirects while fetching {what}")
 

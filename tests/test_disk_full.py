@@ -55,13 +55,15 @@ async def test_cache_disk_full(
     seeded_registry: tuple[RegistryServer, dict[str, Any]], tmp_path: Path
 ) -> None:
     server, images = seeded_registry
-    with small_disk(tmp_path / "small", "256k") as small:
-        with pytest.raises(OutputError, match="no space left"):
-            await pull_image(
-                images["busybox"].reference,
-                output=tmp_path / "bb.tar",
-                cache_dir=small,
-                insecure=[server.host],
-            )
+    with (
+        small_disk(tmp_path / "small", "256k") as small,
+        pytest.raises(OutputError, match="no space left"),
+    ):
+        await pull_image(
+            images["busybox"].reference,
+            output=tmp_path / "bb.tar",
+            cache_dir=small,
+            insecure=[server.host],
+        )
     assert not (tmp_path / "bb.tar").exists()
     assert [p for p in tmp_path.iterdir() if p.name.startswith(".")] == []
