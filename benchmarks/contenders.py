@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -63,7 +64,9 @@ class Outcome:
 
 
 def _env(workdir: Path) -> dict[str, str]:
-    return {**os.environ, "TMPDIR": str(workdir)}
+    """The harness's environment minus dockerdrag's own defaults, TMPDIR in ``workdir``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKERDRAG_")}
+    return {**env, "TMPDIR": str(workdir)}
 
 
 def check_docker_archive(path: Path, layers: int) -> None:
@@ -127,6 +130,9 @@ class Dockerdrag(Contender):
     cwd = REPO_ROOT
     format: ClassVar[str | None] = None
 
+    def __init__(self, extra_args: Sequence[str] = ()) -> None:
+        self.extra_args = list(extra_args)
+
     def commands(self, target: Target, workdir: Path) -> list[list[str]]:
         argv = [
             sys.executable,
@@ -144,7 +150,7 @@ class Dockerdrag(Contender):
         ]
         if self.format is not None:
             argv += ["--format", self.format]
-        return [argv]
+        return [argv + self.extra_args]
 
 
 class DockerdragOci(Dockerdrag):

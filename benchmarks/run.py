@@ -385,6 +385,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--docker-storage-driver", default="overlay2", help="for --with-docker (overlay2)"
     )
+    parser.add_argument(
+        "--dockerdrag-args",
+        default="",
+        metavar="ARGS",
+        help='extra options for every dockerdrag run, e.g. --dockerdrag-args="--concurrency 8"',
+    )
     parser.add_argument("--rtt-ms", type=float, default=50.0, help="shaped link: added RTT")
     parser.add_argument(
         "--rate-mbps", type=float, default=10.0, help="shaped link: MB/s per connection"
@@ -409,14 +415,17 @@ def _split(text: str, allowed: Sequence[str], what: str) -> list[str]:
 
 
 def choose_contenders(
-    names: list[str], docker_daemon: DockerDaemon | None, notes: list[str]
+    names: list[str],
+    docker_daemon: DockerDaemon | None,
+    notes: list[str],
+    dockerdrag_args: Sequence[str] = (),
 ) -> tuple[list[Contender], str | None]:
     """The contenders to run, in :data:`CONTENDER_ORDER`; also a note when OCI is absent."""
     formats = dockerdrag_formats()
     oci_note = None
     factories: dict[str, Callable[[], Contender]] = {
-        "dockerdrag": Dockerdrag,
-        "dockerdrag-oci": DockerdragOci,
+        "dockerdrag": lambda: Dockerdrag(dockerdrag_args),
+        "dockerdrag-oci": lambda: DockerdragOci(dockerdrag_args),
         "skopeo": lambda: Skopeo(require_binary("/usr/bin/skopeo", "skopeo")),
         "curl-floor": lambda: CurlFloor(require_binary("/usr/bin/curl", "curl")),
         "decompress-floor": DecompressFloor,
@@ -468,6 +477,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_dir.mkdir(parents=True)
 
     with contextlib.ExitStack() as stack:
+        # A fresh log each time: the helper finds the "listening on" line at a byte offset
+        # into decoded text, which non-ASCII lines ("µs") from earlier runs would shift.
+        (cache_dir / "registry" / "registry.log").unlink(missing_ok=True)
         registry = start_registry(cache_dir / "registry")
         stack.callback(registry.stop)
         for image in images.values():
@@ -485,7 +497,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             docker_daemon = daemon.start_dockerd(args.docker_storage_driver)
             stack.callback(docker_daemon.stop)
             _log(f"dockerd up ({daemon.storage_driver(docker_daemon)})")
-        contenders, oci_note = choose_contenders(contender_names, docker_daemon, notes)
+        contenders, oci_note = choose_contenders(
+            contender_names, docker_daemon, notes, shlex.split(args.dockerdrag_args)
+        )
         plan = Plan(images, links, contenders, args.runs, args.warmup, work_dir, log_dir)
         samples = run_all(plan, registry, shaper)
         text = render(

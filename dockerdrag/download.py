@@ -42,7 +42,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -591,11 +591,14 @@ async def fetch_all(
     reference: Reference,
     descriptors: Sequence[Descriptor],
     concurrency: int | None = None,
+    on_ready: Callable[[Digest, Path], None] | None = None,
 ) -> dict[Digest, Path]:
     """Fetch every distinct blob of ``descriptors`` into the store; return their paths.
 
-    All blobs start at once; the fetcher's limiter bounds the open requests
-    (``concurrency``, when given, resets that limit).
+    All blobs start at once, in the order given (so put first what is needed
+    first); the fetcher's limiter bounds the open requests (``concurrency``, when
+    given, resets that limit). ``on_ready`` hears of each blob as soon as it is
+    verified in the store.
     """
     if concurrency is not None:
         fetcher.concurrency = concurrency
@@ -604,6 +607,8 @@ async def fetch_all(
 
     async def one(descriptor: Descriptor) -> None:
         paths[descriptor.digest] = await fetcher.fetch(reference, descriptor)
+        if on_ready is not None:
+            on_ready(descriptor.digest, paths[descriptor.digest])
 
     try:
         async with anyio.create_task_group() as group:

@@ -89,6 +89,7 @@ __all__ = [
     "ANNOTATION_IMAGE_NAME",
     "ANNOTATION_REF_NAME",
     "OCI_LAYOUT_BYTES",
+    "BlobCallback",
     "ChunkCallback",
     "OciImage",
     "OciManifest",
@@ -105,6 +106,8 @@ ANNOTATION_IMAGE_NAME: Final = "io.containerd.image.name"
 
 ChunkCallback = Callable[[int], None]
 """Called with the size of each blob chunk before it is written; may raise to abort."""
+BlobCallback = Callable[[Digest], None]
+"""Called before a blob file is opened; may block until the file is ready, or raise."""
 
 _CHUNK_SIZE: Final = 1 << 20
 _HEADER_FLAVOUR: Final = "24"  # Docker 24+: no file-type bits, empty uname/gname
@@ -469,7 +472,9 @@ def _metadata_files(layout: _Layout) -> list[tuple[str, bytes]]:
 # ---------------------------------------------------------------------------
 
 
-def _verified_chunks(blob: _Blob, on_chunk: ChunkCallback | None) -> Iterator[bytes]:
+def _verified_chunks(
+    blob: _Blob, on_chunk: ChunkCallback | None, before_blob: BlobCallback | None
+) -> Iterator[bytes]:
     """The blob file's bytes in 1 MiB chunks, checked against its size and digest.
 
     Raises SizeMismatchError as soon as the file runs past the expected size (before
@@ -477,6 +482,8 @@ def _verified_chunks(blob: _Blob, on_chunk: ChunkCallback | None) -> Iterator[by
     chunk, and OutputError if the file cannot be read.
     """
     assert blob.path is not None
+    if before_blob is not None:
+        before_blob(blob.digest)
     hasher = VerifyingHasher(blob.digest, blob.size)
     try:
         with open(blob.path, "rb") as handle:
@@ -493,7 +500,11 @@ def _verified_chunks(blob: _Blob, on_chunk: ChunkCallback | None) -> Iterator[by
 
 
 def _write_tar_blob(
-    out: BinaryIO, tar: TarWriter, blob: _Blob, on_chunk: ChunkCallback | None
+    out: BinaryIO,
+    tar: TarWriter,
+    blob: _Blob,
+    on_chunk: ChunkCallback | None,
+    before_blob: BlobCallback | None,
 ) -> None:
     """One ``blobs/sha256/<hex>`` entry; a file is streamed under a header of known size."""
     name = _blob_name(blob.digest)
@@ -503,7 +514,7 @@ def _write_tar_blob(
     out.write(
         build_header(name, TYPE_FILE, size=blob.size, mtime=blob.mtime, flavour=_HEADER_FLAVOUR)
     )
-    for chunk in _verified_chunks(blob, on_chunk):
+    for chunk in _verified_chunks(blob, on_chunk, before_blob):
         out.write(chunk)
     out.write(b"\0" * padding_for(blob.size))
 
@@ -519,6 +530,7 @@ def write_oci_archive(
     *,
     include_attestations: bool = False,
     on_chunk: ChunkCallback | None = None,
+    before_blob: BlobCallback | None = None,
 ) -> None:
     """Write ``images`` as one OCI-layout + Docker tar (``--format oci``) to ``out``.
 
@@ -526,7 +538,9 @@ def write_oci_archive(
     (DigestMismatchError / SizeMismatchError); a config must match its descriptor too.
     Configs of loadable images are decoded as Docker does (InvalidManifestError if Docker
     would refuse them). On any error the bytes written so far are not an archive: write to
-    a temporary file (``store.atomic_output``). ``on_chunk`` sees every blob chunk.
+    a temporary file (``store.atomic_output``). ``on_chunk`` sees every blob chunk;
+    ``before_blob`` is called before each blob file is opened (the pull uses it to wait
+    for blobs still downloading, so writing overlaps the download).
     Layers stay as pulled: gzip ones load in Docker 20.10, zstd ones only in 23.0+.
     """
     layout = _plan(images, include_attestations)
@@ -534,7 +548,7 @@ def write_oci_archive(
     tar.add_directory("blobs/", layout.blobs_mtime)
     tar.add_directory(_BLOB_PREFIX, 0)
     for digest in sorted(layout.blobs):
-        _write_tar_blob(out, tar, layout.blobs[digest], on_chunk)
+        _write_tar_blob(out, tar, layout.blobs[digest], on_chunk, before_blob)
     for name, data in _metadata_files(layout):
         tar.add_bytes(name, data, 0)
     tar.finish()
@@ -561,13 +575,20 @@ def _write_file(path: Path, chunks: Iterator[bytes] | Sequence[bytes], mtime: in
     os.utime(path, (mtime, mtime))
 
 
-def _fill_dir(root: Path, layout: _Layout, on_chunk: ChunkCallback | None) -> None:
+def _fill_dir(
+    root: Path,
+    layout: _Layout,
+    on_chunk: ChunkCallback | None,
+    before_blob: BlobCallback | None,
+) -> None:
     """Write the layout below ``root`` (an empty directory)."""
     blob_dir = root / _BLOB_PREFIX
     blob_dir.mkdir(parents=True)
     for digest in sorted(layout.blobs):
         blob = layout.blobs[digest]
-        chunks = [blob.data] if blob.data is not None else _verified_chunks(blob, on_chunk)
+        chunks = (
+            [blob.data] if blob.data is not None else _verified_chunks(blob, on_chunk, before_blob)
+        )
         _write_file(blob_dir / digest.hex, chunks, blob.mtime)
     for name, data in _metadata_files(layout):
         _write_file(root / name, [data], 0)
@@ -601,6 +622,7 @@ def write_oci_dir(
     *,
     include_attestations: bool = False,
     on_chunk: ChunkCallback | None = None,
+    before_blob: BlobCallback | None = None,
 ) -> None:
     """Write ``images`` as an OCI layout directory at ``target`` (``--format oci-dir``).
 
@@ -618,7 +640,7 @@ def write_oci_dir(
     except OSError as exc:
         raise OutputError(describe_os_error(exc, f"creating a directory in {parent}")) from exc
     try:
-        _fill_dir(temp, layout, on_chunk)
+        _fill_dir(temp, layout, on_chunk, before_blob)
         _move_into_place(temp, target)
     except OSError as exc:
         shutil.rmtree(temp, ignore_errors=True)

@@ -17,10 +17,17 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 import anyio
+import anyio.lowlevel
 
 from .auth import Credentials
 from .digest import Digest
-from .docker_archive import ArchiveImage, ArchiveLayer, DockerArchiveOptions, write_docker_archive
+from .docker_archive import (
+    ArchiveImage,
+    ArchiveLayer,
+    DockerArchiveOptions,
+    v1_layer_ids,
+    write_docker_archive,
+)
 from .download import BlobFetcher, TransferOptions, fetch_all, first_error
 from .errors import (
     DockerDragError,
@@ -466,12 +473,23 @@ class Puller:
             await self._resolve(ref, wanted, names)
             for ref, names in zip(refs, repo_tags, strict=True)
         ]
-        blob_paths = await self._fetch_layers(resolved, listener)
-        self._emit_call(ArchiveWriting(str(out_path)), listener)
+        gate = _BlobGate(self.store, resolved)
         if format == "docker":
-            await _run_writer_in_thread(self._docker_writer(out_path, resolved, blob_paths))
+            order = _docker_write_order(resolved, self.archive_options)
+            writer = self._docker_writer(out_path, resolved, gate)
         else:
-            await _run_writer_in_thread(self._oci_writer(out_path, resolved, blob_paths, format))
+            order = sorted(gate.paths, key=lambda digest: digest.hex)
+            writer = self._oci_writer(out_path, resolved, gate, format)
+        try:
+            # The archive is written while layers still download: the writer waits
+            # for each blob as it reaches it, and blobs are fetched in that order.
+            async with anyio.create_task_group() as group:
+                group.start_soon(
+                    self._fetch_layers, resolved, listener, order, gate.mark_ready, out_path
+                )
+                await _run_writer_in_thread(writer)
+        except BaseExceptionGroup as group_error:
+            raise _collapse(group_error) from None
         return [_result(item, out_path, format) for item in resolved]
 
     # ------------------------------------------------------------------ resolving
@@ -513,8 +531,14 @@ class Puller:
         listener(event)
 
     async def _fetch_layers(
-        self, resolved: Sequence[_ResolvedPull], listener: _CallProgress
-    ) -> dict[Digest, Path]:
+        self,
+        resolved: Sequence[_ResolvedPull],
+        listener: _CallProgress,
+        order: Sequence[Digest],
+        on_ready: Callable[[Digest, Path], None],
+        output: Path,
+    ) -> None:
+        """Fetch every layer blob (in ``order``), then announce the archive's completion."""
         by_source: dict[Reference, list[Descriptor]] = {}
         for item in resolved:
             for image in item.images:
@@ -522,19 +546,19 @@ class Puller:
                 started = PullStarted(str(item.reference), image.manifest.digest, layers)
                 self._emit_call(started, listener)
                 by_source.setdefault(item.source, []).extend(image.manifest.layers)
-        fetcher = self.fetcher
-        paths: dict[Digest, Path] = {}
+        rank = {digest: position for position, digest in enumerate(order)}
         seen: set[Digest] = set()
         for source, descriptors in by_source.items():
             fresh = [d for d in descriptors if d.digest not in seen]
             seen.update(d.digest for d in fresh)
-            paths.update(await fetch_all(fetcher, source, fresh, self.concurrency))
-        return paths
+            fresh.sort(key=lambda d: rank.get(d.digest, len(rank)))
+            await fetch_all(self.fetcher, source, fresh, self.concurrency, on_ready)
+        self._emit_call(ArchiveWriting(str(output)), listener)
 
     # ------------------------------------------------------------------ writing
 
     def _docker_writer(
-        self, output: Path, resolved: Sequence[_ResolvedPull], paths: Mapping[Digest, Path]
+        self, output: Path, resolved: Sequence[_ResolvedPull], gate: _BlobGate
     ) -> Callable[[threading.Event], None]:
         def write(stop: threading.Event) -> None:
             images = [
@@ -542,7 +566,7 @@ class Puller:
                     config_bytes=image.config_raw,
                     repo_tags=item.repo_tags,
                     layers=[
-                        ArchiveLayer(diff_id, _stoppable_opener(paths[d.digest], stop))
+                        ArchiveLayer(diff_id, _stoppable_opener(gate, d.digest, stop))
                         for d, diff_id in zip(
                             image.manifest.layers, image.config.diff_ids, strict=True
                         )
@@ -560,13 +584,13 @@ class Puller:
         self,
         output: Path,
         resolved: Sequence[_ResolvedPull],
-        paths: Mapping[Digest, Path],
+        gate: _BlobGate,
         output_format: str,
     ) -> Callable[[threading.Event], None]:
         images = [
             OciImage(
                 manifests=[
-                    OciManifest(image.manifest, image.config_raw, dict(paths))
+                    OciManifest(image.manifest, image.config_raw, gate.paths)
                     for image in item.images
                 ],
                 tags=list(item.repo_tags),
@@ -580,9 +604,13 @@ class Puller:
                 if stop.is_set():
                     raise _Cancelled("pull cancelled")
 
+            def wait_for_blob(digest: Digest) -> None:
+                gate.wait(digest, stop)
+
             options = {
                 "include_attestations": self.include_attestations,
                 "on_chunk": check_cancelled,
+                "before_blob": wait_for_blob,
             }
             if output_format == "oci-dir":
                 write_oci_dir(output, images, **options)  # type: ignore[arg-type]
@@ -632,31 +660,79 @@ def _result(item: _ResolvedPull, output: Path, output_format: str) -> PullResult
     )
 
 
-def _stoppable_opener(path: Path, stop: threading.Event) -> Callable[[], BinaryIO]:
+class _BlobGate:
+    """Lets the writer thread wait for blobs the event loop is still fetching."""
+
+    def __init__(self, store: BlobStore, resolved: Sequence[_ResolvedPull]) -> None:
+        descriptors = [
+            layer for item in resolved for image in item.images for layer in image.manifest.layers
+        ]
+        self.paths: dict[Digest, Path] = {d.digest: store.blob_path(d.digest) for d in descriptors}
+        self._ready = {digest: threading.Event() for digest in self.paths}
+
+    def mark_ready(self, digest: Digest, path: Path) -> None:
+        """Called on the event loop once ``digest`` is verified at ``path``."""
+        self.paths[digest] = path
+        self._ready[digest].set()
+
+    def wait(self, digest: Digest, stop: threading.Event) -> Path:
+        """Block (in the writer thread) until ``digest`` is ready; raise once ``stop`` is set."""
+        ready = self._ready[digest]
+        while not ready.wait(0.05):
+            if stop.is_set():
+                raise _Cancelled("pull cancelled")
+        return self.paths[digest]
+
+
+def _docker_write_order(
+    resolved: Sequence[_ResolvedPull], options: DockerArchiveOptions
+) -> list[Digest]:
+    """Layer blobs in the order the docker writer reads them (sorted v1 directory names)."""
+    first_name: dict[Digest, str] = {}
+    for item in resolved:
+        for image in item.images[:1]:
+            v1_ids = v1_layer_ids(image.config_raw, options)
+            for layer, v1_id in zip(image.manifest.layers, v1_ids, strict=True):
+                first_name[layer.digest] = min(first_name.get(layer.digest, v1_id), v1_id)
+    return sorted(first_name, key=first_name.__getitem__)
+
+
+def _stoppable_opener(
+    gate: _BlobGate, digest: Digest, stop: threading.Event
+) -> Callable[[], BinaryIO]:
     def open_layer() -> BinaryIO:
+        path = gate.wait(digest, stop)
         return _StoppableReader(open_decompressed(path), stop)  # type: ignore[return-value]
 
     return open_layer
 
 
 async def _run_writer_in_thread(write: Callable[[threading.Event], None]) -> None:
-    """Run a writer in a worker thread; cancellation stops it promptly and cleanly."""
+    """Run a writer in a worker thread; cancellation stops it promptly and cleanly.
+
+    The thread is never abandoned: on cancellation ``stop`` is set, the writer
+    notices at its next chunk (or while waiting for a blob), removes its temp
+    file and returns, and only then does the cancellation propagate.
+    """
     stop = threading.Event()
-    finished = threading.Event()
 
-    def work() -> None:
+    async def raise_stop_when_cancelled() -> None:
         try:
-            write(stop)
+            await anyio.sleep_forever()
         finally:
-            finished.set()
+            stop.set()
 
-    try:
-        await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
-    except BaseException:
-        stop.set()
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(finished.wait)
-        raise
+    async with anyio.create_task_group() as group:
+        group.start_soon(raise_stop_when_cancelled)
+        try:
+            await anyio.to_thread.run_sync(write, stop)
+        except _Cancelled:
+            # Only raised once ``stop`` was set by a cancellation, which the enclosing
+            # scope delivers right after: leave the group and let it propagate.
+            await anyio.lowlevel.checkpoint()
+            raise
+        finally:
+            group.cancel_scope.cancel()
 
 
 def _collapse(group: BaseExceptionGroup[BaseException]) -> BaseException:

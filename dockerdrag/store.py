@@ -291,25 +291,58 @@ def atomic_output(output: Path) -> Iterator[BinaryIO]:
     """Yield a temp file beside ``output``; on success fsync and rename it into place.
 
     On any exception (including cancellation) the temp file is removed and the
-    output path is left untouched.
+    output path is left untouched. Where the file system allows it the temp file
+    is anonymous (``O_TMPFILE``) and gets a name only once complete, so even a
+    SIGKILL leaves nothing behind.
     """
     check_output_path(output)
     parent = output.parent if str(output.parent) else Path(".")
-    try:
-        fd, temp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=parent)
-    except OSError as exc:
-        raise OutputError(describe_os_error(exc, f"creating a file in {parent}")) from exc
-    temp_path = Path(temp_name)
+    fd, temp_path = _open_temp_beside(output, parent)
     try:
         with os.fdopen(fd, "w+b") as handle:
             yield handle
             handle.flush()
+            os.fchmod(handle.fileno(), 0o644)
             os.fsync(handle.fileno())
-        os.chmod(temp_path, 0o644)
+            if temp_path is None:
+                temp_path = _name_anonymous_file(handle.fileno(), output, parent)
         os.replace(temp_path, output)
     except OSError as exc:
-        temp_path.unlink(missing_ok=True)
+        if temp_path is not None:
+            temp_path.unlink(missing_ok=True)
         raise OutputError(describe_os_error(exc, f"writing {output}")) from exc
     except BaseException:
-        temp_path.unlink(missing_ok=True)
+        if temp_path is not None:
+            temp_path.unlink(missing_ok=True)
         raise
+
+
+def _open_temp_beside(output: Path, parent: Path) -> tuple[int, Path | None]:
+    """An anonymous file in ``parent`` if supported, else a hidden named temp file."""
+    try:
+        return os.open(parent, os.O_TMPFILE | os.O_RDWR, 0o600), None
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
+            raise OutputError(describe_os_error(exc, f"creating a file in {parent}")) from exc
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=parent)
+    except OSError as exc:
+        raise OutputError(describe_os_error(exc, f"creating a file in {parent}")) from exc
+    return fd, Path(name)
+
+
+def _name_anonymous_file(fd: int, output: Path, parent: Path) -> Path:
+    """Give the finished anonymous file a hidden name beside ``output``."""
+    # linkat(AT_SYMLINK_FOLLOW) through /proc; src_dir_fd makes os.link use linkat.
+    fd_dir = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(100):
+            candidate = parent / f".{output.name}.{os.urandom(6).hex()}.partial"
+            try:
+                os.link(str(fd), candidate, src_dir_fd=fd_dir, follow_symlinks=True)
+                return candidate
+            except FileExistsError:
+                continue
+    finally:
+        os.close(fd_dir)
+    raise OutputError(f"cannot name a temporary file in {parent}")

@@ -174,3 +174,26 @@ def test_a_slow_but_long_stream_counts_as_progress() -> None:
 def test_transfer_options_are_validated() -> None:
     with pytest.raises(ValueError):
         TransferOptions(chunk_size=0)
+
+
+def test_atomic_output_is_anonymous_until_complete(tmp_path: Path) -> None:
+    """While the archive is written nothing is visible beside it (O_TMPFILE), so not even a
+    SIGKILL can leave a partial file behind; the finished file appears atomically."""
+    from dockerdrag.store import atomic_output
+
+    output = tmp_path / "out.tar"
+    with atomic_output(output) as handle:
+        handle.write(b"x" * 1000)
+        assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["out.tar"]
+    assert output.read_bytes() == b"x" * 1000
+    assert oct(output.stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_atomic_output_leaves_nothing_on_error(tmp_path: Path) -> None:
+    from dockerdrag.store import atomic_output
+
+    with pytest.raises(RuntimeError), atomic_output(tmp_path / "out.tar") as handle:
+        handle.write(b"partial")
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
