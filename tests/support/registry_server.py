@@ -145,7 +145,9 @@ class RegistryServer:
     ) -> int:
         deadline = time.monotonic() + timeout
         while True:
-            match = _LISTENING.search(self.log_text()[log_offset:])
+            # log_offset counts bytes: slice the bytes, then decode (the log holds "µs").
+            new_output = self.log_path.read_bytes()[log_offset:] if self.log_path.exists() else b""
+            match = _LISTENING.search(new_output.decode(errors="replace"))
             if match:
                 return int(match.group(1))
             if process.poll() is not None:
