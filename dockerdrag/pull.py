@@ -4,30 +4,32 @@
 a reusable client whose pulls share one HTTP session, one token cache and one
 blob cache. A pull resolves every reference first (tag -> digest -> platform
 manifests -> configs), then fetches all distinct layer blobs under one
-concurrency limit, then writes the archive in a worker thread.
+concurrency limit while :mod:`assemble` writes the archive in a worker thread.
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Literal
 
 import anyio
 import anyio.lowlevel
 
+from .assemble import (
+    BlobGate,
+    PlatformImage,
+    ResolvedPull,
+    docker_writer,
+    oci_writer,
+    run_writer_in_thread,
+    write_order,
+)
 from .auth import Credentials
 from .digest import Digest
-from .docker_archive import (
-    ArchiveImage,
-    ArchiveLayer,
-    DockerArchiveOptions,
-    v1_layer_ids,
-    write_docker_archive,
-)
+from .docker_archive import DockerArchiveOptions
 from .download import BlobFetcher, TransferOptions, fetch_all, first_error
 from .errors import (
     DockerDragError,
@@ -43,13 +45,11 @@ from .events import (
     ProgressEvent,
     PullStarted,
 )
-from .layers import open_decompressed
 from .manifest import Descriptor, ImageConfig, ImageIndex, ImageManifest, parse_config
-from .oci_archive import OciImage, OciManifest, write_oci_archive, write_oci_dir
 from .platform import Platform
 from .reference import Reference
 from .registry import RegistryClient, choose_entries, mirror_host
-from .store import BlobStore, atomic_output, check_output_path, default_cache_dir
+from .store import BlobStore, check_output_path, default_cache_dir
 from .transport import RetryPolicy, Transport, TransportConfig
 
 DEFAULT_CONCURRENCY = 3
@@ -151,52 +151,6 @@ class _CallProgress:
         elif isinstance(event, LayerProgress) and event.digest not in self.digests:
             return
         self.callback(event)
-
-
-@dataclass(frozen=True)
-class _PlatformImage:
-    """One image manifest with its verified config."""
-
-    manifest: ImageManifest
-    config_raw: bytes
-    config: ImageConfig
-
-
-@dataclass(frozen=True)
-class _ResolvedPull:
-    """Everything known about one requested image before its layers are fetched."""
-
-    reference: Reference
-    source: Reference
-    index: ImageIndex | None
-    images: tuple[_PlatformImage, ...]  # the first is the primary (tagged) one
-    repo_tags: tuple[str, ...]
-
-
-class _Cancelled(Exception):
-    """Raised inside the archive-writing thread when the pull is cancelled."""
-
-
-class _StoppableReader:
-    """A read-only stream that raises once ``stop`` is set (prompt cancellation)."""
-
-    def __init__(self, inner: BinaryIO, stop: threading.Event) -> None:
-        self._inner = inner
-        self._stop = stop
-
-    def read(self, size: int = -1) -> bytes:
-        if self._stop.is_set():
-            raise _Cancelled("pull cancelled")
-        return self._inner.read(size)
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def __enter__(self) -> _StoppableReader:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 def parse_platforms(spec: PlatformSpec) -> list[Platform] | Literal["all"] | None:
@@ -473,13 +427,12 @@ class Puller:
             await self._resolve(ref, wanted, names)
             for ref, names in zip(refs, repo_tags, strict=True)
         ]
-        gate = _BlobGate(self.store, resolved)
+        gate = BlobGate(self.store, resolved)
+        order = write_order(resolved, format, self.archive_options)
         if format == "docker":
-            order = _docker_write_order(resolved, self.archive_options)
-            writer = self._docker_writer(out_path, resolved, gate)
+            writer = docker_writer(out_path, resolved, gate, self.archive_options)
         else:
-            order = sorted(gate.paths, key=lambda digest: digest.hex)
-            writer = self._oci_writer(out_path, resolved, gate, format)
+            writer = oci_writer(out_path, resolved, gate, format, self.include_attestations)
         try:
             # The archive is written while layers still download: the writer waits
             # for each blob as it reaches it, and blobs are fetched in that order.
@@ -487,7 +440,7 @@ class Puller:
                 group.start_soon(
                     self._fetch_layers, resolved, listener, order, gate.mark_ready, out_path
                 )
-                await _run_writer_in_thread(writer)
+                await run_writer_in_thread(writer)
         except BaseExceptionGroup as group_error:
             raise _collapse(group_error) from None
         return [_result(item, out_path, format) for item in resolved]
@@ -499,19 +452,19 @@ class Puller:
         ref: Reference,
         wanted: list[Platform] | Literal["all"] | None,
         repo_tags: tuple[str, ...],
-    ) -> _ResolvedPull:
+    ) -> ResolvedPull:
         resolution = await self.client.resolve(ref, wanted, self.include_attestations)
         images = tuple(
             [await self._with_config(ref, resolution.source, m) for m in resolution.manifests]
         )
-        return _ResolvedPull(ref, resolution.source, resolution.index, images, repo_tags)
+        return ResolvedPull(ref, resolution.source, resolution.index, images, repo_tags)
 
     async def _with_config(
         self, ref: Reference, source: Reference, manifest: ImageManifest
-    ) -> _PlatformImage:
+    ) -> PlatformImage:
         config_raw = await self.fetcher.fetch_bytes(source, manifest.config)
         if _is_attestation_manifest(manifest):
-            return _PlatformImage(manifest, config_raw, _attestation_config(config_raw))
+            return PlatformImage(manifest, config_raw, _attestation_config(config_raw))
         if not manifest.layers:
             raise InvalidManifestError(f"{ref} has no layers; docker cannot load such an image")
         config = parse_config(config_raw)
@@ -520,7 +473,7 @@ class Puller:
                 f"{ref}: the manifest lists {len(manifest.layers)} layers but the config has "
                 f"{len(config.diff_ids)} diff_ids"
             )
-        return _PlatformImage(manifest, config_raw, config)
+        return PlatformImage(manifest, config_raw, config)
 
     # ------------------------------------------------------------------ fetching
 
@@ -532,7 +485,7 @@ class Puller:
 
     async def _fetch_layers(
         self,
-        resolved: Sequence[_ResolvedPull],
+        resolved: Sequence[ResolvedPull],
         listener: _CallProgress,
         order: Sequence[Digest],
         on_ready: Callable[[Digest, Path], None],
@@ -555,71 +508,6 @@ class Puller:
             await fetch_all(self.fetcher, source, fresh, self.concurrency, on_ready)
         self._emit_call(ArchiveWriting(str(output)), listener)
 
-    # ------------------------------------------------------------------ writing
-
-    def _docker_writer(
-        self, output: Path, resolved: Sequence[_ResolvedPull], gate: _BlobGate
-    ) -> Callable[[threading.Event], None]:
-        def write(stop: threading.Event) -> None:
-            images = [
-                ArchiveImage(
-                    config_bytes=image.config_raw,
-                    repo_tags=item.repo_tags,
-                    layers=[
-                        ArchiveLayer(diff_id, _stoppable_opener(gate, d.digest, stop))
-                        for d, diff_id in zip(
-                            image.manifest.layers, image.config.diff_ids, strict=True
-                        )
-                    ],
-                )
-                for item in resolved
-                for image in item.images[:1]
-            ]
-            with atomic_output(output) as handle:
-                write_docker_archive(handle, images, self.archive_options)
-
-        return write
-
-    def _oci_writer(
-        self,
-        output: Path,
-        resolved: Sequence[_ResolvedPull],
-        gate: _BlobGate,
-        output_format: str,
-    ) -> Callable[[threading.Event], None]:
-        images = [
-            OciImage(
-                manifests=[
-                    OciManifest(image.manifest, image.config_raw, gate.paths)
-                    for image in item.images
-                ],
-                tags=list(item.repo_tags),
-                index=item.index if len(item.images) > 1 or self.include_attestations else None,
-            )
-            for item in resolved
-        ]
-
-        def write(stop: threading.Event) -> None:
-            def check_cancelled(_size: int) -> None:
-                if stop.is_set():
-                    raise _Cancelled("pull cancelled")
-
-            def wait_for_blob(digest: Digest) -> None:
-                gate.wait(digest, stop)
-
-            options = {
-                "include_attestations": self.include_attestations,
-                "on_chunk": check_cancelled,
-                "before_blob": wait_for_blob,
-            }
-            if output_format == "oci-dir":
-                write_oci_dir(output, images, **options)  # type: ignore[arg-type]
-                return
-            with atomic_output(output) as handle:
-                write_oci_archive(handle, images, **options)  # type: ignore[arg-type]
-
-        return write
-
 
 def _is_attestation_manifest(manifest: ImageManifest) -> bool:
     return any(layer.media_type.startswith("application/vnd.in-toto") for layer in manifest.layers)
@@ -636,7 +524,7 @@ def _attestation_config(raw: bytes) -> ImageConfig:
 _UNKNOWN = Platform("unknown", "unknown")
 
 
-def _result(item: _ResolvedPull, output: Path, output_format: str) -> PullResult:
+def _result(item: ResolvedPull, output: Path, output_format: str) -> PullResult:
     primary = item.images[0]
     manifest = primary.manifest
     return PullResult(
@@ -658,81 +546,6 @@ def _result(item: _ResolvedPull, output: Path, output_format: str) -> PullResult
             if not _is_attestation_manifest(image.manifest)
         ),
     )
-
-
-class _BlobGate:
-    """Lets the writer thread wait for blobs the event loop is still fetching."""
-
-    def __init__(self, store: BlobStore, resolved: Sequence[_ResolvedPull]) -> None:
-        descriptors = [
-            layer for item in resolved for image in item.images for layer in image.manifest.layers
-        ]
-        self.paths: dict[Digest, Path] = {d.digest: store.blob_path(d.digest) for d in descriptors}
-        self._ready = {digest: threading.Event() for digest in self.paths}
-
-    def mark_ready(self, digest: Digest, path: Path) -> None:
-        """Called on the event loop once ``digest`` is verified at ``path``."""
-        self.paths[digest] = path
-        self._ready[digest].set()
-
-    def wait(self, digest: Digest, stop: threading.Event) -> Path:
-        """Block (in the writer thread) until ``digest`` is ready; raise once ``stop`` is set."""
-        ready = self._ready[digest]
-        while not ready.wait(0.05):
-            if stop.is_set():
-                raise _Cancelled("pull cancelled")
-        return self.paths[digest]
-
-
-def _docker_write_order(
-    resolved: Sequence[_ResolvedPull], options: DockerArchiveOptions
-) -> list[Digest]:
-    """Layer blobs in the order the docker writer reads them (sorted v1 directory names)."""
-    first_name: dict[Digest, str] = {}
-    for item in resolved:
-        for image in item.images[:1]:
-            v1_ids = v1_layer_ids(image.config_raw, options)
-            for layer, v1_id in zip(image.manifest.layers, v1_ids, strict=True):
-                first_name[layer.digest] = min(first_name.get(layer.digest, v1_id), v1_id)
-    return sorted(first_name, key=first_name.__getitem__)
-
-
-def _stoppable_opener(
-    gate: _BlobGate, digest: Digest, stop: threading.Event
-) -> Callable[[], BinaryIO]:
-    def open_layer() -> BinaryIO:
-        path = gate.wait(digest, stop)
-        return _StoppableReader(open_decompressed(path), stop)  # type: ignore[return-value]
-
-    return open_layer
-
-
-async def _run_writer_in_thread(write: Callable[[threading.Event], None]) -> None:
-    """Run a writer in a worker thread; cancellation stops it promptly and cleanly.
-
-    The thread is never abandoned: on cancellation ``stop`` is set, the writer
-    notices at its next chunk (or while waiting for a blob), removes its temp
-    file and returns, and only then does the cancellation propagate.
-    """
-    stop = threading.Event()
-
-    async def raise_stop_when_cancelled() -> None:
-        try:
-            await anyio.sleep_forever()
-        finally:
-            stop.set()
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(raise_stop_when_cancelled)
-        try:
-            await anyio.to_thread.run_sync(write, stop)
-        except _Cancelled:
-            # Only raised once ``stop`` was set by a cancellation, which the enclosing
-            # scope delivers right after: leave the group and let it propagate.
-            await anyio.lowlevel.checkpoint()
-            raise
-        finally:
-            group.cancel_scope.cancel()
 
 
 def _collapse(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -1,0 +1,236 @@
+"""Assemble the archive in a worker thread while the layer blobs still arrive.
+
+The pull resolves every image first (manifests and configs), then starts the
+downloads and the writer together: the writer reaches each blob in the order
+the format needs it (sorted v1 directories for ``docker``, sorted digests for
+``oci``), waiting on a :class:`BlobGate` until the event loop has verified it,
+and the downloads are started in that same order.
+
+Cancellation is prompt and clean: the writer thread is never abandoned; a stop
+flag makes it raise at its next chunk, its temp output is removed, and only
+then does the cancellation propagate.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import anyio
+import anyio.lowlevel
+
+from .digest import Digest
+from .docker_archive import (
+    ArchiveImage,
+    ArchiveLayer,
+    DockerArchiveOptions,
+    v1_layer_ids,
+    write_docker_archive,
+)
+from .layers import open_decompressed
+from .manifest import ImageConfig, ImageIndex, ImageManifest
+from .oci_archive import OciImage, OciManifest, write_oci_archive, write_oci_dir
+from .reference import Reference
+from .store import BlobStore, atomic_output
+
+Writer = Callable[[threading.Event], None]
+"""Writes the archive (in a worker thread); must stop soon once the event is set."""
+
+
+@dataclass(frozen=True)
+class PlatformImage:
+    """One image manifest with its verified config."""
+
+    manifest: ImageManifest
+    config_raw: bytes
+    config: ImageConfig
+
+
+@dataclass(frozen=True)
+class ResolvedPull:
+    """Everything known about one requested image before its layers are fetched."""
+
+    reference: Reference
+    source: Reference  # where blobs come from: the reference, or it on a mirror
+    index: ImageIndex | None
+    images: tuple[PlatformImage, ...]  # the first is the primary (tagged) one
+    repo_tags: tuple[str, ...]
+
+
+class WriterCancelled(Exception):
+    """Raised inside the writer thread once the pull was cancelled."""
+
+
+class BlobGate:
+    """Lets the writer thread wait for blobs the event loop is still fetching."""
+
+    def __init__(self, store: BlobStore, resolved: Sequence[ResolvedPull]) -> None:
+        descriptors = [
+            layer for item in resolved for image in item.images for layer in image.manifest.layers
+        ]
+        self.paths: dict[Digest, Path] = {d.digest: store.blob_path(d.digest) for d in descriptors}
+        self._ready = {digest: threading.Event() for digest in self.paths}
+
+    def mark_ready(self, digest: Digest, path: Path) -> None:
+        """Called on the event loop once ``digest`` is verified at ``path``."""
+        self.paths[digest] = path
+        self._ready[digest].set()
+
+    def wait(self, digest: Digest, stop: threading.Event) -> Path:
+        """Block (in the writer thread) until ``digest`` is ready; raise once ``stop`` is set."""
+        ready = self._ready[digest]
+        while not ready.wait(0.05):
+            if stop.is_set():
+                raise WriterCancelled("pull cancelled")
+        return self.paths[digest]
+
+
+class _StoppableReader:
+    """A read-only stream that raises once ``stop`` is set (prompt cancellation)."""
+
+    def __init__(self, inner: BinaryIO, stop: threading.Event) -> None:
+        self._inner = inner
+        self._stop = stop
+
+    def read(self, size: int = -1) -> bytes:
+        if self._stop.is_set():
+            raise WriterCancelled("pull cancelled")
+        return self._inner.read(size)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def __enter__(self) -> _StoppableReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def write_order(
+    resolved: Sequence[ResolvedPull], output_format: str, options: DockerArchiveOptions
+) -> list[Digest]:
+    """Layer blobs in the order the writer of ``output_format`` reads them."""
+    if output_format != "docker":
+        digests = {
+            layer.digest for item in resolved for i in item.images for layer in i.manifest.layers
+        }
+        return sorted(digests, key=lambda digest: digest.hex)
+    first_name: dict[Digest, str] = {}
+    for item in resolved:
+        for image in item.images[:1]:
+            v1_ids = v1_layer_ids(image.config_raw, options)
+            for layer, v1_id in zip(image.manifest.layers, v1_ids, strict=True):
+                first_name[layer.digest] = min(first_name.get(layer.digest, v1_id), v1_id)
+    return sorted(first_name, key=first_name.__getitem__)
+
+
+def docker_writer(
+    output: Path,
+    resolved: Sequence[ResolvedPull],
+    gate: BlobGate,
+    options: DockerArchiveOptions,
+) -> Writer:
+    """The legacy ``docker save`` archive of the primary image of each pull."""
+
+    def write(stop: threading.Event) -> None:
+        images = [
+            ArchiveImage(
+                config_bytes=image.config_raw,
+                repo_tags=item.repo_tags,
+                layers=[
+                    ArchiveLayer(diff_id, _stoppable_opener(gate, d.digest, stop))
+                    for d, diff_id in zip(image.manifest.layers, image.config.diff_ids, strict=True)
+                ],
+            )
+            for item in resolved
+            for image in item.images[:1]
+        ]
+        with atomic_output(output) as handle:
+            write_docker_archive(handle, images, options)
+
+    return write
+
+
+def oci_writer(
+    output: Path,
+    resolved: Sequence[ResolvedPull],
+    gate: BlobGate,
+    output_format: str,
+    include_attestations: bool,
+) -> Writer:
+    """The ``oci`` tar or the ``oci-dir`` directory of every pulled platform image."""
+    images = [
+        OciImage(
+            manifests=[
+                OciManifest(image.manifest, image.config_raw, gate.paths) for image in item.images
+            ],
+            tags=list(item.repo_tags),
+            index=item.index if len(item.images) > 1 or include_attestations else None,
+        )
+        for item in resolved
+    ]
+
+    def write(stop: threading.Event) -> None:
+        def check_cancelled(_size: int) -> None:
+            if stop.is_set():
+                raise WriterCancelled("pull cancelled")
+
+        def wait_for_blob(digest: Digest) -> None:
+            gate.wait(digest, stop)
+
+        if output_format == "oci-dir":
+            write_oci_dir(
+                output,
+                images,
+                include_attestations=include_attestations,
+                on_chunk=check_cancelled,
+                before_blob=wait_for_blob,
+            )
+            return
+        with atomic_output(output) as handle:
+            write_oci_archive(
+                handle,
+                images,
+                include_attestations=include_attestations,
+                on_chunk=check_cancelled,
+                before_blob=wait_for_blob,
+            )
+
+    return write
+
+
+def _stoppable_opener(
+    gate: BlobGate, digest: Digest, stop: threading.Event
+) -> Callable[[], BinaryIO]:
+    def open_layer() -> BinaryIO:
+        path = gate.wait(digest, stop)
+        return _StoppableReader(open_decompressed(path), stop)  # type: ignore[return-value]
+
+    return open_layer
+
+
+async def run_writer_in_thread(write: Writer) -> None:
+    """Run ``write`` in a worker thread; on cancellation stop it, wait for it, propagate."""
+    stop = threading.Event()
+
+    async def set_stop_when_cancelled() -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            stop.set()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(set_stop_when_cancelled)
+        try:
+            await anyio.to_thread.run_sync(write, stop)
+        except WriterCancelled:
+            # Only raised once ``stop`` was set by a cancellation, which the enclosing
+            # scope delivers right here: leave the group and let it propagate.
+            await anyio.lowlevel.checkpoint()
+            raise
+        finally:
+            group.cancel_scope.cancel()
