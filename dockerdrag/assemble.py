@@ -67,9 +67,18 @@ class WriterCancelled(Exception):
 class BlobGate:
     """Lets the writer thread wait for blobs the event loop is still fetching."""
 
-    def __init__(self, store: BlobStore, resolved: Sequence[ResolvedPull]) -> None:
+    def __init__(
+        self,
+        store: BlobStore,
+        resolved: Sequence[ResolvedPull],
+        skipped: frozenset[Digest] = frozenset(),
+    ) -> None:
         descriptors = [
-            layer for item in resolved for image in item.images for layer in image.manifest.layers
+            layer
+            for item in resolved
+            for image in item.images
+            for layer in image.manifest.layers
+            if layer.digest not in skipped
         ]
         self.paths: dict[Digest, Path] = {d.digest: store.blob_path(d.digest) for d in descriptors}
         self._ready = {digest: threading.Event() for digest in self.paths}

@@ -177,6 +177,13 @@ def _add_pull_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
         help="keep attestation manifests (SBOM, provenance) in oci formats",
     )
     what.add_argument(
+        "--include-foreign",
+        action="store_true",
+        help="fetch foreign (non-distributable) layers from the URLs their descriptors name, "
+        "without credentials; by default oci formats keep them as references and the docker "
+        "format refuses such images",
+    )
+    what.add_argument(
         "--list-platforms", action="store_true", help="list the platforms of IMAGE and exit"
     )
     output = pull.add_argument_group("archive")
@@ -346,6 +353,7 @@ def _puller(args: argparse.Namespace, options: _Options, image: str) -> Puller:
         cache_dir=options.cache_dir,
         concurrency=options.concurrency,
         include_attestations=getattr(args, "include_attestations", False),
+        include_foreign=getattr(args, "include_foreign", False),
     )
 
 

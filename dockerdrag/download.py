@@ -453,6 +453,7 @@ class _BlobDownload:
             start if ranged else 0,
             end if ranged and end < self.size else None,
             if_range=self.etag if ranged else None,
+            foreign_url=self._foreign_url(),
         ) as response:
             if response.status == 416:
                 self._refuse_unsatisfiable(response, ranged)
@@ -462,6 +463,11 @@ class _BlobDownload:
             if self.etag is None and etag and not etag.startswith("W/"):
                 self.etag = etag
             yield response, range(first, last)
+
+    def _foreign_url(self) -> str | None:
+        """Where a foreign layer lives (None: the registry serves it like any blob)."""
+        descriptor = self.descriptor
+        return descriptor.urls[0] if descriptor.is_foreign and descriptor.urls else None
 
     def _body_range(
         self, response: Response, ranged: bool, start: int, end: int

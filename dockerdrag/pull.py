@@ -10,7 +10,7 @@ concurrency limit while :mod:`assemble` writes the archive in a worker thread.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -212,6 +212,7 @@ class Puller:
         progress: ProgressCallback | None = None,
         archive_options: DockerArchiveOptions | None = None,
         include_attestations: bool = False,
+        include_foreign: bool = False,
         transfer: TransferOptions | None = None,
     ) -> None:
         plain_mirrors = [mirror_host(url)[0] for url in registry_mirrors if mirror_host(url)[1]]
@@ -234,6 +235,7 @@ class Puller:
         self._listeners: list[_CallProgress] = []
         self.archive_options = archive_options or DockerArchiveOptions()
         self.include_attestations = include_attestations
+        self.include_foreign = include_foreign
 
     async def __aenter__(self) -> Puller:
         await self.transport.__aenter__()
@@ -427,7 +429,8 @@ class Puller:
             await self._resolve(ref, wanted, names)
             for ref, names in zip(refs, repo_tags, strict=True)
         ]
-        gate = BlobGate(self.store, resolved)
+        skipped = self._skipped_foreign_layers(resolved, format)
+        gate = BlobGate(self.store, resolved, skipped)
         order = write_order(resolved, format, self.archive_options)
         if format == "docker":
             writer = docker_writer(out_path, resolved, gate, self.archive_options)
@@ -437,13 +440,35 @@ class Puller:
             # The archive is written while layers still download: the writer waits
             # for each blob as it reaches it, and blobs are fetched in that order.
             async with anyio.create_task_group() as group:
-                group.start_soon(
-                    self._fetch_layers, resolved, listener, order, gate.mark_ready, out_path
-                )
+                group.start_soon(self._fetch_layers, resolved, listener, order, gate, out_path)
                 await run_writer_in_thread(writer)
         except BaseExceptionGroup as group_error:
             raise _collapse(group_error) from None
         return [_result(item, out_path, format) for item in resolved]
+
+    def _skipped_foreign_layers(
+        self, resolved: Sequence[ResolvedPull], output_format: str
+    ) -> frozenset[Digest]:
+        """Foreign layers (with ``urls``) not to fetch: all of them unless asked to.
+
+        The docker format needs every layer's bytes, so there they must be asked for.
+        """
+        foreign = {
+            layer.digest
+            for item in resolved
+            for image in item.images
+            for layer in image.manifest.layers
+            if layer.is_foreign and layer.urls
+        }
+        if not foreign or self.include_foreign:
+            return frozenset()
+        if output_format == "docker":
+            raise UsageError(
+                f"the image has {len(foreign)} foreign layer(s) hosted outside the registry; "
+                "pass --include-foreign to fetch them from their URLs (without credentials), "
+                "or use --format oci to keep them as references"
+            )
+        return frozenset(foreign)
 
     # ------------------------------------------------------------------ resolving
 
@@ -488,7 +513,7 @@ class Puller:
         resolved: Sequence[ResolvedPull],
         listener: _CallProgress,
         order: Sequence[Digest],
-        on_ready: Callable[[Digest, Path], None],
+        gate: BlobGate,
         output: Path,
     ) -> None:
         """Fetch every layer blob (in ``order``), then announce the archive's completion."""
@@ -498,14 +523,15 @@ class Puller:
                 layers = tuple((d.digest, d.size) for d in image.manifest.layers)
                 started = PullStarted(str(item.reference), image.manifest.digest, layers)
                 self._emit_call(started, listener)
-                by_source.setdefault(item.source, []).extend(image.manifest.layers)
+                wanted = [d for d in image.manifest.layers if d.digest in gate.paths]
+                by_source.setdefault(item.source, []).extend(wanted)
         rank = {digest: position for position, digest in enumerate(order)}
         seen: set[Digest] = set()
         for source, descriptors in by_source.items():
             fresh = [d for d in descriptors if d.digest not in seen]
             seen.update(d.digest for d in fresh)
             fresh.sort(key=lambda d: rank.get(d.digest, len(rank)))
-            await fetch_all(self.fetcher, source, fresh, self.concurrency, on_ready)
+            await fetch_all(self.fetcher, source, fresh, self.concurrency, gate.mark_ready)
         self._emit_call(ArchiveWriting(str(output)), listener)
 
 
@@ -567,6 +593,7 @@ async def pull_image(
     concurrency: int = DEFAULT_CONCURRENCY,
     progress: ProgressCallback | None = None,
     registry_mirrors: Sequence[str] = (),
+    include_foreign: bool = False,
 ) -> PullResult:
     """Pull ``reference`` into a ``docker load``-able archive and return what was written.
 
@@ -582,6 +609,7 @@ async def pull_image(
         concurrency=concurrency,
         progress=progress,
         registry_mirrors=registry_mirrors,
+        include_foreign=include_foreign,
     ) as puller:
         try:
             return await puller.pull(ref, platform=platform, output=output, tag=tag, format=format)
@@ -603,6 +631,7 @@ async def pull_images(
     concurrency: int = DEFAULT_CONCURRENCY,
     progress: ProgressCallback | None = None,
     registry_mirrors: Sequence[str] = (),
+    include_foreign: bool = False,
 ) -> list[PullResult]:
     """Pull several images into one archive (a bundle ``docker load`` loads at once).
 
@@ -616,6 +645,7 @@ async def pull_images(
         concurrency=concurrency,
         progress=progress,
         registry_mirrors=registry_mirrors,
+        include_foreign=include_foreign,
     ) as puller:
         try:
             return await puller.pull_many(

@@ -204,13 +204,15 @@ class RegistryClient:
         end: int | None = None,
         *,
         if_range: str | None = None,
+        foreign_url: str | None = None,
     ) -> AsyncIterator[Response]:
         """Open a blob body, from ``offset`` with a Range request when non-zero.
 
         ``end`` (exclusive) bounds the range (``Range: bytes=offset-(end-1)``);
         ``if_range`` is sent as ``If-Range`` with a ranged request. Yields the
         response: 200 (whole body), 206 (range) or 416 (range not satisfiable;
-        the body must not be read).
+        the body must not be read). ``foreign_url`` fetches a foreign layer from
+        the URL its descriptor names, without credentials.
         """
         headers = {"Accept-Encoding": "identity"}
         if offset or end is not None:
@@ -226,5 +228,6 @@ class RegistryClient:
             headers=headers,
             not_found=BlobUnknownError,
             allow_statuses=frozenset({416}),
+            foreign_url=foreign_url,
         ) as response:
             yield response

@@ -373,22 +373,27 @@ class Transport:
         method: str = "GET",
         not_found: type[NotFoundError] = NotFoundError,
         allow_statuses: frozenset[int] = frozenset(),
+        foreign_url: str | None = None,
     ) -> AsyncIterator[Response]:
         """Send a request to registry ``host`` and yield the successful response.
 
         Handles auth challenges, redirects and retries; maps every failure to a
         DockerDragError. ``allow_statuses`` are non-2xx statuses handed to the caller.
+        With ``foreign_url`` the request goes to that absolute URL instead (a foreign
+        layer's), and never carries credentials.
         """
         retry = self.config.retry
         attempt = 0
         while True:
             async with contextlib.AsyncExitStack() as stack:
                 try:
-                    raw = await stack.enter_async_context(
-                        self._authorised(
+                    if foreign_url is not None:
+                        sending = self._anonymous(foreign_url, dict(headers or {}), what, method)
+                    else:
+                        sending = self._authorised(
                             host, path, what=what, scope=scope, headers=headers or {}, method=method
                         )
-                    )
+                    raw = await stack.enter_async_context(sending)
                 except TLSError:
                     raise
                 except NetworkError as exc:
@@ -440,6 +445,24 @@ class Transport:
             await self._ensure_credentials(auth)
             attempt = _Unauthorised(challenge_header, scope, authorization, host, what)
             scope = self._handle_unauthorised(attempt, auth, retried_for) or scope
+
+    def _anonymous(
+        self, url: str, headers: dict[str, str], what: str, method: str
+    ) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        """A request to a URL that is not a registry endpoint: no credentials, https only
+        (unless its host was named insecure)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise RegistryError(
+                f"refusing to fetch {what} from {redact_url(url)}: not an http(s) URL"
+            )
+        if parts.scheme == "http" and not self.is_insecure(parts.netloc):
+            raise RegistryError(
+                f"refusing to fetch {what} over plain http from {parts.netloc}; name it with "
+                f"--insecure {parts.netloc} if you trust it"
+            )
+        headers.pop("Authorization", None)
+        return self._follow_redirects(method, url, headers, what)
 
     def _handle_unauthorised(
         self, attempt: _Unauthorised, auth: RegistryAuth, retried_for: set[str]
