@@ -80,7 +80,14 @@ def spawn_in_terminal(*args: str, cwd: Path, env: dict[str, str] | None = None) 
         codec_errors="replace",
         echo=False,
         timeout=120,
+        preexec_fn=default_sigint,
     )
+
+
+def default_sigint() -> None:
+    """Children of a shell's background job inherit an ignored SIGINT: a user's Ctrl-C
+    reaches a foreground process, so give the child the default handling back."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_in_terminal(
@@ -368,6 +375,7 @@ def test_json_ctrl_c_is_an_error_event_with_130(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=default_sigint,
         )
         assert process.stdout is not None
         for line in process.stdout:

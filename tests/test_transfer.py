@@ -408,6 +408,8 @@ async def test_interrupted_cli_pull_exits_promptly_and_keeps_the_partial(
         env=cli_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        # A shell's background job ignores SIGINT and its children inherit that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 30
