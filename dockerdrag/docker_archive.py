@@ -31,6 +31,7 @@ from .gojson import (
     encode_v1_json,
     v1_id_input,
 )
+from .layers import read_ahead
 from .tarwriter import HEADER_FLAVOURS, MAX_OCTAL_11, TarWriter
 
 __all__ = [
@@ -327,10 +328,11 @@ def _build_layout(images: Sequence[ArchiveImage], options: DockerArchiveOptions)
 def _verified_chunks(data: _LayerData) -> Iterator[bytes]:
     """The layer's uncompressed bytes in 1 MiB chunks; raises if they miss the diff_id."""
     hasher = hashlib.sha256()
-    with data.layer.open() as stream:
-        while chunk := stream.read(_CHUNK_SIZE):
-            hasher.update(chunk)
-            yield chunk
+    # Decompression in the read-ahead thread; hashing and writing in this one
+    # (measured: the faster split of the three on two cores).
+    for chunk in read_ahead(data.layer.open, _CHUNK_SIZE):
+        hasher.update(chunk)
+        yield chunk
     actual = Digest(hasher.hexdigest())
     if actual != data.layer.diff_id:
         raise DiffIDMismatchError(

@@ -12,7 +12,10 @@ from __future__ import annotations
 import bz2
 import io
 import lzma
+import queue
+import threading
 import zlib
+from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Final, cast
@@ -26,7 +29,7 @@ try:
 except ImportError:  # pragma: no cover - isal is a declared dependency
     import gzip as _gzip  # type: ignore[no-redef]
 
-__all__ = ["CHUNK_SIZE", "Compression", "open_decompressed", "sniff_compression"]
+__all__ = ["CHUNK_SIZE", "Compression", "open_decompressed", "read_ahead", "sniff_compression"]
 
 CHUNK_SIZE: Final = 1 << 20
 """Read size used for layer streams (1 MiB)."""
@@ -145,3 +148,53 @@ def open_decompressed(path: Path) -> BinaryIO:
         raise
     description = f"{path.name} ({compression.value})"
     return cast(BinaryIO, _DecompressedReader(inner, source, description))
+
+
+def read_ahead(
+    open_stream: Callable[[], BinaryIO],
+    chunk_size: int = CHUNK_SIZE,
+    depth: int = 4,
+) -> Iterator[bytes]:
+    """The stream's chunks, read (and so decompressed) by a helper thread ``depth`` ahead.
+
+    Decompression (ISA-L, zstd, zlib release the GIL) then overlaps with what the
+    caller does with each chunk, such as hashing and writing it. Memory stays
+    bounded by ``depth`` chunks. An exception in the reader is raised to the caller;
+    a caller that stops early stops the reader.
+    """
+    chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=depth)
+    abandoned = threading.Event()
+
+    def put(item: bytes | BaseException | None) -> None:
+        while not abandoned.is_set():
+            try:
+                chunks.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def produce() -> None:
+        try:
+            with open_stream() as stream:
+                while not abandoned.is_set():
+                    chunk = stream.read(chunk_size)
+                    if not chunk:
+                        break
+                    put(chunk)
+            put(None)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(exc)
+
+    reader = threading.Thread(target=produce, name="dockerdrag-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = chunks.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        abandoned.set()
+        reader.join()
