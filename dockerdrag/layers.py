@@ -153,7 +153,7 @@ def open_decompressed(path: Path) -> BinaryIO:
 def read_ahead(
     open_stream: Callable[[], BinaryIO],
     chunk_size: int = CHUNK_SIZE,
-    depth: int = 4,
+    depth: int = 2,
 ) -> Iterator[bytes]:
     """The stream's chunks, read (and so decompressed) by a helper thread ``depth`` ahead.
 
