@@ -73,11 +73,6 @@ class VerifyingHasher:
             )
         self._hash.update(data)
 
-    def copy_state_from(self, other: hashlib._Hash, size: int) -> None:
-        """Continue from an existing hash state (used when resuming)."""
-        self._hash = other.copy()
-        self.size = size
-
     def digest(self) -> Digest:
         """The digest of the bytes fed so far."""
         return Digest(self._hash.hexdigest())

@@ -642,11 +642,3 @@ def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
         if isinstance(exc, DockerDragError):
             return exc
     return leaves[0]
-
-
-def partial_bytes(store: BlobStore, digest: Digest) -> int:
-    """Bytes of ``digest`` on disk but not yet verified (a chunked partial may have holes)."""
-    try:
-        return os.stat(store.partial_path(digest)).st_size
-    except FileNotFoundError:
-        return 0

@@ -53,7 +53,6 @@ from .store import BlobStore, check_output_path, default_cache_dir
 from .transport import RetryPolicy, Transport, TransportConfig
 
 DEFAULT_CONCURRENCY = 3
-OutputFormat = Literal["docker", "oci", "oci-dir"]
 FORMATS: tuple[str, ...] = ("docker", "oci", "oci-dir")
 PlatformSpec = Platform | str | Sequence[Platform | str] | None
 

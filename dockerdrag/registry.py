@@ -28,7 +28,6 @@ from .errors import (
 )
 from .manifest import (
     ACCEPT_MANIFEST_TYPES,
-    MAX_CONFIG_BYTES,
     MAX_MANIFEST_BYTES,
     Descriptor,
     ImageIndex,
@@ -178,22 +177,6 @@ class RegistryClient:
                 )
             manifests.append(fetched)
         return Resolution(reference, source, document, tuple(manifests))
-
-    async def fetch_blob_bytes(self, reference: Reference, descriptor: Descriptor) -> bytes:
-        """A small blob (the config) read into memory, size-capped and verified."""
-        if descriptor.size > MAX_CONFIG_BYTES:
-            raise InvalidManifestError(
-                f"config {descriptor.digest} is {descriptor.size} bytes, over the "
-                f"{MAX_CONFIG_BYTES}-byte limit"
-            )
-        async with self.open_blob(reference, descriptor.digest) as response:
-            raw = await response.read_all(descriptor.size)
-        if len(raw) != descriptor.size or Digest.of(raw) != descriptor.digest:
-            raise DigestMismatchError(
-                f"blob {descriptor.digest} from {reference.registry_host} failed verification "
-                f"({len(raw)} bytes, digest {Digest.of(raw)})"
-            )
-        return raw
 
     @contextlib.asynccontextmanager
     async def open_blob(

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import tempfile
@@ -49,21 +48,6 @@ def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/dockerdrag``, else ``~/.cache/dockerdrag``."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "dockerdrag"
-
-
-def hash_file(path: Path, limit: int | None = None) -> tuple[hashlib._Hash, int]:
-    """Hash the first ``limit`` bytes of ``path`` (all when None); return (state, size)."""
-    state = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as handle:
-        while limit is None or size < limit:
-            want = HASH_CHUNK if limit is None else min(HASH_CHUNK, limit - size)
-            chunk = handle.read(want)
-            if not chunk:
-                break
-            state.update(chunk)
-            size += len(chunk)
-    return state, size
 
 
 def describe_os_error(exc: OSError, what: str) -> str:
