@@ -613,7 +613,7 @@ def _usage_error(error: _ArgumentError, json_mode: bool) -> int:
 
 def _limit_malloc_arenas() -> None:
     """At most two glibc malloc arenas: otherwise each worker thread keeps its own pool
-    of freed 512 KiB-1 MiB buffers, which shows as peak RSS growing with image size
+    of freed 256 KiB-1 MiB buffers, which shows as peak RSS growing with image size
     (measured with the benchmark: a few MB less on a 1 GB pull; one arena saved more
     but cost ~15 % in speed through lock contention)."""
     try:

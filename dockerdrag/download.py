@@ -67,7 +67,7 @@ from .transport import Response, RetryPolicy
 
 log = logging.getLogger("dockerdrag")
 
-READ_CHUNK = 1 << 19
+READ_CHUNK = 1 << 18
 DEFAULT_CONCURRENCY = 3
 _CONTENT_RANGE_RE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 _UNSATISFIED_RANGE_RE = re.compile(r"bytes \*/(\d+)")
