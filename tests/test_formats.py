@@ -290,3 +290,27 @@ async def test_docker_loads_every_format_and_bundle(
     dockerd.load(tmp_path / "b.tar")
     assert dockerd.image_id(refs[1]) == images["multilayer"].image_id
     assert dockerd.run(refs[0], "echo", "ok").strip() == "ok"
+
+
+async def test_oci_dir_is_deterministic(seeded_registry: SeededRegistry, tmp_path: Path) -> None:
+    server, images = seeded_registry
+
+    def snapshot(root: Path) -> list[tuple[str, bytes, int]]:
+        return sorted(
+            (str(p.relative_to(root)), p.read_bytes(), int(p.stat().st_mtime))
+            for p in root.rglob("*")
+            if p.is_file()
+        )
+
+    layouts = []
+    for run in ("a", "b"):
+        target = tmp_path / f"layout-{run}"
+        await pull_image(
+            images["multilayer"].reference,
+            output=target,
+            format="oci-dir",
+            insecure=[server.host],
+            cache_dir=tmp_path / f"cache-{run}",
+        )
+        layouts.append(snapshot(target))
+    assert layouts[0] == layouts[1]
