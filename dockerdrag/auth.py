@@ -200,9 +200,9 @@ def load_docker_credentials(
                 return _run_credential_helper(helper, key)
     store = config.get("credsStore")
     if isinstance(store, str) and store:
-        found = _run_credential_helper(store, keys[0])
-        if found is not None:
-            return found
+        # As Docker: with a credentials store, only the store answers ("not found" means
+        # anonymous; `auths` then holds only empty markers written by `docker login`).
+        return _run_credential_helper(store, keys[0])
     auths = config.get("auths") or {}
     if isinstance(auths, dict):
         wanted = {_normalise_config_key(key) for key in keys}

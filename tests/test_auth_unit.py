@@ -160,7 +160,7 @@ def test_hub_cred_helper_is_asked_with_the_index_key(
     assert log.read_text().strip() == "https://index.docker.io/v1/"
 
 
-def test_creds_store_without_entry_falls_back_to_auths(
+def test_creds_store_without_entry_means_anonymous(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     install_helper(
@@ -173,7 +173,8 @@ def test_creds_store_without_entry_falls_back_to_auths(
     config_dir = write_config(
         tmp_path, {"credsStore": "empty", "auths": {"reg.example": {"auth": encoded}}}
     )
-    assert load_docker_credentials("reg.example", config_dir) == Credentials("erin", "pw")
+    # As Docker: a configured store that has no entry means anonymous, whatever `auths` holds.
+    assert load_docker_credentials("reg.example", config_dir) is None
     assert load_docker_credentials("other.example", config_dir) is None
 
 
