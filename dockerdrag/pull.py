@@ -599,21 +599,22 @@ async def pull_image(
     ``credentials`` apply to the image's own registry only.
     """
     ref = _as_reference(reference)
-    by_host = {ref.registry_host: credentials} if credentials is not None else {}
-    async with Puller(
+    (result,) = await pull_images(
+        [ref],
+        output=Path(output) if output is not None else Path(ref.default_output_name()),
+        platform=platform,
+        format=format,
+        tags=[tag],
         insecure=insecure,
         ca_cert=ca_cert,
-        credentials=by_host,
+        credentials={ref.registry_host: credentials} if credentials is not None else None,
         cache_dir=cache_dir,
         concurrency=concurrency,
         progress=progress,
         registry_mirrors=registry_mirrors,
         include_foreign=include_foreign,
-    ) as puller:
-        try:
-            return await puller.pull(ref, platform=platform, output=output, tag=tag, format=format)
-        except BaseExceptionGroup as group:
-            raise _collapse(group) from None
+    )
+    return result
 
 
 async def pull_images(
