@@ -32,7 +32,7 @@ from .gojson import (
     v1_id_input,
 )
 from .layers import read_ahead
-from .tarwriter import HEADER_FLAVOURS, MAX_OCTAL_11, TarWriter
+from .tarwriter import HEADER_FLAVOURS, MAX_OCTAL_11, TarOutput, TarWriter
 
 __all__ = [
     "ArchiveImage",
@@ -359,7 +359,7 @@ def _check_options(options: DockerArchiveOptions) -> None:
 
 
 def write_docker_archive(
-    out: BinaryIO,
+    out: TarOutput,
     images: Sequence[ArchiveImage],
     options: DockerArchiveOptions | None = None,
 ) -> None:

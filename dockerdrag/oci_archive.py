@@ -67,7 +67,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Final
 
 from .digest import Digest, VerifyingHasher
 from .errors import (
@@ -83,7 +83,14 @@ from .gojson import ImageConfig, decode_image_config, encode_string
 from .manifest import MEDIA_TYPE_OCI_INDEX, Descriptor, ImageIndex, ImageManifest
 from .reference import Reference
 from .store import describe_os_error
-from .tarwriter import MAX_OCTAL_11, TYPE_FILE, TarWriter, build_header, padding_for
+from .tarwriter import (
+    MAX_OCTAL_11,
+    TYPE_FILE,
+    TarOutput,
+    TarWriter,
+    build_header,
+    padding_for,
+)
 
 __all__ = [
     "ANNOTATION_IMAGE_NAME",
@@ -500,7 +507,7 @@ def _verified_chunks(
 
 
 def _write_tar_blob(
-    out: BinaryIO,
+    out: TarOutput,
     tar: TarWriter,
     blob: _Blob,
     on_chunk: ChunkCallback | None,
@@ -525,7 +532,7 @@ def _write_tar_blob(
 
 
 def write_oci_archive(
-    out: BinaryIO,
+    out: TarOutput,
     images: Sequence[OciImage],
     *,
     include_attestations: bool = False,

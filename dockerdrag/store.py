@@ -34,11 +34,11 @@ import tempfile
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 import anyio
 
 from .digest import Digest
+from .direct_io import DirectFileWriter
 from .errors import OutputError, SizeMismatchError
 
 HASH_CHUNK = 1 << 20
@@ -271,25 +271,29 @@ def check_output_path(output: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_output(output: Path) -> Iterator[BinaryIO]:
-    """Yield a temp file beside ``output``; on success fsync and rename it into place.
+def atomic_output(output: Path) -> Iterator[DirectFileWriter]:
+    """Yield a writer of a temp file beside ``output``; on success fsync and rename it.
 
     On any exception (including cancellation) the temp file is removed and the
     output path is left untouched. Where the file system allows it the temp file
     is anonymous (``O_TMPFILE``) and gets a name only once complete, so even a
-    SIGKILL leaves nothing behind.
+    SIGKILL leaves nothing behind. Full blocks bypass the page cache
+    (:class:`~dockerdrag.direct_io.DirectFileWriter`): an archive is written once.
     """
     check_output_path(output)
     parent = output.parent if str(output.parent) else Path(".")
     fd, temp_path = _open_temp_beside(output, parent)
     try:
-        with os.fdopen(fd, "w+b") as handle:
-            yield handle
-            handle.flush()
-            os.fchmod(handle.fileno(), 0o644)
-            os.fsync(handle.fileno())
+        try:
+            with DirectFileWriter(fd) as handle:
+                yield handle
+                handle.finish()
+            os.fchmod(fd, 0o644)
+            os.fsync(fd)
             if temp_path is None:
-                temp_path = _name_anonymous_file(handle.fileno(), output, parent)
+                temp_path = _name_anonymous_file(fd, output, parent)
+        finally:
+            os.close(fd)
         os.replace(temp_path, output)
     except OSError as exc:
         if temp_path is not None:

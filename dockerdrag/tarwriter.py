@@ -15,7 +15,7 @@ seekable output: a placeholder header, the data, then the real header patched in
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import BinaryIO, Final
+from typing import Final, Protocol
 
 from .errors import OutputError, UsageError
 
@@ -23,6 +23,7 @@ __all__ = [
     "BLOCK_SIZE",
     "HEADER_FLAVOURS",
     "MAX_OCTAL_11",
+    "TarOutput",
     "TarWriter",
     "build_header",
     "padding_for",
@@ -39,6 +40,16 @@ TYPE_DIRECTORY: Final = b"5"
 
 _TYPE_BITS: Final = {TYPE_FILE: 0o100000, TYPE_SYMLINK: 0o120000, TYPE_DIRECTORY: 0o040000}
 _PERMISSIONS: Final = {TYPE_FILE: 0o644, TYPE_SYMLINK: 0o777, TYPE_DIRECTORY: 0o755}
+
+
+class TarOutput(Protocol):
+    """Where a tar goes: a binary file, or :class:`~dockerdrag.direct_io.DirectFileWriter`."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def tell(self) -> int: ...
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
 
 
 def _octal(value: int, width: int) -> bytes:
@@ -101,7 +112,7 @@ def build_header(
 class TarWriter:
     """Write a USTAR stream entry by entry to ``out`` (seekable for :meth:`add_stream`)."""
 
-    def __init__(self, out: BinaryIO, flavour: str = "20.10") -> None:
+    def __init__(self, out: TarOutput, flavour: str = "20.10") -> None:
         if flavour not in HEADER_FLAVOURS:
             raise UsageError(
                 f"unknown tar header flavour {flavour!r}; use one of {HEADER_FLAVOURS}"

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dockerdrag"
 # Rank of each module: a module may import only modules of a strictly lower rank.
 LAYERS: list[set[str]] = [
     {"errors"},
-    {"digest", "platform"},
+    {"digest", "platform", "direct_io"},
     {"reference", "manifest", "gojson", "tarwriter", "events"},
     {"auth", "store", "layers"},
     {"transport"},
