@@ -20,27 +20,19 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol, Self
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.text import Text
+from functools import cache
+from typing import IO, TYPE_CHECKING, Any, Protocol, Self
 
 from .digest import Digest
 from .errors import PlatformNotFoundError
 from .events import ArchiveWriting, LayerPhase, LayerProgress, ProgressEvent, PullStarted
 from .manifest import Descriptor
 from .pull import ImageInspection, PullResult
+
+if TYPE_CHECKING:
+    # rich costs ~30 ms and a few MB to import: only the live display loads it.
+    from rich.console import Console
+    from rich.progress import ProgressColumn, Task, TaskID
 
 JSON_UPDATES_PER_SECOND = 5
 LABELS = {
@@ -372,32 +364,52 @@ def _total_running(task: Task) -> bool:
     return bool(task.fields.get("active") and task.fields.get("is_total"))
 
 
-class _Shown(ProgressColumn):
-    """Show ``inner`` on the rows where ``when`` holds; nothing elsewhere."""
+@cache
+def _shown_column() -> Callable[[ProgressColumn, Callable[[Task], bool]], ProgressColumn]:
+    """The column class that shows ``inner`` only on the rows where ``when`` holds
+    (made on first use, so that rich is imported only for the live display)."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
 
-    def __init__(self, inner: ProgressColumn, when: Callable[[Task], bool]) -> None:
-        super().__init__()
-        self.inner = inner
-        self.when = when
+    class _Shown(ProgressColumn):
+        """Show ``inner`` on the rows where ``when`` holds; nothing elsewhere."""
 
-    def render(self, task: Task) -> Any:
-        """The inner column's rendering, or nothing."""
-        return self.inner.render(task) if self.when(task) else Text("")
+        def __init__(self, inner: ProgressColumn, when: Callable[[Task], bool]) -> None:
+            super().__init__()
+            self.inner = inner
+            self.when = when
+
+        def render(self, task: Task) -> Any:
+            """The inner column's rendering, or nothing."""
+            return self.inner.render(task) if self.when(task) else Text("")
+
+    return _Shown
 
 
 class TerminalProgress(_Base):
     """The Docker-style live display (rich) on stderr; only for a terminal."""
 
     def __init__(self, console: Console | None = None, clock: Clock = time.monotonic) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        shown = _shown_column()
         self.console = console if console is not None else Console(stderr=True)
         self.tally = Tally(clock)
         self.progress = Progress(
             TextColumn("{task.description}"),
             TextColumn("{task.fields[label]}"),
-            _Shown(BarColumn(bar_width=30), _transferring),
-            _Shown(DownloadColumn(), _transferring),
-            _Shown(TransferSpeedColumn(), _transferring),
-            _Shown(TimeRemainingColumn(), _total_running),
+            shown(BarColumn(bar_width=30), _transferring),
+            shown(DownloadColumn(), _transferring),
+            shown(TransferSpeedColumn(), _transferring),
+            shown(TimeRemainingColumn(), _total_running),
             console=self.console,
             refresh_per_second=8,
             speed_estimate_period=10.0,
@@ -484,6 +496,8 @@ def choose_renderer(mode: str, *, stream_is_terminal: bool) -> Renderer:
     if mode == "quiet":
         return SilentProgress()
     if mode == "tty":
+        from rich.console import Console
+
         return TerminalProgress(Console(stderr=True, force_terminal=True))
     if mode == "auto" and stream_is_terminal:
         return TerminalProgress()

@@ -1,0 +1,101 @@
+"""Start-up stays light: a pull without the live display does not import rich (it
+costs time and memory on every run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.registry_server import RegistryServer
+
+SeededRegistry = tuple[RegistryServer, dict[str, Any]]
+
+# Imported only when needed: rich for the live display on a terminal.
+DEFERRED = ("rich",)
+
+REPORT_MODULES = """\
+import json, sys
+from dockerdrag.cli import main
+try:
+    code = main(sys.argv[2:])
+finally:
+    with open(sys.argv[1], "w") as report:
+        json.dump(sorted(sys.modules), report)
+sys.exit(code)
+"""
+
+
+def modules_after(*args: str, cwd: Path) -> set[str]:
+    """The modules loaded by the command line run with ``args`` (not in a terminal)."""
+    report = cwd / "modules.json"
+    completed = subprocess.run(
+        [sys.executable, "-c", REPORT_MODULES, str(report), *args],
+        cwd=cwd,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("DOCKERDRAG_")},
+            "XDG_CACHE_HOME": str(cwd / ".xdg-cache"),
+            "DOCKER_CONFIG": str(cwd),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return set(json.loads(report.read_text()))
+
+
+def deferred_in(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules if m.split(".")[0] in DEFERRED)
+
+
+def test_help_imports_no_deferred_module(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-c", REPORT_MODULES, str(tmp_path / "m.json"), "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert deferred_in(set(json.loads((tmp_path / "m.json").read_text()))) == []
+
+
+@pytest.mark.parametrize("display", [["--quiet"], ["--json"], ["--progress", "plain"]])
+def test_a_pull_without_the_live_display_imports_no_deferred_module(
+    seeded_registry: SeededRegistry, tmp_path: Path, display: list[str]
+) -> None:
+    server, images = seeded_registry
+    modules = modules_after(
+        "pull",
+        images["busybox"].reference,
+        "--insecure",
+        server.host,
+        "-o",
+        "x.tar",
+        *display,
+        cwd=tmp_path,
+    )
+    assert "dockerdrag.pull" in modules
+    assert deferred_in(modules) == []
+
+
+def test_the_live_display_still_loads_rich(seeded_registry: SeededRegistry, tmp_path: Path) -> None:
+    server, images = seeded_registry
+    modules = modules_after(
+        "pull",
+        images["busybox"].reference,
+        "--insecure",
+        server.host,
+        "-o",
+        "x.tar",
+        "--progress",
+        "tty",
+        cwd=tmp_path,
+    )
+    assert "rich.progress" in modules
