@@ -9,9 +9,7 @@ or multi-frame zstd streams are decompressed completely.
 
 from __future__ import annotations
 
-import bz2
 import io
-import lzma
 import queue
 import threading
 import zlib
@@ -19,8 +17,6 @@ from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Final, cast
-
-import zstandard
 
 from .errors import IntegrityError
 
@@ -54,14 +50,14 @@ _MAGIC: Final = (
     (b"\x28\xb5\x2f\xfd", Compression.ZSTD),
 )
 
-_DECOMPRESSION_ERRORS: Final = (
+_DECOMPRESSION_ERRORS: Final[tuple[type[Exception], ...]] = (
     OSError,
     EOFError,
     ValueError,
     zlib.error,
-    lzma.LZMAError,
-    zstandard.ZstdError,
 )
+"""What a corrupt stream raises; bz2 raises these too. lzma and zstandard (rare
+layer compressions) are imported on first use and add their own error class."""
 
 
 def sniff_compression(head: bytes) -> Compression:
@@ -75,11 +71,18 @@ def sniff_compression(head: bytes) -> Compression:
 class _DecompressedReader(io.RawIOBase):
     """A read-only stream over a decompressor that reports corrupt data as IntegrityError."""
 
-    def __init__(self, inner: IO[bytes], source: IO[bytes], description: str) -> None:
+    def __init__(
+        self,
+        inner: IO[bytes],
+        source: IO[bytes],
+        description: str,
+        errors: tuple[type[Exception], ...] = _DECOMPRESSION_ERRORS,
+    ) -> None:
         super().__init__()
         self._inner = inner
         self._source = source
         self._description = description
+        self._errors = errors
 
     def readable(self) -> bool:
         return True
@@ -89,7 +92,7 @@ class _DecompressedReader(io.RawIOBase):
             if size is None or size < 0:
                 return self._read_all()
             return self._inner.read(size)
-        except _DECOMPRESSION_ERRORS as exc:
+        except self._errors as exc:
             raise IntegrityError(f"{self._description}: corrupt data: {exc}") from exc
 
     def _read_all(self) -> bytes:
@@ -112,17 +115,31 @@ class _DecompressedReader(io.RawIOBase):
         super().close()
 
 
-def _open_inner(compression: Compression, source: IO[bytes]) -> IO[bytes]:
+def _open_inner(
+    compression: Compression, source: IO[bytes]
+) -> tuple[IO[bytes], tuple[type[Exception], ...]]:
+    """The decompressing stream over ``source`` and the errors corrupt data raises.
+
+    bz2, lzma and zstandard are imported here, when a layer needs them, to keep
+    them out of the start-up of every pull (gzip layers are the common case).
+    """
     if compression is Compression.GZIP:
         gzip_module: Any = _gzip  # isal ships no type hints
-        return cast(IO[bytes], gzip_module.GzipFile(fileobj=source, mode="rb"))
+        stream = cast(IO[bytes], gzip_module.GzipFile(fileobj=source, mode="rb"))
+        return stream, _DECOMPRESSION_ERRORS
     if compression is Compression.BZIP2:
-        return bz2.BZ2File(source, mode="rb")
+        import bz2
+
+        return bz2.BZ2File(source, mode="rb"), _DECOMPRESSION_ERRORS
     if compression is Compression.XZ:
-        return lzma.LZMAFile(source, mode="rb")
+        import lzma
+
+        return lzma.LZMAFile(source, mode="rb"), (*_DECOMPRESSION_ERRORS, lzma.LZMAError)
+    import zstandard
+
     decompressor = zstandard.ZstdDecompressor()
     reader = decompressor.stream_reader(source, read_size=CHUNK_SIZE, read_across_frames=True)
-    return cast(IO[bytes], reader)
+    return cast(IO[bytes], reader), (*_DECOMPRESSION_ERRORS, zstandard.ZstdError)
 
 
 def open_decompressed(path: Path) -> BinaryIO:
@@ -142,12 +159,12 @@ def open_decompressed(path: Path) -> BinaryIO:
     if compression is Compression.NONE:
         return source
     try:
-        inner = _open_inner(compression, source)
+        inner, errors = _open_inner(compression, source)
     except BaseException:
         source.close()
         raise
     description = f"{path.name} ({compression.value})"
-    return cast(BinaryIO, _DecompressedReader(inner, source, description))
+    return cast(BinaryIO, _DecompressedReader(inner, source, description, errors))
 
 
 def read_ahead(

@@ -1,5 +1,5 @@
-"""Start-up stays light: a pull without the live display does not import rich (it
-costs time and memory on every run)."""
+"""Start-up stays light: a pull without the live display imports neither rich nor
+zstandard (each costs time and memory on every run)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from tests.support.registry_server import RegistryServer
 
 SeededRegistry = tuple[RegistryServer, dict[str, Any]]
 
-# Imported only when needed: rich for the live display on a terminal.
-DEFERRED = ("rich",)
+# Imported only when needed: rich for the live display on a terminal, zstandard for
+# zstd layers. (bz2 and lzma are deferred too, but shutil imports them anyway.)
+DEFERRED = ("rich", "zstandard")
 
 REPORT_MODULES = """\
 import json, sys
