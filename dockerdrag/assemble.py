@@ -82,11 +82,21 @@ class BlobGate:
         ]
         self.paths: dict[Digest, Path] = {d.digest: store.blob_path(d.digest) for d in descriptors}
         self._ready = {digest: threading.Event() for digest in self.paths}
+        self._hashed_now: set[Digest] = set()
 
-    def mark_ready(self, digest: Digest, path: Path) -> None:
-        """Called on the event loop once ``digest`` is verified at ``path``."""
+    def mark_ready(self, digest: Digest, path: Path, downloaded: bool = False) -> None:
+        """Called on the event loop once ``digest`` is verified at ``path``.
+
+        ``downloaded``: its bytes were hashed as this pull wrote them, a moment ago.
+        """
         self.paths[digest] = path
+        if downloaded:
+            self._hashed_now.add(digest)
         self._ready[digest].set()
+
+    def hashed_in_this_pull(self, digest: Digest) -> bool:
+        """Whether the ready blob ``digest`` was downloaded and hashed by this pull."""
+        return digest in self._hashed_now
 
     def wait(self, digest: Digest, stop: threading.Event) -> Path:
         """Block (in the writer thread) until ``digest`` is ready; raise once ``stop`` is set."""
@@ -188,8 +198,11 @@ def oci_writer(
             if stop.is_set():
                 raise WriterCancelled("pull cancelled")
 
-        def wait_for_blob(digest: Digest) -> None:
+        def wait_for_blob(digest: Digest) -> bool:
             gate.wait(digest, stop)
+            # A blob cached by an earlier run is hashed again as it is copied (the cache
+            # may have rotted); one this pull hashed as it wrote it is not.
+            return gate.hashed_in_this_pull(digest)
 
         if output_format == "oci-dir":
             write_oci_dir(

@@ -69,7 +69,13 @@ log = logging.getLogger("dockerdrag")
 
 READ_CHUNK = 1 << 18  # 256 KiB blocks: measured, keeps peak RSS flat at little cost
 RANGES_SAVE_EVERY = 8 << 20
-DEFAULT_CONCURRENCY = 3
+DEFAULT_CONCURRENCY = 16
+"""Blob requests open at once per pull (whole layers and chunks of big ones together).
+
+Many registries sit behind CDNs or proxies where one connection is slow and many are
+fast; measured on the benchmark's shaped link (10 MB/s per connection, +50 ms), the
+1.07 GB image took 39 s with 3 connections, 16 s with 10 and 12 s with 16.
+"""
 _CONTENT_RANGE_RE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 _UNSATISFIED_RANGE_RE = re.compile(r"bytes \*/(\d+)")
 
@@ -194,14 +200,24 @@ class BlobFetcher:
 
         ``report=False`` keeps the blob out of the progress events (the config).
         """
+        path, _downloaded = await self.fetch_noting_download(reference, descriptor, report=report)
+        return path
+
+    async def fetch_noting_download(
+        self, reference: Reference, descriptor: Descriptor, *, report: bool = True
+    ) -> tuple[Path, bool]:
+        """As :meth:`fetch`, and whether the blob was downloaded (and so verified) just now.
+
+        False means it was found in the store, where it was verified by an earlier run.
+        """
         digest = descriptor.digest
         async with self.store.lock(digest):
             if self.store.has(digest, descriptor.size):
                 if report:
                     self.emit(descriptor, LayerPhase.EXISTS, descriptor.size)
-                return self.store.blob_path(digest)
+                return self.store.blob_path(digest), False
             try:
-                return await self._download_locked(reference, descriptor, report)
+                return await self._download_locked(reference, descriptor, report), True
             except OSError as exc:
                 raise OutputError(
                     describe_os_error(exc, f"writing blob {digest.short} to the cache")
@@ -604,14 +620,15 @@ async def fetch_all(
     reference: Reference,
     descriptors: Sequence[Descriptor],
     concurrency: int | None = None,
-    on_ready: Callable[[Digest, Path], None] | None = None,
+    on_ready: Callable[[Digest, Path, bool], None] | None = None,
 ) -> dict[Digest, Path]:
     """Fetch every distinct blob of ``descriptors`` into the store; return their paths.
 
     All blobs start at once, in the order given (so put first what is needed
     first); the fetcher's limiter bounds the open requests (``concurrency``, when
     given, resets that limit). ``on_ready`` hears of each blob as soon as it is
-    verified in the store.
+    verified in the store, with its path and whether it was downloaded (and so
+    hashed) by this call rather than found in the store.
     """
     if concurrency is not None:
         fetcher.concurrency = concurrency
@@ -619,9 +636,10 @@ async def fetch_all(
     unique = list({d.digest: d for d in descriptors}.values())
 
     async def one(descriptor: Descriptor) -> None:
-        paths[descriptor.digest] = await fetcher.fetch(reference, descriptor)
+        path, downloaded = await fetcher.fetch_noting_download(reference, descriptor)
+        paths[descriptor.digest] = path
         if on_ready is not None:
-            on_ready(descriptor.digest, paths[descriptor.digest])
+            on_ready(descriptor.digest, path, downloaded)
 
     try:
         async with anyio.create_task_group() as group:

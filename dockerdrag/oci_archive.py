@@ -113,8 +113,12 @@ ANNOTATION_IMAGE_NAME: Final = "io.containerd.image.name"
 
 ChunkCallback = Callable[[int], None]
 """Called with the size of each blob chunk before it is written; may raise to abort."""
-BlobCallback = Callable[[Digest], None]
-"""Called before a blob file is opened; may block until the file is ready, or raise."""
+BlobCallback = Callable[[Digest], bool | None]
+"""Called before a blob file is opened; may block until the file is ready, or raise.
+
+Returning True says the caller verified the file's digest itself a moment ago (it
+hashed the bytes as it wrote them), so the copy checks only the size.
+"""
 
 _CHUNK_SIZE: Final = 1 << 20
 _HEADER_FLAVOUR: Final = "24"  # Docker 24+: no file-type bits, empty uname/gname
@@ -489,9 +493,12 @@ def _verified_chunks(
     chunk, and OutputError if the file cannot be read.
     """
     assert blob.path is not None
-    if before_blob is not None:
-        before_blob(blob.digest)
-    hasher = VerifyingHasher(blob.digest, blob.size)
+    just_verified = before_blob is not None and before_blob(blob.digest) is True
+    hasher: VerifyingHasher | _SizeCounter = (
+        _SizeCounter(blob.digest, blob.size)
+        if just_verified
+        else VerifyingHasher(blob.digest, blob.size)
+    )
     try:
         with open(blob.path, "rb") as handle:
             while chunk := handle.read(_CHUNK_SIZE):
@@ -504,6 +511,26 @@ def _verified_chunks(
         raise type(exc)(f"blob file {blob.path} is corrupt: {exc}") from None
     except OSError as exc:
         raise OutputError(describe_os_error(exc, f"reading blob {blob.path}")) from exc
+
+
+class _SizeCounter:
+    """A :class:`VerifyingHasher` stand-in for a blob verified moments ago: size only."""
+
+    def __init__(self, digest: Digest, size: int) -> None:
+        self._digest = digest
+        self._size = size
+        self._seen = 0
+
+    def update(self, chunk: bytes) -> None:
+        self._seen += len(chunk)
+        if self._seen > self._size:
+            raise SizeMismatchError(f"blob {self._digest} is larger than its {self._size} bytes")
+
+    def verify(self) -> None:
+        if self._seen != self._size:
+            raise SizeMismatchError(
+                f"blob {self._digest} has {self._seen} bytes, expected {self._size}"
+            )
 
 
 def _write_tar_blob(

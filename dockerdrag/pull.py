@@ -30,7 +30,13 @@ from .assemble import (
 from .auth import Credentials
 from .digest import Digest
 from .docker_archive import DockerArchiveOptions
-from .download import BlobFetcher, TransferOptions, fetch_all, first_error
+from .download import (
+    DEFAULT_CONCURRENCY,
+    BlobFetcher,
+    TransferOptions,
+    fetch_all,
+    first_error,
+)
 from .errors import (
     DockerDragError,
     InvalidManifestError,
@@ -52,7 +58,6 @@ from .registry import RegistryClient, choose_entries, mirror_host
 from .store import BlobStore, check_output_path, default_cache_dir
 from .transport import RetryPolicy, Transport, TransportConfig
 
-DEFAULT_CONCURRENCY = 3
 FORMATS: tuple[str, ...] = ("docker", "oci", "oci-dir")
 PlatformSpec = Platform | str | Sequence[Platform | str] | None
 
@@ -656,6 +661,7 @@ async def pull_images(
 
 
 __all__ = [
+    "DEFAULT_CONCURRENCY",
     "ImageInspection",
     "LayerResult",
     "PullEvent",

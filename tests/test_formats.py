@@ -314,3 +314,29 @@ async def test_oci_dir_is_deterministic(seeded_registry: SeededRegistry, tmp_pat
         )
         layouts.append(snapshot(target))
     assert layouts[0] == layouts[1]
+
+
+@pytest.mark.parametrize("format", ["oci", "oci-dir"])
+async def test_a_cached_blob_that_rotted_is_caught_on_copy(
+    seeded_registry: SeededRegistry, tmp_path: Path, format: str
+) -> None:
+    """Blobs this pull downloaded were hashed as they were written and are copied as is;
+    a blob found in the cache from an earlier run is hashed again on the way out."""
+    from dockerdrag.errors import DigestMismatchError
+
+    server, images = seeded_registry
+    pushed = images["multilayer"]
+    first = await pull_image(
+        pushed.reference, output=tmp_path / "first", format=format, **options(server, tmp_path)
+    )
+    assert first.output.exists()
+    digest = pushed.layer_digests[0].split(":")[1]
+    cached = tmp_path / "cache" / "blobs" / "sha256" / digest
+    rotted = bytearray(cached.read_bytes())
+    rotted[len(rotted) // 2] ^= 0x01  # same size: only the hash can tell
+    cached.write_bytes(bytes(rotted))
+    with pytest.raises(DigestMismatchError, match=digest[:12]):
+        await pull_image(
+            pushed.reference, output=tmp_path / "second", format=format, **options(server, tmp_path)
+        )
+    assert not (tmp_path / "second").exists()
