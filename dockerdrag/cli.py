@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import ctypes.util
 import json
 import logging
 import os
@@ -615,9 +614,12 @@ def _limit_malloc_arenas() -> None:
     """At most two glibc malloc arenas: otherwise each worker thread keeps its own pool
     of freed 256 KiB-1 MiB buffers, which shows as peak RSS growing with image size
     (measured with the benchmark: a few MB less on a 1 GB pull; one arena saved more
-    but cost ~15 % in speed through lock contention)."""
+    but cost ~15 % in speed through lock contention).
+
+    ``mallopt`` is looked up among the symbols already loaded into the process (the C
+    library is one): ``ctypes.util.find_library`` would run ``ldconfig -p`` (~4 ms)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)
         libc.mallopt(_M_ARENA_MAX, 2)
     except (OSError, AttributeError):  # not glibc: nothing to tune
         pass
