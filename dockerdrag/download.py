@@ -69,6 +69,8 @@ log = logging.getLogger("dockerdrag")
 
 READ_CHUNK = 1 << 18  # 256 KiB blocks: measured, keeps peak RSS flat at little cost
 RANGES_SAVE_EVERY = 8 << 20
+DISK_THREADS = 2
+
 DEFAULT_CONCURRENCY = 16
 """Blob requests open at once per pull (whole layers and chunks of big ones together).
 
@@ -164,6 +166,7 @@ class BlobFetcher:
         self.options = options or TransferOptions()
         self._concurrency = max(1, concurrency)
         self._limiter: anyio.CapacityLimiter | None = None
+        self._disk_limiter: anyio.CapacityLimiter | None = None
 
     @property
     def concurrency(self) -> int:
@@ -182,6 +185,16 @@ class BlobFetcher:
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self._concurrency)
         return self._limiter
+
+    @property
+    def disk_limiter(self) -> anyio.CapacityLimiter:
+        """Worker threads that write and hash blocks at once (not one per connection).
+
+        Each thread costs memory (a stack, malloc state); two keep both cores busy.
+        """
+        if self._disk_limiter is None:
+            self._disk_limiter = anyio.CapacityLimiter(DISK_THREADS)
+        return self._disk_limiter
 
     @property
     def retry(self) -> RetryPolicy:
@@ -233,7 +246,7 @@ class BlobFetcher:
             )
         for _ in range(2):
             path = await self.fetch(reference, descriptor, report=False)
-            raw = await anyio.to_thread.run_sync(path.read_bytes)
+            raw = await anyio.to_thread.run_sync(path.read_bytes, limiter=self.disk_limiter)
             if Digest.of(raw) == descriptor.digest:
                 return raw
             log.warning("cached blob %s is corrupt; fetching it again", descriptor.digest.short)
@@ -245,7 +258,9 @@ class BlobFetcher:
     ) -> Path:
         download = _BlobDownload(self, reference, descriptor, report)
         await download.run()
-        path = await anyio.to_thread.run_sync(self.store.commit, descriptor.digest, descriptor.size)
+        path = await anyio.to_thread.run_sync(
+            self.store.commit, descriptor.digest, descriptor.size, limiter=self.disk_limiter
+        )
         if report:
             self.emit(descriptor, LayerPhase.COMPLETE, descriptor.size)
         return path
@@ -277,7 +292,9 @@ class _BlobDownload:
 
     async def run(self) -> None:
         """Download until the partial holds the verified blob (or raise)."""
-        self.fd = await anyio.to_thread.run_sync(self._open_partial)
+        self.fd = await anyio.to_thread.run_sync(
+            self._open_partial, limiter=self.fetcher.disk_limiter
+        )
         try:
             await self._download_verified()
         finally:
@@ -291,7 +308,7 @@ class _BlobDownload:
                 self.hasher.verify()
                 return
             except (DigestMismatchError, SizeMismatchError) as exc:
-                await anyio.to_thread.run_sync(self._restart)
+                await anyio.to_thread.run_sync(self._restart, limiter=self.fetcher.disk_limiter)
                 if second_try:
                     raise
                 log.info("blob %s: %s; fetching it again from the start", self.digest.short, exc)
@@ -304,7 +321,7 @@ class _BlobDownload:
             except _RangeUnusable as exc:
                 log.info("blob %s: %s; fetching it whole", self.digest.short, exc)
                 self.use_ranges = False
-                await anyio.to_thread.run_sync(self._restart)
+                await anyio.to_thread.run_sync(self._restart, limiter=self.fetcher.disk_limiter)
         await self._stream()
 
     def _open_partial(self) -> int:
@@ -342,7 +359,7 @@ class _BlobDownload:
 
     async def _stream(self) -> None:
         """Fetch the rest of the blob front to back, reconnecting where it broke."""
-        await anyio.to_thread.run_sync(self._prepare_stream)
+        await anyio.to_thread.run_sync(self._prepare_stream, limiter=self.fetcher.disk_limiter)
         cursor = _Cursor(self.hashed)
         budget = _Reconnects(self.fetcher.retry, cursor.pos)
         while cursor.pos < self.size:
@@ -352,7 +369,7 @@ class _BlobDownload:
             except _RangeUnusable as exc:
                 log.info("blob %s: %s; fetching it whole", self.digest.short, exc)
                 self.use_ranges = False
-                await anyio.to_thread.run_sync(self._restart)
+                await anyio.to_thread.run_sync(self._restart, limiter=self.fetcher.disk_limiter)
                 cursor.pos = 0
             except _BodyBroken as broken:
                 delay = budget.delay_after(cursor.pos, broken.error)
@@ -375,7 +392,7 @@ class _BlobDownload:
             if body.start != cursor.pos:
                 log.info("blob %s: the registry ignored Range; starting over", self.digest.short)
                 self.use_ranges = False
-                await anyio.to_thread.run_sync(self._restart)
+                await anyio.to_thread.run_sync(self._restart, limiter=self.fetcher.disk_limiter)
                 cursor.pos = 0
             self._emit(LayerPhase.DOWNLOADING)
             await self._pump(response, cursor, self.size, inline_hash=True)
@@ -384,7 +401,7 @@ class _BlobDownload:
 
     async def _chunked(self) -> None:
         """Fetch the missing ranges as parallel chunks, then hash what is not hashed yet."""
-        await anyio.to_thread.run_sync(self._save_ranges)
+        await anyio.to_thread.run_sync(self._save_ranges, limiter=self.fetcher.disk_limiter)
         jobs = self._jobs()
         log.debug("blob %s: %d chunks to fetch", self.digest.short, len(jobs))
         if jobs:
@@ -444,7 +461,9 @@ class _BlobDownload:
         self._hashing = True
         try:
             while (frontier := self.ranges.prefix()) > self.hashed:
-                await anyio.to_thread.run_sync(self._hash_upto, frontier)
+                await anyio.to_thread.run_sync(
+                    self._hash_upto, frontier, limiter=self.fetcher.disk_limiter
+                )
         finally:
             self._hashing = False
 
@@ -590,7 +609,9 @@ class _BlobDownload:
         if not buffer:
             return
         pos = cursor.pos
-        await anyio.to_thread.run_sync(self._write_block, pos, buffer, inline_hash)
+        await anyio.to_thread.run_sync(
+            self._write_block, pos, buffer, inline_hash, limiter=self.fetcher.disk_limiter
+        )
         cursor.pos = pos + len(buffer)
         buffer.clear()
         self.ranges.add(pos, cursor.pos)
