@@ -572,7 +572,8 @@ class _BlobDownload:
         buffer = bytearray()
         try:
             while cursor.pos + len(buffer) < end:
-                chunk = await response.read_chunk(min(READ_CHUNK, end - cursor.pos - len(buffer)))
+                want = min(READ_CHUNK - len(buffer), end - cursor.pos - len(buffer))
+                chunk = await response.read_chunk(want)  # the buffer never outgrows a block
                 if not chunk:
                     break
                 buffer += chunk
