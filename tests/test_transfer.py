@@ -313,8 +313,9 @@ async def test_dropped_connection_reconnects_at_the_offset(
         if (match := re.fullmatch(rf"bytes=(\d+)-{tail}", r.header("Range") or ""))
         and match[1] != "0"
     ]
-    # aiohttp drops what it had buffered when the RST arrives; only that is fetched again.
-    assert cut - 256 * 1024 <= offset <= cut
+    # aiohttp drops what it had buffered when the RST arrives (its reader's buffer plus
+    # asyncio's 256 KiB reads, so up to about 3 blocks); only that is fetched again.
+    assert cut - 768 * 1024 <= offset <= cut
     assert served(proxy, images.big) == images.big.size + cut - offset
 
 
@@ -712,7 +713,10 @@ async def test_lying_content_length_is_a_size_mismatch(
     with pytest.raises(SizeMismatchError):
         await pull(proxy, images.app, cache, tmp_path / "x.tar")
     assert_clean_failure(tmp_path / "x.tar")
-    assert blob_file(cache, images.big, ".partial").stat().st_size == 1_000_000
+    # aiohttp drops what it had buffered when the RST arrives (up to about 3 blocks); the rest
+    # of the first 1 MB stays on disk, and the lying answer added nothing to it.
+    kept = blob_file(cache, images.big, ".partial").stat().st_size
+    assert 1_000_000 - 768 * 1024 <= kept <= 1_000_000
     assert blob_file(cache, images.base).exists()
 
 
