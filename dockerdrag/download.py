@@ -31,8 +31,12 @@ How one blob is fetched (:meth:`BlobFetcher.fetch`):
 
 Connections: each blob request, whole-blob stream or chunk, holds one token of
 the fetcher's :class:`anyio.CapacityLimiter` while it is open, so layers and
-chunks share ``concurrency``. No token is held while waiting for a lock, for
-other chunks, or between reconnects, so the fan-out cannot deadlock.
+chunks share the limit. The limit starts at ``INITIAL_CONNECTIONS`` and grows
+towards ``concurrency`` only while requests wait and the open connections are
+slow (:func:`next_connection_limit`): a fast link keeps few buffers in memory, a
+link that caps each connection gets as many as it takes. No token is held while
+waiting for a lock, for other chunks, or between reconnects, so the fan-out
+cannot deadlock.
 """
 
 from __future__ import annotations
@@ -70,10 +74,36 @@ log = logging.getLogger("dockerdrag")
 READ_CHUNK = 1 << 18  # 256 KiB blocks: measured, keeps peak RSS flat at little cost
 RANGES_SAVE_EVERY = 8 << 20
 DISK_THREADS = 2
+INITIAL_CONNECTIONS = 4
+"""Blob connections a pull starts with; more are opened only while connections are slow."""
+SLOW_CONNECTION_BYTES_PER_SECOND = 32e6
+"""Below this rate per connection, more connections are worth their memory (~0.5 MB each)."""
+GROWTH_CHECK_SECONDS = 0.25
+GROWTH_STEP = 4
+
+
+def next_connection_limit(
+    limit: int, ceiling: int, *, waiting: int, received: int, seconds: float
+) -> int:
+    """The connection limit after one look at the traffic of the last ``seconds``.
+
+    It grows by ``GROWTH_STEP`` (to at most ``ceiling``) when requests are waiting
+    for a connection and the busy ones carried less than
+    ``SLOW_CONNECTION_BYTES_PER_SECOND`` each: a far registry, or a CDN or proxy
+    that caps each connection. On a fast link a few connections already carry
+    what the client can take, and each more one only costs memory.
+    """
+    if limit >= ceiling or waiting <= 0 or seconds <= 0:
+        return min(limit, ceiling)
+    if received / seconds / limit >= SLOW_CONNECTION_BYTES_PER_SECOND:
+        return limit
+    return min(ceiling, limit + GROWTH_STEP)
+
 
 DEFAULT_CONCURRENCY = 16
-"""Blob requests open at once per pull (whole layers and chunks of big ones together).
+"""The most blob requests open at once per pull (whole layers and chunks of big ones).
 
+A pull starts with ``INITIAL_CONNECTIONS`` and opens more only while they are slow.
 Many registries sit behind CDNs or proxies where one connection is slow and many are
 fast; measured on the benchmark's shaped link (10 MB/s per connection, +50 ms), the
 1.07 GB image took 39 s with 3 connections, 16 s with 10 and 12 s with 16.
@@ -167,6 +197,7 @@ class BlobFetcher:
         self._concurrency = max(1, concurrency)
         self._limiter: anyio.CapacityLimiter | None = None
         self._disk_limiter: anyio.CapacityLimiter | None = None
+        self._received = 0
 
     @property
     def concurrency(self) -> int:
@@ -177,14 +208,51 @@ class BlobFetcher:
     def concurrency(self, value: int) -> None:
         self._concurrency = max(1, value)
         if self._limiter is not None:
-            self._limiter.total_tokens = self._concurrency
+            self._limiter.total_tokens = min(self._limiter.total_tokens, self._concurrency)
 
     @property
     def limiter(self) -> anyio.CapacityLimiter:
-        """The connection limit shared by all blob requests of this fetcher."""
+        """The connection limit shared by all blob requests of this fetcher.
+
+        It starts at ``INITIAL_CONNECTIONS`` (at most ``concurrency``) and
+        :meth:`watch_connections` raises it towards ``concurrency`` while
+        connections are slow.
+        """
         if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(self._concurrency)
+            self._limiter = anyio.CapacityLimiter(min(INITIAL_CONNECTIONS, self._concurrency))
         return self._limiter
+
+    def note_received(self, size: int) -> None:
+        """Count body bytes as they arrive (the connection watcher reads the count)."""
+        self._received += size
+
+    async def watch_connections(self) -> None:
+        """Open more connections while every one is busy, work waits, and they are slow.
+
+        Runs until cancelled. Each ``GROWTH_CHECK_SECONDS`` it looks at the bytes
+        received meanwhile; see :func:`next_connection_limit`. It never lowers the limit.
+        """
+        limiter = self.limiter
+        mark_bytes, mark_time = self._received, time.monotonic()
+        slow_before = False  # two slow looks in a row: the first may be connection set-up
+        while limiter.total_tokens < self._concurrency:
+            await anyio.sleep(GROWTH_CHECK_SECONDS)
+            now = time.monotonic()
+            limit = int(limiter.total_tokens)
+            grown = next_connection_limit(
+                limit,
+                self._concurrency,
+                waiting=limiter.statistics().tasks_waiting,
+                received=self._received - mark_bytes,
+                seconds=now - mark_time,
+            )
+            slow = grown > limit
+            if slow and slow_before:
+                log.debug("blob connections: %d -> %d (slow connections)", limit, grown)
+                limiter.total_tokens = grown
+                slow = False
+            slow_before = slow
+            mark_bytes, mark_time = self._received, now
 
     @property
     def disk_limiter(self) -> anyio.CapacityLimiter:
@@ -576,6 +644,7 @@ class _BlobDownload:
                 chunk = await response.read_chunk(want)  # the buffer never outgrows a block
                 if not chunk:
                     break
+                self.fetcher.note_received(len(chunk))
                 buffer += chunk
                 self._emit_received(len(buffer))
                 if len(buffer) >= READ_CHUNK:
@@ -664,10 +733,13 @@ async def fetch_all(
             on_ready(descriptor.digest, path, downloaded)
 
     try:
-        async with anyio.create_task_group() as group:
-            for descriptor in unique:
-                fetcher.emit(descriptor, LayerPhase.WAITING, 0)
-                group.start_soon(one, descriptor)
+        async with anyio.create_task_group() as watching:
+            watching.start_soon(fetcher.watch_connections)
+            async with anyio.create_task_group() as group:
+                for descriptor in unique:
+                    fetcher.emit(descriptor, LayerPhase.WAITING, 0)
+                    group.start_soon(one, descriptor)
+            watching.cancel_scope.cancel()
     except BaseExceptionGroup as group_error:
         raise first_error(group_error) from None
     return paths

@@ -36,7 +36,13 @@ from dockerdrag import (
     RegistryError,
     RetryPolicy,
 )
-from dockerdrag.download import TransferOptions
+from dockerdrag.download import (
+    GROWTH_STEP,
+    INITIAL_CONNECTIONS,
+    SLOW_CONNECTION_BYTES_PER_SECOND,
+    TransferOptions,
+    next_connection_limit,
+)
 from dockerdrag.errors import BlobUnknownError, SizeMismatchError
 from dockerdrag.events import LayerPhase, LayerProgress, ProgressEvent
 from dockerdrag.pull import PullResult
@@ -542,6 +548,71 @@ async def test_layers_and_chunks_share_the_connection_limit(
     assert_archive(result, images.app)
     assert busiest == concurrency
     assert gets(proxy, images.big) == math.ceil(images.big.size / CHUNK)
+
+
+def _count_open_blobs(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
+    """Count blob requests open at once; returns a function giving the most seen."""
+    original = RegistryClient.open_blob
+    open_now = busiest = 0
+
+    @contextlib.asynccontextmanager
+    async def counting(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        nonlocal open_now, busiest
+        async with original(*args, **kwargs) as response:
+            open_now += 1
+            busiest = max(busiest, open_now)
+            try:
+                yield response
+            finally:
+                open_now -= 1
+
+    monkeypatch.setattr(RegistryClient, "open_blob", counting)
+    return lambda: busiest
+
+
+async def test_slow_connections_make_the_limit_grow_to_the_ceiling(
+    proxy: FaultProxy, images: Images, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each connection capped at 400 kB/s (a CDN that paces connections): the pull starts
+    with INITIAL_CONNECTIONS and opens more, up to the ceiling asked for, never past it."""
+    proxy.add(throttle(400_000), path=r"/blobs/", times=None)
+    busiest = _count_open_blobs(monkeypatch)
+    ceiling = 7  # the base layer and 6 chunks of the big one
+    assert ceiling > INITIAL_CONNECTIONS
+    with anyio.fail_after(30):
+        result = await pull(
+            proxy,
+            images.app,
+            tmp_path / "c",
+            tmp_path / "x.tar",
+            transfer=CHUNKED,
+            concurrency=ceiling,
+        )
+    assert_archive(result, images.app)
+    assert busiest() == ceiling
+
+
+async def test_a_fast_link_keeps_the_initial_connections(
+    proxy: FaultProxy, images: Images, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    busiest = _count_open_blobs(monkeypatch)
+    result = await pull(
+        proxy, images.app, tmp_path / "c", tmp_path / "x.tar", transfer=CHUNKED, concurrency=16
+    )
+    assert_archive(result, images.app)
+    assert 1 < busiest() <= INITIAL_CONNECTIONS
+
+
+def test_next_connection_limit_grows_only_for_slow_saturated_connections() -> None:
+    slow = int(SLOW_CONNECTION_BYTES_PER_SECOND * 4 * 0.25 / 2)  # half the rate, 4 connections
+    fast = int(SLOW_CONNECTION_BYTES_PER_SECOND * 4 * 0.25 * 2)
+    grow = next_connection_limit
+    assert grow(4, 16, waiting=3, received=slow, seconds=0.25) == 4 + GROWTH_STEP
+    assert grow(4, 16, waiting=3, received=fast, seconds=0.25) == 4  # the link is fast
+    assert grow(4, 16, waiting=0, received=slow, seconds=0.25) == 4  # nothing waits
+    assert grow(4, 6, waiting=3, received=slow, seconds=0.25) == 6  # never past the ceiling
+    assert grow(16, 16, waiting=3, received=0, seconds=0.25) == 16
+    assert grow(4, 16, waiting=3, received=slow, seconds=0.0) == 4
 
 
 # -- faults ----------------------------------------------------------------------------
