@@ -10,12 +10,13 @@ How: :class:`DirectFileWriter` gathers writes into page-aligned blocks and a hel
 thread writes each full block with ``pwrite`` on a second descriptor of the same file
 opened with ``O_DIRECT``, while the caller goes on producing the next block. Everything
 that cannot be written aligned goes through the ordinary descriptor: the unaligned tail
-at :meth:`DirectFileWriter.finish`, and overwrites of bytes already handed to the helper
-(a tar header patched after its data, see ``TarWriter.add_stream``), which first wait for
-the helper to drain. Aligned direct writes and buffered writes therefore never touch the
-same page. Where ``O_DIRECT`` is refused (tmpfs on older kernels, some network file
-systems, or a first direct write answered with ``EINVAL``) every write goes through the
-ordinary descriptor, which is as correct and only slower.
+and overwrites of bytes already handed to the helper (a tar header patched after its
+data, see ``TarWriter.add_stream``), both at :meth:`DirectFileWriter.finish` once the
+helper has drained (overwrites are kept until then, up to 1 MiB of them). Aligned
+direct writes and buffered writes therefore never touch the same page. Where
+``O_DIRECT`` is refused (tmpfs on older kernels, some network file systems, or a first
+direct write answered with ``EINVAL``) every write goes through the ordinary
+descriptor, which is as correct and only slower.
 
 Errors of the helper thread (``ENOSPC`` above all) are raised as the original
 :class:`OSError` by the next call of the writer, and by :meth:`DirectFileWriter.finish`.
@@ -35,6 +36,7 @@ __all__ = ["DIRECT_BLOCK", "DirectFileWriter"]
 DIRECT_BLOCK: Final = 1 << 19
 """Bytes per direct write (a multiple of every block size O_DIRECT may require)."""
 
+_MAX_PATCH_BYTES: Final = 1 << 20  # deferred overwrites kept in memory at most
 _DEPTH: Final = 1  # full blocks queued for the helper at most (memory: DEPTH + 2 blocks)
 
 
@@ -65,6 +67,8 @@ class DirectFileWriter:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._finished = False
+        self._patches: list[tuple[int, bytes]] = []  # overwrites of handed-over bytes
+        self._patch_bytes = 0
 
     # ------------------------------------------------------------------ the file API
 
@@ -102,7 +106,7 @@ class DirectFileWriter:
     def finish(self) -> None:
         """Write every byte (the last, partial block through the buffered descriptor)."""
         self._check_open()
-        self._drain()
+        self._apply_patches()
         if self._fill and self._block is not None:
             _pwrite_all(self._fd, memoryview(self._block)[: self._fill], self._base)
             self._base += self._fill
@@ -167,8 +171,11 @@ class DirectFileWriter:
         pos = self._pos
         below = max(0, min(len(raw), self._base - pos))  # bytes already handed over
         if below:
-            self._drain()
-            _pwrite_all(self._fd, raw[:below], pos)
+            # Written at finish(), after the last direct write: no wait for the helper now.
+            self._patches.append((pos, bytes(raw[:below])))
+            self._patch_bytes += below
+            if self._patch_bytes > _MAX_PATCH_BYTES:
+                self._apply_patches()
         if below < len(raw) and self._block is not None:
             start = pos + below - self._base
             self._block[start : start + len(raw) - below] = raw[below:]
@@ -204,6 +211,14 @@ class DirectFileWriter:
                 if not self._thread.is_alive():  # pragma: no cover - the helper never dies early
                     raise OSError(errno.EIO, "the direct writer thread stopped") from None
         self._raise_error()
+
+    def _apply_patches(self) -> None:
+        """Write the deferred overwrites, in order, once the helper has written its blocks."""
+        self._drain()
+        for offset, data in self._patches:
+            _pwrite_all(self._fd, memoryview(data), offset)
+        self._patches.clear()
+        self._patch_bytes = 0
 
     def _drain(self) -> None:
         """Wait until the helper has written every queued block; raise its error."""
