@@ -47,7 +47,7 @@ __all__ = [
     "write_docker_archive",
 ]
 
-_CHUNK_SIZE: Final = 1 << 20
+_CHUNK_SIZE: Final = 1 << 18  # 256 KiB: decompressed chunks in flight cost memory, not speed
 _VERSION_BYTES: Final = b"1.0"
 # Docker's system.Chtimes resets times after time.Unix(0, 1<<63 - 1) to the epoch.
 _GO_MAX_UNIX_SECONDS: Final = (2**63 - 1) // 10**9

@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import anyio.abc
 
 from .digest import Digest, VerifyingHasher
 from .errors import (
@@ -73,6 +74,8 @@ log = logging.getLogger("dockerdrag")
 
 READ_CHUNK = 1 << 18  # 256 KiB blocks: measured, keeps peak RSS flat at little cost
 RANGES_SAVE_EVERY = 8 << 20
+READ_CALL = 1 << 16  # bytes asked of aiohttp per read (it buffers 2x this per connection)
+HASH_STEP = 8 << 20  # bytes of a chunked blob's prefix hashed per worker-thread call
 DISK_THREADS = 2
 INITIAL_CONNECTIONS = 4
 """Blob connections a pull starts with; more are opened only while connections are slow."""
@@ -326,9 +329,9 @@ class BlobFetcher:
     ) -> Path:
         download = _BlobDownload(self, reference, descriptor, report)
         await download.run()
-        path = await anyio.to_thread.run_sync(
-            self.store.commit, descriptor.digest, descriptor.size, limiter=self.disk_limiter
-        )
+        # Not on the disk limiter: an fsync may wait on the disk for a while, and the
+        # other downloads' block writes must not queue behind it.
+        path = await anyio.to_thread.run_sync(self.store.commit, descriptor.digest, descriptor.size)
         if report:
             self.emit(descriptor, LayerPhase.COMPLETE, descriptor.size)
         return path
@@ -355,6 +358,7 @@ class _BlobDownload:
         self.hashed = 0
         self._hashing = False
         self._unsaved_bytes = 0  # written by chunks since the ranges sidecar was saved
+        self._chunk_group: anyio.abc.TaskGroup | None = None
 
     # ------------------------------------------------------------------ the whole blob
 
@@ -476,12 +480,14 @@ class _BlobDownload:
             ranges_work = anyio.Event()
             try:
                 async with anyio.create_task_group() as group:
+                    self._chunk_group = group  # the prefix hasher runs beside the chunks
                     group.start_soon(self._chunk, jobs[0], None, ranges_work)
                     for job in jobs[1:]:
                         group.start_soon(self._chunk, job, ranges_work, None)
             except BaseExceptionGroup as errors:
                 raise first_error(errors) from None
             finally:
+                self._chunk_group = None
                 self._save_ranges()
         await self._advance_hash()
 
@@ -529,8 +535,10 @@ class _BlobDownload:
         self._hashing = True
         try:
             while (frontier := self.ranges.prefix()) > self.hashed:
+                # In steps, so the block writes of other connections get a thread between.
+                step_end = min(frontier, self.hashed + HASH_STEP)
                 await anyio.to_thread.run_sync(
-                    self._hash_upto, frontier, limiter=self.fetcher.disk_limiter
+                    self._hash_upto, step_end, limiter=self.fetcher.disk_limiter
                 )
         finally:
             self._hashing = False
@@ -640,12 +648,15 @@ class _BlobDownload:
         buffer = bytearray()
         try:
             while cursor.pos + len(buffer) < end:
-                want = min(READ_CHUNK - len(buffer), end - cursor.pos - len(buffer))
-                chunk = await response.read_chunk(want)  # the buffer never outgrows a block
+                # At most READ_CALL at a time: aiohttp lets a response buffer twice the
+                # largest read asked of it, per connection. The block never outgrows READ_CHUNK.
+                want = min(READ_CALL, READ_CHUNK - len(buffer), end - cursor.pos - len(buffer))
+                chunk = await response.read_chunk(want)
                 if not chunk:
                     break
                 self.fetcher.note_received(len(chunk))
                 buffer += chunk
+                del chunk  # not held (a second block's worth) while the block is written
                 self._emit_received(len(buffer))
                 if len(buffer) >= READ_CHUNK:
                     await self._store_block(cursor, buffer, inline_hash)
@@ -692,8 +703,9 @@ class _BlobDownload:
             self._unsaved_bytes += cursor.pos - pos
             if self._unsaved_bytes >= RANGES_SAVE_EVERY or not catch_up:
                 self._save_ranges()
-            if catch_up:
-                await self._advance_hash()
+            if catch_up and not self._hashing and self._chunk_group is not None:
+                # In a task of its own: this connection goes on reading meanwhile.
+                self._chunk_group.start_soon(self._advance_hash)
 
     def _write_block(self, pos: int, block: bytearray, inline_hash: bool) -> None:
         """Write ``block`` at ``pos`` (the caller does not touch it meanwhile)."""

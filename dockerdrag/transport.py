@@ -63,6 +63,7 @@ log = logging.getLogger("dockerdrag")
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_REDIRECTS = 10
 MAX_ERROR_BODY = 1 << 20
+READ_BUFFER_BYTES = 1 << 16
 USER_AGENT = "dockerdrag/0.1"
 
 
@@ -199,6 +200,9 @@ class Transport:
             trust_env=False,  # no ~/.netrc credentials; proxies come from proxy_for()
             cookie_jar=aiohttp.DummyCookieJar(),  # cookies ignore ports: never carry them
             auto_decompress=False,
+            # aiohttp buffers up to twice this per response (its default: 256 KiB, so
+            # 512 KiB a connection); blob bodies are read in 64 KiB steps anyway.
+            read_bufsize=READ_BUFFER_BYTES,
             headers={"User-Agent": USER_AGENT},
             connector=aiohttp.TCPConnector(limit=0, ssl=self._default_ssl()),
         )
