@@ -204,7 +204,12 @@ class Transport:
             # 512 KiB a connection); blob bodies are read in 64 KiB steps anyway.
             read_bufsize=READ_BUFFER_BYTES,
             headers={"User-Agent": USER_AGENT},
-            connector=aiohttp.TCPConnector(limit=0, ssl=self._default_ssl()),
+            # Every request passes its own ``ssl_for(host)``; the connector's default is
+            # aiohttp's verifying context (built at its import), unless --ca-cert is to be
+            # checked now. A third context would cost ~25-40 ms of start-up.
+            connector=aiohttp.TCPConnector(
+                limit=0, ssl=self._default_ssl() if self.config.ca_cert is not None else True
+            ),
         )
         return self
 
