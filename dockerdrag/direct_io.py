@@ -120,7 +120,12 @@ class DirectFileWriter:
         self._closed = True
         try:
             if self._thread is not None:
-                self._full.put(None)
+                while self._thread.is_alive():
+                    try:
+                        self._full.put(None, timeout=0.5)
+                        break
+                    except queue.Full:  # pragma: no cover - the helper is still writing
+                        continue
                 self._thread.join()
         finally:
             if self._direct_fd is not None:
