@@ -56,13 +56,17 @@ class VerifyingHasher:
 
     ``update`` raises SizeMismatchError as soon as more than ``expected_size``
     bytes arrive, so a lying server cannot make us read past the descriptor.
+    ``hash_content=False`` checks the size only, for bytes whose digest was
+    verified moments ago by whoever wrote them.
     """
 
-    def __init__(self, expected: Digest, expected_size: int | None = None) -> None:
+    def __init__(
+        self, expected: Digest, expected_size: int | None = None, *, hash_content: bool = True
+    ) -> None:
         self.expected = expected
         self.expected_size = expected_size
         self.size = 0
-        self._hash = hashlib.sha256()
+        self._hash = hashlib.sha256() if hash_content else None
 
     def update(self, data: bytes | memoryview) -> None:
         """Feed the next bytes of the stream."""
@@ -71,11 +75,12 @@ class VerifyingHasher:
             raise SizeMismatchError(
                 f"{self.expected}: received more than the expected {self.expected_size} bytes"
             )
-        self._hash.update(data)
+        if self._hash is not None:
+            self._hash.update(data)
 
     def digest(self) -> Digest:
-        """The digest of the bytes fed so far."""
-        return Digest(self._hash.hexdigest())
+        """The digest of the bytes fed so far (``expected`` if content is not hashed)."""
+        return self.expected if self._hash is None else Digest(self._hash.hexdigest())
 
     def verify(self) -> None:
         """Raise unless the stream was exactly the expected size and digest."""

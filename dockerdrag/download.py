@@ -68,13 +68,12 @@ from .manifest import MAX_CONFIG_BYTES, Descriptor
 from .reference import Reference
 from .registry import RegistryClient
 from .store import BlobStore, ByteRanges, describe_os_error
-from .transport import Response, RetryPolicy
+from .transport import READ_BUFFER_BYTES, Response, RetryPolicy
 
 log = logging.getLogger("dockerdrag")
 
 READ_CHUNK = 1 << 18  # 256 KiB blocks: measured, keeps peak RSS flat at little cost
 RANGES_SAVE_EVERY = 8 << 20
-READ_CALL = 1 << 16  # bytes asked of aiohttp per read (it buffers 2x this per connection)
 HASH_STEP = 8 << 20  # bytes of a chunked blob's prefix hashed per worker-thread call
 DISK_THREADS = 2
 INITIAL_CONNECTIONS = 4
@@ -648,18 +647,22 @@ class _BlobDownload:
         buffer = bytearray()
         try:
             while cursor.pos + len(buffer) < end:
-                # At most READ_CALL at a time: aiohttp lets a response buffer twice the
-                # largest read asked of it, per connection. The block never outgrows READ_CHUNK.
-                want = min(READ_CALL, READ_CHUNK - len(buffer), end - cursor.pos - len(buffer))
+                # No read larger than the transport's buffer: aiohttp lets a response
+                # buffer twice the largest read asked of it. The block never outgrows
+                # READ_CHUNK.
+                want = min(
+                    READ_BUFFER_BYTES, READ_CHUNK - len(buffer), end - cursor.pos - len(buffer)
+                )
                 chunk = await response.read_chunk(want)
                 if not chunk:
                     break
                 self.fetcher.note_received(len(chunk))
                 buffer += chunk
                 del chunk  # not held (a second block's worth) while the block is written
-                self._emit_received(len(buffer))
                 if len(buffer) >= READ_CHUNK:
-                    await self._store_block(cursor, buffer, inline_hash)
+                    await self._store_block(cursor, buffer, inline_hash)  # reports progress
+                else:
+                    self._emit_received(len(buffer))
             await self._store_block(cursor, buffer, inline_hash)
         except NetworkError as exc:
             await self._store_block(cursor, buffer, inline_hash, catch_up=False)

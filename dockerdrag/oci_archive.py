@@ -494,11 +494,7 @@ def _verified_chunks(
     """
     assert blob.path is not None
     just_verified = before_blob is not None and before_blob(blob.digest) is True
-    hasher: VerifyingHasher | _SizeCounter = (
-        _SizeCounter(blob.digest, blob.size)
-        if just_verified
-        else VerifyingHasher(blob.digest, blob.size)
-    )
+    hasher = VerifyingHasher(blob.digest, blob.size, hash_content=not just_verified)
     try:
         with open(blob.path, "rb") as handle:
             while chunk := handle.read(_CHUNK_SIZE):
@@ -511,26 +507,6 @@ def _verified_chunks(
         raise type(exc)(f"blob file {blob.path} is corrupt: {exc}") from None
     except OSError as exc:
         raise OutputError(describe_os_error(exc, f"reading blob {blob.path}")) from exc
-
-
-class _SizeCounter:
-    """A :class:`VerifyingHasher` stand-in for a blob verified moments ago: size only."""
-
-    def __init__(self, digest: Digest, size: int) -> None:
-        self._digest = digest
-        self._size = size
-        self._seen = 0
-
-    def update(self, chunk: bytes) -> None:
-        self._seen += len(chunk)
-        if self._seen > self._size:
-            raise SizeMismatchError(f"blob {self._digest} is larger than its {self._size} bytes")
-
-    def verify(self) -> None:
-        if self._seen != self._size:
-            raise SizeMismatchError(
-                f"blob {self._digest} has {self._seen} bytes, expected {self._size}"
-            )
 
 
 def _write_tar_blob(

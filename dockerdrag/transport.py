@@ -63,7 +63,7 @@ log = logging.getLogger("dockerdrag")
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_REDIRECTS = 10
 MAX_ERROR_BODY = 1 << 20
-READ_BUFFER_BYTES = 1 << 16
+READ_BUFFER_BYTES = 1 << 16  # aiohttp read_bufsize; blob bodies are never read in larger steps
 USER_AGENT = "dockerdrag/0.1"
 
 

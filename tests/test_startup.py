@@ -67,36 +67,24 @@ def test_help_imports_no_deferred_module(tmp_path: Path) -> None:
     assert deferred_in(set(json.loads((tmp_path / "m.json").read_text()))) == []
 
 
+def modules_after_pull(seeded: SeededRegistry, cwd: Path, *display: str) -> set[str]:
+    """The modules a CLI pull of busybox from the seeded registry had imported."""
+    server, images = seeded
+    reference = images["busybox"].reference
+    return modules_after(
+        "pull", reference, "--insecure", server.host, "-o", "x.tar", *display, cwd=cwd
+    )
+
+
 @pytest.mark.parametrize("display", [["--quiet"], ["--json"], ["--progress", "plain"]])
 def test_a_pull_without_the_live_display_imports_no_deferred_module(
     seeded_registry: SeededRegistry, tmp_path: Path, display: list[str]
 ) -> None:
-    server, images = seeded_registry
-    modules = modules_after(
-        "pull",
-        images["busybox"].reference,
-        "--insecure",
-        server.host,
-        "-o",
-        "x.tar",
-        *display,
-        cwd=tmp_path,
-    )
+    modules = modules_after_pull(seeded_registry, tmp_path, *display)
     assert "dockerdrag.pull" in modules
     assert deferred_in(modules) == []
 
 
 def test_the_live_display_still_loads_rich(seeded_registry: SeededRegistry, tmp_path: Path) -> None:
-    server, images = seeded_registry
-    modules = modules_after(
-        "pull",
-        images["busybox"].reference,
-        "--insecure",
-        server.host,
-        "-o",
-        "x.tar",
-        "--progress",
-        "tty",
-        cwd=tmp_path,
-    )
+    modules = modules_after_pull(seeded_registry, tmp_path, "--progress", "tty")
     assert "rich.progress" in modules

@@ -513,44 +513,6 @@ async def test_large_blob_is_fetched_in_ranged_chunks(
     assert base_request.header("Range") is None  # under the threshold: one plain stream
 
 
-@pytest.mark.parametrize("concurrency", [1, 2])
-async def test_layers_and_chunks_share_the_connection_limit(
-    proxy: FaultProxy,
-    images: Images,
-    tmp_path: Path,
-    concurrency: int,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    proxy.add(throttle(8_000_000), path=r"/blobs/", times=None)
-    original = RegistryClient.open_blob
-    open_now = busiest = 0
-
-    @contextlib.asynccontextmanager
-    async def counting(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        nonlocal open_now, busiest
-        async with original(*args, **kwargs) as response:
-            open_now += 1
-            busiest = max(busiest, open_now)
-            try:
-                yield response
-            finally:
-                open_now -= 1
-
-    monkeypatch.setattr(RegistryClient, "open_blob", counting)
-    with anyio.fail_after(30):  # a layer waiting for its chunks must not starve them
-        result = await pull(
-            proxy,
-            images.app,
-            tmp_path / "c",
-            tmp_path / "x.tar",
-            transfer=CHUNKED,
-            concurrency=concurrency,
-        )
-    assert_archive(result, images.app)
-    assert busiest == concurrency
-    assert gets(proxy, images.big) == math.ceil(images.big.size / CHUNK)
-
-
 def _count_open_blobs(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
     """Count blob requests open at once; returns a function giving the most seen."""
     original = RegistryClient.open_blob
@@ -569,6 +531,30 @@ def _count_open_blobs(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
 
     monkeypatch.setattr(RegistryClient, "open_blob", counting)
     return lambda: busiest
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+async def test_layers_and_chunks_share_the_connection_limit(
+    proxy: FaultProxy,
+    images: Images,
+    tmp_path: Path,
+    concurrency: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    proxy.add(throttle(8_000_000), path=r"/blobs/", times=None)
+    busiest = _count_open_blobs(monkeypatch)
+    with anyio.fail_after(30):  # a layer waiting for its chunks must not starve them
+        result = await pull(
+            proxy,
+            images.app,
+            tmp_path / "c",
+            tmp_path / "x.tar",
+            transfer=CHUNKED,
+            concurrency=concurrency,
+        )
+    assert_archive(result, images.app)
+    assert busiest() == concurrency
+    assert gets(proxy, images.big) == math.ceil(images.big.size / CHUNK)
 
 
 async def test_slow_connections_make_the_limit_grow_to_the_ceiling(
