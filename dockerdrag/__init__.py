@@ -12,77 +12,100 @@ iterator (:meth:`Puller.pull_events`); :meth:`Puller.inspect` describes an image
 without pulling it. Every error derives from :class:`DockerDragError` (see
 :mod:`dockerdrag.errors`). The library logs to the ``dockerdrag`` logger
 (``DEBUG``: each request, never a secret).
+
+The names below are loaded on first use, so ``import dockerdrag`` stays cheap and
+the command can prepare its process before aiohttp is imported
+(:mod:`dockerdrag.startup`).
 """
 
-from .auth import Credentials
-from .digest import Digest
-from .errors import (
-    AuthenticationError,
-    DigestMismatchError,
-    DockerDragError,
-    IntegrityError,
-    InvalidPlatformError,
-    InvalidReferenceError,
-    ManifestUnknownError,
-    NetworkError,
-    NotFoundError,
-    OutputError,
-    PlatformNotFoundError,
-    PlatformRequiredError,
-    RegistryError,
-    TLSError,
-    UsageError,
-)
-from .events import ArchiveWriting, LayerPhase, LayerProgress, ProgressEvent, PullStarted
-from .platform import Platform
-from .pull import (
-    ImageInspection,
-    LayerResult,
-    Puller,
-    PullEvent,
-    PullFinished,
-    PullResult,
-    pull_image,
-    pull_images,
-)
-from .reference import Reference
-from .transport import RetryPolicy
+import importlib
+import typing
+
+if typing.TYPE_CHECKING:
+    from .auth import Credentials as Credentials
+    from .digest import Digest as Digest
+    from .errors import AuthenticationError as AuthenticationError
+    from .errors import DigestMismatchError as DigestMismatchError
+    from .errors import DockerDragError as DockerDragError
+    from .errors import IntegrityError as IntegrityError
+    from .errors import InvalidPlatformError as InvalidPlatformError
+    from .errors import InvalidReferenceError as InvalidReferenceError
+    from .errors import ManifestUnknownError as ManifestUnknownError
+    from .errors import NetworkError as NetworkError
+    from .errors import NotFoundError as NotFoundError
+    from .errors import OutputError as OutputError
+    from .errors import PlatformNotFoundError as PlatformNotFoundError
+    from .errors import PlatformRequiredError as PlatformRequiredError
+    from .errors import RegistryError as RegistryError
+    from .errors import TLSError as TLSError
+    from .errors import UsageError as UsageError
+    from .events import ArchiveWriting as ArchiveWriting
+    from .events import LayerPhase as LayerPhase
+    from .events import LayerProgress as LayerProgress
+    from .events import ProgressEvent as ProgressEvent
+    from .events import PullStarted as PullStarted
+    from .platform import Platform as Platform
+    from .pull import ImageInspection as ImageInspection
+    from .pull import LayerResult as LayerResult
+    from .pull import Puller as Puller
+    from .pull import PullEvent as PullEvent
+    from .pull import PullFinished as PullFinished
+    from .pull import PullResult as PullResult
+    from .pull import pull_image as pull_image
+    from .pull import pull_images as pull_images
+    from .reference import Reference as Reference
+    from .transport import RetryPolicy as RetryPolicy
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ArchiveWriting",
-    "AuthenticationError",
-    "Credentials",
-    "Digest",
-    "DigestMismatchError",
-    "DockerDragError",
-    "ImageInspection",
-    "IntegrityError",
-    "InvalidPlatformError",
-    "InvalidReferenceError",
-    "LayerPhase",
-    "LayerProgress",
-    "LayerResult",
-    "ManifestUnknownError",
-    "NetworkError",
-    "NotFoundError",
-    "OutputError",
-    "Platform",
-    "PlatformNotFoundError",
-    "PlatformRequiredError",
-    "ProgressEvent",
-    "PullEvent",
-    "PullFinished",
-    "PullResult",
-    "PullStarted",
-    "Puller",
-    "Reference",
-    "RegistryError",
-    "RetryPolicy",
-    "TLSError",
-    "UsageError",
-    "__version__",
-    "pull_image",
-    "pull_images",
-]
+# Each public name and the module that defines it.
+_HOMES = {
+    "ArchiveWriting": "events",
+    "AuthenticationError": "errors",
+    "Credentials": "auth",
+    "Digest": "digest",
+    "DigestMismatchError": "errors",
+    "DockerDragError": "errors",
+    "ImageInspection": "pull",
+    "IntegrityError": "errors",
+    "InvalidPlatformError": "errors",
+    "InvalidReferenceError": "errors",
+    "LayerPhase": "events",
+    "LayerProgress": "events",
+    "LayerResult": "pull",
+    "ManifestUnknownError": "errors",
+    "NetworkError": "errors",
+    "NotFoundError": "errors",
+    "OutputError": "errors",
+    "Platform": "platform",
+    "PlatformNotFoundError": "errors",
+    "PlatformRequiredError": "errors",
+    "ProgressEvent": "events",
+    "PullEvent": "pull",
+    "PullFinished": "pull",
+    "PullResult": "pull",
+    "PullStarted": "events",
+    "Puller": "pull",
+    "Reference": "reference",
+    "RegistryError": "errors",
+    "RetryPolicy": "transport",
+    "TLSError": "errors",
+    "UsageError": "errors",
+    "pull_image": "pull",
+    "pull_images": "pull",
+}
+
+__all__ = [*sorted(_HOMES), "__version__"]
+
+
+def __getattr__(name: str) -> object:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'dockerdrag' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{home}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})

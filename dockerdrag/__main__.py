@@ -1,7 +1,8 @@
-"""``python -m dockerdrag``."""
+"""``python -m dockerdrag`` (the ``dockerdrag`` command runs :func:`run` too)."""
 
 import sys
 
-from .cli import main
+from .startup import run_command as run
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,9 +1,13 @@
 """The public surface is small, explicit and documented."""
 
+import pytest
+
 import dockerdrag
 
 
 def test_all_is_exactly_what_is_exported() -> None:
+    for name in dockerdrag.__all__:  # public names are loaded on first use
+        getattr(dockerdrag, name)
     public = {name for name in vars(dockerdrag) if not name.startswith("_")}
     modules = {name for name in public if type(getattr(dockerdrag, name)).__name__ == "module"}
     assert set(dockerdrag.__all__) - {"__version__"} == public - modules
@@ -46,3 +50,9 @@ def test_the_api_for_progress_and_inspection_is_exported() -> None:
         assert name in dockerdrag.__all__
     assert callable(dockerdrag.Puller.pull_events)
     assert callable(dockerdrag.Puller.inspect)
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no_such_name"):
+        dockerdrag.no_such_name  # noqa: B018
+    assert "pull_image" in dir(dockerdrag)

@@ -21,6 +21,7 @@ LAYERS: list[set[str]] = [
     {"pull"},
     {"config", "progress"},
     {"cli"},
+    {"startup"},
     {"__main__"},
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

@@ -1,0 +1,111 @@
+"""The command's lighter start-up (dockerdrag.startup) keeps TLS verification intact.
+
+aiohttp is imported there with CA loading skipped, so its own default contexts
+trust nothing; dockerdrag's per-host contexts still load the system CAs. These
+tests run the real command against the HTTPS test registry, trusting its CA only
+through the system default (``SSL_CERT_FILE``), as a user's CA store would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.archive_check import read_docker_archive
+from tests.support.images import PushedImage, push_image, text_layer
+from tests.support.registry_server import RegistryServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_PUSHED: dict[str, PushedImage] = {}
+
+
+def tls_image(server: RegistryServer) -> PushedImage:
+    if server.url not in _PUSHED:
+        _PUSHED[server.url] = push_image(
+            server, "test/startup", "v1", [text_layer("s.txt", "start\n")]
+        )
+    return _PUSHED[server.url]
+
+
+def command(
+    args: list[str], tmp_path: Path, ca_file: Path | None
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DOCKERDRAG_", "SSL_CERT"))},
+        "DOCKER_CONFIG": str(tmp_path / "no-docker-config"),
+        "XDG_CACHE_HOME": str(tmp_path / "xdg-cache"),
+        "PYTHONPATH": str(ROOT),
+    }
+    if ca_file is not None:
+        env["SSL_CERT_FILE"] = str(ca_file)
+    return subprocess.run(
+        [sys.executable, "-m", "dockerdrag", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_command_verifies_tls_with_the_system_trust_store(
+    tls_registry: RegistryServer, tmp_path: Path
+) -> None:
+    image = tls_image(tls_registry)
+    completed = command(
+        ["pull", image.reference, "-o", "x.tar", "-q"], tmp_path, tls_registry.ca_pem_path
+    )
+    assert completed.returncode == 0, completed.stderr
+    (archived,) = read_docker_archive(tmp_path / "x.tar")
+    assert archived.config == image.config
+
+
+def test_the_command_refuses_a_registry_no_trusted_ca_signed(
+    tls_registry: RegistryServer, tmp_path: Path
+) -> None:
+    image = tls_image(tls_registry)
+    completed = command(["pull", image.reference, "-o", "x.tar", "-q"], tmp_path, None)
+    assert completed.returncode == 5, completed.stderr
+    assert "certificate" in completed.stderr.lower()
+    assert "Traceback" not in completed.stderr
+    assert not (tmp_path / "x.tar").exists()
+
+
+PROBE = """\
+import json, ssl, sys
+import dockerdrag
+cheap = "aiohttp" not in sys.modules
+from dockerdrag.startup import _import_aiohttp_without_ca_loading
+_import_aiohttp_without_ca_loading()
+import aiohttp.connector as connector
+print(json.dumps({
+    "cheap_package_import": cheap,
+    "aiohttp_verified_cas": connector._SSL_CONTEXT_VERIFIED.cert_store_stats()["x509_ca"],
+    "aiohttp_verifies": connector._SSL_CONTEXT_VERIFIED.verify_mode == ssl.CERT_REQUIRED,
+    "later_default_cas": ssl.create_default_context().cert_store_stats()["x509_ca"],
+    "method_restored": "set_default_verify_paths" not in vars(ssl.SSLContext),
+}))
+"""
+
+
+def test_aiohttp_defaults_trust_nothing_and_later_contexts_load_the_system_cas(
+    tls_registry: RegistryServer, tmp_path: Path
+) -> None:
+    env = {**os.environ, "SSL_CERT_FILE": str(tls_registry.ca_pem_path), "PYTHONPATH": str(ROOT)}
+    completed = subprocess.run(
+        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(completed.stdout)
+    assert report == {
+        "cheap_package_import": True,
+        "aiohttp_verified_cas": 0,  # fails closed: verifies, against no CA at all
+        "aiohttp_verifies": True,
+        "later_default_cas": 1,  # the test CA, through SSL_CERT_FILE
+        "method_restored": True,
+    }
