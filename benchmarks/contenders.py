@@ -10,6 +10,8 @@
   disk: the network + disk floor with one connection per blob;
 * ``decompress-floor``: every layer inflated at once, one process each (ISA-L), output
   discarded: the decompression floor.
+* ``python-floor``: the layers fetched with aiohttp and hashed, nothing written: what a
+  CPython client that verifies digests cannot beat (``benchmarks/python_floor.py``).
 
 Every run happens in its own work directory, deleted afterwards; outputs are checked
 (untimed) before that.
@@ -270,6 +272,22 @@ class DecompressFloor(Contender):
 
     def check(self, target: Target, workdir: Path) -> None:
         pass  # the output is discarded; a failed inflate fails the exit status
+
+
+class PythonFloor(Contender):
+    name = "python-floor"
+    description = "aiohttp GETs of every layer (8 at a time) hashed with sha256, nothing written"
+    cwd = REPO_ROOT
+
+    def commands(self, target: Target, workdir: Path) -> list[list[str]]:
+        spec = target.image.spec
+        return [[sys.executable, "-m", "benchmarks.python_floor", target.host, spec.repo, spec.tag]]
+
+    def command_line(self, target: Target, workdir: Path) -> str:
+        return "python -m benchmarks.python_floor HOST REPO TAG"
+
+    def check(self, target: Target, workdir: Path) -> None:
+        pass  # nothing is written; a digest mismatch fails the exit status
 
 
 def dockerdrag_formats() -> list[str]:

@@ -35,6 +35,7 @@ from .contenders import (
     Docker,
     Dockerdrag,
     DockerdragOci,
+    PythonFloor,
     Skopeo,
     Target,
     dockerdrag_formats,
@@ -47,6 +48,7 @@ CONTENDER_ORDER = (
     "docker",
     "curl-floor",
     "decompress-floor",
+    "python-floor",
 )
 LINKS = ("direct", "shaped")
 LINK_TITLES = {"direct": "direct (loopback)", "shaped": "shaped (proxy)"}
@@ -381,7 +383,7 @@ def render(
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Benchmark dockerdrag against skopeo, docker pull + save and two floors.",
+        description="Benchmark dockerdrag against skopeo, docker pull + save and three floors.",
     )
     parser.add_argument(
         "--quick", action="store_true", help="tiny images (smoke mode: seconds, not minutes)"
@@ -445,6 +447,7 @@ def choose_contenders(
         "skopeo": lambda: Skopeo(require_binary("/usr/bin/skopeo", "skopeo")),
         "curl-floor": lambda: CurlFloor(require_binary("/usr/bin/curl", "curl")),
         "decompress-floor": DecompressFloor,
+        "python-floor": PythonFloor,
     }
     chosen: list[Contender] = []
     for name in CONTENDER_ORDER:
