@@ -67,10 +67,12 @@ from tests.support.registry_server import RegistryServer
 pytestmark = pytest.mark.anyio
 
 FAST = RetryPolicy(base_delay=0.01, max_delay=0.05)
-STREAM = TransferOptions()
+STREAM = TransferOptions()  # the test blobs are small: file work on the event loop
 CHUNK = 512 << 10
-CHUNKED = TransferOptions(chunk_threshold=1 << 20, chunk_size=CHUNK)
-MODES = {"stream": STREAM, "chunked": CHUNKED}
+CHUNKED = TransferOptions(chunk_threshold=1 << 20, chunk_size=CHUNK, small_blob=0)
+# Each mode is a path a real pull takes: small blobs streamed, big ones in chunks, and
+# a big blob streamed whole (file work in worker threads) when ranges are unusable.
+MODES = {"stream": STREAM, "chunked": CHUNKED, "threaded-stream": TransferOptions(small_blob=0)}
 REPO = "transfer/app"
 
 
@@ -307,13 +309,13 @@ async def test_two_processes_pulling_the_same_blob_share_it(
 async def test_dropped_connection_reconnects_at_the_offset(
     proxy: FaultProxy, images: Images, tmp_path: Path, mode: str
 ) -> None:
-    cut = 1_300_000 if mode == "stream" else 300_000  # a chunk is 512 KiB
+    cut = 1_300_000 if mode != "chunked" else 300_000  # a chunk is 512 KiB
     proxy.add(drop_after(cut), path=blob_re(images.big))
     result = await pull(proxy, images.app, tmp_path / "c", tmp_path / "x.tar", transfer=MODES[mode])
     assert_archive(result, images.app)
     requests = proxy.requests_for(blob_re(images.big))
     assert requests[0].aborted
-    tail = "" if mode == "stream" else str(CHUNK - 1)
+    tail = "" if mode != "chunked" else str(CHUNK - 1)
     (offset,) = [
         int(match[1])
         for r in requests[1:]
@@ -703,7 +705,7 @@ async def test_registry_ignoring_range_falls_back_to_one_stream(
 async def test_wrong_content_range_is_never_trusted(
     proxy: FaultProxy, images: Images, tmp_path: Path, mode: str
 ) -> None:
-    if mode == "stream":
+    if mode != "chunked":
         proxy.add(drop_after(1_000_000), path=blob_re(images.big))
     proxy.add(wrong_content_range(), path=blob_re(images.big))
     result = await pull(proxy, images.app, tmp_path / "c", tmp_path / "x.tar", transfer=MODES[mode])
