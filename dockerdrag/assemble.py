@@ -30,7 +30,8 @@ from .docker_archive import (
     v1_layer_ids,
     write_docker_archive,
 )
-from .layers import open_decompressed
+from .docker_parallel import write_docker_archive_in_parallel
+from .layers import announced_size, open_decompressed
 from .manifest import ImageConfig, ImageIndex, ImageManifest
 from .oci_archive import OciImage, OciManifest, write_oci_archive, write_oci_dir
 from .reference import Reference
@@ -119,6 +120,11 @@ class _StoppableReader:
             raise WriterCancelled("pull cancelled")
         return self._inner.read(size)
 
+    def readinto(self, buffer: memoryview) -> int:
+        if self._stop.is_set():
+            raise WriterCancelled("pull cancelled")
+        return int(self._inner.readinto(buffer))  # type: ignore[attr-defined]
+
     def close(self) -> None:
         self._inner.close()
 
@@ -161,7 +167,11 @@ def docker_writer(
                 config_bytes=image.config_raw,
                 repo_tags=item.repo_tags,
                 layers=[
-                    ArchiveLayer(diff_id, _stoppable_opener(gate, d.digest, stop))
+                    ArchiveLayer(
+                        diff_id,
+                        _stoppable_opener(gate, d.digest, stop),
+                        _announced_size(gate, d.digest, stop),
+                    )
                     for d, diff_id in zip(image.manifest.layers, image.config.diff_ids, strict=True)
                 ],
             )
@@ -169,7 +179,8 @@ def docker_writer(
             for image in item.images[:1]
         ]
         with atomic_output(output) as handle:
-            write_docker_archive(handle, images, options)
+            if not write_docker_archive_in_parallel(handle, images, options):
+                write_docker_archive(handle, images, options)
 
     return write
 
@@ -233,6 +244,15 @@ def _stoppable_opener(
         return _StoppableReader(open_decompressed(path), stop)  # type: ignore[return-value]
 
     return open_layer
+
+
+def _announced_size(
+    gate: BlobGate, digest: Digest, stop: threading.Event
+) -> Callable[[], int | None]:
+    def size() -> int | None:
+        return announced_size(gate.wait(digest, stop))
+
+    return size
 
 
 async def run_writer_in_thread(write: Writer) -> None:

@@ -32,13 +32,24 @@ from .gojson import (
     v1_id_input,
 )
 from .layers import read_ahead
-from .tarwriter import HEADER_FLAVOURS, MAX_OCTAL_11, TarOutput, TarWriter
+from .tarwriter import (
+    HEADER_FLAVOURS,
+    MAX_OCTAL_11,
+    TYPE_DIRECTORY,
+    TYPE_FILE,
+    TYPE_SYMLINK,
+    TarOutput,
+    TarWriter,
+)
 
 __all__ = [
+    "ArchiveEntry",
     "ArchiveImage",
     "ArchiveLayer",
     "DockerArchiveOptions",
+    "LayerData",
     "ManifestItem",
+    "archive_entries",
     "chain_ids",
     "created_mtime",
     "manifest_json",
@@ -60,6 +71,8 @@ class ArchiveLayer:
     diff_id: Digest
     open: Callable[[], BinaryIO]
     """Opens a fresh stream of the uncompressed layer bytes."""
+    announced_size: Callable[[], int | None] | None = None
+    """The uncompressed size the blob claims (checked while writing), None if it claims none."""
 
 
 @dataclass(frozen=True)
@@ -221,17 +234,39 @@ def manifest_json(items: Sequence[ManifestItem], go122_escaping: bool = False) -
 
 
 @dataclass(frozen=True)
-class _LayerData:
+class LayerData:
+    """The data of one ``layer.tar``: which layer of which image it is."""
+
     image_index: int
     layer_index: int
     layer: ArchiveLayer
+
+    def check(self, actual: Digest) -> None:
+        """Raise DiffIDMismatchError unless ``actual`` (of the bytes written) is the diff_id."""
+        if actual != self.layer.diff_id:
+            raise DiffIDMismatchError(
+                f"image {self.image_index + 1}, layer {self.layer_index}: uncompressed content "
+                f"does not match diff_id: expected {self.layer.diff_id}, got {actual}"
+            )
+
+
+@dataclass(frozen=True)
+class ArchiveEntry:
+    """One member of the archive, in writing order."""
+
+    name: str
+    kind: bytes  # tarwriter's TYPE_DIRECTORY, TYPE_FILE or TYPE_SYMLINK
+    mtime: int
+    data: bytes = b""  # a regular file's bytes
+    link: str = ""  # a symlink's target
+    layer: LayerData | None = None  # a layer.tar whose bytes come from decompressing a blob
 
 
 @dataclass(frozen=True)
 class _LayerDir:
     json: bytes
     mtime: int
-    data: _LayerData | None
+    data: LayerData | None
     symlink_target: str = ""
 
 
@@ -287,7 +322,7 @@ def _add_image(
             continue
         first_dir = layout.data_dir_by_diff_id.get(layer.diff_id)
         if first_dir is None:
-            data = _LayerData(image_index, layer_index, layer)
+            data = LayerData(image_index, layer_index, layer)
             layout.dirs[v1_layer.v1_id] = _LayerDir(v1_layer.json, mtime, data)
             layout.data_dir_by_diff_id[layer.diff_id] = v1_layer.v1_id
         else:
@@ -325,30 +360,30 @@ def _build_layout(images: Sequence[ArchiveImage], options: DockerArchiveOptions)
 # ---------------------------------------------------------------------------
 
 
-def _verified_chunks(data: _LayerData) -> Iterator[bytes]:
-    """The layer's uncompressed bytes in 1 MiB chunks; raises if they miss the diff_id."""
+def _verified_chunks(data: LayerData) -> Iterator[bytes]:
+    """The layer's uncompressed bytes in chunks; raises if they miss the diff_id."""
     hasher = hashlib.sha256()
     # Decompression in the read-ahead thread; hashing and writing in this one
     # (measured: the faster split of the three on two cores).
     for chunk in read_ahead(data.layer.open, _CHUNK_SIZE):
         hasher.update(chunk)
         yield chunk
-    actual = Digest(hasher.hexdigest())
-    if actual != data.layer.diff_id:
-        raise DiffIDMismatchError(
-            f"image {data.image_index + 1}, layer {data.layer_index}: uncompressed content "
-            f"does not match diff_id: expected {data.layer.diff_id}, got {actual}"
-        )
+    data.check(Digest(hasher.hexdigest()))
 
 
-def _write_layer_dir(tar: TarWriter, v1_id: str, layer_dir: _LayerDir) -> None:
-    tar.add_directory(f"{v1_id}/", layer_dir.mtime)
-    tar.add_bytes(f"{v1_id}/VERSION", _VERSION_BYTES, layer_dir.mtime)
-    tar.add_bytes(f"{v1_id}/json", layer_dir.json, layer_dir.mtime)
+def _layer_dir_entries(v1_id: str, layer_dir: _LayerDir) -> list[ArchiveEntry]:
+    mtime = layer_dir.mtime
+    entries = [
+        ArchiveEntry(f"{v1_id}/", TYPE_DIRECTORY, mtime),
+        ArchiveEntry(f"{v1_id}/VERSION", TYPE_FILE, mtime, _VERSION_BYTES),
+        ArchiveEntry(f"{v1_id}/json", TYPE_FILE, mtime, layer_dir.json),
+    ]
+    layer_tar = f"{v1_id}/layer.tar"
     if layer_dir.data is None:
-        tar.add_symlink(f"{v1_id}/layer.tar", layer_dir.symlink_target, layer_dir.mtime)
+        entries.append(ArchiveEntry(layer_tar, TYPE_SYMLINK, mtime, link=layer_dir.symlink_target))
     else:
-        tar.add_stream(f"{v1_id}/layer.tar", _verified_chunks(layer_dir.data), layer_dir.mtime)
+        entries.append(ArchiveEntry(layer_tar, TYPE_FILE, mtime, layer=layer_dir.data))
+    return entries
 
 
 def _check_options(options: DockerArchiveOptions) -> None:
@@ -371,16 +406,37 @@ def write_docker_archive(
     layer's uncompressed bytes miss its diff_id.
     """
     options = options or DockerArchiveOptions()
+    tar = TarWriter(out, options.header_flavour)
+    for entry in archive_entries(images, options):
+        if entry.layer is not None:
+            tar.add_stream(entry.name, _verified_chunks(entry.layer), entry.mtime)
+        elif entry.kind == TYPE_DIRECTORY:
+            tar.add_directory(entry.name, entry.mtime)
+        elif entry.kind == TYPE_SYMLINK:
+            tar.add_symlink(entry.name, entry.link, entry.mtime)
+        else:
+            tar.add_bytes(entry.name, entry.data, entry.mtime)
+    tar.finish()
+
+
+def archive_entries(
+    images: Sequence[ArchiveImage], options: DockerArchiveOptions
+) -> list[ArchiveEntry]:
+    """The members of the archive of ``images``, in the order ``docker save`` writes them.
+
+    Raises UsageError for bad options or no images, InvalidManifestError for configs
+    Docker would refuse or that do not match the layers.
+    """
     _check_options(options)
     if not images:
         raise UsageError("no images to save")
     layout = _build_layout(images, options)
-    tar = TarWriter(out, options.header_flavour)
+    entries: list[ArchiveEntry] = []
     for name in sorted([*layout.dirs, *layout.files]):
         layer_dir = layout.dirs.get(name)
         if layer_dir is not None:
-            _write_layer_dir(tar, name, layer_dir)
+            entries.extend(_layer_dir_entries(name, layer_dir))
         else:
             data, mtime = layout.files[name]
-            tar.add_bytes(name, data, mtime)
-    tar.finish()
+            entries.append(ArchiveEntry(name, TYPE_FILE, mtime, data))
+    return entries

@@ -10,6 +10,7 @@ or multi-frame zstd streams are decompressed completely.
 from __future__ import annotations
 
 import io
+import os
 import queue
 import threading
 import zlib
@@ -102,9 +103,10 @@ class _DecompressedReader(io.RawIOBase):
         return b"".join(parts)
 
     def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+        try:
+            return int(self._inner.readinto(buffer))  # type: ignore[attr-defined]
+        except self._errors as exc:
+            raise IntegrityError(f"{self._description}: corrupt data: {exc}") from exc
 
     def close(self) -> None:
         if not self.closed:
@@ -140,6 +142,29 @@ def _open_inner(
     decompressor = zstandard.ZstdDecompressor()
     reader = decompressor.stream_reader(source, read_size=CHUNK_SIZE, read_across_frames=True)
     return cast(IO[bytes], reader), (*_DECOMPRESSION_ERRORS, zstandard.ZstdError)
+
+
+_GZIP_TRAILER: Final = 8  # CRC32 and ISIZE
+_GZIP_MINIMUM: Final = 18  # a 10-byte header, an empty deflate block, the trailer
+
+
+def announced_size(path: Path) -> int | None:
+    """The uncompressed size the blob at ``path`` announces, or None if it announces none.
+
+    Uncompressed: the file's size. gzip: the trailer's ISIZE, the size of the last
+    member modulo 2**32. That is the whole size for the single-member gzip every
+    image builder writes, but only a claim: a caller must check it against the
+    bytes it gets. bzip2, xz and zstd blobs announce nothing here.
+    """
+    with open(path, "rb") as source:
+        compression = sniff_compression(source.read(_SNIFF_LENGTH))
+        length = os.fstat(source.fileno()).st_size
+        if compression is Compression.NONE:
+            return length
+        if compression is not Compression.GZIP or length < _GZIP_MINIMUM:
+            return None
+        source.seek(length - _GZIP_TRAILER + 4)
+        return int.from_bytes(source.read(4), "little")
 
 
 def open_decompressed(path: Path) -> BinaryIO:

@@ -35,7 +35,7 @@ from dockerdrag.errors import (
     UsageError,
 )
 from dockerdrag.gojson import decode_image_config
-from dockerdrag.layers import open_decompressed
+from dockerdrag.layers import announced_size, open_decompressed
 
 FIXTURES = Path(__file__).parent / "fixtures" / "docker-save-20.10"
 IMAGE_FIXTURES = sorted(
@@ -51,15 +51,25 @@ def _opener(path: Path) -> Callable[[], BinaryIO]:
     return lambda: open_decompressed(path)
 
 
-def fixture_image(name: str, repo_tags: Sequence[str] | None = None) -> ArchiveImage:
-    """An ArchiveImage built from the fixture's ``registry/`` directory alone."""
+def fixture_image(
+    name: str, repo_tags: Sequence[str] | None = None, *, announce: bool = False
+) -> ArchiveImage:
+    """An ArchiveImage built from the fixture's ``registry/`` directory alone.
+
+    ``announce``: the layers tell their announced sizes (for the parallel writer).
+    """
     registry = FIXTURES / name / "registry"
     manifest = json.loads((registry / "manifest.json").read_bytes())
     config_bytes = (registry / Digest.parse(manifest["config"]["digest"]).hex).read_bytes()
     diff_ids = decode_image_config(config_bytes).diff_ids
+    paths = [registry / Digest.parse(layer["digest"]).hex for layer in manifest["layers"]]
     layers = [
-        ArchiveLayer(Digest.parse(diff_id), _opener(registry / Digest.parse(layer["digest"]).hex))
-        for layer, diff_id in zip(manifest["layers"], diff_ids, strict=True)
+        ArchiveLayer(
+            Digest.parse(diff_id),
+            _opener(path),
+            (lambda p=path: announced_size(p)) if announce else None,
+        )
+        for path, diff_id in zip(paths, diff_ids, strict=True)
     ]
     tags = [fixture_tag(name)] if repo_tags is None else list(repo_tags)
     return ArchiveImage(config_bytes=config_bytes, layers=layers, repo_tags=tags)

@@ -17,6 +17,7 @@ LAYERS: list[set[str]] = [
     {"registry"},
     {"download"},
     {"docker_archive", "oci_archive"},
+    {"docker_parallel"},
     {"assemble"},
     {"pull"},
     {"config", "progress"},
