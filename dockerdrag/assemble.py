@@ -179,7 +179,7 @@ def docker_writer(
             for image in item.images[:1]
         ]
         with atomic_output(output) as handle:
-            if not write_docker_archive_in_parallel(handle, images, options):
+            if not write_docker_archive_in_parallel(handle, images, options, stop):
                 write_docker_archive(handle, images, options)
 
     return write

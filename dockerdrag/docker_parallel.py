@@ -46,11 +46,14 @@ def write_docker_archive_in_parallel(
     out: DirectFileWriter,
     images: Sequence[ArchiveImage],
     options: DockerArchiveOptions,
+    interrupt: threading.Event | None = None,
 ) -> bool:
     """Write the archive of ``images`` to the empty ``out``; False if it must be sequential.
 
     Each layer's ``announced_size`` gives its size (it may wait for the blob). On
-    False nothing was kept: ``out`` is empty again.
+    False nothing was kept: ``out`` is empty again. ``interrupt`` is set when a
+    decoder fails (a full disk, a diff_id mismatch), to end a wait for a blob that
+    watches it; that decoder's error is raised.
     """
     entries = archive_entries(images, options)
     flavour = options.header_flavour
@@ -58,6 +61,8 @@ def write_docker_archive_in_parallel(
     around: list[tuple[int, bytes]] = []  # everything outside the layer regions
     position = 0
     jobs: list[Future[bool]] = []
+    interrupted: BaseException | None = None
+    first_errors: list[BaseException] = []  # in the order decoders failed: the first is the cause
     with ThreadPoolExecutor(DECODERS, thread_name_prefix="dockerdrag-decoder") as decoders:
         try:
             for entry in entries:
@@ -76,22 +81,28 @@ def write_docker_archive_in_parallel(
                 )
                 around.append((position, header))
                 position += BLOCK_SIZE
-                job = decoders.submit(_write_layer, out, position, entry.layer, size, failed)
+                job = decoders.submit(
+                    _write_layer, out, position, entry.layer, size, failed, interrupt, first_errors
+                )
                 jobs.append(job)
                 position += size + padding_for(size)
             else:
                 around.append((position, bytes(2 * BLOCK_SIZE)))
                 for offset, data in _joined(around):
                     out.write_at(data, offset)
-        except BaseException:
+        except BaseException as error:
             failed.set()
-            raise
+            interrupted = error
         finally:
             if failed.is_set():
                 for job in jobs:
                     job.cancel()  # those not started yet
-    # Every decoder has stopped. Its error (a diff_id mismatch, a full disk, a stop)
-    # is raised; a wrong size only means: write it sequentially.
+    # Every decoder has stopped. A decoder's error (a diff_id mismatch, a full disk, a
+    # stop) is raised before what it interrupted; a wrong size means: write sequentially.
+    if first_errors:
+        raise first_errors[0]
+    if interrupted is not None:
+        raise interrupted
     complete = not failed.is_set()
     for job in jobs:
         if job.cancelled() or not job.result():
@@ -126,7 +137,13 @@ def _joined(pieces: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
 
 
 def _write_layer(
-    out: DirectFileWriter, start: int, data: LayerData, size: int, failed: threading.Event
+    out: DirectFileWriter,
+    start: int,
+    data: LayerData,
+    size: int,
+    failed: threading.Event,
+    interrupt: threading.Event | None,
+    first_errors: list[BaseException],
 ) -> bool:
     """Decompress the layer into ``[start, start + size)`` and pad it; False if not ``size``."""
     hasher = hashlib.sha256()
@@ -146,7 +163,10 @@ def _write_layer(
             region.zero_fill(padding_for(size))
             region.finish()
         data.check(Digest(hasher.hexdigest()))
-    except BaseException:
+    except BaseException as error:
+        first_errors.append(error)
         failed.set()
+        if interrupt is not None:
+            interrupt.set()
         raise
     return True

@@ -13,6 +13,8 @@ import hashlib
 import io
 import os
 import random
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -182,3 +184,29 @@ def test_pages_refused_by_o_direct_are_written_buffered(
     assert write_both_ways(tmp_path / "x.tar", [image], options)
     assert direct_fds  # O_DIRECT was offered, and refused at the first write
     assert_same_bytes((tmp_path / "x.tar").read_bytes(), sequential_bytes([image], options))
+
+
+def test_a_failing_decoder_interrupts_the_wait_for_the_next_blob(tmp_path: Path) -> None:
+    image = synthetic_image(tmp_path, [(300_000, "gzip"), (200_000, "gzip")])
+    first, second = image.layers
+    interrupt = threading.Event()
+
+    def blob_that_never_comes() -> int | None:
+        # Like BlobGate.wait: ends only when told to stop (here: by the failing decoder).
+        if not interrupt.wait(30):
+            raise AssertionError("the wait for the second blob was not interrupted")
+        raise RuntimeError("stopped waiting")
+
+    diff_ids = f'"sha256:{"0" * 64}","sha256:{second.diff_id.hex}"'
+    wrong_first = ArchiveLayer(Digest("0" * 64), first.open, first.announced_size)
+    waiting_second = ArchiveLayer(second.diff_id, second.open, blob_that_never_comes)
+    bad = ArchiveImage((CONFIG % diff_ids).encode(), [wrong_first, waiting_second], ["x:y"])
+    fd = os.open(tmp_path / "x.tar", os.O_RDWR | os.O_CREAT, 0o600)
+    started = time.monotonic()
+    try:
+        with DirectFileWriter(fd) as out, pytest.raises(DiffIDMismatchError, match="layer 0"):
+            write_docker_archive_in_parallel(out, [bad], DockerArchiveOptions(now=0), interrupt)
+    finally:
+        os.close(fd)
+    assert interrupt.is_set()
+    assert time.monotonic() - started < 10
