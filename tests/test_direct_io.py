@@ -59,9 +59,9 @@ def test_without_o_direct_everything_goes_buffered(
     assert path.read_bytes() == expected
 
 
-def test_a_direct_write_refused_with_einval_falls_back(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def refuse_direct_writes(monkeypatch: pytest.MonkeyPatch) -> set[int]:
+    """Make every write through an O_DIRECT descriptor fail with EINVAL, as some file
+    systems do though they accept the open; returns the set of those descriptors."""
     real_pwrite = os.pwrite
     direct_fds: set[int] = set()
     real_reopen = direct_io._reopen_direct
@@ -79,6 +79,13 @@ def test_a_direct_write_refused_with_einval_falls_back(
 
     monkeypatch.setattr(direct_io, "_reopen_direct", reopen)
     monkeypatch.setattr(direct_io.os, "pwrite", pwrite)
+    return direct_fds
+
+
+def test_a_direct_write_refused_with_einval_falls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refuse_direct_writes(monkeypatch)
     path = tmp_path / "out.bin"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:

@@ -7,7 +7,6 @@ and file systems that refuse O_DIRECT.
 
 from __future__ import annotations
 
-import errno
 import gzip
 import hashlib
 import io
@@ -21,7 +20,6 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from dockerdrag import direct_io
 from dockerdrag.digest import Digest
 from dockerdrag.direct_io import DIRECT_BLOCK, DirectFileWriter
 from dockerdrag.docker_archive import (
@@ -33,6 +31,7 @@ from dockerdrag.docker_archive import (
 from dockerdrag.docker_parallel import write_docker_archive_in_parallel
 from dockerdrag.errors import DiffIDMismatchError
 from dockerdrag.layers import announced_size, open_decompressed
+from tests.test_direct_io import refuse_direct_writes
 from tests.test_docker_archive import (
     FIXTURES,
     IMAGE_FIXTURES,
@@ -162,23 +161,7 @@ def test_a_diff_id_mismatch_raises(tmp_path: Path) -> None:
 def test_pages_refused_by_o_direct_are_written_buffered(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_pwrite = os.pwrite
-    direct_fds: set[int] = set()
-    real_reopen = direct_io._reopen_direct
-
-    def reopen(fd: int) -> int | None:
-        direct = real_reopen(fd)
-        if direct is not None:
-            direct_fds.add(direct)
-        return direct
-
-    def pwrite(fd: int, data: object, offset: int) -> int:
-        if fd in direct_fds:
-            raise OSError(errno.EINVAL, "Invalid argument")
-        return real_pwrite(fd, data, offset)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(direct_io, "_reopen_direct", reopen)
-    monkeypatch.setattr(direct_io.os, "pwrite", pwrite)
+    direct_fds = refuse_direct_writes(monkeypatch)
     image = synthetic_image(tmp_path, [(2 * DIRECT_BLOCK + 5, "gzip"), (DIRECT_BLOCK, "none")])
     options = DockerArchiveOptions(now=0)
     assert write_both_ways(tmp_path / "x.tar", [image], options)
