@@ -275,17 +275,9 @@ class DirectFileWriter:
                 self._full.task_done()
 
     def _write_direct(self, block: mmap.mmap, offset: int, length: int) -> None:
-        fd = self._direct_fd
-        if fd is not None and not self._direct_refused:
-            try:
-                _pwrite_all(fd, memoryview(block)[:length], offset)
-                return
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:
-                    raise
-                # The file system takes O_DIRECT at open but not these writes: go buffered.
-                self._direct_refused = True
-        _pwrite_all(self._fd, memoryview(block)[:length], offset)
+        direct = None if self._direct_refused else self._direct_fd
+        if not _pwrite_past_cache(direct, self._fd, memoryview(block)[:length], offset):
+            self._direct_refused = True
 
 
 class RegionWriter:
@@ -367,15 +359,8 @@ class RegionWriter:
         self._done = high
 
     def _write_pages(self, pages: memoryview, offset: int) -> None:
-        if self._direct_fd is not None:
-            try:
-                _pwrite_all(self._direct_fd, pages, offset)
-                return
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:
-                    raise
-                self._direct_fd = None  # refused for these writes: go buffered
-        _pwrite_all(self._fd, pages, offset)
+        if not _pwrite_past_cache(self._direct_fd, self._fd, pages, offset):
+            self._direct_fd = None
 
 
 class Readable(Protocol):
@@ -399,6 +384,23 @@ def _reopen_direct(fd: int) -> int | None:
         return os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | direct | os.O_CLOEXEC)
     except OSError:
         return None
+
+
+def _pwrite_past_cache(direct_fd: int | None, fd: int, data: memoryview, offset: int) -> bool:
+    """Write aligned ``data`` with ``O_DIRECT`` through ``direct_fd``, else through ``fd``.
+
+    A file system may take ``O_DIRECT`` at open but refuse the writes (``EINVAL``):
+    then the data goes through ``fd``. Returns whether ``direct_fd`` is still usable.
+    """
+    if direct_fd is not None:
+        try:
+            _pwrite_all(direct_fd, data, offset)
+            return True
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+    _pwrite_all(fd, data, offset)
+    return False
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:

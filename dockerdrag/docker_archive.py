@@ -410,12 +410,8 @@ def write_docker_archive(
     for entry in archive_entries(images, options):
         if entry.layer is not None:
             tar.add_stream(entry.name, _verified_chunks(entry.layer), entry.mtime)
-        elif entry.kind == TYPE_DIRECTORY:
-            tar.add_directory(entry.name, entry.mtime)
-        elif entry.kind == TYPE_SYMLINK:
-            tar.add_symlink(entry.name, entry.link, entry.mtime)
         else:
-            tar.add_bytes(entry.name, entry.data, entry.mtime)
+            tar.add_member(entry.name, entry.kind, entry.mtime, entry.data, entry.link)
     tar.finish()
 
 

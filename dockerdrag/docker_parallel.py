@@ -27,13 +27,19 @@ from typing import cast
 from .digest import Digest
 from .direct_io import DirectFileWriter, Readable
 from .docker_archive import (
-    ArchiveEntry,
     ArchiveImage,
     DockerArchiveOptions,
     LayerData,
     archive_entries,
 )
-from .tarwriter import BLOCK_SIZE, TYPE_FILE, build_header, padding_for
+from .tarwriter import (
+    BLOCK_SIZE,
+    END_OF_ARCHIVE,
+    TYPE_FILE,
+    build_header,
+    member_bytes,
+    padding_for,
+)
 
 __all__ = ["DECODERS", "write_docker_archive_in_parallel"]
 
@@ -67,7 +73,14 @@ def write_docker_archive_in_parallel(
         try:
             for entry in entries:
                 if entry.layer is None:
-                    member = _member(entry, flavour)
+                    member = member_bytes(
+                        entry.name,
+                        entry.kind,
+                        mtime=entry.mtime,
+                        data=entry.data,
+                        linkname=entry.link,
+                        flavour=flavour,
+                    )
                     around.append((position, member))
                     position += len(member)
                     continue
@@ -87,7 +100,7 @@ def write_docker_archive_in_parallel(
                 jobs.append(job)
                 position += size + padding_for(size)
             else:
-                around.append((position, bytes(2 * BLOCK_SIZE)))
+                around.append((position, END_OF_ARCHIVE))
                 for offset, data in _joined(around):
                     out.write_at(data, offset)
         except BaseException as error:
@@ -110,19 +123,6 @@ def write_docker_archive_in_parallel(
     if not complete:
         out.discard()
     return complete
-
-
-def _member(entry: ArchiveEntry, flavour: str) -> bytes:
-    """A member whose bytes are all known: header, data, padding."""
-    header = build_header(
-        entry.name,
-        entry.kind,
-        size=len(entry.data),
-        mtime=entry.mtime,
-        linkname=entry.link,
-        flavour=flavour,
-    )
-    return header + entry.data + bytes(padding_for(len(entry.data)))
 
 
 def _joined(pieces: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:

@@ -21,6 +21,7 @@ from .errors import OutputError, UsageError
 
 __all__ = [
     "BLOCK_SIZE",
+    "END_OF_ARCHIVE",
     "HEADER_FLAVOURS",
     "MAX_OCTAL_11",
     "TYPE_DIRECTORY",
@@ -29,10 +30,13 @@ __all__ = [
     "TarOutput",
     "TarWriter",
     "build_header",
+    "member_bytes",
     "padding_for",
 ]
 
 BLOCK_SIZE: Final = 512
+END_OF_ARCHIVE: Final = bytes(2 * BLOCK_SIZE)
+"""What ends the archive: two zero blocks (no record padding)."""
 HEADER_FLAVOURS: Final = ("20.10", "23", "24")
 MAX_OCTAL_11: Final = 8**11 - 1
 """The largest size or mtime an 11-digit octal field holds (8 GiB - 1)."""
@@ -112,6 +116,22 @@ def build_header(
     return bytes(header)
 
 
+def member_bytes(
+    name: str,
+    typeflag: bytes,
+    *,
+    mtime: int,
+    data: bytes = b"",
+    linkname: str = "",
+    flavour: str = "20.10",
+) -> bytes:
+    """A whole member whose data is known: header, data, NUL padding to the block."""
+    header = build_header(
+        name, typeflag, size=len(data), mtime=mtime, linkname=linkname, flavour=flavour
+    )
+    return header + data + bytes(padding_for(len(data)))
+
+
 class TarWriter:
     """Write a USTAR stream entry by entry to ``out`` (seekable for :meth:`add_stream`)."""
 
@@ -130,21 +150,27 @@ class TarWriter:
             name, typeflag, size=size, mtime=mtime, linkname=linkname, flavour=self._flavour
         )
 
+    def add_member(
+        self, name: str, typeflag: bytes, mtime: int, data: bytes = b"", linkname: str = ""
+    ) -> None:
+        """A member whose data is known (see :func:`member_bytes`)."""
+        self._out.write(
+            member_bytes(
+                name, typeflag, mtime=mtime, data=data, linkname=linkname, flavour=self._flavour
+            )
+        )
+
     def add_directory(self, name: str, mtime: int) -> None:
         """A directory entry; ``name`` gets a trailing ``/`` if it lacks one."""
-        if not name.endswith("/"):
-            name += "/"
-        self._out.write(self._header(name, TYPE_DIRECTORY, 0, mtime))
+        self.add_member(name if name.endswith("/") else name + "/", TYPE_DIRECTORY, mtime)
 
     def add_symlink(self, name: str, target: str, mtime: int) -> None:
         """A symbolic link entry pointing at ``target``."""
-        self._out.write(self._header(name, TYPE_SYMLINK, 0, mtime, target))
+        self.add_member(name, TYPE_SYMLINK, mtime, linkname=target)
 
     def add_bytes(self, name: str, data: bytes, mtime: int) -> None:
         """A regular file holding ``data``."""
-        self._out.write(self._header(name, TYPE_FILE, len(data), mtime))
-        self._out.write(data)
-        self._out.write(b"\0" * padding_for(len(data)))
+        self.add_member(name, TYPE_FILE, mtime, data)
 
     def add_stream(self, name: str, chunks: Iterable[bytes], mtime: int) -> int:
         """A regular file whose data arrives in ``chunks`` of unknown total size.
@@ -169,4 +195,4 @@ class TarWriter:
 
     def finish(self) -> None:
         """End the archive with two zero blocks (no record padding)."""
-        self._out.write(b"\0" * (2 * BLOCK_SIZE))
+        self._out.write(END_OF_ARCHIVE)

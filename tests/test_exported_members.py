@@ -1,5 +1,8 @@
 """The public surface is small, explicit and documented."""
 
+import ast
+from pathlib import Path
+
 import pytest
 
 import dockerdrag
@@ -56,3 +59,17 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no_such_name"):
         dockerdrag.no_such_name  # noqa: B018
     assert "pull_image" in dir(dockerdrag)
+
+
+def test_the_lazy_names_are_the_ones_type_checkers_see() -> None:
+    """``__init__`` lists each public name twice: for mypy (imports) and for loading."""
+    tree = ast.parse(Path(dockerdrag.__file__).read_text(encoding="utf-8"))
+    checked = {
+        alias.name: (node.module or "")
+        for block in tree.body
+        if isinstance(block, ast.If)
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert checked == dockerdrag._HOMES

@@ -535,6 +535,21 @@ def _count_open_blobs(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
     return lambda: busiest
 
 
+async def pull_app_in_chunks(
+    proxy: FaultProxy, images: Images, tmp_path: Path, concurrency: int
+) -> None:
+    """Pull the app image with its big layer in chunks, at most ``concurrency`` requests."""
+    result = await pull(
+        proxy,
+        images.app,
+        tmp_path / "c",
+        tmp_path / "x.tar",
+        transfer=CHUNKED,
+        concurrency=concurrency,
+    )
+    assert_archive(result, images.app)
+
+
 @pytest.mark.parametrize("concurrency", [1, 2])
 async def test_layers_and_chunks_share_the_connection_limit(
     proxy: FaultProxy,
@@ -546,15 +561,7 @@ async def test_layers_and_chunks_share_the_connection_limit(
     proxy.add(throttle(8_000_000), path=r"/blobs/", times=None)
     busiest = _count_open_blobs(monkeypatch)
     with anyio.fail_after(30):  # a layer waiting for its chunks must not starve them
-        result = await pull(
-            proxy,
-            images.app,
-            tmp_path / "c",
-            tmp_path / "x.tar",
-            transfer=CHUNKED,
-            concurrency=concurrency,
-        )
-    assert_archive(result, images.app)
+        await pull_app_in_chunks(proxy, images, tmp_path, concurrency)
     assert busiest() == concurrency
     assert gets(proxy, images.big) == math.ceil(images.big.size / CHUNK)
 
@@ -569,15 +576,7 @@ async def test_slow_connections_make_the_limit_grow_to_the_ceiling(
     ceiling = 7  # the base layer and 6 chunks of the big one
     assert ceiling > INITIAL_CONNECTIONS
     with anyio.fail_after(30):
-        result = await pull(
-            proxy,
-            images.app,
-            tmp_path / "c",
-            tmp_path / "x.tar",
-            transfer=CHUNKED,
-            concurrency=ceiling,
-        )
-    assert_archive(result, images.app)
+        await pull_app_in_chunks(proxy, images, tmp_path, ceiling)
     assert busiest() == ceiling
 
 
@@ -590,10 +589,7 @@ async def test_a_fast_link_keeps_the_initial_connections(
     monkeypatch.setattr(download, "GROWTH_CHECK_SECONDS", 0.01)
     proxy.add(throttle(2_000_000), path=r"/blobs/", times=None)
     busiest = _count_open_blobs(monkeypatch)
-    result = await pull(
-        proxy, images.app, tmp_path / "c", tmp_path / "x.tar", transfer=CHUNKED, concurrency=16
-    )
-    assert_archive(result, images.app)
+    await pull_app_in_chunks(proxy, images, tmp_path, 16)
     assert 1 < busiest() <= INITIAL_CONNECTIONS
 
 
