@@ -17,6 +17,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
@@ -493,6 +494,39 @@ async def test_sidecar_ranges_are_resumed_around_holes(
     ranges = sorted(r.header("Range") or "" for r in proxy.requests_for(blob_re(images.big)))
     assert f"bytes={CHUNK}-{2 * CHUNK - 1}" in ranges
     assert not any(r.startswith(f"bytes={3 * CHUNK}-") for r in ranges)
+
+
+async def test_sidecar_is_saved_off_the_event_loop_one_save_at_a_time(
+    proxy: FaultProxy, images: Images, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A save every 64 KiB written: many saves while 6 chunks of the 3 MB blob stream in.
+    monkeypatch.setattr(download, "RANGES_SAVE_EVERY", 64 << 10)
+    saves: list[tuple[bool, int, list[tuple[int, int]]]] = []
+    active = [0, 0]  # saves running now, most ever at once
+    original = download.BlobStore.save_ranges
+
+    def recording_save(store: Any, digest: Digest, size: int, ranges: Any) -> None:
+        active[0] += 1
+        active[1] = max(active)
+        try:
+            on_loop = threading.current_thread() is threading.main_thread()
+            saves.append((on_loop, ranges.total(), ranges.as_list()))
+            time.sleep(0.005)  # a slow disk: the connections must keep reading meanwhile
+            original(store, digest, size, ranges)
+        finally:
+            active[0] -= 1
+
+    monkeypatch.setattr(download.BlobStore, "save_ranges", recording_save)
+    proxy.add(throttle(3_000_000), path=blob_re(images.big), times=None)
+    result = await pull(proxy, images.app, tmp_path / "c", tmp_path / "x.tar", transfer=CHUNKED)
+    assert_archive(result, images.app)
+    assert len(saves) >= 5
+    assert not any(on_loop for on_loop, _, _ in saves)
+    assert active[1] == 1
+    # Each save is a snapshot of bytes really written: within the blob, never shrinking.
+    totals = [total for _, total, _ in saves]
+    assert totals == sorted(totals)
+    assert all(0 <= lo < hi <= images.big.size for _, _, r in saves for lo, hi in r)
 
 
 # -- chunks and the connection limit ---------------------------------------------------
