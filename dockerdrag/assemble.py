@@ -33,7 +33,6 @@ from .docker_archive import (
 from .docker_parallel import write_docker_archive_in_parallel
 from .layers import announced_size, open_decompressed
 from .manifest import ImageConfig, ImageIndex, ImageManifest
-from .oci_archive import OciImage, OciManifest, write_oci_archive, write_oci_dir
 from .reference import Reference
 from .store import BlobStore, atomic_output
 
@@ -193,6 +192,9 @@ def oci_writer(
     include_attestations: bool,
 ) -> Writer:
     """The ``oci`` tar or the ``oci-dir`` directory of every pulled platform image."""
+    # Imported here: a docker-format pull, the default, never loads the OCI writer.
+    from .oci_archive import OciImage, OciManifest, write_oci_archive, write_oci_dir
+
     images = [
         OciImage(
             manifests=[

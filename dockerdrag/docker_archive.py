@@ -9,6 +9,7 @@ tag is saved, ``repositories``. Layers are streamed (decompressed by the caller'
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -180,11 +181,24 @@ def _v1_layers(
     return layers
 
 
+@functools.lru_cache(maxsize=8)
+def _decoded_image(
+    config_bytes: bytes, options: DockerArchiveOptions
+) -> tuple[ImageConfig, tuple[Digest, ...], tuple[_V1Layer, ...]]:
+    """The config, its diff_ids and its v1 layers, worked out once per config.
+
+    A pull asks twice: for the order to fetch layers in (on the event loop, before
+    any layer is requested) and again when it writes the archive. The result is
+    only read, never changed.
+    """
+    config, diff_ids = _decode_config(config_bytes)
+    return config, tuple(diff_ids), tuple(_v1_layers(config, diff_ids, options))
+
+
 def v1_layer_ids(config_bytes: bytes, options: DockerArchiveOptions | None = None) -> list[str]:
     """The legacy v1 layer IDs (hex, bottom to top) ``docker save`` uses for a config."""
-    options = options or DockerArchiveOptions()
-    config, diff_ids = _decode_config(config_bytes)
-    return [layer.v1_id for layer in _v1_layers(config, diff_ids, options)]
+    _config, _diff_ids, v1_layers = _decoded_image(config_bytes, options or DockerArchiveOptions())
+    return [layer.v1_id for layer in v1_layers]
 
 
 def _split_familiar_tag(repo_tag: str) -> tuple[str, str]:
@@ -313,10 +327,9 @@ def _add_image(
     layout: _Layout, image_index: int, image: ArchiveImage, options: DockerArchiveOptions, now: int
 ) -> ManifestItem:
     """Docker's ``saveImage`` for one image: add its dirs and config to ``layout``."""
-    config, diff_ids = _decode_config(image.config_bytes)
+    config, diff_ids, v1_layers = _decoded_image(image.config_bytes, options)
     _check_layers(image, diff_ids)
     mtime = created_mtime(config.created)
-    v1_layers = _v1_layers(config, diff_ids, options)
     for layer_index, (v1_layer, layer) in enumerate(zip(v1_layers, image.layers, strict=True)):
         if v1_layer.v1_id in layout.dirs:
             continue
