@@ -11,7 +11,9 @@
 * ``decompress-floor``: every layer inflated at once, one process each (ISA-L), output
   discarded: the decompression floor.
 * ``python-floor``: the layers fetched with aiohttp and hashed, nothing written: what a
-  CPython client that verifies digests cannot beat (``benchmarks/python_floor.py``).
+  CPython client that verifies digests cannot beat (``benchmarks/python_floor.py``);
+* ``python-floor-docker``: the same, each layer also inflated as it arrives and its
+  diff_id hashed (two threads), nothing written: the floor of a docker-format pull.
 
 Every run happens in its own work directory, deleted afterwards; outputs are checked
 (untimed) before that.
@@ -288,6 +290,20 @@ class PythonFloor(Contender):
 
     def check(self, target: Target, workdir: Path) -> None:
         pass  # nothing is written; a digest mismatch fails the exit status
+
+
+class PythonDockerFloor(PythonFloor):
+    name = "python-floor-docker"
+    description = (
+        "the Python floor, each layer also inflated (ISA-L) and its diff_id hashed, "
+        "two threads, nothing written"
+    )
+
+    def commands(self, target: Target, workdir: Path) -> list[list[str]]:
+        return [[*command, "--decompress"] for command in super().commands(target, workdir)]
+
+    def command_line(self, target: Target, workdir: Path) -> str:
+        return "python -m benchmarks.python_floor HOST REPO TAG --decompress"
 
 
 def dockerdrag_formats() -> list[str]:

@@ -35,6 +35,7 @@ from .contenders import (
     Docker,
     Dockerdrag,
     DockerdragOci,
+    PythonDockerFloor,
     PythonFloor,
     Skopeo,
     Target,
@@ -49,6 +50,7 @@ CONTENDER_ORDER = (
     "curl-floor",
     "decompress-floor",
     "python-floor",
+    "python-floor-docker",
 )
 LINKS = ("direct", "shaped")
 LINK_TITLES = {"direct": "direct (loopback)", "shaped": "shaped (proxy)"}
@@ -448,6 +450,7 @@ def choose_contenders(
         "curl-floor": lambda: CurlFloor(require_binary("/usr/bin/curl", "curl")),
         "decompress-floor": DecompressFloor,
         "python-floor": PythonFloor,
+        "python-floor-docker": PythonDockerFloor,
     }
     chosen: list[Contender] = []
     for name in CONTENDER_ORDER:

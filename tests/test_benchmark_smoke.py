@@ -62,7 +62,14 @@ def test_quick_benchmark_writes_a_row_per_contender(tmp_path: Path) -> None:
     assert elapsed < 60, f"the quick benchmark took {elapsed:.0f} s"
 
     text = results.read_text()
-    expected = ["dockerdrag", "skopeo", "curl-floor", "decompress-floor", "python-floor"]
+    expected = [
+        "dockerdrag",
+        "skopeo",
+        "curl-floor",
+        "decompress-floor",
+        "python-floor",
+        "python-floor-docker",
+    ]
     if "oci" in dockerdrag_formats():
         expected.insert(1, "dockerdrag-oci")
     for image in ("big", "many"):
