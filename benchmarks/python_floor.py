@@ -2,8 +2,10 @@
 
 ``python -m benchmarks.python_floor HOST REPO TAG [--connections N] [--decompress]``
 fetches the image manifest from a plain-HTTP registry, downloads every layer blob
-(``N`` at a time) and hashes it, throwing the bytes away. It prints the wall time of
-the whole process and of the transfer, and the CPU seconds. It writes nothing. It
+(``N`` at a time) and hashes it, throwing the bytes away. It prints the wall time from
+the start of this module (the interpreter's start-up and the standard library imports
+come before it; the benchmark times the whole process) and of the transfer, and the CPU
+seconds. It writes nothing. It
 bounds from below what any CPython+aiohttp pull that verifies digests can reach on
 this machine (issue #6's oci target compares against curl writing to disk without
 verifying).
