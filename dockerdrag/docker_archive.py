@@ -181,7 +181,7 @@ def _v1_layers(
     return layers
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=4)
 def _decoded_image(
     config_bytes: bytes, options: DockerArchiveOptions
 ) -> tuple[ImageConfig, tuple[Digest, ...], tuple[_V1Layer, ...]]:
@@ -189,7 +189,8 @@ def _decoded_image(
 
     A pull asks twice: for the order to fetch layers in (on the event loop, before
     any layer is requested) and again when it writes the archive. The result is
-    only read, never changed.
+    only read, never changed. Only the last 4 configs are kept (configs are
+    usually a few KB; at most 4 MiB each).
     """
     config, diff_ids = _decode_config(config_bytes)
     return config, tuple(diff_ids), tuple(_v1_layers(config, diff_ids, options))
