@@ -768,16 +768,13 @@ class _BlobDownload:
             self._unsaved_bytes += cursor.pos - pos
             if not catch_up:  # a broken or cancelled body: record all of it now
                 await self._save_ranges()
-            elif self._unsaved_bytes >= RANGES_SAVE_EVERY and not self._save_pending:
-                if self._chunk_group is None:
-                    await self._save_ranges()
-                else:  # this connection goes on reading meanwhile
+            elif self._chunk_group is not None:
+                # In tasks of their own: this connection goes on reading meanwhile.
+                if self._unsaved_bytes >= RANGES_SAVE_EVERY and not self._save_pending:
                     self._save_pending = True
-                    self._unsaved_bytes = 0
                     self._chunk_group.start_soon(self._save_ranges)
-            if catch_up and not self._hashing and self._chunk_group is not None:
-                # In a task of its own: this connection goes on reading meanwhile.
-                self._chunk_group.start_soon(self._advance_hash)
+                if not self._hashing:
+                    self._chunk_group.start_soon(self._advance_hash)
 
     def _write_block(self, pos: int, block: memoryview, inline_hash: bool) -> None:
         """Write ``block`` at ``pos`` (the caller does not touch it meanwhile)."""

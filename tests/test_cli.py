@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.archive_check import read_docker_archive
+from tests.support.command import run_dockerdrag
 from tests.support.images import PushedImage, push_image, text_layer
 from tests.support.registry_server import RegistryServer
 
@@ -20,15 +20,7 @@ SeededRegistry = tuple[RegistryServer, dict[str, Any]]
 
 def run_cli(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "XDG_CACHE_HOME": str(cwd / ".xdg-cache"), "DOCKER_CONFIG": str(cwd)}
-    return subprocess.run(
-        [sys.executable, "-m", "dockerdrag", *args],
-        cwd=cwd,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_dockerdrag(list(args), cwd=cwd, env=env, stdin=stdin)
 
 
 def assert_clean_failure(completed: subprocess.CompletedProcess[str], code: int) -> None:
