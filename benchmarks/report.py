@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 MB = 1_000_000
 BASELINE = "skopeo"
 CURL_FLOOR = "curl-floor"
+DOCKER_FLOOR = "python-floor-docker"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +26,14 @@ class Sample:
     connections: int | None  # None: not counted (direct link)
     ok: bool
     error: str | None = None
+    registry_cpu: float | None = None  # user + sys seconds the registry spent meanwhile
+
+    @property
+    def cores_busy(self) -> float | None:
+        """CPU seconds of the contender and the registry per second of wall time."""
+        if self.registry_cpu is None or self.wall <= 0:
+            return None
+        return (self.cpu + self.registry_cpu) / self.wall
 
     @property
     def rss_mb(self) -> float | None:
@@ -42,6 +51,8 @@ class Stats:
     wall_min: float | None
     wall_max: float | None
     cpu_median: float | None
+    registry_cpu_median: float | None
+    cores_busy_median: float | None
     rss_peak_mb: float | None
     connections: float | None
     vs_skopeo: float | None  # median over rounds of wall / skopeo's wall
@@ -81,6 +92,10 @@ def summarise(samples: Sequence[Sample]) -> list[Stats]:
                 wall_min=min(walls, default=None),
                 wall_max=max(walls, default=None),
                 cpu_median=_median([s.cpu for s in ok]),
+                registry_cpu_median=_median(
+                    [s.registry_cpu for s in ok if s.registry_cpu is not None]
+                ),
+                cores_busy_median=_median([s.cores_busy for s in ok if s.cores_busy is not None]),
                 rss_peak_mb=max(rss, default=None),
                 connections=_median(conns),
                 vs_skopeo=_paired_ratio(group, groups.get((image, link, BASELINE), [])),
@@ -98,13 +113,15 @@ def stats_table(stats: Iterable[Stats]) -> str:
     """A Markdown table, one row per contender."""
     rows = [
         "| contender | runs ok | wall median (s) | wall min (s) | wall max (s) "
-        "| CPU median (s) | peak RSS (MB) | connections | x skopeo | x curl floor |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| CPU median (s) | registry CPU (s) | cores busy | peak RSS (MB) | connections "
+        "| x skopeo | x curl floor |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in stats:
         rows.append(
             f"| {s.contender} | {s.runs - s.failed}/{s.runs} | {_num(s.wall_median)} "
             f"| {_num(s.wall_min)} | {_num(s.wall_max)} | {_num(s.cpu_median)} "
+            f"| {_num(s.registry_cpu_median)} | {_num(s.cores_busy_median, 2)} "
             f"| {_num(s.rss_peak_mb, 1)} | {_num(s.connections, 0)} "
             f"| {_num(s.vs_skopeo, 3)} | {_num(s.vs_curl, 2)} |"
         )
@@ -114,17 +131,121 @@ def stats_table(stats: Iterable[Stats]) -> str:
 def raw_table(samples: Iterable[Sample]) -> str:
     """Every timed run, in the order they ran within each image and link."""
     rows = [
-        "| image | link | round | contender | wall (s) | CPU (s) | peak RSS (MB) "
-        "| connections | result |",
-        "|---|---|---:|---|---:|---:|---:|---:|---|",
+        "| image | link | round | contender | wall (s) | CPU (s) | registry CPU (s) "
+        "| peak RSS (MB) | connections | result |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for s in samples:
         conns = "-" if s.connections is None else str(s.connections)
         result = "ok" if s.ok else f"failed: {s.error}"
         rows.append(
             f"| {s.image} | {s.link} | {s.round + 1} | {s.contender} | {s.wall:.2f} "
-            f"| {s.cpu:.2f} | {_num(s.rss_mb, 1)} | {conns} | {result} |"
+            f"| {s.cpu:.2f} | {_num(s.registry_cpu)} | {_num(s.rss_mb, 1)} | {conns} | {result} |"
         )
+    return "\n".join(rows)
+
+
+# ---------------------------------------------------------------------------------------
+# Targets (reported, never asserted)
+# ---------------------------------------------------------------------------------------
+
+
+def _find(stats: Sequence[Stats], image: str, link: str, contender: str) -> Stats | None:
+    for s in stats:
+        if (s.image, s.link, s.contender) == (image, link, contender):
+            return s
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# The CPU floor of a verified pull
+# ---------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class CpuFloor:
+    """The least CPU a pull that verifies digests costs on this machine (direct link).
+
+    curl, fetching every blob to disk and verifying nothing, is about the least a
+    client can spend; the registry spends at least what it spent serving curl; and a
+    verified pull also hashes every byte with sha256, at the speed measured here. On
+    ``cores`` cores, no pull can finish sooner than all of that divided by ``cores``.
+    What curl spends starting its processes (one per blob) is left out.
+    """
+
+    image: str
+    curl_cpu: float
+    curl_startup_cpu: float  # starting its processes, not part of any transfer
+    registry_cpu: float
+    hash_cpu: float
+    cores: int
+    curl_wall: float
+
+    @property
+    def transfer_cpu(self) -> float:
+        return max(self.curl_cpu - self.curl_startup_cpu, 0.0)
+
+    @property
+    def core_seconds(self) -> float:
+        return self.transfer_cpu + self.registry_cpu + self.hash_cpu
+
+    @property
+    def wall(self) -> float:
+        return self.core_seconds / self.cores
+
+    @property
+    def vs_curl(self) -> float:
+        return self.wall / self.curl_wall
+
+
+@dataclasses.dataclass(frozen=True)
+class FloorCosts:
+    """Measured once per image by the harness, outside the timed runs."""
+
+    hash_cpu: float  # sha256 over every blob
+    curl_startup_cpu: float  # the curl floor's processes started and doing nothing
+
+
+def cpu_floors(
+    stats: Sequence[Stats], costs: Mapping[str, FloorCosts], cores: int
+) -> list[CpuFloor]:
+    """One :class:`CpuFloor` per image whose curl floor ran on the direct link."""
+    floors = []
+    for image, cost in costs.items():
+        curl = _find(stats, image, "direct", CURL_FLOOR)
+        if curl is None:
+            continue
+        measured = (curl.cpu_median, curl.registry_cpu_median, curl.wall_median)
+        if measured[0] is None or measured[1] is None or not measured[2]:
+            continue
+        floors.append(
+            CpuFloor(
+                image=image,
+                curl_cpu=measured[0],
+                curl_startup_cpu=cost.curl_startup_cpu,
+                registry_cpu=measured[1],
+                hash_cpu=cost.hash_cpu,
+                cores=cores,
+                curl_wall=measured[2],
+            )
+        )
+    return floors
+
+
+def cpu_floor_table(floors: Iterable[CpuFloor]) -> str:
+    rows = [
+        "| image | curl's CPU (s) | of it, starting curl (s) | registry's CPU (s) "
+        "| sha256 of every blob (s) | total (core-s) | cores | least wall (s) "
+        "| curl floor wall (s) | least x curl floor |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    rows += [
+        f"| {f.image} | {f.curl_cpu:.2f} | {f.curl_startup_cpu:.2f} | {f.registry_cpu:.2f} "
+        f"| {f.hash_cpu:.2f} "
+        f"| {f.core_seconds:.2f} | {f.cores} | {f.wall:.2f} | {f.curl_wall:.2f} "
+        f"| {f.vs_curl:.2f} |"
+        for f in floors
+    ]
     return "\n".join(rows)
 
 
@@ -139,6 +260,7 @@ class TargetResult:
     measured: str
     limit: str
     status: str  # PASS, FAIL or n/a
+    bound: str = "-"  # the best this machine allows, where a floor shows it
 
 
 def _check(description: str, value: float | None, limit: float, fmt: str) -> TargetResult:
@@ -148,14 +270,27 @@ def _check(description: str, value: float | None, limit: float, fmt: str) -> Tar
     return TargetResult(description, f"{value:{fmt}}", f"<= {limit:{fmt}}", status)
 
 
-def evaluate_targets(stats: Sequence[Stats], *, oci_note: str | None = None) -> list[TargetResult]:
-    """The issue's targets for dockerdrag, against whatever was measured."""
+def _bounded(result: TargetResult, value: float | None, fmt: str, what: str) -> TargetResult:
+    if value is None:
+        return result
+    return dataclasses.replace(result, bound=f"{value:{fmt}} ({what})")
+
+
+def evaluate_targets(
+    stats: Sequence[Stats],
+    *,
+    oci_note: str | None = None,
+    floors: Sequence[CpuFloor] = (),
+) -> list[TargetResult]:
+    """The issue's targets for dockerdrag, against whatever was measured.
+
+    Where a floor measured in the same run bounds a target from below, its ratio is
+    given too: the Python docker floor for the docker format over the direct link,
+    the CPU floor (:class:`CpuFloor`) for the OCI format.
+    """
 
     def find(image: str, link: str, contender: str) -> Stats | None:
-        for s in stats:
-            if (s.image, s.link, s.contender) == (image, link, contender):
-                return s
-        return None
+        return _find(stats, image, link, contender)
 
     def value(
         image: str, link: str, contender: str, pick: Callable[[Stats], float | None]
@@ -197,6 +332,11 @@ def evaluate_targets(stats: Sequence[Stats], *, oci_note: str | None = None) -> 
     ]
     if oci_note and results[1].status == "n/a":
         results[1] = dataclasses.replace(results[1], measured=oci_note)
+    floor_of = {f.image: f.vs_curl for f in floors}
+    results[1] = _bounded(results[1], floor_of.get("big"), ".2f", "CPU floor")
+    for index, image in ((0, "big"), (3, "many")):
+        docker_floor = value(image, "direct", DOCKER_FLOOR, lambda s: s.vs_skopeo)
+        results[index] = _bounded(results[index], docker_floor, ".3f", "Python docker floor")
 
     def peak(image: str) -> float | None:
         values = [
@@ -224,6 +364,11 @@ def evaluate_targets(stats: Sequence[Stats], *, oci_note: str | None = None) -> 
 
 
 def targets_table(results: Iterable[TargetResult]) -> str:
-    rows = ["| target | measured | limit | result |", "|---|---:|---:|---|"]
-    rows += [f"| {r.description} | {r.measured} | {r.limit} | {r.status} |" for r in results]
+    rows = [
+        "| target | measured | limit | result | floor in this run |",
+        "|---|---:|---:|---|---:|",
+    ]
+    rows += [
+        f"| {r.description} | {r.measured} | {r.limit} | {r.status} | {r.bound} |" for r in results
+    ]
     return "\n".join(rows)

@@ -17,6 +17,7 @@ import platform
 import shlex
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -41,6 +42,7 @@ from .contenders import (
     Target,
     dockerdrag_formats,
 )
+from .measure import run_sequence, sha256_seconds, tree_cpu_seconds
 
 CONTENDER_ORDER = (
     "dockerdrag",
@@ -221,6 +223,7 @@ def run_one(
     target: Target,
     round_number: int,
     shaper: ShaperProcess | None,
+    registry_pid: int | None = None,
 ) -> report.Sample:
     tag = _tag(target, contender, round_number)
     workdir = plan.work_dir / tag
@@ -228,8 +231,10 @@ def run_one(
     workdir.mkdir(parents=True)
     log = plan.log_dir / f"{tag}.log"
     opened = shaper.connections_opened() if shaper else 0
+    registry_before = 0.0 if registry_pid is None else tree_cpu_seconds(registry_pid)
     try:
         outcome = contender.run(target, workdir, log)
+        registry_after = None if registry_pid is None else tree_cpu_seconds(registry_pid)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         contender.reset()
@@ -250,6 +255,7 @@ def run_one(
         connections=connections,
         ok=outcome.ok,
         error=error,
+        registry_cpu=None if registry_after is None else registry_after - registry_before,
     )
 
 
@@ -257,6 +263,7 @@ def run_all(
     plan: Plan, registry: RegistryServer, shaper: ShaperProcess | None
 ) -> list[report.Sample]:
     samples: list[report.Sample] = []
+    registry_pid = registry.process.pid if registry.process is not None else None
     for name, image in plan.images.items():
         for link in plan.links:
             host = registry.host if link == "direct" else shaper.host if shaper else ""
@@ -265,7 +272,9 @@ def run_all(
             for round_number in range(-plan.warmup, plan.runs):
                 label = "warm-up" if round_number < 0 else f"run {round_number + 1}/{plan.runs}"
                 for contender in plan.contenders:
-                    sample = run_one(plan, contender, target, round_number, link_shaper)
+                    sample = run_one(
+                        plan, contender, target, round_number, link_shaper, registry_pid
+                    )
                     status = "ok" if sample.ok else f"FAILED ({sample.error})"
                     rss = "" if sample.rss_mb is None else f", {sample.rss_mb:.1f} MB peak RSS"
                     conns = "" if sample.connections is None else f", {sample.connections} conns"
@@ -278,6 +287,19 @@ def run_all(
                     if round_number >= 0:
                         samples.append(sample)
     return samples
+
+
+def _floor_costs(curl: CurlFloor, target: Target, repeats: int = 3) -> report.FloorCosts:
+    """What the CPU floor of ``target``'s image needs besides the timed runs."""
+    paths = [target.image.blob_path(digest) for digest in target.image.blob_digests]
+    startups = []
+    log = Path(os.devnull)
+    for _ in range(repeats):
+        startups.append(run_sequence(curl.startup_commands(target), log=log).cpu)
+    return report.FloorCosts(
+        hash_cpu=min(sha256_seconds(paths) for _ in range(repeats)),
+        curl_startup_cpu=statistics.median(startups),
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -297,8 +319,10 @@ def render(
     duration: float,
     registry_host: str,
     oci_note: str | None,
+    floor_costs: dict[str, report.FloorCosts],
 ) -> str:
     stats = report.summarise(samples)
+    floors = report.cpu_floors(stats, floor_costs, os.cpu_count() or 1)
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     rtt_ms, rate = shaper_settings
     out = [
@@ -338,6 +362,9 @@ def render(
         "(wait4); peak RSS = largest `ru_maxrss` of the child tree; connections = TCP "
         "connections opened through the proxy (median); x skopeo / x curl floor = median "
         "of the per-round ratios of wall times",
+        "- registry CPU = user + sys seconds the registry process spent during the run; "
+        "cores busy = (CPU + registry CPU) / wall, median over the runs (the machine has "
+        f"{os.cpu_count()})",
         "",
         "Images:",
         "",
@@ -360,10 +387,30 @@ def render(
         for link in plan.links:
             group = [s for s in stats if s.image == name and s.link == link]
             out += [f"### {name}, {LINK_TITLES[link]}", "", report.stats_table(group), ""]
+    if floors:
+        out += [
+            "## The CPU floor of a verified pull (direct link)",
+            "",
+            "A pull that verifies digests costs at least: curl's CPU (fetching every blob "
+            "to disk, verifying nothing; less what starting its processes costs, measured "
+            "as the same processes running `curl --version`), the registry's CPU while "
+            "serving curl, and sha256 over every blob (measured here, in-process, on the "
+            "cached blobs). However it is spread over the cores, no such pull ends sooner "
+            "than the total divided by the number of cores.",
+            "",
+            report.cpu_floor_table(floors),
+            "",
+        ]
+    targets = report.evaluate_targets(stats, oci_note=oci_note, floors=floors)
     out += [
         "## Targets (dockerdrag = `--format docker` unless said otherwise)",
         "",
-        report.targets_table(report.evaluate_targets(stats, oci_note=oci_note)),
+        report.targets_table(targets),
+        "",
+        "Floor in this run: the same ratio for a floor measured in this run. For the "
+        "docker format over the direct link, the Python docker floor: only what such a "
+        "pull cannot skip (fetch, verify, inflate, hash the diff_ids), nothing written. "
+        "For the OCI format, the CPU floor above.",
         "",
     ]
     failures = [s for s in samples if not s.ok]
@@ -524,6 +571,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if any(c.name.startswith("dockerdrag") for c in contenders):
             compile_dockerdrag(notes)
+        floor_costs = {}
+        curl = next((c for c in contenders if isinstance(c, CurlFloor)), None)
+        if "direct" in links and curl is not None:
+            for name, image in images.items():
+                floor_costs[name] = _floor_costs(curl, Target(image, registry.host, "direct"))
         plan = Plan(images, links, contenders, args.runs, args.warmup, work_dir, log_dir)
         samples = run_all(plan, registry, shaper)
         text = render(
@@ -537,6 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             duration=time.monotonic() - started,
             registry_host=registry.host,
             oci_note=oci_note,
+            floor_costs=floor_costs,
         )
     shutil.rmtree(work_dir, ignore_errors=True)
     results_path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,15 +19,16 @@ from benchmarks.contenders import dockerdrag_formats
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _section_rows(text: str, title: str) -> dict[str, list[str]]:
-    """contender -> table cells of the results table under ``### title``."""
-    start = text.index(f"### {title}\n")
+def _section_rows(text: str, title: str) -> dict[str, dict[str, str]]:
+    """first cell -> {column header: cell} of the table under the heading ``title``."""
+    start = text.index(f"{title}\n")
     end = text.find("\n#", start + 4)
-    rows: dict[str, list[str]] = {}
-    for line in text[start:end].splitlines():
+    lines = [line for line in text[start:end].splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in lines[0].strip().strip("|").split("|")]
+    rows: dict[str, dict[str, str]] = {}
+    for line in lines[1:]:
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if line.startswith("| ") and cells[0] not in ("contender",):
-            rows[cells[0]] = cells
+        rows[cells[0]] = dict(zip(header, cells, strict=True))
     return rows
 
 
@@ -74,12 +75,24 @@ def test_quick_benchmark_writes_a_row_per_contender(tmp_path: Path) -> None:
         expected.insert(1, "dockerdrag-oci")
     for image in ("big", "many"):
         for link in ("direct (loopback)", "shaped (proxy)"):
-            rows = _section_rows(text, f"{image}, {link}")
+            rows = _section_rows(text, f"### {image}, {link}")
             assert list(rows) == expected, (image, link, list(rows))
             for name, cells in rows.items():
-                assert cells[1] == "1/1", f"{image}/{link} {name} failed: {cells}"
-                assert re.fullmatch(r"\d+\.\d\d", cells[2]), cells  # a wall time
+                assert cells["runs ok"] == "1/1", f"{image}/{link} {name} failed: {cells}"
+                for measured in ("wall median (s)", "registry CPU (s)", "cores busy"):
+                    assert re.fullmatch(r"\d+\.\d\d", cells[measured]), cells
                 if link.startswith("shaped") and name != "decompress-floor":
-                    assert int(cells[7]) >= 1, cells  # connections through the proxy
-    assert "## Targets" in text
+                    assert int(cells["connections"]) >= 1, cells  # through the proxy
+    floors = _section_rows(text, "## The CPU floor of a verified pull (direct link)")
+    assert list(floors) == ["big", "many"]
+    for cells in floors.values():
+        assert cells["cores"].isdigit() and float(cells["least wall (s)"]) >= 0, cells
+    targets = _section_rows(
+        text, "## Targets (dockerdrag = `--format docker` unless said otherwise)"
+    )
+    oci_target = "big / direct / oci format: wall vs curl floor"
+    if "oci" in dockerdrag_formats():
+        assert targets[oci_target]["floor in this run"].endswith("(CPU floor)"), targets
+    docker_target = "many / direct / docker format: wall vs skopeo"
+    assert targets[docker_target]["floor in this run"].endswith("(Python docker floor)")
     assert "docker pull + save not run" in text

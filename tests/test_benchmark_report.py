@@ -1,0 +1,84 @@
+"""The benchmark report's sums: cores busy, the CPU floor and the floor column of the targets."""
+
+from __future__ import annotations
+
+from benchmarks import report
+
+
+def _sample(
+    contender: str,
+    wall: float,
+    cpu: float,
+    registry_cpu: float | None,
+    *,
+    image: str = "big",
+    round: int = 0,
+) -> report.Sample:
+    return report.Sample(
+        image=image,
+        link="direct",
+        contender=contender,
+        round=round,
+        wall=wall,
+        cpu=cpu,
+        rss_kb=40_000,
+        connections=None,
+        ok=True,
+        registry_cpu=registry_cpu,
+    )
+
+
+def test_cores_busy_counts_the_registry_and_is_unknown_without_it() -> None:
+    assert _sample("curl-floor", wall=2.0, cpu=1.5, registry_cpu=0.5).cores_busy == 1.0
+    assert _sample("curl-floor", wall=2.0, cpu=1.5, registry_cpu=None).cores_busy is None
+
+
+def test_cpu_floor_adds_curl_less_its_start_up_the_registry_and_hashing() -> None:
+    samples = [
+        _sample("curl-floor", wall=w, cpu=c, registry_cpu=r, round=n)
+        for n, (w, c, r) in enumerate([(0.8, 0.9, 0.6), (0.7, 0.8, 0.5), (0.9, 1.0, 0.7)])
+    ]
+    stats = report.summarise(samples)
+    costs = {
+        "big": report.FloorCosts(hash_cpu=0.8, curl_startup_cpu=0.1),
+        "many": report.FloorCosts(0.1, 0.1),
+    }
+    [floor] = report.cpu_floors(stats, costs, cores=2)  # many: no curl floor ran
+    assert floor.image == "big"
+    assert floor.transfer_cpu == 0.9 - 0.1  # medians: curl 0.9 s, registry 0.6 s, wall 0.8 s
+    assert round(floor.core_seconds, 6) == round(0.8 + 0.6 + 0.8, 6)
+    assert round(floor.wall, 6) == 1.1
+    assert round(floor.vs_curl, 6) == round(1.1 / 0.8, 6)
+    table = report.cpu_floor_table([floor])
+    assert "| big | 0.90 | 0.10 | 0.60 | 0.80 | 2.20 | 2 | 1.10 | 0.80 | 1.38 |" in table
+
+
+def test_cpu_floor_never_counts_negative_transfer_cpu() -> None:
+    floor = report.CpuFloor("many", 0.29, 0.31, 0.12, 0.02, 2, 0.24)
+    assert floor.transfer_cpu == 0.0
+    assert round(floor.core_seconds, 6) == 0.14
+
+
+def test_targets_show_the_floors_of_the_same_run() -> None:
+    samples = [
+        _sample("dockerdrag", 8.0, 10.0, 0.8),
+        _sample("skopeo", 27.0, 36.0, 0.7),
+        _sample("python-floor-docker", 7.0, 10.0, 0.6),
+        _sample("dockerdrag-oci", 4.0, 4.5, 0.8),
+        _sample("curl-floor", 0.8, 0.9, 0.6),
+        _sample("dockerdrag", 0.6, 0.6, 0.2, image="many"),
+        _sample("skopeo", 1.0, 1.1, 0.2, image="many"),
+    ]
+    stats = report.summarise(samples)
+    floors = report.cpu_floors(stats, {"big": report.FloorCosts(0.8, 0.1)}, cores=2)
+    results = {r.description: r for r in report.evaluate_targets(stats, floors=floors)}
+    big_docker = results["big / direct / docker format: wall vs skopeo"]
+    assert big_docker.status == "PASS"
+    assert big_docker.bound == f"{7.0 / 27.0:.3f} (Python docker floor)"
+    oci = results["big / direct / oci format: wall vs curl floor"]
+    assert (oci.measured, oci.status, oci.bound) == ("5.00", "FAIL", "1.38 (CPU floor)")
+    many = results["many / direct / docker format: wall vs skopeo"]
+    assert many.bound == "-"  # no Python docker floor ran for many
+    assert results["big / shaped / docker format: wall vs skopeo"].bound == "-"
+    table = report.targets_table(results.values())
+    assert "| 5.00 | <= 1.30 | FAIL | 1.38 (CPU floor) |" in table
