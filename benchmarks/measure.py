@@ -20,6 +20,7 @@ from pathlib import Path
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 LAUNCHER = Path(__file__).with_name("launcher.py")
+HASH_READ = 4 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,9 +134,6 @@ def tree_cpu_seconds(root: int) -> float:
         total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
         stack.extend(children.get(pid, []))
     return total / _TICKS
-
-
-HASH_READ = 4 << 20
 
 
 def sha256_seconds(paths: Sequence[Path]) -> float:

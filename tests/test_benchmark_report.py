@@ -74,11 +74,11 @@ def test_targets_show_the_floors_of_the_same_run() -> None:
     results = {r.description: r for r in report.evaluate_targets(stats, floors=floors)}
     big_docker = results["big / direct / docker format: wall vs skopeo"]
     assert big_docker.status == "PASS"
-    assert big_docker.bound == f"{7.0 / 27.0:.3f} (Python docker floor)"
+    assert big_docker.floor == f"{7.0 / 27.0:.3f} (Python docker floor)"
     oci = results["big / direct / oci format: wall vs curl floor"]
-    assert (oci.measured, oci.status, oci.bound) == ("5.00", "FAIL", "1.38 (CPU floor)")
+    assert (oci.measured, oci.status, oci.floor) == ("5.00", "FAIL", "1.38 (CPU floor)")
     many = results["many / direct / docker format: wall vs skopeo"]
-    assert many.bound == "-"  # no Python docker floor ran for many
-    assert results["big / shaped / docker format: wall vs skopeo"].bound == "-"
+    assert many.floor == "-"  # no Python docker floor ran for many
+    assert results["big / shaped / docker format: wall vs skopeo"].floor == "-"
     table = report.targets_table(results.values())
     assert "| 5.00 | <= 1.30 | FAIL | 1.38 (CPU floor) |" in table
