@@ -1,4 +1,4 @@
-"""The legacy ``docker save`` archive writer (Docker <= 24), spec sections 2 and 4.
+"""The legacy ``docker save`` archive writer (Docker <= 24), format sections 2 and 4.
 
 :func:`write_docker_archive` writes, for one or more images, exactly the tar stream
 Docker 20.10 writes: one directory per legacy v1 layer ID (``VERSION``, ``json``,
@@ -88,7 +88,7 @@ class ArchiveImage:
 
 @dataclass(frozen=True)
 class DockerArchiveOptions:
-    """What varies between daemons (spec section 5)."""
+    """What varies between daemons (format section 5)."""
 
     epoch_utc_offset_seconds: int = 0
     """The daemon time zone's UTC offset at the Unix epoch."""
@@ -126,7 +126,7 @@ def chain_ids(diff_ids: Sequence[Digest]) -> list[Digest]:
 
 
 def created_mtime(created: GoTime) -> int:
-    """The tar mtime Docker gives entries stamped with ``created`` (spec 4.3)."""
+    """The tar mtime Docker gives entries stamped with ``created`` (format section 4.3)."""
     seconds = created.unix_seconds()
     if seconds < 0 or seconds > _GO_MAX_UNIX_SECONDS:
         return 0
@@ -164,7 +164,7 @@ class _V1Layer:
 def _v1_layers(
     config: ImageConfig, diff_ids: Sequence[Digest], options: DockerArchiveOptions
 ) -> list[_V1Layer]:
-    """Docker's ``saveImage`` loop: v1 IDs and per-layer ``json`` (spec 2.3)."""
+    """Docker's ``saveImage`` loop: v1 IDs and per-layer ``json`` (format section 2.3)."""
     epoch = GoTime.epoch(options.epoch_utc_offset_seconds)
     escaping = options.go122_escaping
     layers: list[_V1Layer] = []
@@ -228,7 +228,7 @@ def repositories_json(tags: Sequence[tuple[str, str]], go122_escaping: bool = Fa
 
 
 def manifest_json(items: Sequence[ManifestItem], go122_escaping: bool = False) -> bytes:
-    """``manifest.json`` as Go's ``json.Encoder`` writes it (spec 2.5), trailing newline."""
+    """``manifest.json`` as Go's ``json.Encoder`` writes it (format section 2.5), with a newline."""
 
     def array(values: Sequence[str] | None) -> str:
         if values is None:
@@ -287,7 +287,7 @@ class _LayerDir:
 
 @dataclass
 class _Layout:
-    """Everything to write, keyed by top-level name (spec 2.6 dedup rules)."""
+    """Everything to write, keyed by top-level name (format section 2.6 dedup rules)."""
 
     dirs: dict[str, _LayerDir] = field(default_factory=dict)
     files: dict[str, tuple[bytes, int]] = field(default_factory=dict)

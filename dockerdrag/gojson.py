@@ -1,4 +1,4 @@
-"""Go ``encoding/json`` emulation of Docker's V1 image record (spec section 3).
+"""Go ``encoding/json`` emulation of Docker's V1 image record (format section 3).
 
 Docker (<= 24, built with Go < 1.22) decodes an image config into its ``image.Image``
 struct and re-encodes the embedded ``V1Image`` for every layer of ``docker save``.
@@ -878,7 +878,7 @@ def _encode(go_type: _GoType, value: object, go122: bool) -> str:
 
 @dataclass
 class V1Record:
-    """Docker's ``image.V1Image``: field name -> decoded value (see spec 3.1)."""
+    """Docker's ``image.V1Image``: field name -> decoded value (see format section 3.1)."""
 
     fields: GoStruct
 

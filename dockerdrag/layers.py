@@ -1,4 +1,4 @@
-"""Layer decompression chosen by magic bytes, as Docker does (spec 2.1).
+"""Layer decompression chosen by magic bytes, as Docker does (format section 2.1).
 
 Docker ignores the media type: it sniffs the first bytes of the blob. gzip
 (``1f 8b 08``), bzip2 (``BZh``), xz (``fd 37 7a 58 5a 00``) and zstd

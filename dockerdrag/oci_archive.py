@@ -7,12 +7,12 @@
   index), config and *compressed* layer blobs, byte for byte as pulled, so every digest
   is the registry's; and
 * a **Docker archive**: ``manifest.json`` (``Config``, ``RepoTags``, ``Layers`` pointing
-  into ``blobs/sha256/``) and ``repositories``, in the Docker 25+ shape (spec section 6)
+  into ``blobs/sha256/``) and ``repositories``, in the Docker 25+ shape (format section 6)
   except that the layers stay compressed, as the containerd exporter writes them
-  (spec section 7).
+  (format section 7).
 
 ``docker load`` follows only ``manifest.json`` and decompresses each layer file by its
-magic bytes (spec section 9), so gzip and uncompressed layers load in Docker 20.10 and
+magic bytes (format section 9), so gzip and uncompressed layers load in Docker 20.10 and
 later. **zstd layers do not load in Docker 20.10** (it fails with ``unexpected EOF``);
 Docker 23.0+ reads them. The archive is still a valid OCI layout either way.
 ``skopeo``/``podman`` read it as ``oci-archive:FILE`` and as ``docker-archive:FILE``.
@@ -51,7 +51,7 @@ tag (``oci:DIR:TAG``) only for OCI media types, not for Docker schema 2 manifest
 lists (a single entry is read without a tag). umoci 0.4 lists the tags of any layout but
 ``umoci stat``/``unpack`` handle only OCI single-platform manifests.
 
-Determinism (spec 4.1, 6.5): entries in a sorted depth-first walk (``blobs/``,
+Determinism (format sections 4.1 and 6.5): entries in a sorted depth-first walk (``blobs/``,
 ``blobs/sha256/``, the blobs by hex, ``index.json``, ``manifest.json``, ``oci-layout``,
 ``repositories``), Docker 24+ USTAR headers, and fixed mtimes: config and layer blobs
 get their image's ``created`` (0 if absent, before 1970 or past 2242), ``blobs/`` that of

@@ -1,6 +1,6 @@
 """USTAR tar writing exactly like the Go ``archive/tar`` headers ``docker save`` emits.
 
-Spec section 4.2: one hand-written 512-byte USTAR header per entry (no PAX or GNU
+Format section 4.2: one hand-written 512-byte USTAR header per entry (no PAX or GNU
 records), file data padded with NULs to 512 bytes, two zero blocks at the end and no
 padding to a 10240-byte record. Three header flavours exist:
 

@@ -1,4 +1,4 @@
-"""The legacy docker save writer reproduces Docker 20.10 byte for byte (spec 2 and 4)."""
+"""The legacy docker save writer reproduces Docker 20.10 byte for byte (format sections 2 and 4)."""
 
 from __future__ import annotations
 
@@ -174,7 +174,7 @@ def test_duplicate_tags_and_duplicate_images_are_merged() -> None:
     assert_same_bytes(build(twice), (FIXTURES / "multi" / "docker-save.tar").read_bytes())
 
 
-# --- quick vectors (spec section 10) ------------------------------------------------
+# --- quick vectors (format section 10) ------------------------------------------------
 
 
 def test_quick_vectors() -> None:

@@ -1,4 +1,4 @@
-"""Go encoding/json emulation of Docker's V1 image record (spec section 3)."""
+"""Go encoding/json emulation of Docker's V1 image record (format section 3)."""
 
 from __future__ import annotations
 

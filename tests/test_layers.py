@@ -1,4 +1,4 @@
-"""Layer decompression by magic bytes, as Docker does (spec 2.1)."""
+"""Layer decompression by magic bytes, as Docker does (format section 2.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Hand-written USTAR headers like Docker's Go archive/tar output (spec 4.2)."""
+"""Hand-written USTAR headers like Docker's Go archive/tar output (format section 4.2)."""
 
 from __future__ import annotations
 
