@@ -11,8 +11,8 @@
 An empty variable counts as unset. A command-line option replaces a single
 value; the repeatable options (``--insecure``, ``--registry-mirror``) add to
 the lists. A malformed value is a :class:`~dockerdrag.errors.UsageError`
-naming the variable. Only the command line reads these; the library never
-looks at the environment.
+naming the variable. Only the command line reads these: the library takes the same
+settings only as arguments.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from .errors import DockerDragError, UsageError
 from .platform import Platform
 from .registry import mirror_host
 
-PREFIX = "DOCKERDRAG_"
 VARIABLES: dict[str, str] = {
     "DOCKERDRAG_CONCURRENCY": "parallel downloads (default 16)",
     "DOCKERDRAG_CACHE_DIR": "blob cache directory (default ~/.cache/dockerdrag)",
@@ -119,4 +118,4 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     )
 
 
-__all__ = ["PREFIX", "VARIABLES", "Settings", "load_settings"]
+__all__ = ["VARIABLES", "Settings", "load_settings"]

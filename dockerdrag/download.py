@@ -11,8 +11,9 @@ How one blob is fetched (:meth:`BlobFetcher.fetch`):
 * Blobs up to ``TransferOptions.chunk_threshold`` bytes are streamed front to
   back into ``<hex>.partial`` and hashed as they are written. Larger blobs are
   fetched as ranged chunks in parallel, written at their offsets; the written
-  ranges are recorded in the sidecar after every block, and the contiguous
-  prefix is hashed in order (read back from disk) as it grows. Both resume
+  ranges are recorded in the sidecar every ``RANGES_SAVE_EVERY`` bytes and when
+  a body ends or breaks, and the contiguous prefix is hashed in order (read back
+  from disk) as it grows. Both resume
   everything recorded: a chunked download resumes every finished range, not
   only the prefix.
 * Answers: a 206 is accepted only if its ``Content-Range`` is exactly the

@@ -41,10 +41,8 @@ from .platform import Platform, platform_rank
 
 __all__ = [
     "ACCEPT_MANIFEST_TYPES",
-    "CONFIG_MEDIA_TYPES",
     "FOREIGN_LAYER_MEDIA_TYPES",
     "INDEX_MEDIA_TYPES",
-    "LAYER_MEDIA_TYPES",
     "MANIFEST_MEDIA_TYPES",
     "MAX_CONFIG_BYTES",
     "MAX_MANIFEST_BYTES",
@@ -124,8 +122,6 @@ MANIFEST_MEDIA_TYPES = frozenset({MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_OCI_MAN
 """Media types of single-platform image manifests."""
 INDEX_MEDIA_TYPES = frozenset({MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_OCI_INDEX})
 """Media types of multi-platform indexes."""
-CONFIG_MEDIA_TYPES = frozenset({MEDIA_TYPE_DOCKER_CONFIG, MEDIA_TYPE_OCI_CONFIG})
-"""Media types of image configs."""
 FOREIGN_LAYER_MEDIA_TYPES = frozenset(
     {
         MEDIA_TYPE_DOCKER_FOREIGN_LAYER,
@@ -135,18 +131,6 @@ FOREIGN_LAYER_MEDIA_TYPES = frozenset(
     }
 )
 """Layer media types whose blobs may live outside the registry (descriptor ``urls``)."""
-LAYER_MEDIA_TYPES = frozenset(
-    {
-        MEDIA_TYPE_DOCKER_LAYER,
-        MEDIA_TYPE_DOCKER_LAYER_GZIP,
-        MEDIA_TYPE_DOCKER_LAYER_ZSTD,
-        MEDIA_TYPE_OCI_LAYER,
-        MEDIA_TYPE_OCI_LAYER_GZIP,
-        MEDIA_TYPE_OCI_LAYER_ZSTD,
-    }
-    | FOREIGN_LAYER_MEDIA_TYPES
-)
-"""Every image layer media type we know how to handle."""
 SCHEMA1_MEDIA_TYPES = frozenset(
     {MEDIA_TYPE_DOCKER_SCHEMA1_MANIFEST, MEDIA_TYPE_DOCKER_SCHEMA1_SIGNED_MANIFEST}
 )

@@ -486,7 +486,7 @@ def _metadata_files(layout: _Layout) -> list[tuple[str, bytes]]:
 def _verified_chunks(
     blob: _Blob, on_chunk: ChunkCallback | None, before_blob: BlobCallback | None
 ) -> Iterator[bytes]:
-    """The blob file's bytes in 1 MiB chunks, checked against its size and digest.
+    """The blob file's bytes in ``_CHUNK_SIZE`` chunks, checked against its size and digest.
 
     Raises SizeMismatchError as soon as the file runs past the expected size (before
     that chunk is yielded), SizeMismatchError or DigestMismatchError after the last
@@ -544,7 +544,7 @@ def write_oci_archive(
 ) -> None:
     """Write ``images`` as one OCI-layout + Docker tar (``--format oci``) to ``out``.
 
-    ``out`` need not be seekable. Blob files are streamed in 1 MiB chunks and re-verified
+    ``out`` need not be seekable. Blob files are streamed in 256 KiB chunks and re-verified
     (DigestMismatchError / SizeMismatchError); a config must match its descriptor too.
     Configs of loadable images are decoded as Docker does (InvalidManifestError if Docker
     would refuse them). On any error the bytes written so far are not an archive: write to

@@ -41,8 +41,6 @@ from .digest import Digest
 from .direct_io import DirectFileWriter
 from .errors import OutputError, SizeMismatchError
 
-HASH_CHUNK = 1 << 20
-
 
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/dockerdrag``, else ``~/.cache/dockerdrag``."""
