@@ -24,10 +24,15 @@ import typing
 if typing.TYPE_CHECKING:
     from .auth import Credentials as Credentials
     from .digest import Digest as Digest
+    from .docker_archive import DockerArchiveOptions as DockerArchiveOptions
+    from .download import TransferOptions as TransferOptions
     from .errors import AuthenticationError as AuthenticationError
+    from .errors import BlobUnknownError as BlobUnknownError
+    from .errors import DiffIDMismatchError as DiffIDMismatchError
     from .errors import DigestMismatchError as DigestMismatchError
     from .errors import DockerDragError as DockerDragError
     from .errors import IntegrityError as IntegrityError
+    from .errors import InvalidManifestError as InvalidManifestError
     from .errors import InvalidPlatformError as InvalidPlatformError
     from .errors import InvalidReferenceError as InvalidReferenceError
     from .errors import ManifestUnknownError as ManifestUnknownError
@@ -37,13 +42,18 @@ if typing.TYPE_CHECKING:
     from .errors import PlatformNotFoundError as PlatformNotFoundError
     from .errors import PlatformRequiredError as PlatformRequiredError
     from .errors import RegistryError as RegistryError
+    from .errors import SizeMismatchError as SizeMismatchError
     from .errors import TLSError as TLSError
+    from .errors import UnsupportedFormatError as UnsupportedFormatError
     from .errors import UsageError as UsageError
     from .events import ArchiveWriting as ArchiveWriting
     from .events import LayerPhase as LayerPhase
     from .events import LayerProgress as LayerProgress
     from .events import ProgressEvent as ProgressEvent
     from .events import PullStarted as PullStarted
+    from .manifest import Descriptor as Descriptor
+    from .manifest import ImageConfig as ImageConfig
+    from .manifest import ImageManifest as ImageManifest
     from .platform import Platform as Platform
     from .pull import ImageInspection as ImageInspection
     from .pull import LayerResult as LayerResult
@@ -62,12 +72,19 @@ __version__ = "0.1.0"
 _HOMES = {
     "ArchiveWriting": "events",
     "AuthenticationError": "errors",
+    "BlobUnknownError": "errors",
     "Credentials": "auth",
+    "Descriptor": "manifest",
+    "DiffIDMismatchError": "errors",
     "Digest": "digest",
     "DigestMismatchError": "errors",
+    "DockerArchiveOptions": "docker_archive",
     "DockerDragError": "errors",
+    "ImageConfig": "manifest",
     "ImageInspection": "pull",
+    "ImageManifest": "manifest",
     "IntegrityError": "errors",
+    "InvalidManifestError": "errors",
     "InvalidPlatformError": "errors",
     "InvalidReferenceError": "errors",
     "LayerPhase": "events",
@@ -89,7 +106,10 @@ _HOMES = {
     "Reference": "reference",
     "RegistryError": "errors",
     "RetryPolicy": "transport",
+    "SizeMismatchError": "errors",
     "TLSError": "errors",
+    "TransferOptions": "download",
+    "UnsupportedFormatError": "errors",
     "UsageError": "errors",
     "pull_image": "pull",
     "pull_images": "pull",

@@ -1,6 +1,7 @@
 """The public surface is small, explicit and documented."""
 
 import ast
+import typing
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,43 @@ def test_the_lazy_names_are_the_ones_type_checkers_see() -> None:
         for alias in node.names
     }
     assert checked == dockerdrag._HOMES
+
+
+def test_every_error_class_is_exported() -> None:
+    from dockerdrag import errors
+
+    classes = {
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, Exception) and not name.startswith("_")
+    }
+    assert classes - set(dockerdrag.__all__) == set()
+
+
+def _package_classes(annotation: object) -> set[type]:
+    """The dockerdrag classes named anywhere in a type annotation."""
+    found: set[type] = set()
+    if isinstance(annotation, type) and annotation.__module__.startswith("dockerdrag."):
+        found.add(annotation)
+    for argument in typing.get_args(annotation):
+        found |= _package_classes(argument)
+    return found
+
+
+def test_every_type_in_a_public_signature_is_exported() -> None:
+    callables: list[object] = [dockerdrag.pull_image, dockerdrag.pull_images]
+    for name in dockerdrag.__all__:
+        member = getattr(dockerdrag, name)
+        if isinstance(member, type) and not issubclass(member, Exception):
+            callables += [
+                value
+                for attribute, value in vars(member).items()
+                if callable(value) and (attribute == "__init__" or not attribute.startswith("_"))
+            ]
+    used: set[type] = set()
+    for function in callables:
+        for annotation in typing.get_type_hints(function).values():
+            used |= _package_classes(annotation)
+    exported = {getattr(dockerdrag, name) for name in dockerdrag.__all__}
+    missing = sorted(f"{cls.__module__}.{cls.__qualname__}" for cls in used - exported)
+    assert not missing, missing
