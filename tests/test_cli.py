@@ -176,8 +176,32 @@ def test_output_directory_missing_exit_7(registry: RegistryServer, tmp_path: Pat
 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert run_cli("--no-such-option", "x", cwd=tmp_path).returncode == 2
-    assert run_cli(cwd=tmp_path).returncode == 2
     assert run_cli("busybox", "--concurrency", "0", cwd=tmp_path).returncode == 2
+
+
+@pytest.mark.parametrize("args", [[], ["-v"]])
+def test_bare_command_prints_the_top_level_usage(tmp_path: Path, args: list[str]) -> None:
+    completed = run_cli(*args, cwd=tmp_path)
+    assert completed.returncode == 2 and completed.stdout == ""
+    assert completed.stderr.startswith("usage: dockerdrag [-h] [--version] COMMAND")
+    for command in ("pull", "inspect", "platforms", "help"):
+        assert re.search(rf"^    {command} ", completed.stderr, re.MULTILINE), command
+    assert "IMAGE" not in completed.stderr.splitlines()[0]
+
+
+def test_help_command(tmp_path: Path) -> None:
+    """`dockerdrag help` is the top-level help and `help COMMAND` a command's: no pull."""
+    top = run_cli("help", cwd=tmp_path)
+    assert top.returncode == 0, top.stderr
+    assert top.stdout == run_cli("--help", cwd=tmp_path).stdout
+    assert "COMMAND" in top.stdout and not list(tmp_path.glob("*.tar"))
+    for command in ("pull", "inspect", "platforms"):
+        shown = run_cli("help", command, cwd=tmp_path)
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stdout == run_cli(command, "--help", cwd=tmp_path).stdout
+        assert shown.stdout.startswith(f"usage: dockerdrag {command} ")
+    unknown = run_cli("help", "nosuch", cwd=tmp_path)
+    assert unknown.returncode == 2 and "invalid choice: 'nosuch'" in unknown.stderr
 
 
 def test_version_and_help(tmp_path: Path) -> None:

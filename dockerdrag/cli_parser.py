@@ -1,0 +1,153 @@
+"""Building blocks of the command line's argument parsers, and what a subcommand is.
+
+A subcommand is a :class:`Subcommand`: its name, a function that declares its
+parser (with the option groups below) and an async function that runs it. The
+table of subcommands is ``COMMANDS`` in :mod:`dockerdrag.cli`; a new subcommand
+lives in a module of its own (as :mod:`dockerdrag.cli_pull`) and is added there.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NoReturn
+
+from .config import VARIABLES, Settings
+
+EXAMPLES = """\
+examples:
+  dockerdrag hello-world --platform linux/amd64
+  dockerdrag pull mysql/mysql-server:8.0 -o mysql.tar
+  dockerdrag pull alpine:3.20 busybox:1.36 -o bundle.tar --platform linux/amd64
+  dockerdrag pull nginx --format oci --platform all -o nginx-oci.tar
+  dockerdrag pull busybox --json | jq -c 'select(.event != "layer")'
+  dockerdrag inspect nginx --platform linux/arm64
+  dockerdrag inspect busybox --raw --config --platform linux/amd64 | jq .
+  dockerdrag platforms busybox
+  dockerdrag pull 127.0.0.1:5000/team/app:1.2 --insecure 127.0.0.1:5000
+  echo "$TOKEN" | dockerdrag pull registry.example.com/app --username me --password-stdin
+"""
+
+ENVIRONMENT = "environment (a command-line option wins; repeatable options add to the list):\n" + (
+    "\n".join(f"  {name:<31} {meaning}" for name, meaning in VARIABLES.items())
+)
+
+EXIT_CODES = """\
+exit codes: 0 ok, 1 error, 2 usage, 3 authentication, 4 not found,
+            5 network/registry, 6 integrity (digest mismatch), 7 output, 130 interrupted
+"""
+
+EPILOG = f"{EXAMPLES}\n{ENVIRONMENT}\n\n{EXIT_CODES}"
+
+
+class ArgumentError(Exception):
+    """A command-line mistake found by argparse (reported as usage, exit 2)."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+        self.message = message
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser that raises instead of exiting, so ``--json`` can report it."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ArgumentError(self, message)
+
+
+if TYPE_CHECKING:
+    SubParsers = argparse._SubParsersAction[Parser]
+else:  # not subscriptable at run time
+    SubParsers = argparse._SubParsersAction
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One ``dockerdrag COMMAND``.
+
+    ``declare`` adds the command's parser to the subparsers and returns it;
+    ``run`` receives the parsed arguments and the ``DOCKERDRAG_*`` settings and
+    returns the exit code (errors are raised as :class:`~dockerdrag.errors.DockerDragError`).
+    """
+
+    name: str
+    declare: Callable[[SubParsers], argparse.ArgumentParser]
+    run: Callable[[argparse.Namespace, Settings], Awaitable[int]]
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def add_connection_options(parser: argparse.ArgumentParser) -> None:
+    """Registry connection options: ``--insecure``, ``--ca-cert``, mirrors, credentials."""
+    group = parser.add_argument_group("registry connection")
+    group.add_argument(
+        "--insecure",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="allow plain HTTP or unverified TLS for this registry (repeatable; "
+        "env DOCKERDRAG_INSECURE_REGISTRIES)",
+    )
+    group.add_argument("--ca-cert", metavar="FILE", help="extra CA certificate (PEM) to trust")
+    group.add_argument(
+        "--registry-mirror",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="Docker Hub mirror tried before the origin, like dockerd's registry-mirrors "
+        "(repeatable; an http:// URL is allowed plain HTTP; env DOCKERDRAG_REGISTRY_MIRRORS)",
+    )
+    group.add_argument("--username", "-u", help="registry username")
+    group.add_argument(
+        "--password-stdin", action="store_true", help="read the password or token from stdin"
+    )
+
+
+def add_logging_options(parser: argparse.ArgumentParser) -> None:
+    """``-v``/``--verbose`` and ``--debug``."""
+    group = parser.add_argument_group("logging (on stderr)")
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more detail: -v mirror fallbacks, refetches and resumed downloads; "
+        "-vv every request and retry",
+    )
+    group.add_argument(
+        "--debug",
+        action="store_true",
+        help="every request (never a secret) and a traceback on internal errors",
+    )
+
+
+def add_json_option(group: argparse._ActionsContainer) -> None:
+    """``--json``: machine-readable output on stdout."""
+    group.add_argument(
+        "--json", action="store_true", help="machine-readable JSON on stdout (errors too)"
+    )
+
+
+__all__ = [
+    "EPILOG",
+    "EXAMPLES",
+    "ArgumentError",
+    "Parser",
+    "SubParsers",
+    "Subcommand",
+    "add_connection_options",
+    "add_json_option",
+    "add_logging_options",
+    "positive_int",
+]

@@ -1,0 +1,164 @@
+"""``dockerdrag pull`` (also ``dockerdrag IMAGE``): images into an archive."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .cli_inspect import list_platforms
+from .cli_parser import (
+    EPILOG,
+    Subcommand,
+    SubParsers,
+    add_connection_options,
+    add_json_option,
+    add_logging_options,
+    positive_int,
+)
+from .cli_session import Options, make_puller, merge_options
+from .config import Settings
+from .errors import UsageError
+from .progress import Renderer, choose_renderer
+from .pull import DEFAULT_CONCURRENCY, FORMATS, Puller, PullResult
+
+
+def _declare(commands: SubParsers) -> argparse.ArgumentParser:
+    pull = commands.add_parser(
+        "pull",
+        help="pull images into an archive (the default command)",
+        description="Pull IMAGE (or several into one archive) into a tarball that "
+        "`docker load` accepts.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    what = pull.add_argument_group("what to pull")
+    what.add_argument(
+        "images",
+        metavar="IMAGE",
+        nargs="+",
+        help="image reference, e.g. busybox:1.36; several go into one archive (needs -o)",
+    )
+    what.add_argument(
+        "--platform",
+        metavar="OS/ARCH[/VARIANT]",
+        help="platform to pull from a multi-arch image; with --format oci/oci-dir also a "
+        "comma-separated list or 'all' (env DOCKERDRAG_PLATFORM)",
+    )
+    what.add_argument(
+        "--include-attestations",
+        action="store_true",
+        help="keep attestation manifests (SBOM, provenance) in oci formats",
+    )
+    what.add_argument(
+        "--include-foreign",
+        action="store_true",
+        help="fetch foreign (non-distributable) layers from the URLs their descriptors name, "
+        "without credentials; by default oci formats keep them as references and the docker "
+        "format refuses such images",
+    )
+    what.add_argument(
+        "--list-platforms", action="store_true", help="list the platforms of IMAGE and exit"
+    )
+    output = pull.add_argument_group("archive")
+    output.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="archive path (default: <repo_with_underscores>.tar; a directory for oci-dir)",
+    )
+    output.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="docker",
+        help="docker: legacy `docker save` archive (default); oci: OCI layout + manifest.json "
+        "in one tar, layers kept compressed (Docker 25+ shape); oci-dir: OCI layout directory",
+    )
+    output.add_argument(
+        "--tag",
+        action="append",
+        metavar="NAME:TAG",
+        help="name to write into the archive instead of IMAGE's own (one per IMAGE)",
+    )
+    download = pull.add_argument_group("download")
+    download.add_argument(
+        "--concurrency",
+        type=positive_int,
+        metavar="N",
+        help=f"parallel downloads (default {DEFAULT_CONCURRENCY}; env DOCKERDRAG_CONCURRENCY)",
+    )
+    download.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="blob cache (default ~/.cache/dockerdrag; env DOCKERDRAG_CACHE_DIR)",
+    )
+    add_connection_options(pull)
+    display = pull.add_argument_group("progress display")
+    shown = display.add_mutually_exclusive_group()
+    shown.add_argument("-q", "--quiet", action="store_true", help="print only the output path")
+    add_json_option(shown)
+    shown.add_argument(
+        "--progress",
+        choices=("auto", "tty", "plain"),
+        default="auto",
+        help="auto: a live display when stderr is a terminal, else one line per layer "
+        "(default); tty: always the live display; plain: always lines",
+    )
+    add_logging_options(pull)
+    return pull
+
+
+def _renderer(args: argparse.Namespace) -> Renderer:
+    mode = "json" if args.json else "quiet" if args.quiet else args.progress
+    terminal = sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+    return choose_renderer(mode, stream_is_terminal=terminal)
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    options = merge_options(args, settings)
+    if args.list_platforms:
+        return await list_platforms(args, options, args.images[0])
+    renderer = _renderer(args)
+    async with make_puller(args, options, args.images[0]) as puller:
+        with renderer:
+            results = await _pull(puller, args, options, renderer)
+            renderer.finished(results)
+    if not args.json:
+        print(Path(results[0].output))
+    return 0
+
+
+async def _pull(
+    puller: Puller, args: argparse.Namespace, options: Options, renderer: Renderer
+) -> list[PullResult]:
+    images: list[str] = args.images
+    tags: list[str] | None = args.tag
+    if tags is not None and len(tags) != len(images):
+        raise UsageError("give one --tag per IMAGE")
+    if len(images) == 1:
+        tag = tags[0] if tags else None
+        result = await puller.pull(
+            images[0],
+            platform=options.platform,
+            output=args.output,
+            tag=tag,
+            format=args.format,
+            progress=renderer,
+        )
+        return [result]
+    if args.output is None:
+        raise UsageError("several images go into one archive: name it with -o")
+    return await puller.pull_many(
+        images,
+        output=args.output,
+        platform=options.platform,
+        tags=tags,
+        format=args.format,
+        progress=renderer,
+    )
+
+
+PULL = Subcommand("pull", _declare, _run)
+
+__all__ = ["PULL"]

@@ -1,0 +1,108 @@
+"""What the command prints on stderr besides the progress display: log lines and errors.
+
+Errors are one line (``dockerdrag: error: …``) and, with ``--json``, also one
+JSON error object on stdout; the exit code is the error's ``exit_code``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from .errors import DockerDragError, PlatformRequiredError
+from .manifest import Descriptor
+from .progress import dump_json, error_json
+
+INTERRUPTED = 130
+INTERNAL_ERROR = 1
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is now (the live display redirects it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:  # pragma: no cover - logging must never break a pull
+            self.handleError(record)
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"dockerdrag: {record.levelname.lower()}: {record.getMessage()}"
+
+
+def configure_logging(verbosity: int, debug: bool) -> None:
+    """Send the ``dockerdrag`` logger to stderr: warnings, -v info, -vv/--debug debug."""
+    if debug or verbosity >= 2:
+        level = logging.DEBUG
+    else:
+        level = logging.INFO if verbosity == 1 else logging.WARNING
+    logger = logging.getLogger("dockerdrag")
+    for handler in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
+        logger.removeHandler(handler)
+    handler = _StderrHandler()
+    handler.setFormatter(_Formatter())
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def format_platform_line(entry: Descriptor) -> str:
+    """One line of the platform list, in the original docker-drag format."""
+    platform = entry.platform
+    if platform is None:
+        return f"# (no platform)  (digest: {entry.digest})"
+    return f"--platform {platform!s:<16}  # {platform.describe()} (digest: {entry.digest})"
+
+
+def leaf_error(error: BaseException) -> BaseException:
+    """The most meaningful exception inside an exception group."""
+    if not isinstance(error, BaseExceptionGroup):
+        return error
+    leaves = [leaf_error(inner) for inner in error.exceptions]
+    for leaf in leaves:
+        if isinstance(leaf, DockerDragError | KeyboardInterrupt):
+            return leaf
+    return leaves[0]
+
+
+def exit_code(error: BaseException) -> int:
+    """The exit code for ``error``: its own, 130 for Ctrl-C, 1 for anything unexpected."""
+    if isinstance(error, DockerDragError):
+        return error.exit_code
+    return INTERRUPTED if isinstance(error, KeyboardInterrupt) else INTERNAL_ERROR
+
+
+def report_error(error: BaseException, code: int, json_mode: bool) -> int:
+    """Print ``error`` for a person (stderr) and, with --json, for a program (stdout)."""
+    if json_mode:
+        dump_json(error_json(error, code), sys.stdout)
+    if isinstance(error, KeyboardInterrupt):
+        print("dockerdrag: interrupted; downloaded blobs are kept in the cache", file=sys.stderr)
+    elif isinstance(error, PlatformRequiredError):
+        print(f"{error}. Available platforms:", file=sys.stderr)
+        for offered in error.available:
+            if isinstance(offered, Descriptor):
+                print(format_platform_line(offered), file=sys.stderr)
+    elif isinstance(error, DockerDragError):
+        print(f"dockerdrag: error: {error}", file=sys.stderr)
+    else:
+        print(
+            f"dockerdrag: error: internal error: {type(error).__name__}: {error} "
+            "(run with --debug for the traceback)",
+            file=sys.stderr,
+        )
+    return code
+
+
+__all__ = [
+    "INTERNAL_ERROR",
+    "INTERRUPTED",
+    "configure_logging",
+    "exit_code",
+    "format_platform_line",
+    "leaf_error",
+    "report_error",
+]
