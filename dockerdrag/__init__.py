@@ -22,7 +22,7 @@ import importlib
 import typing
 
 if typing.TYPE_CHECKING:
-    from .auth import Credentials as Credentials
+    from .credentials import Credentials as Credentials
     from .digest import Digest as Digest
     from .docker_archive import DockerArchiveOptions as DockerArchiveOptions
     from .download import TransferOptions as TransferOptions
@@ -64,7 +64,7 @@ if typing.TYPE_CHECKING:
     from .pull import pull_image as pull_image
     from .pull import pull_images as pull_images
     from .reference import Reference as Reference
-    from .transport import RetryPolicy as RetryPolicy
+    from .retry import RetryPolicy as RetryPolicy
 
 __version__ = "0.1.0"
 
@@ -73,7 +73,7 @@ _HOMES = {
     "ArchiveWriting": "events",
     "AuthenticationError": "errors",
     "BlobUnknownError": "errors",
-    "Credentials": "auth",
+    "Credentials": "credentials",
     "Descriptor": "manifest",
     "DiffIDMismatchError": "errors",
     "Digest": "digest",
@@ -105,7 +105,7 @@ _HOMES = {
     "Puller": "pull",
     "Reference": "reference",
     "RegistryError": "errors",
-    "RetryPolicy": "transport",
+    "RetryPolicy": "retry",
     "SizeMismatchError": "errors",
     "TLSError": "errors",
     "TransferOptions": "download",

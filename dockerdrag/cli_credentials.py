@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .auth import Credentials
+from .credentials import Credentials
 from .errors import UsageError
 from .reference import Reference
 

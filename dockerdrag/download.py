@@ -25,7 +25,7 @@ How one blob is fetched (:meth:`BlobFetcher.fetch`):
   other than the expected one fails at once (:class:`SizeMismatchError`).
   Nothing past the descriptor size is ever read.
 * A body that breaks mid-way is reconnected at the bytes already written (see
-  :class:`~dockerdrag.transport.RetryPolicy` for the budget); the partial is
+  :class:`~dockerdrag.retry.RetryPolicy` for the budget); the partial is
   kept whenever the download gives up or is cancelled.
 * A blob whose size or sha256 is wrong at the end is emptied and fetched once
   more from zero; a second failure raises (and leaves no partial behind).
@@ -69,8 +69,9 @@ from .events import LayerPhase, LayerProgress, ProgressCallback
 from .manifest import MAX_CONFIG_BYTES, Descriptor
 from .reference import Reference
 from .registry import RegistryClient
+from .retry import RetryPolicy
 from .store import BlobStore, ByteRanges, describe_os_error
-from .transport import READ_BUFFER_BYTES, Response, RetryPolicy
+from .transport import READ_BUFFER_BYTES, Response
 
 log = logging.getLogger("dockerdrag")
 T = TypeVar("T")

@@ -27,7 +27,7 @@ from .assemble import (
     run_writer_in_thread,
     write_order,
 )
-from .auth import Credentials
+from .credentials import Credentials
 from .digest import Digest
 from .docker_archive import DockerArchiveOptions
 from .download import (
@@ -55,8 +55,9 @@ from .manifest import Descriptor, ImageConfig, ImageIndex, ImageManifest, parse_
 from .platform import Platform
 from .reference import Reference
 from .registry import RegistryClient, choose_entries, mirror_host
+from .retry import RetryPolicy
 from .store import BlobStore, check_output_path, default_cache_dir
-from .transport import RetryPolicy, Transport, TransportConfig
+from .transport import Transport, TransportConfig
 
 FORMATS: tuple[str, ...] = ("docker", "oci", "oci-dir")
 PlatformSpec = Platform | str | Sequence[Platform | str] | None

@@ -1,14 +1,16 @@
 """HTTP for registries: one aiohttp session, TLS, auth injection, redirects, retries.
 
-This is the only module that touches aiohttp (it also sends :mod:`auth`'s token
-requests); every aiohttp/OSError exception is mapped to :mod:`errors` here.
+This is the only module that touches aiohttp (it also sends :mod:`tokens`' token
+requests); every aiohttp/OSError exception is mapped to :mod:`errors` here. Which
+``Authorization`` a request carries, and what a 401 means, :mod:`auth` decides.
 
 Rules it enforces:
 
 * TLS is verified unless the registry was named insecure; plain HTTP only for
   insecure registries; no https -> http downgrade on redirects.
 * ``Authorization`` goes only to the registry host it was made for: it is
-  dropped on any redirect that changes scheme, host or port. No ``~/.netrc``
+  dropped on any redirect that changes scheme, host or port, and a 401 from such
+  a redirect target is an error, never a challenge to answer. No ``~/.netrc``
   credentials and no cookies are sent (the session does not trust the
   environment); proxies come from ``HTTP(S)_PROXY``/``NO_PROXY`` per request.
 * CAs: the system store (``SSL_CERT_FILE``/``SSL_CERT_DIR``), ``--ca-cert`` and
@@ -22,14 +24,10 @@ Rules it enforces:
 from __future__ import annotations
 
 import contextlib
-import datetime
-import email.utils
 import json
 import logging
 import os
-import random
 import ssl
-import time
 import urllib.request
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,16 +36,10 @@ from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
 import aiohttp
 import anyio
+import yarl
 
-from .auth import (
-    MAX_TOKEN_BODY,
-    Challenge,
-    Credentials,
-    RegistryAuth,
-    TokenReply,
-    load_docker_credentials,
-    parse_www_authenticate,
-)
+from .auth import RegistryAuth
+from .credentials import Credentials
 from .errors import (
     AuthenticationError,
     DockerDragError,
@@ -57,44 +49,15 @@ from .errors import (
     TLSError,
     UsageError,
 )
+from .retry import RETRY_STATUSES, RetryPolicy, parse_retry_after
+from .tokens import MAX_TOKEN_BODY, TokenReply
 
 log = logging.getLogger("dockerdrag")
 
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_REDIRECTS = 10
 MAX_ERROR_BODY = 1 << 20
 READ_BUFFER_BYTES = 1 << 16  # aiohttp read_bufsize; blob bodies are never read in larger steps
 USER_AGENT = "dockerdrag/0.1"
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how long to retry a request that failed transiently.
-
-    A request is tried ``attempts`` times; before retry ``n`` (0-based) it sleeps
-    a random time up to ``min(max_delay, base_delay * 2**n)`` (full jitter), or
-    the server's ``Retry-After`` capped at ``max_retry_after``.
-
-    A blob body that breaks mid-way is reconnected at the bytes already on disk.
-    A reconnect after progress (``reconnect_progress_bytes`` received or
-    ``reconnect_progress_seconds`` spent since the previous one) is immediate;
-    one without progress counts as a failed attempt (backoff, ``attempts`` in a
-    row end the download). At most ``max_reconnects`` reconnects per blob and run.
-    """
-
-    attempts: int = 5
-    base_delay: float = 1.0
-    max_delay: float = 30.0
-    max_retry_after: float = 60.0
-    reconnect_progress_bytes: int = 1 << 20
-    reconnect_progress_seconds: float = 60.0
-    max_reconnects: int = 20
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait before retry number ``attempt`` (0-based)."""
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_retry_after)
-        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
 
 
 @dataclass(frozen=True)
@@ -105,30 +68,10 @@ class TransportConfig:
     ca_cert: Path | None = None
     credentials: Mapping[str, Credentials] = field(default_factory=dict)
     use_docker_config: bool = True
-    retry: RetryPolicy = RetryPolicy()
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     connect_timeout: float = 30.0
     read_timeout: float = 60.0
     certs_d_dirs: tuple[Path, ...] = field(default_factory=lambda: default_certs_d_dirs())
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return seconds if seconds >= 0 and seconds == seconds else None  # rejects NaN
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.UTC)  # HTTP dates are GMT
-    return max(0.0, when.timestamp() - time.time())
 
 
 def redact_url(url: str) -> str:
@@ -185,7 +128,6 @@ class Transport:
         self._schemes: dict[str, str] = {}
         self._ssl: dict[str, ssl.SSLContext | bool] = {}
         self._scheme_locks: dict[str, anyio.Lock] = {}
-        self._credential_locks: dict[str, anyio.Lock] = {}
         self._proxies = urllib.request.getproxies_environment()
 
     async def __aenter__(self) -> Transport:
@@ -314,28 +256,16 @@ class Transport:
 
     def auth_for(self, host: str) -> RegistryAuth:
         """The auth state of ``host`` (explicit credentials; the Docker config is read
-        on the first challenge, see :meth:`_ensure_credentials`)."""
+        on the first challenge)."""
         if host not in self._auth:
-            explicit = self.config.credentials.get(host)
             self._auth[host] = RegistryAuth(
                 registry_host=host,
-                credentials=explicit,
+                credentials=self.config.credentials.get(host),
                 plain_http_allowed=self.is_insecure,
-                credentials_resolved=explicit is not None or not self.config.use_docker_config,
+                use_docker_config=self.config.use_docker_config,
+                retry=self.config.retry,
             )
         return self._auth[host]
-
-    async def _ensure_credentials(self, auth: RegistryAuth) -> None:
-        """Look ``auth``'s host up in Docker's config.json once (helpers run in a thread)."""
-        if auth.credentials_resolved:
-            return
-        lock = self._credential_locks.setdefault(auth.registry_host, anyio.Lock())
-        async with lock:
-            if not auth.credentials_resolved:
-                auth.credentials = await anyio.to_thread.run_sync(
-                    load_docker_credentials, auth.registry_host
-                )
-                auth.credentials_resolved = True
 
     async def token_request(
         self,
@@ -435,25 +365,28 @@ class Transport:
         method: str,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Send the request with whatever Authorization ``host`` needs, answering its
-        challenges (at most once per kind); yield the first non-401 response."""
-        auth = self.auth_for(host)
+        challenges (see :class:`~dockerdrag.auth.RequestAuthorization`); yield the first
+        non-401 response.
+
+        Only the registry's own 401s are answered: a host it redirected to that asks
+        for authentication gets none (the credentials are not for it).
+        """
         scheme = await self.scheme_for(host)
         url = f"{scheme}://{host}{path}"
-        auth.credentials_allowed = scheme == "https" or self.is_insecure(host)
-        retried_for: set[str] = set()
+        authorization = self.auth_for(host).for_request(scope, what, scheme)
         while True:
             request_headers = dict(headers)
-            authorization = await auth.header_for(scope, self)
-            if authorization:
-                request_headers["Authorization"] = authorization
+            sent = await authorization.header(self)
+            if sent:
+                request_headers["Authorization"] = sent
             async with self._follow_redirects(method, url, request_headers, what) as raw:
                 if raw.status != 401:
+                    authorization.accepted()
                     yield raw
                     return
+                _refuse_foreign_challenge(raw, url, what)
                 challenge_header = raw.headers.get("WWW-Authenticate", "")
-            await self._ensure_credentials(auth)
-            attempt = _Unauthorised(challenge_header, scope, authorization, host, what)
-            scope = self._handle_unauthorised(attempt, auth, retried_for) or scope
+            await authorization.refused(challenge_header, sent)
 
     def _anonymous(
         self, url: str, headers: dict[str, str], what: str, method: str
@@ -472,43 +405,6 @@ class Transport:
             )
         headers.pop("Authorization", None)
         return self._follow_redirects(method, url, headers, what)
-
-    def _handle_unauthorised(
-        self, attempt: _Unauthorised, auth: RegistryAuth, retried_for: set[str]
-    ) -> str | None:
-        """Update ``auth`` after a 401; return a new scope to ask for, or raise.
-
-        A new challenge, an expired token (``invalid_token``) and a token lacking
-        the scope (``insufficient_scope``) are each answered once; anything else,
-        or the same again, is an :class:`AuthenticationError` naming the registry.
-        """
-        challenges = parse_www_authenticate(attempt.challenge_header)
-        challenge = next((c for c in challenges if c.scheme == "bearer"), None) or next(
-            (c for c in challenges if c.scheme == "basic"), None
-        )
-        if challenge is None:
-            raise AuthenticationError(
-                f"{attempt.host} requires authentication for {attempt.what} but offers "
-                "neither Bearer nor Basic authentication"
-            )
-        reason = _unauthorised_reason(auth.challenge, challenge)
-        if reason in retried_for or reason == "denied":
-            raise AuthenticationError(_refusal_message(attempt, auth, challenge, reason))
-        retried_for.add(reason)
-        if reason == "challenge":
-            auth.challenge = _stored_challenge(challenge)
-        if challenge.scheme == "basic" and (
-            auth.credentials is None or not auth.credentials.username
-        ):
-            raise AuthenticationError(
-                f"{attempt.host} requires a username and password for {attempt.what}; "
-                f"log in with 'docker login {attempt.host}' or pass --username and "
-                "--password-stdin"
-            )
-        auth.invalidate(attempt.scope, attempt.sent)
-        if reason == "insufficient_scope" and challenge.params.get("scope"):
-            return challenge.params["scope"]
-        return None
 
     @contextlib.asynccontextmanager
     async def _follow_redirects(
@@ -575,63 +471,16 @@ class Transport:
         raise RegistryError(f"{host} answered HTTP {raw.status} for {what}{suffix}", raw.status)
 
 
-@dataclass(frozen=True)
-class _Unauthorised:
-    """One 401 answer and the request it refused (for :meth:`Transport._handle_unauthorised`)."""
-
-    challenge_header: str
-    scope: str
-    sent: str | None = field(repr=False)  # the Authorization header that was refused
-    host: str
-    what: str
-
-
-def _unauthorised_reason(known: Challenge | None, challenge: Challenge) -> str:
-    """``challenge`` (new), ``invalid_token``, ``insufficient_scope`` or ``denied``."""
-    if (
-        known is None
-        or known.scheme != challenge.scheme
-        or known.params.get("realm") != challenge.params.get("realm")
-    ):
-        return "challenge"
-    error = challenge.params.get("error", "")
-    if error in ("invalid_token", "insufficient_scope"):
-        return error
-    return "denied"
-
-
-def _stored_challenge(challenge: Challenge) -> Challenge:
-    """What to remember of a challenge: Bearer keeps only realm and service."""
-    if challenge.scheme != "bearer":
-        return challenge
-    kept = {k: v for k, v in challenge.params.items() if k in ("realm", "service")}
-    return Challenge(challenge.scheme, kept)
-
-
-def _refusal_message(
-    attempt: _Unauthorised, auth: RegistryAuth, challenge: Challenge, reason: str
-) -> str:
-    """An actionable message for a final 401 (never contains a secret)."""
-    credentials = auth.credentials
-    who = f"user {credentials.username!r}" if credentials and credentials.username else None
-    if credentials and credentials.identity_token:
-        who = "the identity token"
-    error = challenge.params.get("error", "")
-    text = f"authentication to {attempt.host} failed for {attempt.what}"
-    if reason == "insufficient_scope":
-        detail = f"the registry granted no access to {attempt.scope}"
-    elif reason == "invalid_token":
-        detail = "the registry rejected a freshly issued token (invalid_token)"
-    else:
-        detail = f"the registry refused {who or 'anonymous access'}" + (
-            f" ({error})" if error else ""
-        )
-    hint = (
-        "; check the username and password"
-        if who
-        else f"; log in with 'docker login {attempt.host}' or pass --username and --password-stdin"
+def _refuse_foreign_challenge(raw: aiohttp.ClientResponse, url: str, what: str) -> None:
+    """Raise if the 401 ``raw`` came from another origin than ``url`` (after a redirect)."""
+    asked, answered = yarl.URL(url), raw.url
+    if (asked.scheme, asked.host, asked.port) == (answered.scheme, answered.host, answered.port):
+        return
+    raise AuthenticationError(
+        f"{asked.authority} redirected the request for {what} to {answered.authority}, "
+        "which asks for authentication (HTTP 401); credentials are only sent to the "
+        "registry named and the token server it names"
     )
-    return f"{text}: {detail}{hint}"
 
 
 def _redirect_target(current: str, location: str, origin: SplitResult, what: str) -> str:

@@ -19,12 +19,11 @@ import pytest
 from dockerdrag import transport
 from dockerdrag.auth import (
     Challenge,
-    Credentials,
     RegistryAuth,
-    TokenReply,
-    load_docker_credentials,
     parse_www_authenticate,
+    refusal_of,
 )
+from dockerdrag.credentials import Credentials, load_docker_credentials
 from dockerdrag.errors import (
     AuthenticationError,
     NetworkError,
@@ -32,6 +31,8 @@ from dockerdrag.errors import (
     TLSError,
     UsageError,
 )
+from dockerdrag.retry import RetryPolicy
+from dockerdrag.tokens import TokenReply
 
 
 def test_parse_bearer_challenge_with_commas_in_quotes() -> None:
@@ -232,6 +233,7 @@ def bearer_auth(
         credentials=credentials,
         plain_http_allowed=plain_http_allowed,
         challenge=Challenge("bearer", {"realm": realm, "service": "svc"}),
+        retry=RetryPolicy(base_delay=0.01),
     )
 
 
@@ -288,10 +290,21 @@ async def test_http_realm_refusal_explains_withheld_credentials() -> None:
 
 @pytest.mark.parametrize(
     ("reply", "lifetime"),
-    [({}, 60), ({"expires_in": 5}, 60), ({"expires_in": 3600}, 3600), ({"expires_in": "x"}, 60)],
+    [
+        ({}, 60),
+        ({"expires_in": 5}, 60),
+        ({"expires_in": 300}, 300),
+        ({"expires_in": "x"}, 60),
+        ({"expires_in": True}, 60),
+        ({"expires_in": float("nan")}, 60),
+        ({"expires_in": float("inf")}, 60),
+        ({"expires_in": -300}, 60),
+        ({"expires_in": 10**30}, 3600),
+    ],
+    ids=["missing", "short", "normal", "string", "bool", "nan", "inf", "negative", "absurd"],
 )
 @pytest.mark.anyio
-async def test_token_lifetime_is_at_least_60_seconds(
+async def test_token_lifetime_is_clamped_to_a_sane_range(
     reply: dict[str, object], lifetime: float
 ) -> None:
     auth = bearer_auth()
@@ -363,11 +376,11 @@ def test_basic_password_refused_over_plain_http() -> None:
         "reg.example",
         credentials=Credentials("alice", "pw-1"),
         challenge=Challenge("basic", {"realm": "r"}),
-        credentials_allowed=False,
     )
     with pytest.raises(AuthenticationError, match=r"--insecure reg\.example") as info:
-        auth.cached_header(SCOPE)
+        auth.cached_header(SCOPE, scheme="http")
     assert "pw-1" not in str(info.value)
+    assert auth.cached_header(SCOPE) == Credentials("alice", "pw-1").basic_header()
 
 
 # --------------------------------------------------------------------------- transport rules
@@ -387,10 +400,10 @@ def test_basic_password_refused_over_plain_http() -> None:
         ("https://a/t", 'Bearer realm="https://b/t"', "challenge"),
     ],
 )
-def test_unauthorised_reason(known: str | None, header: str, reason: str) -> None:
+def test_refusal_of(known: str | None, header: str, reason: str) -> None:
     stored = Challenge("bearer", {"realm": known}) if known else None
     (challenge,) = parse_www_authenticate(header)
-    assert transport._unauthorised_reason(stored, challenge) == reason
+    assert refusal_of(stored, challenge).value == reason
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dockerdrag"
 # Rank of each module: a module may import only modules of a strictly lower rank.
 LAYERS: list[set[str]] = [
     {"errors"},
-    {"digest", "platform", "direct_io"},
-    {"reference", "manifest", "gojson", "tarwriter", "events"},
+    {"digest", "platform", "direct_io", "retry", "credentials"},
+    {"reference", "manifest", "gojson", "tarwriter", "events", "tokens"},
     {"auth", "store", "layers"},
     {"transport"},
     {"registry"},

@@ -13,8 +13,8 @@ import pytest
 from dockerdrag.digest import Digest
 from dockerdrag.download import TransferOptions, _Reconnects
 from dockerdrag.errors import NetworkError, SizeMismatchError
+from dockerdrag.retry import RetryPolicy, parse_retry_after
 from dockerdrag.store import BlobStore, ByteRanges
-from dockerdrag.transport import RetryPolicy, parse_retry_after
 
 DIGEST = Digest.of(b"x" * 100)
 

@@ -104,7 +104,7 @@ class TokenPolicy:
     deny_all: bool = False
     deny_status: int = 401
     ttl: int = 300
-    reported_expires_in: int | None = None
+    reported_expires_in: float | None = None
     omit_expires_in: bool = False
     omit_issued_at: bool = False
     reply_fields: tuple[str, ...] = ("token", "access_token")
