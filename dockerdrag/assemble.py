@@ -14,7 +14,7 @@ then does the cancellation propagate.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -27,10 +27,12 @@ from .docker_archive import (
     ArchiveImage,
     ArchiveLayer,
     DockerArchiveOptions,
-    v1_layer_ids,
+    DockerImagePlan,
+    plan_image,
     write_docker_archive,
 )
 from .docker_parallel import write_docker_archive_in_parallel
+from .errors import InvalidManifestError
 from .layers import announced_size, open_decompressed
 from .manifest import ImageConfig, ImageIndex, ImageManifest
 from .reference import Reference
@@ -134,11 +136,25 @@ class _StoppableReader:
         self.close()
 
 
+def docker_plans(
+    resolved: Sequence[ResolvedPull], options: DockerArchiveOptions
+) -> dict[Digest, DockerImagePlan]:
+    """The docker archive plan of each pull's primary image, by config digest."""
+    plans: dict[Digest, DockerImagePlan] = {}
+    for item in resolved:
+        for image in item.images[:1]:
+            if image.config.decoded is None:
+                raise InvalidManifestError(f"{item.reference} is not a loadable image")
+            plans[image.config.digest] = plan_image(image.config.decoded, options)
+    return plans
+
+
 def write_order(
-    resolved: Sequence[ResolvedPull], output_format: str, options: DockerArchiveOptions
+    resolved: Sequence[ResolvedPull], plans: Mapping[Digest, DockerImagePlan] | None
 ) -> list[Digest]:
-    """Layer blobs in the order the writer of ``output_format`` reads them."""
-    if output_format != "docker":
+    """Layer blobs in the order the writer reads them: sorted v1 directories for the docker
+    format (``plans`` given), sorted digests for the oci formats (``plans`` None)."""
+    if plans is None:
         digests = {
             layer.digest for item in resolved for i in item.images for layer in i.manifest.layers
         }
@@ -146,7 +162,7 @@ def write_order(
     first_name: dict[Digest, str] = {}
     for item in resolved:
         for image in item.images[:1]:
-            v1_ids = v1_layer_ids(image.config_raw, options)
+            v1_ids = plans[image.config.digest].v1_ids
             for layer, v1_id in zip(image.manifest.layers, v1_ids, strict=True):
                 first_name[layer.digest] = min(first_name.get(layer.digest, v1_id), v1_id)
     return sorted(first_name, key=first_name.__getitem__)
@@ -156,14 +172,15 @@ def docker_writer(
     output: Path,
     resolved: Sequence[ResolvedPull],
     gate: BlobGate,
+    plans: Mapping[Digest, DockerImagePlan],
     options: DockerArchiveOptions,
 ) -> Writer:
-    """The legacy ``docker save`` archive of the primary image of each pull."""
+    """The legacy ``docker save`` archive of the primary image of each pull, as planned."""
 
     def write(stop: threading.Event) -> None:
         images = [
             ArchiveImage(
-                config_bytes=image.config_raw,
+                plan=plans[image.config.digest],
                 repo_tags=item.repo_tags,
                 layers=[
                     ArchiveLayer(
@@ -198,7 +215,8 @@ def oci_writer(
     images = [
         OciImage(
             manifests=[
-                OciManifest(image.manifest, image.config_raw, gate.paths) for image in item.images
+                OciManifest(image.manifest, image.config_raw, gate.paths, image.config.decoded)
+                for image in item.images
             ],
             tags=list(item.repo_tags),
             index=item.index if len(item.images) > 1 or include_attestations else None,

@@ -9,7 +9,6 @@ tag is saved, ``repositories``. Layers are streamed (decompressed by the caller'
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -24,12 +23,13 @@ from .errors import (
     UsageError,
 )
 from .gojson import (
+    DecodedConfig,
     GoTime,
-    ImageConfig,
     V1Record,
     decode_image_config,
-    encode_string,
     encode_v1_json,
+    encode_value,
+    go_map_order,
     v1_id_input,
 )
 from .layers import read_ahead
@@ -48,14 +48,15 @@ __all__ = [
     "ArchiveImage",
     "ArchiveLayer",
     "DockerArchiveOptions",
+    "DockerImagePlan",
     "LayerData",
     "ManifestItem",
     "archive_entries",
     "chain_ids",
     "created_mtime",
     "manifest_json",
+    "plan_image",
     "repositories_json",
-    "v1_layer_ids",
     "write_docker_archive",
 ]
 
@@ -78,12 +79,25 @@ class ArchiveLayer:
 
 @dataclass(frozen=True)
 class ArchiveImage:
-    """One image to archive: raw config, layers in rootfs order and familiar tags."""
+    """One image to archive: its plan (config and v1 layers), layers in rootfs order and
+    familiar tags."""
 
-    config_bytes: bytes
+    plan: DockerImagePlan
     layers: Sequence[ArchiveLayer]
     repo_tags: Sequence[str] = ()
     """Familiar ``name:tag`` strings in order; empty means ``RepoTags: null``."""
+
+    @classmethod
+    def of(
+        cls,
+        config_bytes: bytes,
+        layers: Sequence[ArchiveLayer],
+        repo_tags: Sequence[str] = (),
+        options: DockerArchiveOptions | None = None,
+    ) -> ArchiveImage:
+        """The image of raw config bytes, planned with ``options`` (the defaults if None)."""
+        plan = plan_image(decode_image_config(config_bytes), options or DockerArchiveOptions())
+        return cls(plan, layers, repo_tags)
 
 
 @dataclass(frozen=True)
@@ -138,35 +152,33 @@ def created_mtime(created: GoTime) -> int:
     return seconds
 
 
-def _parse_diff_ids(config: ImageConfig) -> list[Digest]:
-    try:
-        return [Digest.parse(text) for text in config.diff_ids]
-    except InvalidReferenceError as exc:
-        raise InvalidManifestError(f"image config: bad rootfs.diff_ids entry: {exc}") from None
-
-
-def _decode_config(config_bytes: bytes) -> tuple[ImageConfig, list[Digest]]:
-    config = decode_image_config(config_bytes)
-    diff_ids = _parse_diff_ids(config)
-    if not diff_ids:
-        raise InvalidManifestError("empty image: the config lists no layers")
-    if config.non_empty_history_entries > len(diff_ids):
-        raise InvalidManifestError("image config: too many non-empty layers in History section")
-    return config, diff_ids
-
-
 @dataclass(frozen=True)
 class _V1Layer:
     v1_id: str
     json: bytes
 
 
-def _v1_layers(
-    config: ImageConfig, diff_ids: Sequence[Digest], options: DockerArchiveOptions
-) -> list[_V1Layer]:
+@dataclass(frozen=True)
+class DockerImagePlan:
+    """What ``docker save`` works out from one config before writing anything: the legacy
+    v1 layers (bottom to top), made with ``options``. The pull makes it once per config and
+    hands it to both the fetch order and the writer."""
+
+    config: DecodedConfig
+    options: DockerArchiveOptions
+    v1_layers: tuple[_V1Layer, ...]
+
+    @property
+    def v1_ids(self) -> list[str]:
+        """The legacy v1 layer IDs (hex, bottom to top)."""
+        return [layer.v1_id for layer in self.v1_layers]
+
+
+def _v1_layers(config: DecodedConfig, options: DockerArchiveOptions) -> list[_V1Layer]:
     """Docker's ``saveImage`` loop: v1 IDs and per-layer ``json`` (format section 2.3)."""
     epoch = GoTime.epoch(options.epoch_utc_offset_seconds)
     escaping = options.go122_escaping
+    diff_ids = config.diff_ids
     layers: list[_V1Layer] = []
     parent = ""
     for index, chain_id in enumerate(chain_ids(diff_ids)):
@@ -181,25 +193,13 @@ def _v1_layers(
     return layers
 
 
-@functools.lru_cache(maxsize=4)
-def _decoded_image(
-    config_bytes: bytes, options: DockerArchiveOptions
-) -> tuple[ImageConfig, tuple[Digest, ...], tuple[_V1Layer, ...]]:
-    """The config, its diff_ids and its v1 layers, worked out once per config.
-
-    A pull asks twice: for the order to fetch layers in (on the event loop, before
-    any layer is requested) and again when it writes the archive. The result is
-    only read, never changed. Only the last 4 configs are kept (configs are
-    usually a few KB; at most 4 MiB each).
-    """
-    config, diff_ids = _decode_config(config_bytes)
-    return config, tuple(diff_ids), tuple(_v1_layers(config, diff_ids, options))
-
-
-def v1_layer_ids(config_bytes: bytes, options: DockerArchiveOptions | None = None) -> list[str]:
-    """The legacy v1 layer IDs (hex, bottom to top) ``docker save`` uses for a config."""
-    _config, _diff_ids, v1_layers = _decoded_image(config_bytes, options or DockerArchiveOptions())
-    return [layer.v1_id for layer in v1_layers]
+def plan_image(config: DecodedConfig, options: DockerArchiveOptions) -> DockerImagePlan:
+    """The plan of one image; InvalidManifestError for a config ``docker save`` refuses."""
+    if not config.diff_ids:
+        raise InvalidManifestError("empty image: the config lists no layers")
+    if config.non_empty_history_entries > len(config.diff_ids):
+        raise InvalidManifestError("image config: too many non-empty layers in History section")
+    return DockerImagePlan(config, options, tuple(_v1_layers(config, options)))
 
 
 def _split_familiar_tag(repo_tag: str) -> tuple[str, str]:
@@ -211,36 +211,20 @@ def _split_familiar_tag(repo_tag: str) -> tuple[str, str]:
 
 def repositories_json(tags: Sequence[tuple[str, str]], go122_escaping: bool = False) -> bytes:
     """The ``repositories`` file for ``(familiar name:tag, top v1 ID hex)`` pairs."""
-    repositories: dict[str, dict[str, str]] = {}
+    repositories: dict[str, dict[str, object]] = {}
     for repo_tag, top_v1_id in tags:
         name, tag = _split_familiar_tag(repo_tag)
         repositories.setdefault(name, {})[tag] = top_v1_id
-
-    def encode_map(mapping: dict[str, str] | dict[str, dict[str, str]]) -> str:
-        members = []
-        for key in sorted(mapping, key=lambda text: text.encode("utf-8")):
-            value = mapping[key]
-            encoded = encode_map(value) if isinstance(value, dict) else encode_string(value)
-            members.append(f"{encode_string(key, go122_escaping)}:{encoded}")
-        return "{" + ",".join(members) + "}"
-
-    return (encode_map(repositories) + "\n").encode("utf-8")
+    document = go_map_order({name: go_map_order(by_tag) for name, by_tag in repositories.items()})
+    return (encode_value(document, go122_escaping) + "\n").encode("utf-8")
 
 
 def manifest_json(items: Sequence[ManifestItem], go122_escaping: bool = False) -> bytes:
     """``manifest.json`` as Go's ``json.Encoder`` writes it (format section 2.5), with a newline."""
-
-    def array(values: Sequence[str] | None) -> str:
-        if values is None:
-            return "null"
-        return "[" + ",".join(encode_string(v, go122_escaping) for v in values) + "]"
-
     entries = [
-        f'{{"Config":{encode_string(item.config, go122_escaping)},'
-        f'"RepoTags":{array(item.repo_tags)},"Layers":{array(item.layers)}}}'
-        for item in items
+        {"Config": item.config, "RepoTags": item.repo_tags, "Layers": item.layers} for item in items
     ]
-    return ("[" + ",".join(entries) + "]\n").encode("utf-8")
+    return (encode_value(entries, go122_escaping) + "\n").encode("utf-8")
 
 
 # ---------------------------------------------------------------------------
@@ -298,11 +282,11 @@ def _merge_duplicate_images(images: Sequence[ArchiveImage]) -> list[ArchiveImage
     """One entry per image ID (as Docker keys images), tags merged in order."""
     merged: dict[str, ArchiveImage] = {}
     for image in images:
-        image_id = Digest.of(image.config_bytes).hex
+        image_id = Digest.of(image.plan.config.raw).hex
         if image_id in merged:
             first = merged[image_id]
             tags = [*first.repo_tags, *image.repo_tags]
-            merged[image_id] = ArchiveImage(first.config_bytes, first.layers, tags)
+            merged[image_id] = ArchiveImage(first.plan, first.layers, tags)
         else:
             merged[image_id] = image
     return list(merged.values())
@@ -328,9 +312,12 @@ def _add_image(
     layout: _Layout, image_index: int, image: ArchiveImage, options: DockerArchiveOptions, now: int
 ) -> ManifestItem:
     """Docker's ``saveImage`` for one image: add its dirs and config to ``layout``."""
-    config, diff_ids, v1_layers = _decoded_image(image.config_bytes, options)
-    _check_layers(image, diff_ids)
-    mtime = created_mtime(config.created)
+    plan = image.plan
+    if plan.options != options:  # planned for other options: its v1 layers differ
+        plan = plan_image(plan.config, options)
+    v1_layers = plan.v1_layers
+    _check_layers(image, plan.config.diff_ids)
+    mtime = created_mtime(plan.config.created)
     for layer_index, (v1_layer, layer) in enumerate(zip(v1_layers, image.layers, strict=True)):
         if v1_layer.v1_id in layout.dirs:
             continue
@@ -342,8 +329,8 @@ def _add_image(
         else:
             target = f"../{first_dir}/layer.tar"
             layout.dirs[v1_layer.v1_id] = _LayerDir(v1_layer.json, now, None, target)
-    image_id = Digest.of(image.config_bytes).hex
-    layout.files[f"{image_id}.json"] = (image.config_bytes, mtime)
+    image_id = Digest.of(plan.config.raw).hex
+    layout.files[f"{image_id}.json"] = (plan.config.raw, mtime)
     tags = _unique(image.repo_tags)
     return ManifestItem(
         config=f"{image_id}.json",

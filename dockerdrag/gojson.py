@@ -19,18 +19,20 @@ keys, document order and raw number and string literals.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Final
 
-from .errors import InvalidManifestError
+from .digest import Digest
+from .errors import InvalidManifestError, InvalidReferenceError
 
 __all__ = [
     "ZERO_TIME",
+    "DecodedConfig",
     "GoSlice",
     "GoTime",
-    "ImageConfig",
     "JsonArray",
     "JsonBool",
     "JsonNull",
@@ -42,7 +44,11 @@ __all__ = [
     "decode_image_config",
     "encode_string",
     "encode_v1_json",
+    "encode_value",
+    "fold_key",
+    "go_map_order",
     "parse_json",
+    "strings",
     "v1_id_input",
 ]
 
@@ -650,7 +656,7 @@ def _zero(go_type: _GoType) -> object:
 # ---------------------------------------------------------------------------
 
 
-def _fold_key(key: str) -> str:
+def fold_key(key: str) -> str:
     """Fold a key the way Go 1.19 matches it against an ASCII field name."""
     folded = []
     for char in key:
@@ -669,7 +675,7 @@ def _find_field(struct: _Struct, key: str) -> _Field | None:
     for go_field in struct.fields:
         if _json_name(go_field) == key:
             return go_field
-    folded = _fold_key(key)
+    folded = fold_key(key)
     for go_field in struct.fields:
         if _json_name(go_field).lower() == folded:
             return go_field
@@ -924,12 +930,21 @@ class V1Record:
 
 
 @dataclass
-class ImageConfig:
-    """The parts of Docker's ``image.Image`` the archive writer needs."""
+class DecodedConfig:
+    """An image config decoded as Docker's ``json.Unmarshal`` into ``image.Image`` does.
 
+    ``raw`` keeps the exact bytes (the image ID is their sha256). Only what dockerdrag
+    uses is kept: the V1 record, ``rootfs``, the count of non-empty ``history`` entries,
+    ``os.version`` and ``os.features``.
+    """
+
+    raw: bytes = field(repr=False)
     v1: V1Record
-    diff_ids: list[str]
+    rootfs_type: str
+    diff_ids: tuple[Digest, ...]
     non_empty_history_entries: int
+    os_version: str
+    os_features: tuple[str, ...]
 
     @property
     def os(self) -> str:
@@ -941,17 +956,40 @@ class ImageConfig:
         """The image's ``created`` (Go zero time when absent)."""
         return self.v1.created
 
+    def string(self, name: str) -> str:
+        """One of the V1 record's string fields (``architecture``, ``variant``, ...)."""
+        value = self.v1.fields[name]
+        assert isinstance(value, str)
+        return value
 
-def _strings(value: object) -> list[str]:
-    items = value.items() if isinstance(value, GoSlice) else []
-    return [item for item in items if isinstance(item, str)]
+    def container_config(self) -> GoStruct | None:
+        """The ``config`` member (the container config), None when absent or null."""
+        value = self.v1.fields["config"]
+        return value if isinstance(value, dict) else None
 
 
-def decode_image_config(data: bytes) -> ImageConfig:
+def strings(value: object) -> list[str]:
+    """The strings of a decoded Go slice or StrSlice (``[]`` for nil)."""
+    if isinstance(value, GoSlice):
+        value = value.items()
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+def _diff_ids(rootfs: GoStruct) -> tuple[Digest, ...]:
+    diff_ids: list[Digest] = []
+    for index, text in enumerate(strings(rootfs["diff_ids"])):
+        try:
+            diff_ids.append(Digest.parse(text))
+        except InvalidReferenceError as exc:
+            raise InvalidManifestError(f"image config: rootfs.diff_ids[{index}]: {exc}") from None
+    return tuple(diff_ids)
+
+
+def decode_image_config(data: bytes) -> DecodedConfig:
     """Decode raw config bytes exactly as Docker's ``json.Unmarshal`` into ``image.Image``.
 
     Raises InvalidManifestError on a syntax error, a type mismatch in any known field,
-    or a missing ``rootfs``.
+    a missing ``rootfs`` or a ``rootfs.diff_ids`` entry that is not a sha256 digest.
     """
     document = parse_json(decode_utf8_like_go(data))
     image = _zero(_IMAGE)
@@ -968,8 +1006,46 @@ def decode_image_config(data: bytes) -> ImageConfig:
     non_empty = sum(
         1 for entry in history_items if isinstance(entry, dict) and not entry["empty_layer"]
     )
-    v1 = V1Record({f.name: image.get(f.name, "") for f in _V1_FIELDS})
-    return ImageConfig(v1, _strings(rootfs["diff_ids"]), non_empty)
+    rootfs_type = rootfs["type"]
+    os_version = image["os.version"]
+    assert isinstance(rootfs_type, str) and isinstance(os_version, str)
+    return DecodedConfig(
+        raw=bytes(data),
+        v1=V1Record({f.name: image.get(f.name, "") for f in _V1_FIELDS}),
+        rootfs_type=rootfs_type,
+        diff_ids=_diff_ids(rootfs),
+        non_empty_history_entries=non_empty,
+        os_version=os_version,
+        os_features=tuple(strings(image["os.features"])),
+    )
+
+
+def encode_value(value: object, go122_escaping: bool = False) -> str:
+    """Encode a plain value as Go's encoder would: a dict's members keep the order given
+    (a Go struct's field order; pass a map through :func:`go_map_order` first), lists
+    as arrays, None as ``null``, strings with :func:`encode_string`."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return encode_string(value, go122_escaping)
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(encode_value(item, go122_escaping) for item in value) + "]"
+    if isinstance(value, dict):
+        members = (
+            f"{encode_string(key, go122_escaping)}:{encode_value(item, go122_escaping)}"
+            for key, item in value.items()
+        )
+        return "{" + ",".join(members) + "}"
+    raise TypeError(f"cannot encode {value!r}")
+
+
+def go_map_order(mapping: Mapping[str, object]) -> dict[str, object]:
+    """A Go map's member order: keys sorted by their UTF-8 bytes."""
+    return {key: mapping[key] for key in sorted(mapping, key=lambda k: k.encode("utf-8"))}
 
 
 def encode_v1_json(record: V1Record, go122_escaping: bool = False) -> bytes:

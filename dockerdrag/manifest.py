@@ -28,8 +28,7 @@ Every failure raises InvalidManifestError. Nothing here does I/O.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NoReturn
@@ -37,6 +36,7 @@ from urllib.parse import urlsplit
 
 from .digest import Digest
 from .errors import InvalidManifestError, InvalidReferenceError, PlatformNotFoundError
+from .gojson import ZERO_TIME, DecodedConfig, decode_image_config, fold_key, strings
 from .platform import Platform, platform_rank
 
 __all__ = [
@@ -330,9 +330,9 @@ def _json_type(value: object) -> str:
 
 
 def _check_key_case(obj: Mapping[str, Any], known: Iterable[str], where: str) -> None:
-    folded = {_go_fold(name): name for name in known}
+    folded = {name.lower(): name for name in known}
     for key in obj:
-        name = folded.get(_go_fold(key))
+        name = folded.get(fold_key(key))
         if name is not None and name != key:
             _invalid(f"{where}: key {key!r} is ambiguous (differs from {name!r} only in case)")
 
@@ -549,110 +549,7 @@ def select_manifest(index: ImageIndex, wanted: Platform) -> Descriptor:
     )
 
 
-# --- image config (Go-compatible reading) ---------------------------------------------
-
-
-class _GoObject:
-    """A JSON object kept as its key/value pairs, read the way Go's encoding/json would.
-
-    Keys match field names case-insensitively; a repeated field is decoded
-    again into the same place (strings: last wins; objects: merged).
-    """
-
-    __slots__ = ("pairs",)
-
-    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
-        self.pairs = pairs
-
-    def values(self, name: str) -> list[Any]:
-        """Every value given for field ``name``, in order."""
-        want = _go_fold(name)
-        return [value for key, value in self.pairs if _go_fold(key) == want]
-
-
-def _go_fold(text: str) -> str:
-    # Go's case-insensitive key match: simple one-to-one case folding
-    # (so the Kelvin sign matches "k" and long s matches "s", but "ß" stays).
-    out = []
-    for ch in text:
-        upper = ch.upper()
-        if len(upper) == 1:
-            lower = upper.lower()
-            ch = lower if len(lower) == 1 else upper
-        out.append(ch)
-    return "".join(out)
-
-
-_SURROGATE_RE = re.compile("[\ud800-\udfff]")
-
-
-def _clean(text: str) -> str:
-    # Go turns lone surrogate escapes into U+FFFD.
-    return _SURROGATE_RE.sub("\ufffd", text)
-
-
-def _go_string(obj: _GoObject, name: str, where: str) -> str | None:
-    result: str | None = None
-    for value in obj.values(name):
-        if value is None:
-            continue  # null leaves a Go string unchanged
-        if not isinstance(value, str):
-            _invalid(f"image config: {where}{name} must be a string, got {_json_type(value)}")
-        result = _clean(value)
-    return result
-
-
-def _go_struct(obj: _GoObject, name: str, where: str) -> _GoObject | None:
-    result: _GoObject | None = None
-    for value in obj.values(name):
-        if value is None:
-            result = None  # null resets a Go pointer
-        elif isinstance(value, _GoObject):
-            result = _GoObject((result.pairs if result else []) + value.pairs)
-        else:
-            _invalid(f"image config: {where}{name} must be an object, got {_json_type(value)}")
-    return result
-
-
-def _go_string_list(
-    obj: _GoObject, name: str, where: str, *, allow_string: bool = False
-) -> tuple[str, ...] | None:
-    result: tuple[str, ...] | None = None
-    for value in obj.values(name):
-        if value is None:
-            result = None
-        elif allow_string and isinstance(value, str):
-            result = (_clean(value),)
-        elif isinstance(value, list):
-            items: list[str] = []
-            for item in value:
-                if item is None:
-                    items.append("")
-                elif isinstance(item, str):
-                    items.append(_clean(item))
-                else:
-                    _invalid(f"image config: {where}{name} must be a list of strings")
-            result = tuple(items)
-        else:
-            _invalid(f"image config: {where}{name} must be a list of strings")
-    return result
-
-
-def _go_string_map(obj: _GoObject, name: str, where: str) -> dict[str, str] | None:
-    result: dict[str, str] | None = None
-    for value in obj.values(name):
-        if value is None:
-            result = None
-        elif isinstance(value, _GoObject):
-            merged = dict(result or {})
-            for key, item in value.pairs:
-                if item is not None and not isinstance(item, str):
-                    _invalid(f"image config: {where}{name} values must be strings")
-                merged[_clean(key)] = _clean(item) if item is not None else ""
-            result = merged
-        else:
-            _invalid(f"image config: {where}{name} must be an object of strings")
-    return result
+# --- image config ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -660,7 +557,9 @@ class ImageConfig:
     """The parts of an image config the pull and ``inspect`` need.
 
     ``raw`` keeps the exact bytes (the image ID is their sha256, ``digest``).
-    ``labels`` is read-only and not part of the hash.
+    ``labels`` is read-only and not part of the hash. ``decoded`` is the whole config as
+    Docker decodes it (:mod:`dockerdrag.gojson`), which the archive writers use; None
+    for an attestation's config, which is stored but never loaded.
     """
 
     raw: bytes = field(repr=False)
@@ -674,88 +573,58 @@ class ImageConfig:
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     working_dir: str | None = None
     user: str | None = None
+    decoded: DecodedConfig | None = field(default=None, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.labels, MappingProxyType):
             object.__setattr__(self, "labels", _frozen_annotations(self.labels))
 
 
-def _load_go(raw: bytes) -> _GoObject:
-    text = raw.decode("utf-8", errors="replace")  # Go replaces invalid UTF-8 with U+FFFD
-    hook: Callable[[list[tuple[str, Any]]], _GoObject] = _GoObject
-    try:
-        doc = json.loads(text, object_pairs_hook=hook, parse_constant=_reject_constant)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        _invalid(f"image config is not valid JSON: {exc}")
-    if not isinstance(doc, _GoObject):
-        _invalid(f"image config must be a JSON object, got {_json_type(doc)}")
-    return doc
-
-
-def _parse_diff_ids(values: Sequence[str]) -> tuple[Digest, ...]:
-    diff_ids: list[Digest] = []
-    for i, text in enumerate(values):
-        try:
-            diff_ids.append(Digest.parse(text))
-        except InvalidReferenceError as exc:
-            _invalid(f"image config: rootfs.diff_ids[{i}]: {exc}")
-    return tuple(diff_ids)
+def _optional_strings(value: object) -> tuple[str, ...] | None:
+    return None if value is None else tuple(strings(value))
 
 
 def parse_config(raw: bytes) -> ImageConfig:
     """Parse an image config as Docker reads it and check its ``rootfs``.
 
-    Requires ``rootfs.type == "layers"`` and ``rootfs.diff_ids`` a list of
-    sha256 digests (possibly empty; the caller compares it with the layers).
-    Raises InvalidManifestError otherwise.
+    The config is decoded once, as Docker's Go code decodes it (:mod:`dockerdrag.gojson`);
+    requires ``rootfs.type == "layers"`` and ``rootfs.diff_ids`` a list of sha256 digests
+    (possibly empty; the caller compares it with the layers). Raises InvalidManifestError
+    otherwise.
     """
     if not isinstance(raw, bytes | bytearray | memoryview):
         raise TypeError("raw must be bytes")
     raw = bytes(raw)
     if len(raw) > MAX_CONFIG_BYTES:
         _invalid(f"image config is too large ({len(raw)} bytes, limit {MAX_CONFIG_BYTES})")
-    doc = _load_go(raw)
-
-    rootfs = _go_struct(doc, "rootfs", "")
-    if rootfs is None:
-        _invalid("image config has no rootfs")
-    rootfs_type = _go_string(rootfs, "type", "rootfs.")
-    if rootfs_type != "layers":
-        _invalid(f"image config: unsupported rootfs.type {rootfs_type!r} (expected 'layers')")
-    diff_id_texts = _go_string_list(rootfs, "diff_ids", "rootfs.")
-    diff_ids = _parse_diff_ids(diff_id_texts or ())
-
+    decoded = decode_image_config(raw)
+    if decoded.rootfs_type != "layers":
+        _invalid(
+            f"image config: unsupported rootfs.type {decoded.rootfs_type!r} (expected 'layers')"
+        )
     platform = Platform(
-        os=_go_string(doc, "os", "") or "",
-        architecture=_go_string(doc, "architecture", "") or "",
-        variant=_go_string(doc, "variant", "") or None,
-        os_version=_go_string(doc, "os.version", "") or None,
-        os_features=_go_string_list(doc, "os.features", "") or (),
+        os=decoded.os,
+        architecture=decoded.string("architecture"),
+        variant=decoded.string("variant") or None,
+        os_version=decoded.os_version or None,
+        os_features=decoded.os_features,
     ).normalized()
-
-    container = _go_struct(doc, "config", "")
-    entrypoint = cmd = None
-    env: tuple[str, ...] = ()
-    labels: dict[str, str] = {}
-    working_dir = user = None
-    if container is not None:
-        entrypoint = _go_string_list(container, "Entrypoint", "config.", allow_string=True)
-        cmd = _go_string_list(container, "Cmd", "config.", allow_string=True)
-        env = _go_string_list(container, "Env", "config.") or ()
-        labels = _go_string_map(container, "Labels", "config.") or {}
-        working_dir = _go_string(container, "WorkingDir", "config.")
-        user = _go_string(container, "User", "config.")
-
+    container = decoded.container_config() or {}
+    labels = container.get("Labels")
+    created = decoded.created
     return ImageConfig(
         raw=raw,
         digest=Digest.of(raw),
-        diff_ids=diff_ids,
+        diff_ids=decoded.diff_ids,
         platform=platform,
-        created=_go_string(doc, "created", ""),
-        entrypoint=entrypoint,
-        cmd=cmd,
-        env=env,
-        labels=MappingProxyType(labels),
-        working_dir=working_dir,
-        user=user,
+        created=None if created == ZERO_TIME else created.format_rfc3339nano(),
+        entrypoint=_optional_strings(container.get("Entrypoint")),
+        cmd=_optional_strings(container.get("Cmd")),
+        env=tuple(strings(container.get("Env"))),
+        labels=MappingProxyType(
+            {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+        ),
+        working_dir=str(container.get("WorkingDir", "")) or None,
+        user=str(container.get("User", "")) or None,
+        decoded=decoded,
     )

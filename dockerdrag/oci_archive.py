@@ -79,7 +79,7 @@ from .errors import (
     SizeMismatchError,
     UsageError,
 )
-from .gojson import ImageConfig, decode_image_config, encode_string
+from .gojson import DecodedConfig, decode_image_config, encode_value, go_map_order
 from .manifest import MEDIA_TYPE_OCI_INDEX, Descriptor, ImageIndex, ImageManifest
 from .reference import Reference
 from .store import describe_os_error
@@ -136,12 +136,15 @@ class OciManifest:
 
     ``manifest.raw`` and ``config_raw`` are written verbatim; ``blob_paths`` maps layer
     digests to files holding the compressed blobs (e.g. the blob cache). Extra entries
-    are ignored; a missing entry is allowed only for a foreign layer.
+    are ignored; a missing entry is allowed only for a foreign layer. ``config`` is
+    ``config_raw`` already decoded (:func:`dockerdrag.gojson.decode_image_config`), if
+    the caller has it; otherwise the writer decodes it.
     """
 
     manifest: ImageManifest
     config_raw: bytes
     blob_paths: Mapping[Digest, Path] = field(default_factory=dict)
+    config: DecodedConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -257,7 +260,7 @@ def _index_entry(target: Descriptor, ref: Reference | None) -> dict[str, object]
         "size": target.size,
     }
     if ref is not None:
-        entry["annotations"] = _sorted_map(
+        entry["annotations"] = go_map_order(
             {ANNOTATION_IMAGE_NAME: f"{ref.name}:{ref.tag}", ANNOTATION_REF_NAME: ref.tag}
         )
     return entry
@@ -276,18 +279,15 @@ def _add_index_entries(layout: _Layout, target: Descriptor, refs: Sequence[Refer
             layout.index_entries.append(entry)
 
 
-def _created_mtime(config: ImageConfig) -> int:
+def _created_mtime(config: DecodedConfig) -> int:
     """The image's ``created`` in Unix seconds, 0 when absent or out of tar range."""
     seconds = config.created.unix_seconds()
     return seconds if 0 <= seconds <= MAX_OCTAL_11 else 0
 
 
-def _diff_ids(config: ImageConfig, manifest: ImageManifest) -> list[Digest]:
+def _diff_ids(config: DecodedConfig, manifest: ImageManifest) -> tuple[Digest, ...]:
     """The config's diff_ids, which must match the manifest's layers one to one."""
-    try:
-        diff_ids = [Digest.parse(text) for text in config.diff_ids]
-    except InvalidReferenceError as exc:
-        raise InvalidManifestError(f"image config: bad rootfs.diff_ids entry: {exc}") from None
+    diff_ids = config.diff_ids
     if len(diff_ids) != len(manifest.layers):
         raise InvalidManifestError(
             f"manifest {manifest.digest} lists {len(manifest.layers)} layers but its config "
@@ -353,7 +353,7 @@ def _add_image(layout: _Layout, image: OciImage, include_attestations: bool) -> 
             if include_attestations:
                 _add_manifest_blobs(layout, item, 0)
             continue
-        config = decode_image_config(item.config_raw)
+        config = item.config or decode_image_config(item.config_raw)
         diff_ids = _diff_ids(config, item.manifest)
         mtime = _created_mtime(config)
         if not _add_manifest_blobs(layout, item, mtime):
@@ -382,28 +382,6 @@ def _plan(images: Sequence[OciImage], include_attestations: bool) -> _Layout:
 # ---------------------------------------------------------------------------
 
 
-def _encode(value: object) -> str:
-    """Encode ``value`` like Go: dicts keep the order given (struct order)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return encode_string(value)
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(_encode(item) for item in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{encode_string(k)}:{_encode(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"cannot encode {value!r}")
-
-
-def _sorted_map(mapping: Mapping[str, object]) -> dict[str, object]:
-    """A Go map's member order: keys sorted by their UTF-8 bytes."""
-    return {key: mapping[key] for key in sorted(mapping, key=lambda k: k.encode("utf-8"))}
-
-
 def _blob_name(digest: Digest) -> str:
     return _BLOB_PREFIX + digest.hex
 
@@ -415,7 +393,7 @@ def _index_json(layout: _Layout) -> bytes:
         "mediaType": MEDIA_TYPE_OCI_INDEX,
         "manifests": layout.index_entries,
     }
-    return _encode(document).encode("utf-8")
+    return encode_value(document).encode("utf-8")
 
 
 def _layer_source(layer: Descriptor) -> dict[str, object]:
@@ -428,7 +406,7 @@ def _layer_source(layer: Descriptor) -> dict[str, object]:
     if layer.urls:
         source["urls"] = list(layer.urls)
     if layer.annotations:
-        source["annotations"] = _sorted_map(layer.annotations)
+        source["annotations"] = go_map_order(layer.annotations)
     return source
 
 
@@ -439,7 +417,7 @@ def _manifest_entry(item: _DockerItem) -> dict[str, object]:
         "Layers": [_blob_name(digest) for digest in item.layers],
     }
     if item.layer_sources:
-        entry["LayerSources"] = _sorted_map(
+        entry["LayerSources"] = go_map_order(
             {str(k): _layer_source(v) for k, v in item.layer_sources.items()}
         )
     return entry
@@ -447,7 +425,7 @@ def _manifest_entry(item: _DockerItem) -> dict[str, object]:
 
 def _manifest_json(layout: _Layout) -> bytes:
     """``manifest.json``: Go's ``json.Encoder`` output, one trailing newline."""
-    return (_encode([_manifest_entry(item) for item in layout.items]) + "\n").encode("utf-8")
+    return (encode_value([_manifest_entry(item) for item in layout.items]) + "\n").encode("utf-8")
 
 
 def _repositories_json(layout: _Layout) -> bytes | None:
@@ -461,8 +439,8 @@ def _repositories_json(layout: _Layout) -> bytes | None:
             repositories.setdefault(ref.familiar_name, {})[ref.tag] = item.top_diff_id.hex
     if not repositories:
         return None
-    sorted_repos = _sorted_map({name: _sorted_map(tags) for name, tags in repositories.items()})
-    return (_encode(sorted_repos) + "\n").encode("utf-8")
+    sorted_repos = go_map_order({name: go_map_order(tags) for name, tags in repositories.items()})
+    return (encode_value(sorted_repos) + "\n").encode("utf-8")
 
 
 def _metadata_files(layout: _Layout) -> list[tuple[str, bytes]]:

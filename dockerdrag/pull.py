@@ -22,6 +22,7 @@ from .assemble import (
     BlobGate,
     PlatformImage,
     ResolvedPull,
+    docker_plans,
     docker_writer,
     oci_writer,
     run_writer_in_thread,
@@ -436,9 +437,10 @@ class Puller:
         ]
         skipped = self._skipped_foreign_layers(resolved, format)
         gate = BlobGate(self.store, resolved, skipped)
-        order = write_order(resolved, format, self.archive_options)
-        if format == "docker":
-            writer = docker_writer(out_path, resolved, gate, self.archive_options)
+        plans = docker_plans(resolved, self.archive_options) if format == "docker" else None
+        order = write_order(resolved, plans)
+        if plans is not None:
+            writer = docker_writer(out_path, resolved, gate, plans, self.archive_options)
         else:
             writer = oci_writer(out_path, resolved, gate, format, self.include_attestations)
         try:

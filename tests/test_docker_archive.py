@@ -24,8 +24,8 @@ from dockerdrag.docker_archive import (
     ManifestItem,
     chain_ids,
     manifest_json,
+    plan_image,
     repositories_json,
-    v1_layer_ids,
     write_docker_archive,
 )
 from dockerdrag.errors import (
@@ -65,14 +65,18 @@ def fixture_image(
     paths = [registry / Digest.parse(layer["digest"]).hex for layer in manifest["layers"]]
     layers = [
         ArchiveLayer(
-            Digest.parse(diff_id),
+            diff_id,
             _opener(path),
             (lambda p=path: announced_size(p)) if announce else None,
         )
         for path, diff_id in zip(paths, diff_ids, strict=True)
     ]
     tags = [fixture_tag(name)] if repo_tags is None else list(repo_tags)
-    return ArchiveImage(config_bytes=config_bytes, layers=layers, repo_tags=tags)
+    return ArchiveImage.of(config_bytes, layers, tags)
+
+
+def v1_layer_ids(config: bytes, options: DockerArchiveOptions | None = None) -> list[str]:
+    return plan_image(decode_image_config(config), options or DockerArchiveOptions()).v1_ids
 
 
 def build(images: Sequence[ArchiveImage], **options: object) -> bytes:
@@ -178,15 +182,15 @@ def test_duplicate_tags_and_duplicate_images_are_merged() -> None:
 
 
 def test_quick_vectors() -> None:
-    emptylayers = fixture_image("emptylayers").config_bytes
+    emptylayers = fixture_image("emptylayers").plan.config.raw
     assert v1_layer_ids(emptylayers) == [
         "f03864c0f72757e67c0d6af984daa3696f5078671d742348d7e50eabadc043de",
         "0a8788067fbb2dd127b9c3e6493a1808ae7ac4dd195544ce165ac07ff1829dd6",
     ]
-    assert decode_image_config(emptylayers).diff_ids[0] == (
+    assert str(decode_image_config(emptylayers).diff_ids[0]) == (
         "sha256:04df3292fbf571acc09bc0fb21065d96f2e09e903386ea0eef272e78ec52170c"
     )
-    assert v1_layer_ids(fixture_image("minimal").config_bytes) == [
+    assert v1_layer_ids(fixture_image("minimal").plan.config.raw) == [
         "fe307dbe06d2e59fbe294f665c66fb18d012ae98a115b0d2f1ee82313c50dc6f"
     ]
 
@@ -205,7 +209,7 @@ def test_chain_ids() -> None:
 
 
 def test_daemon_time_zone_changes_lower_layers_and_all_ids() -> None:
-    config = fixture_image("emptylayers").config_bytes
+    config = fixture_image("emptylayers").plan.config.raw
     options = DockerArchiveOptions(epoch_utc_offset_seconds=3600)
     ids = v1_layer_ids(config, options)
     assert ids[0] != v1_layer_ids(config)[0]
@@ -250,7 +254,7 @@ def _image_with_layer_bytes(layer_bytes: bytes, tmp_path: Path, diff_id: Digest)
     config = json.dumps(
         {"os": "linux", "rootfs": {"type": "layers", "diff_ids": [str(diff_id)]}}
     ).encode()
-    return ArchiveImage(config, [ArchiveLayer(diff_id, _opener(path))], ["x:1"])
+    return ArchiveImage.of(config, [ArchiveLayer(diff_id, _opener(path))], ["x:1"])
 
 
 def test_diff_id_mismatch(tmp_path: Path) -> None:
@@ -267,10 +271,10 @@ def test_diff_id_mismatch(tmp_path: Path) -> None:
 def test_layer_count_and_diff_ids_must_match_the_config(tmp_path: Path) -> None:
     image = fixture_image("multi")
     with pytest.raises(InvalidManifestError):
-        build([ArchiveImage(image.config_bytes, image.layers[:2], image.repo_tags)])
+        build([ArchiveImage(image.plan, image.layers[:2], image.repo_tags)])
     swapped = [image.layers[1], image.layers[0], image.layers[2]]
     with pytest.raises(InvalidManifestError):
-        build([ArchiveImage(image.config_bytes, swapped, image.repo_tags)])
+        build([ArchiveImage(image.plan, swapped, image.repo_tags)])
 
 
 @pytest.mark.parametrize(
@@ -292,10 +296,10 @@ def test_created_after_2242_is_unsupported(tmp_path: Path) -> None:
     layer = _layer_tar()
     diff_id = Digest.of(layer)
     image = _image_with_layer_bytes(layer, tmp_path, diff_id)
-    config = json.loads(image.config_bytes)
+    config = json.loads(image.plan.config.raw)
     for created, supported in (("2262-01-01T00:00:00Z", False), ("2300-01-01T00:00:00Z", True)):
         config["created"] = created  # after 2262 Docker clamps the mtime to 0
-        dated = ArchiveImage(json.dumps(config).encode(), image.layers, image.repo_tags)
+        dated = ArchiveImage.of(json.dumps(config).encode(), image.layers, image.repo_tags)
         if supported:
             build([dated])
         else:
@@ -339,7 +343,7 @@ def test_layers_are_stored_uncompressed(tmp_path: Path, compress: Callable[[byte
     output = tmp_path / "out.tar"
     with output.open("wb") as out:
         write_docker_archive(out, [image])
-    (v1_id,) = v1_layer_ids(image.config_bytes)
+    (v1_id,) = v1_layer_ids(image.plan.config.raw)
     with tarfile.open(output) as tar:
         member = tar.extractfile(f"{v1_id}/layer.tar")
         assert member is not None
@@ -360,7 +364,7 @@ def test_duplicate_layer_data_is_read_once() -> None:
 
         return ArchiveLayer(layer.diff_id, open_layer)
 
-    counted = ArchiveImage(image.config_bytes, [counting(x) for x in image.layers], image.repo_tags)
+    counted = ArchiveImage(image.plan, [counting(x) for x in image.layers], image.repo_tags)
     build([counted], now=0)
     assert len(opened) == 2 and len(set(opened)) == 2
 

@@ -119,7 +119,7 @@ def synthetic_image(tmp_path: Path, layers: list[tuple[int, str]], seed: int = 1
             )
         )
     diff_ids = ",".join(f'"sha256:{layer.diff_id.hex}"' for layer in built)
-    return ArchiveImage((CONFIG % diff_ids).encode(), built, ["example.com/x:y"])
+    return ArchiveImage.of((CONFIG % diff_ids).encode(), built, ["example.com/x:y"])
 
 
 SIZES = [0, 1, 511, 512, 4095, 4097, DIRECT_BLOCK - 700, DIRECT_BLOCK, 3 * DIRECT_BLOCK + 4097]
@@ -149,7 +149,7 @@ def test_a_diff_id_mismatch_raises(tmp_path: Path) -> None:
     image = synthetic_image(tmp_path, [(100_000, "gzip"), (200_000, "gzip")])
     wrong = ArchiveLayer(Digest("0" * 64), image.layers[1].open, image.layers[1].announced_size)
     diff_ids = f'"sha256:{image.layers[0].diff_id.hex}","sha256:{"0" * 64}"'
-    bad = ArchiveImage((CONFIG % diff_ids).encode(), [image.layers[0], wrong], ["x:y"])
+    bad = ArchiveImage.of((CONFIG % diff_ids).encode(), [image.layers[0], wrong], ["x:y"])
     fd = os.open(tmp_path / "x.tar", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         with DirectFileWriter(fd) as out, pytest.raises(DiffIDMismatchError, match="layer 1"):
@@ -183,7 +183,7 @@ def test_a_failing_decoder_interrupts_the_wait_for_the_next_blob(tmp_path: Path)
     diff_ids = f'"sha256:{"0" * 64}","sha256:{second.diff_id.hex}"'
     wrong_first = ArchiveLayer(Digest("0" * 64), first.open, first.announced_size)
     waiting_second = ArchiveLayer(second.diff_id, second.open, blob_that_never_comes)
-    bad = ArchiveImage((CONFIG % diff_ids).encode(), [wrong_first, waiting_second], ["x:y"])
+    bad = ArchiveImage.of((CONFIG % diff_ids).encode(), [wrong_first, waiting_second], ["x:y"])
     fd = os.open(tmp_path / "x.tar", os.O_RDWR | os.O_CREAT, 0o600)
     started = time.monotonic()
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from dockerdrag.digest import Digest
 from dockerdrag.errors import InvalidManifestError
 from dockerdrag.gojson import (
     GoTime,
@@ -311,10 +312,13 @@ def test_parser_keeps_duplicate_keys_and_order() -> None:
 
 def test_diff_ids_and_history_count() -> None:
     config = decode_image_config(
-        b'{"rootfs":{"type":"layers","diff_ids":["sha256:a","sha256:b"]},'
-        b'"history":[{"empty_layer":true},{},{"created":"2020-01-01T00:00:00Z"}]}'
+        b'{"rootfs":{"type":"layers","diff_ids":["sha256:'
+        + b"a" * 64
+        + b'","sha256:'
+        + b"b" * 64
+        + b'"]},"history":[{"empty_layer":true},{},{"created":"2020-01-01T00:00:00Z"}]}'
     )
-    assert config.diff_ids == ["sha256:a", "sha256:b"]
+    assert config.diff_ids == (Digest("a" * 64), Digest("b" * 64))
     assert config.non_empty_history_entries == 2
 
 

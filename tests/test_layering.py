@@ -11,7 +11,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dockerdrag"
 LAYERS: list[set[str]] = [
     {"errors"},
     {"digest", "platform", "direct_io", "retry", "credentials"},
-    {"reference", "manifest", "gojson", "tarwriter", "events", "tokens"},
+    {"gojson"},
+    {"reference", "manifest", "tarwriter", "events", "tokens"},
     {"auth", "store", "layers"},
     {"transport"},
     {"registry"},

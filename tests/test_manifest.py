@@ -751,32 +751,41 @@ def test_parse_config_reads_like_go() -> None:
 
 def test_parse_config_null_resets_pointer_struct() -> None:
     body = json.dumps(config_doc()).encode()[:-1] + b',"rootfs":null}'
-    with pytest.raises(InvalidManifestError, match="no rootfs"):
+    with pytest.raises(InvalidManifestError, match="no RootFS"):
         parse_config(body)
 
 
 @pytest.mark.parametrize(
     ("doc", "why"),
     [
-        (config_doc(rootfs=...), "no rootfs"),
-        (config_doc(rootfs=None), "no rootfs"),
-        (config_doc(rootfs=[]), "rootfs must be an object"),
-        (config_doc(rootfs={"diff_ids": []}), "unsupported rootfs.type None"),
+        (config_doc(rootfs=...), "no RootFS"),
+        (config_doc(rootfs=None), "no RootFS"),
+        (config_doc(rootfs=[]), "cannot unmarshal array into field rootfs "),
+        (config_doc(rootfs={"diff_ids": []}), "unsupported rootfs.type ''"),
         (config_doc(rootfs={"type": "layers+zfs", "diff_ids": []}), "unsupported rootfs.type"),
-        (config_doc(rootfs={"type": "layers", "diff_ids": D1}), "diff_ids must be a list"),
-        (config_doc(rootfs={"type": "layers", "diff_ids": [1]}), "diff_ids must be a list"),
+        (
+            config_doc(rootfs={"type": "layers", "diff_ids": D1}),
+            "string into field rootfs.diff_ids",
+        ),
+        (config_doc(rootfs={"type": "layers", "diff_ids": [1]}), "field rootfs.diff_ids[0]"),
         (config_doc(rootfs={"type": "layers", "diff_ids": ["md5:abc"]}), "only sha256"),
         (config_doc(rootfs={"type": "layers", "diff_ids": ["sha256:../.."]}), "diff_ids[0]"),
         (config_doc(rootfs={"type": "layers", "diff_ids": [D1, "x"]}), "diff_ids[1]"),
-        (config_doc(architecture=1), "architecture must be a string"),
-        (config_doc(os=["linux"]), "os must be a string"),
-        (config_doc(created=5), "created must be a string"),
-        (config_doc(config="x"), "config must be an object"),
-        (config_doc(config={"Env": "A=1"}), "config.Env must be a list of strings"),
-        (config_doc(config={"Cmd": 1}), "config.Cmd must be a list of strings"),
-        (config_doc(config={"Labels": {"a": 1}}), "config.Labels values must be strings"),
-        (config_doc(config={"Labels": ["a"]}), "config.Labels must be an object"),
-        (config_doc(config={"WorkingDir": []}), "config.WorkingDir must be a string"),
+        (config_doc(architecture=1), "number into field architecture of type string"),
+        (config_doc(os=["linux"]), "array into field os of type string"),
+        (config_doc(created=5), "cannot parse time"),
+        (config_doc(config="x"), "string into field config of type container.Config"),
+        (config_doc(config={"Env": "A=1"}), "string into field config.Env of type slice"),
+        (config_doc(config={"Cmd": 1}), "number into field config.Cmd of type strslice.StrSlice"),
+        (
+            config_doc(config={"Labels": {"a": 1}}),
+            "number into field config.Labels['a'] of type string",
+        ),
+        (config_doc(config={"Labels": ["a"]}), "array into field config.Labels of type map"),
+        (
+            config_doc(config={"WorkingDir": []}),
+            "array into field config.WorkingDir of type string",
+        ),
     ],
 )
 def test_parse_config_rejects(doc: dict[str, Any], why: str) -> None:
@@ -788,10 +797,10 @@ def test_parse_config_rejects(doc: dict[str, Any], why: str) -> None:
 @pytest.mark.parametrize(
     ("body", "why"),
     [
-        (b"", "not valid JSON"),
-        (b"[]", "must be a JSON object"),
-        (b"null", "must be a JSON object"),
-        (b'{"rootfs": {"type": "layers", "diff_ids": []}, "x": Infinity}', "Infinity"),
+        (b"", "invalid JSON in image config"),
+        (b"[]", "array into field \\(image\\)"),
+        (b"null", "no RootFS"),
+        (b'{"rootfs": {"type": "layers", "diff_ids": []}, "x": Infinity}', "unexpected character"),
         (b" " * (MAX_CONFIG_BYTES + 1), "too large"),
     ],
 )

@@ -455,7 +455,7 @@ def build_image(
     layers = tuple(layers)
     if config is None:
         config = make_config([ly.diff_id for ly in layers], **config_kwargs)
-    parsed = json.loads(config)
+    parsed = json.loads(config.decode("utf-8", "replace"))  # a test config may be invalid
     platform = platform_dict(
         parsed.get("os", ""), parsed.get("architecture", ""), parsed.get("variant")
     )
