@@ -33,6 +33,7 @@ from .docker_archive import (
 )
 from .docker_parallel import write_docker_archive_in_parallel
 from .errors import InvalidManifestError
+from .gojson import DecodedConfig
 from .layers import announced_size, open_decompressed
 from .manifest import ImageConfig, ImageIndex, ImageManifest
 from .reference import Reference
@@ -49,6 +50,8 @@ class PlatformImage:
     manifest: ImageManifest
     config_raw: bytes
     config: ImageConfig
+    decoded: DecodedConfig | None
+    """The config as Docker decodes it, for the writers; None for an attestation's."""
 
 
 @dataclass(frozen=True)
@@ -143,9 +146,9 @@ def docker_plans(
     plans: dict[Digest, DockerImagePlan] = {}
     for item in resolved:
         for image in item.images[:1]:
-            if image.config.decoded is None:
+            if image.decoded is None:
                 raise InvalidManifestError(f"{item.reference} is not a loadable image")
-            plans[image.config.digest] = plan_image(image.config.decoded, options)
+            plans[image.config.digest] = plan_image(image.decoded, options)
     return plans
 
 
@@ -215,7 +218,7 @@ def oci_writer(
     images = [
         OciImage(
             manifests=[
-                OciManifest(image.manifest, image.config_raw, gate.paths, image.config.decoded)
+                OciManifest(image.manifest, image.config_raw, gate.paths, image.decoded)
                 for image in item.images
             ],
             tags=list(item.repo_tags),

@@ -69,6 +69,8 @@ __all__ = [
     "ImageConfig",
     "ImageIndex",
     "ImageManifest",
+    "decode_config",
+    "image_config",
     "parse_config",
     "parse_manifest",
     "select_manifest",
@@ -557,9 +559,7 @@ class ImageConfig:
     """The parts of an image config the pull and ``inspect`` need.
 
     ``raw`` keeps the exact bytes (the image ID is their sha256, ``digest``).
-    ``labels`` is read-only and not part of the hash. ``decoded`` is the whole config as
-    Docker decodes it (:mod:`dockerdrag.gojson`), which the archive writers use; None
-    for an attestation's config, which is stored but never loaded.
+    ``labels`` is read-only and not part of the hash.
     """
 
     raw: bytes = field(repr=False)
@@ -573,7 +573,6 @@ class ImageConfig:
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     working_dir: str | None = None
     user: str | None = None
-    decoded: DecodedConfig | None = field(default=None, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.labels, MappingProxyType):
@@ -584,13 +583,12 @@ def _optional_strings(value: object) -> tuple[str, ...] | None:
     return None if value is None else tuple(strings(value))
 
 
-def parse_config(raw: bytes) -> ImageConfig:
-    """Parse an image config as Docker reads it and check its ``rootfs``.
+def decode_config(raw: bytes) -> DecodedConfig:
+    """Decode an image config as Docker does (:mod:`dockerdrag.gojson`) and check it.
 
-    The config is decoded once, as Docker's Go code decodes it (:mod:`dockerdrag.gojson`);
-    requires ``rootfs.type == "layers"`` and ``rootfs.diff_ids`` a list of sha256 digests
-    (possibly empty; the caller compares it with the layers). Raises InvalidManifestError
-    otherwise.
+    Requires at most ``MAX_CONFIG_BYTES``, ``rootfs.type == "layers"`` and
+    ``rootfs.diff_ids`` a list of sha256 digests (possibly empty; the caller compares it
+    with the layers). Raises InvalidManifestError otherwise.
     """
     if not isinstance(raw, bytes | bytearray | memoryview):
         raise TypeError("raw must be bytes")
@@ -602,6 +600,11 @@ def parse_config(raw: bytes) -> ImageConfig:
         _invalid(
             f"image config: unsupported rootfs.type {decoded.rootfs_type!r} (expected 'layers')"
         )
+    return decoded
+
+
+def image_config(decoded: DecodedConfig) -> ImageConfig:
+    """What the pull and ``inspect`` show of a decoded config."""
     platform = Platform(
         os=decoded.os,
         architecture=decoded.string("architecture"),
@@ -613,8 +616,8 @@ def parse_config(raw: bytes) -> ImageConfig:
     labels = container.get("Labels")
     created = decoded.created
     return ImageConfig(
-        raw=raw,
-        digest=Digest.of(raw),
+        raw=decoded.raw,
+        digest=Digest.of(decoded.raw),
         diff_ids=decoded.diff_ids,
         platform=platform,
         created=None if created == ZERO_TIME else created.format_rfc3339nano(),
@@ -626,5 +629,9 @@ def parse_config(raw: bytes) -> ImageConfig:
         ),
         working_dir=str(container.get("WorkingDir", "")) or None,
         user=str(container.get("User", "")) or None,
-        decoded=decoded,
     )
+
+
+def parse_config(raw: bytes) -> ImageConfig:
+    """:func:`decode_config`, then :func:`image_config`."""
+    return image_config(decode_config(raw))

@@ -52,7 +52,15 @@ from .events import (
     ProgressEvent,
     PullStarted,
 )
-from .manifest import Descriptor, ImageConfig, ImageIndex, ImageManifest, parse_config
+from .manifest import (
+    Descriptor,
+    ImageConfig,
+    ImageIndex,
+    ImageManifest,
+    decode_config,
+    image_config,
+    parse_config,
+)
 from .platform import Platform
 from .reference import Reference
 from .registry import RegistryClient, choose_entries, mirror_host
@@ -496,16 +504,17 @@ class Puller:
     ) -> PlatformImage:
         config_raw = await self.fetcher.fetch_bytes(source, manifest.config)
         if _is_attestation_manifest(manifest):
-            return PlatformImage(manifest, config_raw, _attestation_config(config_raw))
+            return PlatformImage(manifest, config_raw, _attestation_config(config_raw), None)
         if not manifest.layers:
             raise InvalidManifestError(f"{ref} has no layers; docker cannot load such an image")
-        config = parse_config(config_raw)
+        decoded = decode_config(config_raw)
+        config = image_config(decoded)
         if len(config.diff_ids) != len(manifest.layers):
             raise InvalidManifestError(
                 f"{ref}: the manifest lists {len(manifest.layers)} layers but the config has "
                 f"{len(config.diff_ids)} diff_ids"
             )
-        return PlatformImage(manifest, config_raw, config)
+        return PlatformImage(manifest, config_raw, config, decoded)
 
     # ------------------------------------------------------------------ fetching
 
