@@ -14,7 +14,6 @@ own; adding one is adding it to ``COMMANDS``. ``dockerdrag IMAGE`` means
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import sys
 import traceback
@@ -120,27 +119,8 @@ def _usage_error(error: ArgumentError, json_mode: bool) -> int:
     return 2
 
 
-def _limit_malloc_arenas() -> None:
-    """At most two glibc malloc arenas: otherwise each worker thread keeps its own pool
-    of freed 256 KiB-1 MiB buffers, which shows as peak RSS growing with image size
-    (measured with the benchmark: a few MB less on a 1 GB pull; one arena saved more
-    but cost ~15 % in speed through lock contention).
-
-    ``mallopt`` is looked up among the symbols already loaded into the process (the C
-    library is one): ``ctypes.util.find_library`` would run ``ldconfig -p`` (~4 ms)."""
-    try:
-        libc = ctypes.CDLL(None)
-        libc.mallopt(_M_ARENA_MAX, 2)
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        pass
-
-
-_M_ARENA_MAX = -8
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dockerdrag`` command."""
-    _limit_malloc_arenas()
     raw = list(sys.argv[1:] if argv is None else argv)
     json_mode = "--json" in raw
     parser, parsers = build_parser()

@@ -32,6 +32,8 @@ import queue
 import threading
 from typing import Final, Protocol
 
+from .osfiles import pwrite_all, reopen_direct
+
 __all__ = ["DIRECT_BLOCK", "DirectFileWriter", "Hasher", "Readable", "RegionWriter"]
 
 DIRECT_BLOCK: Final = 1 << 19
@@ -56,7 +58,7 @@ class DirectFileWriter:
             raise ValueError("block_size must be a positive multiple of the page size")
         self._fd = fd
         self._block_size = block_size
-        self._direct_fd = _reopen_direct(fd)
+        self._direct_fd = reopen_direct(fd)
         self._direct_refused = False  # set by the helper on EINVAL: write buffered from then on
         self._end = 0  # bytes written so far (the logical file size)
         self._pos = 0  # where the next write goes
@@ -110,7 +112,7 @@ class DirectFileWriter:
         self._check_open()
         self._apply_patches()
         if self._fill and self._block is not None:
-            _pwrite_all(self._fd, memoryview(self._block)[: self._fill], self._base)
+            pwrite_all(self._fd, memoryview(self._block)[: self._fill], self._base)
             self._base += self._fill
             self._fill = 0
         self._finished = True
@@ -150,7 +152,7 @@ class DirectFileWriter:
         """
         self._check_open()
         with memoryview(data) as view:
-            _pwrite_all(self._fd, view, offset)
+            pwrite_all(self._fd, view, offset)
 
     def region(self, start: int) -> RegionWriter:
         """A writer of the bytes from ``start`` on, for one thread; full pages go direct."""
@@ -226,7 +228,7 @@ class DirectFileWriter:
         self._base += length
         self._fill = 0
         if self._direct_fd is None:
-            _pwrite_all(self._fd, memoryview(block)[:length], offset)
+            pwrite_all(self._fd, memoryview(block)[:length], offset)
             self._spare.put(block)
             return
         if self._thread is None:
@@ -247,7 +249,7 @@ class DirectFileWriter:
         """Write the deferred overwrites, in order, once the helper has written its blocks."""
         self._drain()
         for offset, data in self._patches:
-            _pwrite_all(self._fd, memoryview(data), offset)
+            pwrite_all(self._fd, memoryview(data), offset)
         self._patches.clear()
         self._patch_bytes = 0
 
@@ -351,11 +353,11 @@ class RegionWriter:
         last_page = max(first_page, high - high % _PAGE)
         block = memoryview(self._block)
         if low < first_page:
-            _pwrite_all(self._fd, block[low:first_page], self._base + low)
+            pwrite_all(self._fd, block[low:first_page], self._base + low)
         if first_page < last_page:
             self._write_pages(block[first_page:last_page], self._base + first_page)
         if last_page < high:
-            _pwrite_all(self._fd, block[last_page:high], self._base + last_page)
+            pwrite_all(self._fd, block[last_page:high], self._base + last_page)
         self._done = high
 
     def _write_pages(self, pages: memoryview, offset: int) -> None:
@@ -375,17 +377,6 @@ class Hasher(Protocol):
     def update(self, data: memoryview, /) -> None: ...
 
 
-def _reopen_direct(fd: int) -> int | None:
-    """A second, O_DIRECT descriptor of the file open as ``fd`` (None where refused)."""
-    direct = getattr(os, "O_DIRECT", 0)
-    if not direct:  # pragma: no cover - Linux has it
-        return None
-    try:
-        return os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | direct | os.O_CLOEXEC)
-    except OSError:
-        return None
-
-
 def _pwrite_past_cache(direct_fd: int | None, fd: int, data: memoryview, offset: int) -> bool:
     """Write aligned ``data`` with ``O_DIRECT`` through ``direct_fd``, else through ``fd``.
 
@@ -394,19 +385,10 @@ def _pwrite_past_cache(direct_fd: int | None, fd: int, data: memoryview, offset:
     """
     if direct_fd is not None:
         try:
-            _pwrite_all(direct_fd, data, offset)
+            pwrite_all(direct_fd, data, offset)
             return True
         except OSError as exc:
             if exc.errno != errno.EINVAL:
                 raise
-    _pwrite_all(fd, data, offset)
+    pwrite_all(fd, data, offset)
     return False
-
-
-def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
-    done = 0
-    while done < len(data):
-        written = os.pwrite(fd, data[done:], offset + done)
-        if written <= 0:  # pragma: no cover - pwrite reports errors by raising
-            raise OSError(errno.EIO, "pwrite wrote nothing")
-        done += written

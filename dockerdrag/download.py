@@ -67,6 +67,7 @@ from .errors import (
 )
 from .events import LayerPhase, LayerProgress, ProgressCallback
 from .manifest import MAX_CONFIG_BYTES, Descriptor
+from .osfiles import pread, pwrite_all
 from .reference import Reference
 from .registry import RegistryClient
 from .retry import RetryPolicy
@@ -613,7 +614,7 @@ class _BlobDownload:
     def _hash_upto(self, end: int) -> None:
         """Feed the hasher the bytes on disk from where it stopped up to ``end``."""
         while self.hashed < end:
-            block = os.pread(self.fd, min(READ_CHUNK, end - self.hashed), self.hashed)
+            block = pread(self.fd, min(READ_CHUNK, end - self.hashed), self.hashed)
             if not block:
                 raise SizeMismatchError(f"partial blob {self.digest.short} is shorter than noted")
             self.hasher.update(block)
@@ -781,9 +782,7 @@ class _BlobDownload:
     def _write_block(self, pos: int, block: memoryview, inline_hash: bool) -> None:
         """Write ``block`` at ``pos`` (the caller does not touch it meanwhile)."""
         with block as view:
-            written = 0
-            while written < len(view):
-                written += os.pwrite(self.fd, view[written:], pos + written)
+            pwrite_all(self.fd, view, pos)
             if inline_hash and pos == self.hashed:  # a repeated write is not hashed twice
                 self.hasher.update(view)
                 self.hashed += len(view)

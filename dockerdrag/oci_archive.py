@@ -81,6 +81,7 @@ from .errors import (
 )
 from .gojson import DecodedConfig, decode_image_config, encode_value, go_map_order
 from .manifest import MEDIA_TYPE_OCI_INDEX, Descriptor, ImageIndex, ImageManifest
+from .osfiles import fsync_dir, move_dir_into_place
 from .reference import Reference
 from .store import describe_os_error
 from .tarwriter import (
@@ -585,23 +586,15 @@ def _fill_dir(
     os.chmod(root, 0o755)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _move_into_place(temp: Path, target: Path) -> None:
     """Rename the finished ``temp`` onto ``target`` (absent or an empty directory)."""
     try:
-        os.rename(temp, target)
+        move_dir_into_place(temp, target)
     except OSError as exc:
         if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
             raise OutputError(f"output directory {target} exists and is not empty") from exc
         raise
-    _fsync_dir(target.parent if str(target.parent) else Path("."))
+    fsync_dir(target.parent if str(target.parent) else Path("."))
 
 
 def write_oci_dir(

@@ -5,12 +5,12 @@ Layout under the cache root::
     blobs/sha256/<hex>            verified blobs (size and sha256 checked before rename)
     blobs/sha256/<hex>.partial    bytes received so far; resumable
     blobs/sha256/<hex>.ranges     which byte ranges of a chunked partial are on disk
-    locks/<hex>.lock              per-digest lock files (fcntl) shared between processes
+    locks/<hex>.lock              per-digest lock files shared between processes
 
 Nothing reaches its final name unverified: a partial file is renamed to its
 digest only after the downloader checked size and hash (:meth:`BlobStore.commit`
 re-checks the size), and the archive is written to a hidden temp file beside the
-output and ``os.replace``d into place.
+output and renamed into place.
 
 Resume state. A partial written front to back (one stream) is its own record:
 its length is the number of bytes received. A partial written in parallel
@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import os
-import tempfile
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +38,7 @@ import anyio
 from .digest import Digest
 from .direct_io import DirectFileWriter
 from .errors import OutputError, SizeMismatchError
+from .osfiles import ProcessLock, TempOutput, open_read_write, replace
 
 
 def default_cache_dir() -> Path:
@@ -156,7 +155,7 @@ class BlobStore:
 
     def open_partial(self, digest: Digest) -> int:
         """Open (creating it) the partial file for positional reads and writes."""
-        return os.open(self.partial_path(digest), os.O_RDWR | os.O_CREAT, 0o644)
+        return open_read_write(self.partial_path(digest))
 
     def load_ranges(self, digest: Digest, size: int) -> ByteRanges:
         """What an earlier download left of ``digest`` on disk, as byte ranges.
@@ -196,7 +195,7 @@ class BlobStore:
         temp = target.with_name(f"{target.name}.tmp")
         payload = {"size": size, "ranges": [list(pair) for pair in ranges.as_list()]}
         temp.write_text(json.dumps(payload), encoding="utf-8")
-        os.replace(temp, target)
+        replace(temp, target)
 
     def forget_ranges(self, digest: Digest) -> None:
         """Drop the sidecar (the partial is a plain prefix again, or gone)."""
@@ -222,39 +221,23 @@ class BlobStore:
             os.fsync(handle.fileno())
         self.forget_ranges(digest)
         final = self.blob_path(digest)
-        os.replace(partial, final)
+        replace(partial, final)
         return final
 
     @contextlib.asynccontextmanager
     async def lock(self, digest: Digest) -> AsyncIterator[None]:
-        """Hold the per-digest lock: in this process (anyio) and across processes (flock)."""
+        """Hold the per-digest lock: in this process (anyio) and across processes (file lock)."""
         local = self._locks.setdefault(digest.hex, anyio.Lock())
         async with local:
             lock_path = self.lock_dir / f"{digest.hex}.lock"
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            process_lock = ProcessLock(lock_path)
             try:
-                await _flock(fd)
+                while not process_lock.try_acquire():
+                    await anyio.sleep(0.05)  # another process holds it: poll, never block
                 yield
             finally:
                 with anyio.CancelScope(shield=True):
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-                    os.close(fd)
-
-
-async def _flock(fd: int) -> None:
-    """Take an exclusive flock without blocking the event loop."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return
-    except BlockingIOError:
-        pass
-    while True:
-        await anyio.sleep(0.05)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            continue
+                    process_lock.close()
 
 
 def check_output_path(output: Path) -> None:
@@ -274,61 +257,21 @@ def atomic_output(output: Path) -> Iterator[DirectFileWriter]:
 
     On any exception (including cancellation) the temp file is removed and the
     output path is left untouched. Where the file system allows it the temp file
-    is anonymous (``O_TMPFILE``) and gets a name only once complete, so even a
-    SIGKILL leaves nothing behind. Full blocks bypass the page cache
-    (:class:`~dockerdrag.direct_io.DirectFileWriter`): an archive is written once.
+    is anonymous and gets a name only once complete, so even a SIGKILL leaves
+    nothing behind (:class:`~dockerdrag.osfiles.TempOutput`). Full blocks bypass the
+    page cache (:class:`~dockerdrag.direct_io.DirectFileWriter`): an archive is
+    written once.
     """
     check_output_path(output)
-    parent = output.parent if str(output.parent) else Path(".")
-    fd, temp_path = _open_temp_beside(output, parent)
     try:
+        temp = TempOutput(output)
+    except OSError as exc:
+        raise OutputError(describe_os_error(exc, f"creating a file in {output.parent}")) from exc
+    with temp:
         try:
-            with DirectFileWriter(fd) as handle:
+            with DirectFileWriter(temp.fd) as handle:
                 yield handle
                 handle.finish()
-            os.fchmod(fd, 0o644)
-            os.fsync(fd)
-            if temp_path is None:
-                temp_path = _name_anonymous_file(fd, output, parent)
-        finally:
-            os.close(fd)
-        os.replace(temp_path, output)
-    except OSError as exc:
-        if temp_path is not None:
-            temp_path.unlink(missing_ok=True)
-        raise OutputError(describe_os_error(exc, f"writing {output}")) from exc
-    except BaseException:
-        if temp_path is not None:
-            temp_path.unlink(missing_ok=True)
-        raise
-
-
-def _open_temp_beside(output: Path, parent: Path) -> tuple[int, Path | None]:
-    """An anonymous file in ``parent`` if supported, else a hidden named temp file."""
-    try:
-        return os.open(parent, os.O_TMPFILE | os.O_RDWR, 0o600), None
-    except OSError as exc:
-        if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
-            raise OutputError(describe_os_error(exc, f"creating a file in {parent}")) from exc
-    try:
-        fd, name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=parent)
-    except OSError as exc:
-        raise OutputError(describe_os_error(exc, f"creating a file in {parent}")) from exc
-    return fd, Path(name)
-
-
-def _name_anonymous_file(fd: int, output: Path, parent: Path) -> Path:
-    """Give the finished anonymous file a hidden name beside ``output``."""
-    # linkat(AT_SYMLINK_FOLLOW) through /proc; src_dir_fd makes os.link use linkat.
-    fd_dir = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for _ in range(100):
-            candidate = parent / f".{output.name}.{os.urandom(6).hex()}.partial"
-            try:
-                os.link(str(fd), candidate, src_dir_fd=fd_dir, follow_symlinks=True)
-                return candidate
-            except FileExistsError:
-                continue
-    finally:
-        os.close(fd_dir)
-    raise OutputError(f"cannot name a temporary file in {parent}")
+            temp.publish(0o644)
+        except OSError as exc:
+            raise OutputError(describe_os_error(exc, f"writing {output}")) from exc

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dockerdrag import direct_io
+from dockerdrag import direct_io, osfiles
 from dockerdrag.direct_io import DirectFileWriter
 
 BLOCK = 1 << 16
@@ -53,7 +53,7 @@ def test_random_appends_and_patches_land_exactly(tmp_path: Path, seed: int) -> N
 def test_without_o_direct_everything_goes_buffered(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(direct_io, "_reopen_direct", lambda fd: None)
+    monkeypatch.setattr(direct_io, "reopen_direct", lambda fd: None)
     path = tmp_path / "out.bin"
     expected = _replay(path, 99, direct=False)
     assert path.read_bytes() == expected
@@ -62,9 +62,9 @@ def test_without_o_direct_everything_goes_buffered(
 def refuse_direct_writes(monkeypatch: pytest.MonkeyPatch) -> set[int]:
     """Make every write through an O_DIRECT descriptor fail with EINVAL, as some file
     systems do though they accept the open; returns the set of those descriptors."""
-    real_pwrite = os.pwrite
+    real_pwrite = osfiles.pwrite
     direct_fds: set[int] = set()
-    real_reopen = direct_io._reopen_direct
+    real_reopen = direct_io.reopen_direct
 
     def reopen(fd: int) -> int | None:
         direct = real_reopen(fd)
@@ -77,8 +77,8 @@ def refuse_direct_writes(monkeypatch: pytest.MonkeyPatch) -> set[int]:
             raise OSError(errno.EINVAL, "Invalid argument")
         return real_pwrite(fd, data, offset)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(direct_io, "_reopen_direct", reopen)
-    monkeypatch.setattr(direct_io.os, "pwrite", pwrite)
+    monkeypatch.setattr(direct_io, "reopen_direct", reopen)
+    monkeypatch.setattr(osfiles, "pwrite", pwrite)
     return direct_fds
 
 
@@ -112,7 +112,7 @@ def test_an_error_of_the_helper_thread_reaches_the_caller(
     fd = os.open(tmp_path / "out.bin", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         with DirectFileWriter(fd, block_size=BLOCK) as writer:
-            monkeypatch.setattr(direct_io.os, "pwrite", full)
+            monkeypatch.setattr(osfiles, "pwrite", full)
             with pytest.raises(OSError) as caught:
                 for _ in range(100):
                     writer.write(b"x" * BLOCK)

@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dockerdrag"
 
 # Rank of each module: a module may import only modules of a strictly lower rank.
 LAYERS: list[set[str]] = [
-    {"errors"},
+    {"errors", "osfiles"},
     {"digest", "platform", "direct_io", "retry", "credentials"},
     {"gojson"},
     {"reference", "manifest", "tarwriter", "events", "tokens"},
@@ -75,3 +75,88 @@ def test_only_transport_and_auth_use_aiohttp() -> None:
             if isinstance(node, ast.ImportFrom) and node.module == "aiohttp":
                 users.add(path.stem)
     assert users <= {"transport", "auth"}, users
+
+
+# Only the OS module (dockerdrag/osfiles.py) may touch these: they are missing or behave
+# differently on some system dockerdrag runs on (issue 17).
+OS_MODULE = "osfiles"
+OS_SPECIFIC_MODULES = {"fcntl", "msvcrt", "ctypes"}
+OS_SPECIFIC_OS_NAMES = {
+    "pwrite",
+    "pread",
+    "O_TMPFILE",
+    "O_DIRECT",
+    "O_DIRECTORY",
+    "fchmod",
+    "open",  # raw descriptors: O_BINARY on Windows
+    "rename",  # never replaces on Windows
+    "replace",  # refused while a scanner holds the file on Windows: osfiles.replace retries
+}
+
+
+def os_specific_uses(tree: ast.AST) -> list[str]:
+    """Where ``tree`` imports or names one of the OS-specific modules or ``os`` names."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [
+                alias.name
+                for alias in node.names
+                if alias.name.split(".")[0] in OS_SPECIFIC_MODULES
+            ]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            top = node.module.split(".")[0]
+            if top in OS_SPECIFIC_MODULES:
+                found.append(node.module)
+            elif node.module == "os":
+                found += [f"os.{a.name}" for a in node.names if a.name in OS_SPECIFIC_OS_NAMES]
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if node.value.id == "os" and node.attr in OS_SPECIFIC_OS_NAMES:
+                found.append(f"os.{node.attr}")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            # getattr(os, "O_DIRECT", 0) and the like
+            args = node.args
+            if (
+                node.func.id in {"getattr", "hasattr"}
+                and len(args) >= 2
+                and isinstance(args[0], ast.Name)
+                and args[0].id == "os"
+                and isinstance(args[1], ast.Constant)
+                and args[1].value in OS_SPECIFIC_OS_NAMES
+            ):
+                found.append(f"os.{args[1].value}")
+    return found
+
+
+def test_only_the_os_module_makes_os_specific_calls() -> None:
+    violations = []
+    for path in sorted(PACKAGE.glob("*.py")):
+        if path.stem == OS_MODULE:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        violations += [f"{path.name}: {name}" for name in os_specific_uses(tree)]
+    assert not violations, f"use dockerdrag.osfiles instead: {violations}"
+
+
+def test_the_os_call_check_finds_each_form() -> None:
+    source = """
+import fcntl
+import ctypes.util
+from msvcrt import locking
+from os import pwrite
+import os
+os.open("x", os.O_RDONLY | os.O_DIRECTORY)
+getattr(os, "O_TMPFILE", 0)
+os.replace("a", "b")
+os.read(0, 1)
+"""
+    assert sorted(os_specific_uses(ast.parse(source))) == [
+        "ctypes.util",
+        "fcntl",
+        "msvcrt",
+        "os.O_DIRECTORY",
+        "os.O_TMPFILE",
+        "os.open",
+        "os.pwrite",
+        "os.replace",
+    ]
