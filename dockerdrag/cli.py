@@ -25,9 +25,9 @@ from . import __version__
 from .cli_inspect import INSPECT, PLATFORMS
 from .cli_parser import EPILOG, ArgumentError, Parser, Subcommand
 from .cli_pull import PULL
-from .cli_report import configure_logging, exit_code, leaf_error, report_error
+from .cli_report import configure_logging, exit_code, report_error
 from .config import Settings, load_settings
-from .errors import DockerDragError, UsageError
+from .errors import DockerDragError, UsageError, leaf_error
 from .progress import dump_json, error_json
 
 # Every subcommand, in the order ``dockerdrag --help`` lists them.

@@ -57,17 +57,6 @@ def format_platform_line(entry: Descriptor) -> str:
     return f"--platform {platform!s:<16}  # {platform.describe()} (digest: {entry.digest})"
 
 
-def leaf_error(error: BaseException) -> BaseException:
-    """The most meaningful exception inside an exception group."""
-    if not isinstance(error, BaseExceptionGroup):
-        return error
-    leaves = [leaf_error(inner) for inner in error.exceptions]
-    for leaf in leaves:
-        if isinstance(leaf, DockerDragError | KeyboardInterrupt):
-            return leaf
-    return leaves[0]
-
-
 def exit_code(error: BaseException) -> int:
     """The exit code for ``error``: its own, 130 for Ctrl-C, 1 for anything unexpected."""
     if isinstance(error, DockerDragError):
@@ -103,6 +92,5 @@ __all__ = [
     "configure_logging",
     "exit_code",
     "format_platform_line",
-    "leaf_error",
     "report_error",
 ]

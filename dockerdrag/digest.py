@@ -10,7 +10,12 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from .errors import DigestMismatchError, InvalidReferenceError, SizeMismatchError
+from .errors import (
+    DigestMismatchError,
+    InvalidManifestError,
+    InvalidReferenceError,
+    SizeMismatchError,
+)
 
 _SHA256_RE = re.compile(r"sha256:[a-f0-9]{64}")
 
@@ -27,14 +32,21 @@ class Digest:
 
     @classmethod
     def parse(cls, text: str) -> Digest:
-        """Parse ``sha256:<64 lowercase hex>``; anything else raises InvalidReferenceError."""
-        if not isinstance(text, str) or not _SHA256_RE.fullmatch(text):
-            algorithm = text.split(":", 1)[0] if isinstance(text, str) and ":" in text else ""
-            if algorithm and algorithm != "sha256":
-                raise InvalidReferenceError(
-                    f"unsupported digest algorithm {algorithm!r}: only sha256 is supported"
-                )
-            raise InvalidReferenceError(f"invalid digest {text!r}: expected sha256:<64 hex>")
+        """Parse a digest the user gave, ``sha256:<64 lowercase hex>``; anything else raises
+        InvalidReferenceError (a usage error)."""
+        problem = _problem(text)
+        if problem:
+            raise InvalidReferenceError(problem)
+        return cls(text[7:])
+
+    @classmethod
+    def from_registry(cls, text: object, where: str) -> Digest:
+        """Parse a digest a registry or an archive sent; anything but ``sha256:<64 hex>``
+        raises InvalidManifestError (an integrity error) naming ``where`` it was found."""
+        problem = _problem(text)
+        if problem:
+            raise InvalidManifestError(f"{where}: {problem}")
+        assert isinstance(text, str)
         return cls(text[7:])
 
     @classmethod
@@ -49,6 +61,16 @@ class Digest:
 
     def __str__(self) -> str:
         return f"sha256:{self.hex}"
+
+
+def _problem(text: object) -> str:
+    """What is wrong with ``text`` as a sha256 digest; empty if nothing."""
+    if isinstance(text, str) and _SHA256_RE.fullmatch(text):
+        return ""
+    algorithm = text.split(":", 1)[0] if isinstance(text, str) and ":" in text else ""
+    if algorithm and algorithm != "sha256":
+        return f"unsupported digest algorithm {algorithm!r}: only sha256 is supported"
+    return f"invalid digest {text!r}: expected sha256:<64 hex>"
 
 
 class VerifyingHasher:

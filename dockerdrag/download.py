@@ -58,12 +58,12 @@ import anyio.abc
 from .digest import Digest, VerifyingHasher
 from .errors import (
     DigestMismatchError,
-    DockerDragError,
     InvalidManifestError,
     NetworkError,
     OutputError,
     RegistryError,
     SizeMismatchError,
+    leaf_error,
 )
 from .events import LayerPhase, LayerProgress, ProgressCallback
 from .manifest import MAX_CONFIG_BYTES, Descriptor
@@ -536,7 +536,7 @@ class _BlobDownload:
                     for job in jobs[1:]:
                         group.start_soon(self._chunk, job, ranges_work, None)
             except BaseExceptionGroup as errors:
-                raise first_error(errors) from None
+                raise leaf_error(errors) from None
             finally:
                 self._chunk_group = None
                 with anyio.CancelScope(shield=True):
@@ -823,23 +823,5 @@ async def fetch_all(
                     group.start_soon(one, descriptor)
             watching.cancel_scope.cancel()
     except BaseExceptionGroup as group_error:
-        raise first_error(group_error) from None
+        raise leaf_error(group_error) from None
     return paths
-
-
-def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The most meaningful exception of a task group: a DockerDragError if there is one."""
-    leaves: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        else:
-            leaves.append(exc)
-
-    walk(group)
-    for exc in leaves:
-        if isinstance(exc, DockerDragError):
-            return exc
-    return leaves[0]

@@ -136,3 +136,24 @@ class OutputError(DockerDragError):
     """The archive could not be written."""
 
     exit_code = 7
+
+
+def leaf_error(error: BaseException) -> BaseException:
+    """The most meaningful exception of ``error``, which may be an exception group (from a
+    task group): the first DockerDragError among its leaves, else the first Ctrl-C, else
+    its first leaf. The public entry points and the command raise or report this one."""
+    if not isinstance(error, BaseExceptionGroup):
+        return error
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop(0)
+        if isinstance(current, BaseExceptionGroup):
+            pending[:0] = current.exceptions
+        else:
+            leaves.append(current)
+    for wanted in (DockerDragError, KeyboardInterrupt):
+        for leaf in leaves:
+            if isinstance(leaf, wanted):
+                return leaf
+    return leaves[0]

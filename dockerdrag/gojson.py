@@ -26,7 +26,7 @@ from enum import Enum
 from typing import Final
 
 from .digest import Digest
-from .errors import InvalidManifestError, InvalidReferenceError
+from .errors import InvalidManifestError
 
 __all__ = [
     "ZERO_TIME",
@@ -978,10 +978,7 @@ def strings(value: object) -> list[str]:
 def _diff_ids(rootfs: GoStruct) -> tuple[Digest, ...]:
     diff_ids: list[Digest] = []
     for index, text in enumerate(strings(rootfs["diff_ids"])):
-        try:
-            diff_ids.append(Digest.parse(text))
-        except InvalidReferenceError as exc:
-            raise InvalidManifestError(f"image config: rootfs.diff_ids[{index}]: {exc}") from None
+        diff_ids.append(Digest.from_registry(text, f"image config: rootfs.diff_ids[{index}]"))
     return tuple(diff_ids)
 
 

@@ -35,7 +35,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from .digest import Digest
-from .errors import InvalidManifestError, InvalidReferenceError, PlatformNotFoundError
+from .errors import InvalidManifestError, PlatformNotFoundError
 from .gojson import ZERO_TIME, DecodedConfig, decode_image_config, fold_key, strings
 from .platform import Platform, platform_rank
 
@@ -354,10 +354,7 @@ def _parse_descriptor(obj: object, where: str) -> Descriptor:
     digest_text = obj.get("digest")
     if not isinstance(digest_text, str):
         _invalid(f"{where}: digest must be a string")
-    try:
-        digest = Digest.parse(digest_text)
-    except InvalidReferenceError as exc:
-        _invalid(f"{where}: {exc}")
+    digest = Digest.from_registry(digest_text, where)
 
     size = obj.get("size")
     if isinstance(size, bool) or not isinstance(size, int):

@@ -36,13 +36,13 @@ from .download import (
     BlobFetcher,
     TransferOptions,
     fetch_all,
-    first_error,
 )
 from .errors import (
     DockerDragError,
     InvalidManifestError,
     UnsupportedFormatError,
     UsageError,
+    leaf_error,
 )
 from .events import (
     ArchiveWriting,
@@ -348,7 +348,7 @@ class Puller:
                     progress=stream.push,
                 )
             except Exception as exc:
-                stream.finish(_collapse(exc) if isinstance(exc, BaseExceptionGroup) else exc)
+                stream.finish(leaf_error(exc))
                 return
             stream.push(PullFinished((result,)))
             stream.finish()
@@ -458,7 +458,7 @@ class Puller:
                 group.start_soon(self._fetch_layers, resolved, listener, order, gate, out_path)
                 await run_writer_in_thread(writer)
         except BaseExceptionGroup as group_error:
-            raise _collapse(group_error) from None
+            raise leaf_error(group_error) from None
         return [_result(item, out_path, format) for item in resolved]
 
     def _skipped_foreign_layers(
@@ -590,11 +590,6 @@ def _result(item: ResolvedPull, output: Path, output_format: str) -> PullResult:
     )
 
 
-def _collapse(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    error = first_error(group)
-    return error if isinstance(error, DockerDragError) else group
-
-
 async def pull_image(
     reference: str | Reference,
     *,
@@ -669,7 +664,7 @@ async def pull_images(
                 references, output=output, platform=platform, tags=tags, format=format
             )
         except BaseExceptionGroup as group:
-            raise _collapse(group) from None
+            raise leaf_error(group) from None
 
 
 __all__ = [

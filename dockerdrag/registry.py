@@ -20,7 +20,6 @@ from .errors import (
     DigestMismatchError,
     DockerDragError,
     InvalidManifestError,
-    InvalidReferenceError,
     ManifestUnknownError,
     PlatformNotFoundError,
     PlatformRequiredError,
@@ -148,12 +147,7 @@ class RegistryClient:
                 f"when asked for {expected}"
             )
         if header_digest and header_digest.startswith("sha256:"):
-            try:
-                claimed = Digest.parse(header_digest)
-            except InvalidReferenceError as exc:
-                raise InvalidManifestError(
-                    f"registry sent an invalid Docker-Content-Digest {header_digest!r}"
-                ) from exc
+            claimed = Digest.from_registry(header_digest, "the registry's Docker-Content-Digest")
             if claimed != actual:
                 raise DigestMismatchError(
                     f"registry {reference.registry_host} claims manifest digest {claimed} "
