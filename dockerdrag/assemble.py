@@ -86,7 +86,9 @@ class BlobGate:
             if layer.digest not in skipped
         ]
         self.paths: dict[Digest, Path] = {d.digest: store.blob_path(d.digest) for d in descriptors}
-        self._ready = {digest: threading.Event() for digest in self.paths}
+        self._changed = threading.Condition()
+        self._ready: set[Digest] = set()
+        self._cancelled = False
         self._hashed_now: set[Digest] = set()
 
     def mark_ready(self, digest: Digest, path: Path, downloaded: bool = False) -> None:
@@ -94,22 +96,30 @@ class BlobGate:
 
         ``downloaded``: its bytes were hashed as this pull wrote them, a moment ago.
         """
-        self.paths[digest] = path
-        if downloaded:
-            self._hashed_now.add(digest)
-        self._ready[digest].set()
+        with self._changed:
+            self.paths[digest] = path
+            if downloaded:
+                self._hashed_now.add(digest)
+            self._ready.add(digest)
+            self._changed.notify_all()
+
+    def cancel(self) -> None:
+        """Wake every waiting writer thread: from now on :meth:`wait` raises."""
+        with self._changed:
+            self._cancelled = True
+            self._changed.notify_all()
 
     def hashed_in_this_pull(self, digest: Digest) -> bool:
         """Whether the ready blob ``digest`` was downloaded and hashed by this pull."""
         return digest in self._hashed_now
 
-    def wait(self, digest: Digest, stop: threading.Event) -> Path:
-        """Block (in the writer thread) until ``digest`` is ready; raise once ``stop`` is set."""
-        ready = self._ready[digest]
-        while not ready.wait(0.05):
-            if stop.is_set():
+    def wait(self, digest: Digest) -> Path:
+        """Block (in the writer thread) until ``digest`` is ready; raise once cancelled."""
+        with self._changed:
+            self._changed.wait_for(lambda: digest in self._ready or self._cancelled)
+            if self._cancelled:
                 raise WriterCancelled("pull cancelled")
-        return self.paths[digest]
+            return self.paths[digest]
 
 
 class _StoppableReader:
@@ -189,7 +199,7 @@ def docker_writer(
                     ArchiveLayer(
                         diff_id,
                         _stoppable_opener(gate, d.digest, stop),
-                        _announced_size(gate, d.digest, stop),
+                        _announced_size(gate, d.digest),
                     )
                     for d, diff_id in zip(image.manifest.layers, image.config.diff_ids, strict=True)
                 ],
@@ -233,7 +243,7 @@ def oci_writer(
                 raise WriterCancelled("pull cancelled")
 
         def wait_for_blob(digest: Digest) -> bool:
-            gate.wait(digest, stop)
+            gate.wait(digest)
             # A blob cached by an earlier run is hashed again as it is copied (the cache
             # may have rotted); one this pull hashed as it wrote it is not.
             return gate.hashed_in_this_pull(digest)
@@ -263,23 +273,22 @@ def _stoppable_opener(
     gate: BlobGate, digest: Digest, stop: threading.Event
 ) -> Callable[[], BinaryIO]:
     def open_layer() -> BinaryIO:
-        path = gate.wait(digest, stop)
+        path = gate.wait(digest)
         return _StoppableReader(open_decompressed(path), stop)  # type: ignore[return-value]
 
     return open_layer
 
 
-def _announced_size(
-    gate: BlobGate, digest: Digest, stop: threading.Event
-) -> Callable[[], int | None]:
+def _announced_size(gate: BlobGate, digest: Digest) -> Callable[[], int | None]:
     def size() -> int | None:
-        return announced_size(gate.wait(digest, stop))
+        return announced_size(gate.wait(digest))
 
     return size
 
 
-async def run_writer_in_thread(write: Writer) -> None:
-    """Run ``write`` in a worker thread; on cancellation stop it, wait for it, propagate."""
+async def run_writer_in_thread(write: Writer, gate: BlobGate) -> None:
+    """Run ``write`` in a worker thread; on cancellation stop it (the stop event, and the
+    ``gate`` it may be waiting on), wait for it, propagate."""
     stop = threading.Event()
 
     async def set_stop_when_cancelled() -> None:
@@ -287,6 +296,7 @@ async def run_writer_in_thread(write: Writer) -> None:
             await anyio.sleep_forever()
         finally:
             stop.set()
+            gate.cancel()
 
     async with anyio.create_task_group() as group:
         group.start_soon(set_stop_when_cancelled)

@@ -9,9 +9,9 @@ or multi-frame zstd streams are decompressed completely.
 
 from __future__ import annotations
 
+import collections
 import io
 import os
-import queue
 import threading
 import zlib
 from collections.abc import Callable, Iterator
@@ -204,28 +204,19 @@ def read_ahead(
     bounded by ``depth`` chunks. An exception in the reader is raised to the caller;
     a caller that stops early stops the reader.
     """
-    chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=depth)
-    abandoned = threading.Event()
-
-    def put(item: bytes | BaseException | None) -> None:
-        while not abandoned.is_set():
-            try:
-                chunks.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+    chunks = _Handover(depth)
 
     def produce() -> None:
         try:
             with open_stream() as stream:
-                while not abandoned.is_set():
+                while not chunks.abandoned:
                     chunk = stream.read(chunk_size)
                     if not chunk:
                         break
-                    put(chunk)
-            put(None)
+                    chunks.put(chunk)
+            chunks.put(None)
         except BaseException as exc:  # handed to the consumer, raised there
-            put(exc)
+            chunks.put(exc)
 
     reader = threading.Thread(target=produce, name="dockerdrag-read-ahead", daemon=True)
     reader.start()
@@ -238,5 +229,35 @@ def read_ahead(
                 raise item
             yield item
     finally:
-        abandoned.set()
+        chunks.abandon()
         reader.join()
+
+
+class _Handover:
+    """A bounded queue from the read-ahead thread to its consumer, which may abandon it:
+    then the producer's ``put`` returns at once and drops the item."""
+
+    def __init__(self, depth: int) -> None:
+        self._items: collections.deque[bytes | BaseException | None] = collections.deque()
+        self._depth = depth
+        self._changed = threading.Condition()
+        self.abandoned = False
+
+    def put(self, item: bytes | BaseException | None) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: len(self._items) < self._depth or self.abandoned)
+            if not self.abandoned:
+                self._items.append(item)
+                self._changed.notify_all()
+
+    def get(self) -> bytes | BaseException | None:
+        with self._changed:
+            self._changed.wait_for(lambda: bool(self._items))
+            item = self._items.popleft()
+            self._changed.notify_all()
+            return item
+
+    def abandon(self) -> None:
+        with self._changed:
+            self.abandoned = True
+            self._changed.notify_all()

@@ -456,7 +456,7 @@ class Puller:
             # for each blob as it reaches it, and blobs are fetched in that order.
             async with anyio.create_task_group() as group:
                 group.start_soon(self._fetch_layers, resolved, listener, order, gate, out_path)
-                await run_writer_in_thread(writer)
+                await run_writer_in_thread(writer, gate)
         except BaseExceptionGroup as group_error:
             raise leaf_error(group_error) from None
         return [_result(item, out_path, format) for item in resolved]

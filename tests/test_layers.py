@@ -16,7 +16,13 @@ import pytest
 import zstandard
 
 from dockerdrag.errors import IntegrityError
-from dockerdrag.layers import CHUNK_SIZE, Compression, open_decompressed, sniff_compression
+from dockerdrag.layers import (
+    CHUNK_SIZE,
+    Compression,
+    open_decompressed,
+    read_ahead,
+    sniff_compression,
+)
 
 
 def make_layer_tar(payload_size: int = 3000, trailing_zeros: int = 0) -> bytes:
@@ -130,3 +136,38 @@ def test_uncompressed_blob_is_returned_as_is(tmp_path: Path) -> None:
     path.write_bytes(b"x" * 10)
     with open_decompressed(path) as stream:
         assert stream.read() == b"x" * 10
+
+
+# --- read_ahead ---------------------------------------------------------------------
+
+
+class _EndlessStream(io.RawIOBase):
+    """Chunks forever; counts how many were read."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        self.reads += 1
+        return b"x" * max(size, 1)
+
+
+def test_read_ahead_stops_its_reader_when_the_consumer_stops_early() -> None:
+    stream = _EndlessStream()
+    chunks = read_ahead(lambda: stream, 4, depth=2)  # type: ignore[arg-type, return-value]
+    assert next(chunks) == b"xxxx"
+    chunks.close()  # joins the reader, which was blocked on the full hand-over
+    reads = stream.reads
+    assert stream.closed
+    assert reads <= 4  # one taken, at most depth queued, one dropped
+
+
+def test_read_ahead_raises_the_readers_error_in_the_consumer() -> None:
+    def broken() -> io.BytesIO:
+        raise OSError("cannot open")
+
+    with pytest.raises(OSError, match="cannot open"):
+        list(read_ahead(broken, 4))
