@@ -51,6 +51,7 @@ if typing.TYPE_CHECKING:
     from .events import LayerProgress as LayerProgress
     from .events import ProgressEvent as ProgressEvent
     from .events import PullStarted as PullStarted
+    from .events import RequestRetry as RequestRetry
     from .manifest import Descriptor as Descriptor
     from .manifest import ImageConfig as ImageConfig
     from .manifest import ImageManifest as ImageManifest
@@ -105,6 +106,7 @@ _HOMES = {
     "Puller": "pull",
     "Reference": "reference",
     "RegistryError": "errors",
+    "RequestRetry": "events",
     "RetryPolicy": "retry",
     "SizeMismatchError": "errors",
     "TLSError": "errors",

@@ -122,8 +122,8 @@ def add_logging_options(parser: argparse.ArgumentParser) -> None:
         "--verbose",
         action="count",
         default=0,
-        help="more detail: -v mirror fallbacks, refetches and resumed downloads; "
-        "-vv every request and retry",
+        help="more detail: -v retries, mirror fallbacks, refetches and resumed downloads; "
+        "-vv every request",
     )
     group.add_argument(
         "--debug",

@@ -29,6 +29,10 @@ How one blob is fetched (:meth:`BlobFetcher.fetch`):
   kept whenever the download gives up or is cancelled.
 * A blob whose size or sha256 is wrong at the end is emptied and fetched once
   more from zero; a second failure raises (and leaves no partial behind).
+* Progress (``LayerProgress``): ``resuming`` once when bytes of an earlier run
+  are kept, then ``downloading`` with ``done`` = the bytes on disk plus those
+  read and not yet written, summed over all chunks, so it never goes down
+  (only a fetch from zero after a failed check starts it again at 0).
 
 Connections: each blob request, whole-blob stream or chunk, holds one token of
 the fetcher's :class:`anyio.CapacityLimiter` while it is open, so layers and
@@ -317,10 +321,10 @@ class BlobFetcher:
         """The transport's retry policy (also the reconnect budget)."""
         return self.client.transport.config.retry
 
-    def emit(self, descriptor: Descriptor, phase: LayerPhase, done: int) -> None:
+    def emit(self, descriptor: Descriptor, phase: LayerPhase, done: int, resumed: int = 0) -> None:
         """Report one blob's progress to the callback, if any."""
         if self.progress is not None:
-            self.progress(LayerProgress(descriptor.digest, phase, done, descriptor.size))
+            self.progress(LayerProgress(descriptor.digest, phase, done, descriptor.size, resumed))
 
     async def fetch(
         self, reference: Reference, descriptor: Descriptor, *, report: bool = True
@@ -378,7 +382,7 @@ class BlobFetcher:
         # other downloads' block writes must not queue behind it.
         path = await anyio.to_thread.run_sync(self.store.commit, descriptor.digest, descriptor.size)
         if report:
-            self.emit(descriptor, LayerPhase.COMPLETE, descriptor.size)
+            self.emit(descriptor, LayerPhase.COMPLETE, descriptor.size, download.resumed)
         return path
 
 
@@ -401,6 +405,9 @@ class _BlobDownload:
         self.ranges = ByteRanges()
         self.hasher = VerifyingHasher(self.digest, self.size)
         self.hashed = 0
+        self.resumed = 0  # bytes an earlier run left on disk that this download keeps
+        self._resume_announced = False
+        self._in_flight = 0  # bytes read from bodies and not yet written, over all streams
         self._hashing = False
         self._unsaved_bytes = 0  # written by chunks since the ranges sidecar was saved
         self._save_pending = False  # a background save of the sidecar is on its way
@@ -450,15 +457,22 @@ class _BlobDownload:
     def _open_partial(self) -> int:
         """Load what earlier runs left on disk, then open the partial file."""
         self.ranges = self.store.load_ranges(self.digest, self.size)
-        fd = self.store.open_partial(self.digest)
-        if self.ranges.total():
+        return self.store.open_partial(self.digest)
+
+    def _announce_resume(self) -> None:
+        """Once the bytes kept from an earlier run are known: a ``resuming`` event, if any."""
+        if self._resume_announced:
+            return
+        self._resume_announced = True
+        self.resumed = self.ranges.total()
+        if self.resumed:
             log.info(
                 "blob %s: resuming with %d of %d bytes on disk",
                 self.digest.short,
-                self.ranges.total(),
+                self.resumed,
                 self.size,
             )
-        return fd
+            self._emit(LayerPhase.RESUMING)
 
     def _restart(self) -> None:
         """Throw every byte on disk away: the next write starts a new blob at 0."""
@@ -467,22 +481,25 @@ class _BlobDownload:
         self.ranges = ByteRanges()
         self.hasher = VerifyingHasher(self.digest, self.size)
         self.hashed = 0
+        self.resumed = 0
 
     def _emit(self, phase: LayerPhase) -> None:
-        if self.report:
-            self.fetcher.emit(self.descriptor, phase, self.ranges.total())
+        """Report the blob's bytes: those on disk plus those read and not written yet.
 
-    def _emit_received(self, buffered: int) -> None:
-        """Progress as bytes arrive: those on disk plus ``buffered`` not yet written."""
+        Every stream (the whole blob, or each chunk) adds what it reads to
+        ``_in_flight`` and moves it to ``ranges`` when it writes it, with no await in
+        between, so the sum over all chunks never goes down while the partial is kept.
+        """
         if self.report:
-            done = min(self.size, self.ranges.total() + buffered)
-            self.fetcher.emit(self.descriptor, LayerPhase.DOWNLOADING, done)
+            done = min(self.size, self.ranges.total() + self._in_flight)
+            self.fetcher.emit(self.descriptor, phase, done, self.resumed)
 
     # ------------------------------------------------------------------ one stream
 
     async def _stream(self) -> None:
         """Fetch the rest of the blob front to back, reconnecting where it broke."""
         await self._disk(self._prepare_stream)
+        self._announce_resume()
         cursor = _Cursor(self.hashed)
         budget = _Reconnects(self.fetcher.retry, cursor.pos)
         while cursor.pos < self.size:
@@ -525,6 +542,7 @@ class _BlobDownload:
     async def _chunked(self) -> None:
         """Fetch the missing ranges as parallel chunks, then hash what is not hashed yet."""
         await self._save_ranges()
+        self._announce_resume()
         jobs = self._jobs()
         log.debug("blob %s: %d chunks to fetch", self.digest.short, len(jobs))
         if jobs:
@@ -725,11 +743,12 @@ class _BlobDownload:
                     break
                 self.fetcher.note_received(len(chunk))
                 buffer.add(chunk)
+                self._in_flight += len(chunk)
                 del chunk  # not held (a second block's worth) while the block is written
                 if not buffer.room():
                     await self._store_block(cursor, buffer, inline_hash)  # reports progress
                 else:
-                    self._emit_received(len(buffer))
+                    self._emit(LayerPhase.DOWNLOADING)
             await self._store_block(cursor, buffer, inline_hash)
         except NetworkError as exc:
             await self._store_block(cursor, buffer, inline_hash, catch_up=False)
@@ -738,6 +757,8 @@ class _BlobDownload:
             with anyio.CancelScope(shield=True):
                 await self._store_block(cursor, buffer, inline_hash, catch_up=False)
             raise
+        finally:
+            self._in_flight -= len(buffer)  # a block that could not be written is dropped
         if cursor.pos < end:
             raise _BodyBroken(
                 NetworkError(
@@ -762,6 +783,7 @@ class _BlobDownload:
         pos = cursor.pos
         await self._disk(self._write_block, pos, buffer.view(), inline_hash)
         cursor.pos = pos + len(buffer)
+        self._in_flight -= len(buffer)
         buffer.clear()
         self.ranges.add(pos, cursor.pos)
         self._emit(LayerPhase.DOWNLOADING)

@@ -2,9 +2,16 @@
 
 A pull emits, in order: one :class:`PullStarted` per image (its layers and their
 sizes), then :class:`LayerProgress` events per distinct layer (``waiting`` ->
-``downloading`` ... -> ``verifying`` -> ``complete``, or ``exists`` when the blob
-is already in the cache), then one :class:`ArchiveWriting`. Downloading events
-arrive for every chunk read; renderers throttle them.
+[``resuming``] -> ``downloading`` ... -> ``verifying`` -> ``complete``, or
+``exists`` when the blob is already in the cache), then one :class:`ArchiveWriting`.
+Downloading events arrive for every piece of a body read; renderers throttle them.
+A :class:`RequestRetry` may come at any time: a request failed and is sent again.
+
+What a progress bar needs, per layer: ``total`` (its size) and ``done`` (bytes
+received so far, never going down: see :class:`LayerProgress`); for the whole pull,
+the sum over the layers of :class:`PullStarted` that did not end ``exists``. Bytes
+fetched by this run are ``done - resumed``; a rate is the growth of that sum over
+a recent window of time (the resumed bytes were not fetched now and are no rate).
 
 :class:`EventStream` turns the callback into an async iterator (what
 ``Puller.pull_events`` hands out); it never holds more than one pending
@@ -31,6 +38,7 @@ __all__ = [
     "ProgressCallback",
     "ProgressEvent",
     "PullStarted",
+    "RequestRetry",
 ]
 
 
@@ -38,6 +46,8 @@ class LayerPhase(StrEnum):
     """Where one blob is in its life, as ``docker pull`` shows it."""
 
     WAITING = "waiting"
+    RESUMING = "resuming"
+    """Once, before the first ``downloading``: ``resumed`` bytes of an earlier run are kept."""
     DOWNLOADING = "downloading"
     VERIFYING = "verifying"
     COMPLETE = "complete"
@@ -48,8 +58,12 @@ class LayerPhase(StrEnum):
 class LayerProgress:
     """One blob's progress: ``done`` of ``total`` bytes.
 
-    While ``downloading``, ``done`` counts the bytes received so far (a resumed
-    download starts at the bytes already on disk; a restarted one goes back to 0).
+    ``done`` counts the bytes of the blob received so far, summed over all the
+    ranged chunks a big blob is fetched in; it never goes down, except back to 0
+    when the blob is fetched again from the start (it failed verification, or the
+    registry stopped honouring ranges), and then ``resumed`` is 0 too.
+    ``resumed`` is the part of ``done`` an earlier run left on disk: a ``resuming``
+    event announces it, and ``done - resumed`` is what this run fetched.
     At ``complete`` and ``exists`` the whole blob is verified in the cache.
     """
 
@@ -57,6 +71,7 @@ class LayerProgress:
     phase: LayerPhase
     done: int
     total: int
+    resumed: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,7 +90,24 @@ class ArchiveWriting:
     output: str
 
 
-ProgressEvent = LayerProgress | PullStarted | ArchiveWriting
+@dataclass(frozen=True)
+class RequestRetry:
+    """A request failed for a reason that may pass; it is sent again after ``delay`` s.
+
+    ``host`` and ``port`` are where the request went, ``what`` what it asked for,
+    ``cause`` the failure in plain words; this is retry ``retry`` of at most ``retries``.
+    """
+
+    host: str
+    port: int
+    what: str
+    cause: str
+    retry: int
+    retries: int
+    delay: float
+
+
+ProgressEvent = LayerProgress | PullStarted | ArchiveWriting | RequestRetry
 ProgressCallback = Callable[[ProgressEvent], None]
 
 T = TypeVar("T")

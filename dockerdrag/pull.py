@@ -239,6 +239,7 @@ class Puller:
                 retry=retry or RetryPolicy(),
             )
         )
+        self.transport.on_retry = self._emit
         self.client = RegistryClient(self.transport, registry_mirrors)
         self.store = BlobStore(Path(cache_dir) if cache_dir is not None else default_cache_dir())
         self.concurrency = concurrency

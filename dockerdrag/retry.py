@@ -29,11 +29,16 @@ class RetryPolicy:
     ``reconnect_progress_seconds`` spent since the previous one) is immediate;
     one without progress counts as a failed attempt (backoff, ``attempts`` in a
     row end the download). At most ``max_reconnects`` reconnects per blob and run.
+
+    A host name that does not resolve is not tried again; a refused connection
+    waits at most ``refused_max_delay`` before each retry (a registry starting up
+    is soon there, one that is not there should not keep the user waiting).
     """
 
     attempts: int = 5
     base_delay: float = 1.0
     max_delay: float = 30.0
+    refused_max_delay: float = 1.0
     max_retry_after: float = 60.0
     reconnect_progress_bytes: int = 1 << 20
     reconnect_progress_seconds: float = 60.0

@@ -16,7 +16,10 @@ Rules it enforces:
 * CAs: the system store (``SSL_CERT_FILE``/``SSL_CERT_DIR``), ``--ca-cert`` and
   Docker's ``certs.d/<host:port>/`` (``*.crt``, ``*.cert`` + ``*.key``).
 * Retries with exponential backoff (full jitter) on connection errors and
-  408/429/500/502/503/504, honouring ``Retry-After``; never on other statuses.
+  408/429/500/502/503/504, honouring ``Retry-After``; never on other statuses,
+  nor on a host name that does not resolve; a refused connection is retried
+  after short waits. Each retry is logged (``INFO``) and reported to
+  :attr:`Transport.on_retry` as a :class:`~dockerdrag.events.RequestRetry`.
 * No total timeout: a blob body may take as long as it needs, but a stalled
   read fails after ``read_timeout``.
 """
@@ -27,9 +30,10 @@ import contextlib
 import json
 import logging
 import os
+import socket
 import ssl
 import urllib.request
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import SplitResult, unquote, urljoin, urlsplit
@@ -49,6 +53,8 @@ from .errors import (
     TLSError,
     UsageError,
 )
+from .events import RequestRetry
+from .human_units import address
 from .retry import RETRY_STATUSES, RetryPolicy, parse_retry_after
 from .tokens import MAX_TOKEN_BODY, TokenReply
 
@@ -119,10 +125,14 @@ def _describe(exc: BaseException) -> str:
 
 
 class Transport:
-    """An aiohttp session plus per-registry auth; use as an async context manager."""
+    """An aiohttp session plus per-registry auth; use as an async context manager.
+
+    ``on_retry``, if set, hears of every request about to be retried.
+    """
 
     def __init__(self, config: TransportConfig | None = None) -> None:
         self.config = config or TransportConfig()
+        self.on_retry: Callable[[RequestRetry], None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._auth: dict[str, RegistryAuth] = {}
         self._schemes: dict[str, str] = {}
@@ -296,7 +306,7 @@ class Transport:
                 retry_after = parse_retry_after(raw.headers.get("Retry-After"))
                 return TokenReply(raw.status, body, retry_after)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise _connection_error(exc, host, "a token", proxy) from exc
+            raise _connection_error(exc, url, "a token", proxy) from exc
 
     # ------------------------------------------------------------------ requests
 
@@ -335,16 +345,27 @@ class Transport:
                     raw = await stack.enter_async_context(sending)
                 except TLSError:
                     raise
+                except Unreachable as exc:
+                    if not exc.worth_retrying or attempt + 1 >= retry.attempts:
+                        if attempt == 0:
+                            raise
+                        raise NetworkError(f"{exc} (tried {attempt + 1} times)") from exc
+                    delay = retry.delay(attempt, None)
+                    if exc.refused:
+                        delay = min(delay, retry.refused_max_delay)
+                    self._announce_retry(exc.host, exc.port, what, exc.cause, attempt, delay)
                 except NetworkError as exc:
                     if attempt + 1 >= retry.attempts:
                         raise
                     delay = retry.delay(attempt, None)
-                    log.debug("%s: %s, retrying in %.1fs", what, exc, delay)
+                    log.info("%s: %s; retry %d in %.1f s", what, exc, attempt + 1, delay)
                 else:
                     if raw.status in RETRY_STATUSES and attempt + 1 < retry.attempts:
                         retry_after = parse_retry_after(raw.headers.get("Retry-After"))
                         delay = retry.delay(attempt, retry_after)
-                        log.debug("%s: HTTP %s, retrying in %.1fs", what, raw.status, delay)
+                        where, port = raw.url.host or host, raw.url.port or 443
+                        cause = f"HTTP {raw.status}"
+                        self._announce_retry(where, port, what, cause, attempt, delay)
                     elif 200 <= raw.status < 300 or raw.status in allow_statuses:
                         yield Response(raw, what)
                         return
@@ -352,6 +373,23 @@ class Transport:
                         await self._raise_for_status(raw, host, what, not_found)
             attempt += 1
             await anyio.sleep(delay)
+
+    def _announce_retry(
+        self, host: str, port: int, what: str, cause: str, attempt: int, delay: float
+    ) -> None:
+        """Log a coming retry (``INFO``, shown by ``-v``) and tell :attr:`on_retry`."""
+        retries = self.config.retry.attempts - 1
+        log.info(
+            "%s on %s: %s; retry %d of %d in %.1f s",
+            what,
+            address(host, port),
+            cause,
+            attempt + 1,
+            retries,
+            delay,
+        )
+        if self.on_retry is not None:
+            self.on_retry(RequestRetry(host, port, what, cause, attempt + 1, retries, delay))
 
     @contextlib.asynccontextmanager
     async def _authorised(
@@ -447,7 +485,7 @@ class Transport:
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 if handed_out:  # raised by the caller's own work (e.g. a full disk): not ours
                     raise
-                raise _connection_error(exc, host, what, proxy) from exc
+                raise _connection_error(exc, current, what, proxy) from exc
         raise RegistryError(f"more than {MAX_REDIRECTS} redirects while fetching {what}")
 
     async def _raise_for_status(
@@ -497,10 +535,40 @@ def _redirect_target(current: str, location: str, origin: SplitResult, what: str
     return target
 
 
+class Unreachable(NetworkError):
+    """A request that got no answer from ``host``:``port``; ``cause`` says why, in plain words.
+
+    ``worth_retrying`` is False for a host name that does not resolve; ``refused``
+    marks a refused connection (retried after short waits only).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        what: str,
+        cause: str,
+        *,
+        via: str = "",
+        worth_retrying: bool = True,
+        refused: bool = False,
+    ) -> None:
+        super().__init__(
+            f"cannot connect to {address(host, port)}{via} while fetching {what}: {cause}"
+        )
+        self.host = host
+        self.port = port
+        self.cause = cause
+        self.worth_retrying = worth_retrying
+        self.refused = refused
+
+
 def _connection_error(
-    exc: BaseException, host: str, what: str, proxy: str | None
+    exc: BaseException, url: str, what: str, proxy: str | None
 ) -> DockerDragError:
-    """Map an aiohttp/OS exception of a request to ``host`` to our hierarchy."""
+    """Map an aiohttp/OS exception of a request to ``url`` to our hierarchy."""
+    parts = urlsplit(url)
+    host = parts.netloc
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         reason = getattr(exc.certificate_error, "verify_message", None) or _describe(
             exc.certificate_error
@@ -512,19 +580,48 @@ def _connection_error(
         )
     if isinstance(exc, aiohttp.ClientSSLError):
         return TLSError(
-            f"the TLS handshake with {host} failed ({_describe(exc)}); if it is a plain-HTTP "
+            f"the TLS handshake with {host} failed ({_plain_cause(exc)}); if it is a plain-HTTP "
             f"registry, name it with --insecure {host}"
         )
-    via = f" via the proxy {_proxy_host(proxy)}" if proxy else ""
     if isinstance(exc, aiohttp.ClientProxyConnectionError):
-        return NetworkError(f"cannot reach the proxy {_proxy_host(proxy)} for {host}")
-    # A response error's text carries its URL (a proxy's may hold a password): not shown.
-    detail = (
-        f"HTTP {exc.status} {exc.message}"
-        if isinstance(exc, aiohttp.ClientResponseError)
-        else _describe(exc)
+        return NetworkError(
+            f"cannot reach the proxy {_proxy_host(proxy)} for {host}: {_plain_cause(exc)}"
+        )
+    via = f" via the proxy {_proxy_host(proxy)}" if proxy else ""
+    name = parts.hostname or host
+    port = parts.port or (80 if parts.scheme == "http" else 443)
+    if isinstance(exc, aiohttp.ClientConnectorDNSError) or (
+        isinstance(exc, aiohttp.ClientConnectorError)
+        and isinstance(exc.os_error, socket.gaierror)
+    ):
+        detail = exc.os_error.strerror or "unknown name"
+        cause = f"the host name does not resolve ({detail}); check the name and the network"
+        return Unreachable(name, port, what, cause, via=via, worth_retrying=False)
+    refused = isinstance(exc, aiohttp.ClientConnectorError) and isinstance(
+        exc.os_error, ConnectionRefusedError
     )
-    return NetworkError(f"cannot reach {host}{via} while fetching {what}: {detail}")
+    return Unreachable(name, port, what, _plain_cause(exc), via=via, refused=refused)
+
+
+def _plain_cause(exc: BaseException) -> str:
+    """Why a connection failed, in words (aiohttp's texts carry object reprs and URLs)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        exc = exc.os_error
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (nothing listens on that port)"
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return "the connection timed out"
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return "the server stopped answering (read timeout)"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"HTTP {exc.status} {exc.message}"  # its text carries the URL: not shown
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[0].lower() + exc.strerror[1:]
+    return _describe(exc)
 
 
 def _proxy_bypass(netloc: str, proxies: Mapping[str, str]) -> bool:

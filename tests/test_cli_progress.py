@@ -25,6 +25,7 @@ import pytest
 
 import dockerdrag
 from dockerdrag import errors
+from dockerdrag.human_units import format_bytes
 from tests.support.archive_check import read_docker_archive
 from tests.support.fault_proxy import FaultProxy, flip_byte, throttle
 from tests.support.images import PushedImage, layer, push_image, text_layer
@@ -36,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYER_LINE = re.compile(
     r"^([0-9a-f]{12}): (Waiting|Downloading|Verifying|Pull complete|Already exists)\b"
 )
-SUMMARY = re.compile(r"Downloaded (\d+) layers? \((\d+) bytes\)")
+SUMMARY = re.compile(r"Downloaded (\d+(?:\.\d)? k?M?G?B) in \d+\.\d s(?: \((.*)\))?$", re.MULTILINE)
 # Variables that would change how rich sees the terminal.
 _TERMINAL_VARIABLES = ("FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
 
@@ -192,7 +193,7 @@ def test_terminal_display_is_drawn_in_place_until_every_layer_is_complete(
     assert amounts and amounts[1] == amounts[2], total_line
     summary = SUMMARY.search("\n".join(final))
     assert summary, final
-    assert (int(summary[1]), int(summary[2])) == (4, sum(sizes.values()))
+    assert summary[1] == format_bytes(sum(sizes.values())) and summary[2] is None, summary[0]
     assert final[-1] == "p.tar"
     (image,) = read_docker_archive(tmp_path / "p.tar")
     assert image.config == progress_image.config
@@ -208,7 +209,8 @@ def test_terminal_second_pull_shows_already_exists(
     final = final_screen(output)
     for short in layer_sizes(progress_image):
         assert f"{short}: Already exists" in final
-    assert "Downloaded 0 layers (0 bytes)" in "\n".join(final)
+    summary = SUMMARY.search("\n".join(final))
+    assert summary and summary.groups() == ("0 B", "4 layers cached"), final
 
 
 def test_terminal_ctrl_c_exits_130_and_writes_nothing(
@@ -265,9 +267,9 @@ def test_plain_lines_when_not_a_terminal(progress_image: PushedImage, tmp_path: 
     assert "\x1b" not in completed.stderr
     sizes = layer_sizes(progress_image)
     for short, size in sizes.items():
-        assert f"{short}: Pull complete ({size} bytes)" in completed.stderr.splitlines()
+        assert f"{short}: Pull complete ({format_bytes(size)})" in completed.stderr.splitlines()
     summary = SUMMARY.search(completed.stderr)
-    assert summary and int(summary[2]) == sum(sizes.values())
+    assert summary and summary[1] == format_bytes(sum(sizes.values())), completed.stderr
 
 
 def test_json_events_in_a_pipe(

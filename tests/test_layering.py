@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dockerdrag"
 
 # Rank of each module: a module may import only modules of a strictly lower rank.
 LAYERS: list[set[str]] = [
-    {"errors", "osfiles"},
+    {"errors", "osfiles", "human_units"},
     {"digest", "platform", "direct_io", "retry", "credentials"},
     {"gojson"},
     {"reference", "manifest", "tarwriter", "events", "tokens"},
@@ -21,6 +21,8 @@ LAYERS: list[set[str]] = [
     {"docker_parallel"},
     {"assemble"},
     {"pull"},
+    {"progress_tally"},
+    {"progress_json", "progress_plain", "progress_live"},
     {"config", "progress"},
     {"cli_parser", "cli_credentials", "cli_report"},
     {"cli_session"},
