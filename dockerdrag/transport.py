@@ -591,8 +591,7 @@ def _connection_error(
     name = parts.hostname or host
     port = parts.port or (80 if parts.scheme == "http" else 443)
     if isinstance(exc, aiohttp.ClientConnectorDNSError) or (
-        isinstance(exc, aiohttp.ClientConnectorError)
-        and isinstance(exc.os_error, socket.gaierror)
+        isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, socket.gaierror)
     ):
         detail = exc.os_error.strerror or "unknown name"
         cause = f"the host name does not resolve ({detail}); check the name and the network"
