@@ -18,22 +18,15 @@ reset per-test state (the token server's policy and request log) first.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-# `tests.support` must be importable under plain `pytest` too (python -m pytest adds
-# the working directory to sys.path, plain pytest only adds tests/).
-_ROOT = str(Path(__file__).resolve().parent.parent)
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from tests.support.dockerd import DockerDaemon, start_dockerd  # noqa: E402
-from tests.support.images import SeededImages, seed_standard_images  # noqa: E402
-from tests.support.registry_server import RegistryServer, start_registry  # noqa: E402
+from tests.support.dockerd import DockerDaemon, start_dockerd
+from tests.support.images import SeededImages, seed_standard_images
+from tests.support.registry_server import RegistryServer, start_registry
 
 REGISTRY_MODES = ("plain", "tls", "basic", "token")
 

@@ -35,8 +35,8 @@ from dockerdrag import (
     RetryPolicy,
     TLSError,
 )
-from tests.client_options import client_options
 from tests.support.archive_check import read_docker_archive
+from tests.support.client_options import client_options
 from tests.support.fault_proxy import FaultProxy, drop_after, redirect, throttle
 from tests.support.header_recorder import HeaderRecorder
 from tests.support.images import PushedImage, layer, push_image, text_layer

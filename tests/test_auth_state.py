@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from dockerdrag import AuthenticationError, Credentials, DockerDragError, Puller, RetryPolicy
-from tests.client_options import client_options
 from tests.support.archive_check import read_docker_archive
+from tests.support.client_options import client_options
 from tests.support.fault_proxy import FaultProxy, redirect, status
 from tests.support.header_recorder import HeaderRecorder
 from tests.support.images import push_image, text_layer

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from dockerdrag import Credentials, Puller, RegistryError, UsageError
-from tests.client_options import client_options
 from tests.support.archive_check import read_docker_archive
+from tests.support.client_options import client_options
 from tests.support.header_recorder import HeaderRecorder
 from tests.support.images import DOCKER_FOREIGN_LAYER, PushedImage, layer, push_image, text_layer
 from tests.support.registry_server import RegistryServer

@@ -20,8 +20,8 @@ from dockerdrag import (
     Puller,
     pull_image,
 )
-from tests.client_options import client_options
 from tests.support.archive_check import read_docker_archive, tar_names
+from tests.support.client_options import client_options
 from tests.support.images import PushedImage, PushedIndex, push_image, text_layer
 from tests.support.registry_server import RegistryServer
 
