@@ -9,9 +9,9 @@ one HTTP session and cache::
 
 Progress comes as typed events, to a ``progress=`` callback or as an async
 iterator (:meth:`Puller.pull_events`); :meth:`Puller.inspect` describes an image
-without pulling it. Every error derives from :class:`DockerDragError` (see
-:mod:`dockerdrag.errors`). The library logs to the ``dockerdrag`` logger
-(``DEBUG``: each request, never a secret).
+without pulling it; :func:`verify_archive` checks a carried archive offline.
+Every error derives from :class:`DockerDragError` (see :mod:`dockerdrag.errors`).
+The library logs to the ``dockerdrag`` logger (``DEBUG``: each request, never a secret).
 
 The names below are loaded on first use, so ``import dockerdrag`` stays cheap and
 the command can prepare its process before aiohttp is imported
@@ -22,12 +22,14 @@ import importlib
 import typing
 
 if typing.TYPE_CHECKING:
+    from .archive_scan import ArchiveMember as ArchiveMember
     from .credentials import Credentials as Credentials
     from .digest import Digest as Digest
     from .docker_archive import DockerArchiveOptions as DockerArchiveOptions
     from .download import TransferOptions as TransferOptions
     from .errors import AuthenticationError as AuthenticationError
     from .errors import BlobUnknownError as BlobUnknownError
+    from .errors import CorruptArchiveError as CorruptArchiveError
     from .errors import DiffIDMismatchError as DiffIDMismatchError
     from .errors import DigestMismatchError as DigestMismatchError
     from .errors import DockerDragError as DockerDragError
@@ -52,8 +54,10 @@ if typing.TYPE_CHECKING:
     from .events import ProgressEvent as ProgressEvent
     from .events import PullStarted as PullStarted
     from .events import RequestRetry as RequestRetry
+    from .layers import Compression as Compression
     from .manifest import Descriptor as Descriptor
     from .manifest import ImageConfig as ImageConfig
+    from .manifest import ImageIndex as ImageIndex
     from .manifest import ImageManifest as ImageManifest
     from .platform import Platform as Platform
     from .pull import ImageInspection as ImageInspection
@@ -66,14 +70,21 @@ if typing.TYPE_CHECKING:
     from .pull import pull_images as pull_images
     from .reference import Reference as Reference
     from .retry import RetryPolicy as RetryPolicy
+    from .verify import ArchiveImage as ArchiveImage
+    from .verify import VerifiedArchive as VerifiedArchive
+    from .verify import verify_archive as verify_archive
 
 __version__ = "0.1.0"
 
 # Each public name and the module that defines it.
 _HOMES = {
+    "ArchiveImage": "verify",
+    "ArchiveMember": "archive_scan",
     "ArchiveWriting": "events",
     "AuthenticationError": "errors",
     "BlobUnknownError": "errors",
+    "Compression": "layers",
+    "CorruptArchiveError": "errors",
     "Credentials": "credentials",
     "Descriptor": "manifest",
     "DiffIDMismatchError": "errors",
@@ -82,6 +93,7 @@ _HOMES = {
     "DockerArchiveOptions": "docker_archive",
     "DockerDragError": "errors",
     "ImageConfig": "manifest",
+    "ImageIndex": "manifest",
     "ImageInspection": "pull",
     "ImageManifest": "manifest",
     "IntegrityError": "errors",
@@ -113,8 +125,10 @@ _HOMES = {
     "TransferOptions": "download",
     "UnsupportedFormatError": "errors",
     "UsageError": "errors",
+    "VerifiedArchive": "verify",
     "pull_image": "pull",
     "pull_images": "pull",
+    "verify_archive": "verify",
 }
 
 __all__ = [*sorted(_HOMES), "__version__"]

@@ -25,6 +25,7 @@ examples:
   dockerdrag inspect nginx --platform linux/arm64
   dockerdrag inspect busybox --raw --config --platform linux/amd64 | jq .
   dockerdrag platforms busybox
+  dockerdrag verify bundle.tar
   dockerdrag pull 127.0.0.1:5000/team/app:1.2 --insecure 127.0.0.1:5000
   echo "$TOKEN" | dockerdrag pull registry.example.com/app --username me --password-stdin
 """

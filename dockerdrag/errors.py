@@ -24,7 +24,9 @@ occur. Each class carries an ``exit_code`` that the CLI uses.
     │   ├── DigestMismatchError                     body hash != expected digest
     │   ├── SizeMismatchError                       body size != descriptor size
     │   ├── DiffIDMismatchError                     uncompressed layer != diff_id
-    │   └── InvalidManifestError                    ambiguous/oversized/unsupported document
+    │   ├── InvalidManifestError                    ambiguous/oversized/unsupported document
+    │   └── CorruptArchiveError                     an archive is truncated, damaged or
+    │                                               misses a member it references
     └── OutputError                       (exit 7)  cannot write the archive (disk full, ...)
 """
 
@@ -130,6 +132,10 @@ class DiffIDMismatchError(IntegrityError):
 
 class InvalidManifestError(IntegrityError):
     """A manifest, index or config is malformed, ambiguous or unsupported."""
+
+
+class CorruptArchiveError(IntegrityError):
+    """An image archive is truncated or damaged, or misses a member it references."""
 
 
 class OutputError(DockerDragError):

@@ -21,12 +21,25 @@ from typing import IO, Any, BinaryIO, Final, cast
 
 from .errors import IntegrityError
 
+_GZIP_ERROR: type[Exception]
 try:
     from isal import igzip as _gzip
+    from isal.igzip_lib import IsalError
+
+    _GZIP_ERROR = cast("type[Exception]", IsalError)  # the stub declares an instance
 except ImportError:  # pragma: no cover - isal is a declared dependency
     import gzip as _gzip  # type: ignore[no-redef]
 
-__all__ = ["CHUNK_SIZE", "Compression", "open_decompressed", "read_ahead", "sniff_compression"]
+    _GZIP_ERROR = zlib.error
+
+__all__ = [
+    "CHUNK_SIZE",
+    "Compression",
+    "decompressing",
+    "open_decompressed",
+    "read_ahead",
+    "sniff_compression",
+]
 
 CHUNK_SIZE: Final = 1 << 20
 """Read size used for layer streams (1 MiB)."""
@@ -56,8 +69,10 @@ _DECOMPRESSION_ERRORS: Final[tuple[type[Exception], ...]] = (
     EOFError,
     ValueError,
     zlib.error,
+    _GZIP_ERROR,
 )
-"""What a corrupt stream raises; bz2 raises these too. lzma and zstandard (rare
+"""What a corrupt stream raises (ISA-L's gzip raises its own IsalError); bz2 raises
+these too. lzma and zstandard (rare
 layer compressions) are imported on first use and add their own error class."""
 
 
@@ -184,11 +199,20 @@ def open_decompressed(path: Path) -> BinaryIO:
     if compression is Compression.NONE:
         return source
     try:
-        inner, errors = _open_inner(compression, source)
+        return decompressing(source, compression, path.name)
     except BaseException:
         source.close()
         raise
-    description = f"{path.name} ({compression.value})"
+
+
+def decompressing(source: IO[bytes], compression: Compression, name: str) -> BinaryIO:
+    """A stream of the uncompressed bytes of ``source``, compressed with ``compression``.
+
+    Corrupt data raises IntegrityError naming ``name`` while reading; closing the
+    stream closes ``source``. ``compression`` must not be ``Compression.NONE``.
+    """
+    inner, errors = _open_inner(compression, source)
+    description = f"{name} ({compression.value})"
     return cast(BinaryIO, _DecompressedReader(inner, source, description, errors))
 
 

@@ -41,8 +41,10 @@ from .platform import Platform, platform_rank
 
 __all__ = [
     "ACCEPT_MANIFEST_TYPES",
+    "CONFIG_MEDIA_TYPES",
     "FOREIGN_LAYER_MEDIA_TYPES",
     "INDEX_MEDIA_TYPES",
+    "LAYER_MEDIA_TYPES",
     "MANIFEST_MEDIA_TYPES",
     "MAX_CONFIG_BYTES",
     "MAX_MANIFEST_BYTES",
@@ -124,6 +126,8 @@ MANIFEST_MEDIA_TYPES = frozenset({MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_OCI_MAN
 """Media types of single-platform image manifests."""
 INDEX_MEDIA_TYPES = frozenset({MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_OCI_INDEX})
 """Media types of multi-platform indexes."""
+CONFIG_MEDIA_TYPES = frozenset({MEDIA_TYPE_DOCKER_CONFIG, MEDIA_TYPE_OCI_CONFIG})
+"""Media types of image configs (other configs belong to artifacts)."""
 FOREIGN_LAYER_MEDIA_TYPES = frozenset(
     {
         MEDIA_TYPE_DOCKER_FOREIGN_LAYER,
@@ -133,6 +137,18 @@ FOREIGN_LAYER_MEDIA_TYPES = frozenset(
     }
 )
 """Layer media types whose blobs may live outside the registry (descriptor ``urls``)."""
+LAYER_MEDIA_TYPES = frozenset(
+    {
+        MEDIA_TYPE_DOCKER_LAYER,
+        MEDIA_TYPE_DOCKER_LAYER_GZIP,
+        MEDIA_TYPE_DOCKER_LAYER_ZSTD,
+        MEDIA_TYPE_OCI_LAYER,
+        MEDIA_TYPE_OCI_LAYER_GZIP,
+        MEDIA_TYPE_OCI_LAYER_ZSTD,
+    }
+    | FOREIGN_LAYER_MEDIA_TYPES
+)
+"""Image layer media types (an artifact's layers, such as in-toto statements, are others)."""
 SCHEMA1_MEDIA_TYPES = frozenset(
     {MEDIA_TYPE_DOCKER_SCHEMA1_MANIFEST, MEDIA_TYPE_DOCKER_SCHEMA1_SIGNED_MANIFEST}
 )

@@ -144,3 +144,19 @@ def test_private_registry_with_login_and_ca(
         "private_registry.py", *args, cwd=tmp_path, env={"REGISTRY_PASSWORD": server.password}
     )
     assert untrusted.returncode == 5, untrusted.stdout
+
+
+def test_verify_archive(tmp_path: Path) -> None:
+    fixture = Path(__file__).resolve().parent / "fixtures" / "docker-save-20.10" / "multi"
+    good = fixture / "docker-save.tar"
+    completed = run_example("verify_archive.py", str(good), cwd=tmp_path)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert f"{good}: '127.0.0.1:5101/fid/multi:latest' sha256:ffa30e79" in completed.stdout
+    assert completed.stdout.splitlines()[-1].startswith(f"{good}: OK, 12 files")
+    damaged = tmp_path / "damaged.tar"
+    data = bytearray(good.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    damaged.write_bytes(bytes(data))
+    refused = run_example("verify_archive.py", str(good), str(damaged), cwd=tmp_path)
+    assert refused.returncode == 6, refused.stdout
+    assert refused.stdout.startswith("damaged: ")
