@@ -8,6 +8,9 @@ error type, nothing at the output path, no temp file left beside it.
 from __future__ import annotations
 
 import json
+import resource
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from dockerdrag import (
     Puller,
     RegistryError,
     RetryPolicy,
+    TransferOptions,
 )
 from dockerdrag.errors import DiffIDMismatchError, InvalidManifestError
 from tests.support import pusher
@@ -225,3 +229,90 @@ async def test_push_built_helper_roundtrip_sanity(registry: RegistryServer) -> N
     image = build_image([text_layer("ok", "ok")])
     pushed = push_built(registry, "bad/sanity", "latest", image)
     assert pusher.get_manifest(registry, "bad/sanity", "latest").digest == pushed.manifest_digest
+
+
+# A pull in a child process (so its peak memory is its own), through the fault proxy. The
+# child reports its own peak RSS (VmHWM): a child's rusage also counts the test process's
+# memory it was forked from.
+_PULL_SCRIPT = """
+import sys
+import anyio
+from dockerdrag import DockerDragError, Puller, RetryPolicy, TransferOptions
+
+async def main(reference, cache, output, max_blob_size):
+    options = TransferOptions(max_blob_size=int(max_blob_size))
+    retry = RetryPolicy(attempts=2, base_delay=0.01)
+    host = reference.split("/", 1)[0]
+    async with Puller(
+        insecure=[host], cache_dir=cache, use_docker_config=False, retry=retry, transfer=options
+    ) as puller:
+        await puller.pull(reference, output=output)
+
+def peak_rss():
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
+
+try:
+    anyio.run(main, *sys.argv[1:])
+except DockerDragError as exc:
+    print(type(exc).__name__, exc)
+    print(peak_rss())
+    sys.exit(exc.exit_code)
+print("pulled")
+print(peak_rss())
+"""
+_CHILD_ADDRESS_SPACE = 3 << 30  # a regression fails with MemoryError here, not the machine
+
+
+def _limit_address_space() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (_CHILD_ADDRESS_SPACE, _CHILD_ADDRESS_SPACE))
+
+
+def pull_in_child(reference: str, tmp_path: Path, max_blob_size: int) -> tuple[int, str, int]:
+    """Pull ``reference`` in a child process: its exit status, output and peak RSS (bytes)."""
+    arguments = [reference, str(tmp_path / "cache"), str(tmp_path / "out" / "x.tar")]
+    child = subprocess.run(
+        [sys.executable, "-c", _PULL_SCRIPT, *arguments, str(max_blob_size)],
+        capture_output=True,
+        text=True,
+        timeout=120,  # only for "it did not hang"
+        preexec_fn=_limit_address_space,
+        check=False,
+    )
+    output, _, peak = child.stdout.rstrip("\n").rpartition("\n")
+    assert peak.isdigit(), child.stdout + child.stderr
+    return child.returncode, output, int(peak)
+
+
+@pytest.mark.parametrize("claimed", [10**15, 10**13], ids=["1e15", "1e13"])
+@pytest.mark.parametrize("max_blob_size", ["default", "unbounded"])
+def test_a_descriptor_claiming_an_absurd_size_fails_fast_in_little_memory(
+    registry: RegistryServer,
+    proxy: FaultProxy,
+    tmp_path: Path,
+    out_dir: Path,
+    claimed: int,
+    max_blob_size: str,
+) -> None:
+    pushed = push_image(registry, "bad/size", "latest", [text_layer("a", "a" * 5000)])
+    manifest = json.loads(pushed.manifest)
+    manifest["layers"][0]["size"] = claimed
+    proxy.add(
+        replace_body(json.dumps(manifest).encode(), DOCKER_MANIFEST),
+        path="/manifests/latest",
+        times=None,
+    )
+    # Unbounded: no size limit, so only the registry's answer can tell the size is a lie
+    # (and the chunk plan for the claimed size must cost nothing).
+    limit = TransferOptions().max_blob_size if max_blob_size == "default" else 1 << 62
+    status, output, peak_rss = pull_in_child(f"{proxy.host}/bad/size:latest", tmp_path, limit)
+    assert status == IntegrityError.exit_code, output
+    assert pushed.layer_digests[0] in output and str(claimed) in output
+    if max_blob_size == "default":
+        assert output.startswith("InvalidManifestError") and "claims" in output
+        assert proxy.requests_for(f"/blobs/{pushed.layer_digests[0]}") == []
+    else:
+        assert output.startswith("SizeMismatchError"), output
+    assert peak_rss < 100 << 20, f"peak RSS {peak_rss >> 20} MB"
+    assert_nothing_written(tmp_path)
