@@ -1,8 +1,9 @@
 """dockerdrag: pull container images from Docker/OCI registries without a Docker daemon.
 
 The main entry points are :func:`pull_image` for one pull, :func:`pull_images`
-for several images in one archive, and :class:`Puller` for several pulls sharing
-one HTTP session and cache::
+for several images in one archive, :class:`Puller` for several pulls sharing
+one HTTP session and cache, and :func:`push_archive` to push an archive's images
+into a registry::
 
     from dockerdrag import pull_image
     result = await pull_image("busybox:1.36", platform="linux/amd64", output="busybox.tar")
@@ -33,12 +34,10 @@ if typing.TYPE_CHECKING:
     from .errors import DiffIDMismatchError as DiffIDMismatchError
     from .errors import DigestMismatchError as DigestMismatchError
     from .errors import DockerDragError as DockerDragError
-    from .errors import ImageListError as ImageListError
     from .errors import IntegrityError as IntegrityError
     from .errors import InvalidManifestError as InvalidManifestError
     from .errors import InvalidPlatformError as InvalidPlatformError
     from .errors import InvalidReferenceError as InvalidReferenceError
-    from .errors import LockfileError as LockfileError
     from .errors import ManifestUnknownError as ManifestUnknownError
     from .errors import NetworkError as NetworkError
     from .errors import NotFoundError as NotFoundError
@@ -53,21 +52,13 @@ if typing.TYPE_CHECKING:
     from .events import ArchiveWriting as ArchiveWriting
     from .events import LayerPhase as LayerPhase
     from .events import LayerProgress as LayerProgress
+    from .events import ManifestPushed as ManifestPushed
     from .events import ProgressEvent as ProgressEvent
     from .events import PullStarted as PullStarted
+    from .events import PushEvent as PushEvent
+    from .events import PushStarted as PushStarted
     from .events import RequestRetry as RequestRetry
-    from .image_list import ImageListEntry as ImageListEntry
-    from .image_list import parse_image_list as parse_image_list
-    from .image_list import read_image_list as read_image_list
     from .layers import Compression as Compression
-    from .list_pull import TagMove as TagMove
-    from .lockfile import LockedImage as LockedImage
-    from .lockfile import LockedLayer as LockedLayer
-    from .lockfile import LockedManifest as LockedManifest
-    from .lockfile import Lockfile as Lockfile
-    from .lockfile import default_lock_path as default_lock_path
-    from .lockfile import read_lockfile as read_lockfile
-    from .lockfile import write_lockfile as write_lockfile
     from .manifest import Descriptor as Descriptor
     from .manifest import ImageConfig as ImageConfig
     from .manifest import ImageIndex as ImageIndex
@@ -75,13 +66,15 @@ if typing.TYPE_CHECKING:
     from .platform import Platform as Platform
     from .pull import ImageInspection as ImageInspection
     from .pull import LayerResult as LayerResult
-    from .pull import ListPullResult as ListPullResult
     from .pull import Puller as Puller
     from .pull import PullEvent as PullEvent
     from .pull import PullFinished as PullFinished
     from .pull import PullResult as PullResult
     from .pull import pull_image as pull_image
     from .pull import pull_images as pull_images
+    from .push import PushedImage as PushedImage
+    from .push import PushResult as PushResult
+    from .push import push_archive as push_archive
     from .reference import Reference as Reference
     from .retry import RetryPolicy as RetryPolicy
     from .verify import ArchiveImage as ArchiveImage
@@ -109,8 +102,6 @@ _HOMES = {
     "ImageConfig": "manifest",
     "ImageIndex": "manifest",
     "ImageInspection": "pull",
-    "ImageListEntry": "image_list",
-    "ImageListError": "errors",
     "ImageManifest": "manifest",
     "IntegrityError": "errors",
     "InvalidManifestError": "errors",
@@ -119,12 +110,7 @@ _HOMES = {
     "LayerPhase": "events",
     "LayerProgress": "events",
     "LayerResult": "pull",
-    "ListPullResult": "pull",
-    "LockedImage": "lockfile",
-    "LockedLayer": "lockfile",
-    "LockedManifest": "lockfile",
-    "Lockfile": "lockfile",
-    "LockfileError": "errors",
+    "ManifestPushed": "events",
     "ManifestUnknownError": "errors",
     "NetworkError": "errors",
     "NotFoundError": "errors",
@@ -137,6 +123,10 @@ _HOMES = {
     "PullFinished": "pull",
     "PullResult": "pull",
     "PullStarted": "events",
+    "PushEvent": "events",
+    "PushResult": "push",
+    "PushStarted": "events",
+    "PushedImage": "push",
     "Puller": "pull",
     "Reference": "reference",
     "RegistryError": "errors",
@@ -144,19 +134,14 @@ _HOMES = {
     "RetryPolicy": "retry",
     "SizeMismatchError": "errors",
     "TLSError": "errors",
-    "TagMove": "list_pull",
     "TransferOptions": "download",
     "UnsupportedFormatError": "errors",
     "UsageError": "errors",
     "VerifiedArchive": "verify",
-    "default_lock_path": "lockfile",
-    "parse_image_list": "image_list",
     "pull_image": "pull",
     "pull_images": "pull",
-    "read_image_list": "image_list",
-    "read_lockfile": "lockfile",
     "verify_archive": "verify",
-    "write_lockfile": "lockfile",
+    "push_archive": "push",
 }
 
 __all__ = [*sorted(_HOMES), "__version__"]

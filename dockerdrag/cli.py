@@ -25,6 +25,7 @@ from . import __version__
 from .cli_inspect import INSPECT, PLATFORMS
 from .cli_parser import EPILOG, ArgumentError, Parser, Subcommand
 from .cli_pull import PULL
+from .cli_push import PUSH
 from .cli_report import configure_logging, exit_code, report_error
 from .cli_verify import VERIFY
 from .config import Settings, load_settings
@@ -32,7 +33,7 @@ from .errors import DockerDragError, UsageError, leaf_error
 from .progress import dump_json, error_json
 
 # Every subcommand, in the order ``dockerdrag --help`` lists them.
-COMMANDS: tuple[Subcommand, ...] = (PULL, INSPECT, PLATFORMS, VERIFY)
+COMMANDS: tuple[Subcommand, ...] = (PULL, PUSH, INSPECT, PLATFORMS, VERIFY)
 HELP = "help"
 DEFAULT_COMMAND = PULL.name
 # Flags every command takes; given before the command they are moved after it.

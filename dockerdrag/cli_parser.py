@@ -21,8 +21,6 @@ examples:
   dockerdrag pull mysql/mysql-server:8.0 -o mysql.tar
   dockerdrag pull alpine:3.20 busybox:1.36 -o bundle.tar --platform linux/amd64
   dockerdrag pull nginx --format oci --platform all -o nginx-oci.tar
-  dockerdrag pull -f images.txt -o bundle.tar         # and bundle.lock.json beside it
-  dockerdrag pull --locked bundle.lock.json -o bundle.tar   # the locked digests again
   dockerdrag pull busybox --json | jq -c 'select(.event != "layer")'
   dockerdrag inspect nginx --platform linux/arm64
   dockerdrag inspect busybox --raw --config --platform linux/amd64 | jq .
@@ -91,8 +89,9 @@ def positive_int(text: str) -> int:
     return value
 
 
-def add_connection_options(parser: argparse.ArgumentParser) -> None:
-    """Registry connection options: ``--insecure``, ``--ca-cert``, mirrors, credentials."""
+def add_connection_options(parser: argparse.ArgumentParser, *, mirrors: bool = True) -> None:
+    """Registry connection options: ``--insecure``, ``--ca-cert``, mirrors (unless
+    ``mirrors`` is False: a push has no use for them), credentials."""
     group = parser.add_argument_group("registry connection")
     group.add_argument(
         "--insecure",
@@ -103,14 +102,15 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
         "env DOCKERDRAG_INSECURE_REGISTRIES)",
     )
     group.add_argument("--ca-cert", metavar="FILE", help="extra CA certificate (PEM) to trust")
-    group.add_argument(
-        "--registry-mirror",
-        action="append",
-        default=[],
-        metavar="URL",
-        help="Docker Hub mirror tried before the origin, like dockerd's registry-mirrors "
-        "(repeatable; an http:// URL is allowed plain HTTP; env DOCKERDRAG_REGISTRY_MIRRORS)",
-    )
+    if mirrors:
+        group.add_argument(
+            "--registry-mirror",
+            action="append",
+            default=[],
+            metavar="URL",
+            help="Docker Hub mirror tried before the origin, like dockerd's registry-mirrors "
+            "(repeatable; an http:// URL is allowed plain HTTP; env DOCKERDRAG_REGISTRY_MIRRORS)",
+        )
     group.add_argument("--username", "-u", help="registry username")
     group.add_argument(
         "--password-stdin", action="store_true", help="read the password or token from stdin"

@@ -26,7 +26,7 @@ def merge_options(args: argparse.Namespace, settings: Settings) -> Options:
     """``args`` over ``settings``: a given option wins, repeatable ones add to the list."""
     return Options(
         insecure=(*args.insecure, *settings.insecure_registries),
-        mirrors=(*args.registry_mirror, *settings.registry_mirrors),
+        mirrors=(*getattr(args, "registry_mirror", ()), *settings.registry_mirrors),
         cache_dir=getattr(args, "cache_dir", None) or settings.cache_dir,
         concurrency=getattr(args, "concurrency", None)
         or settings.concurrency

@@ -35,15 +35,23 @@ __all__ = [
     "EventStream",
     "LayerPhase",
     "LayerProgress",
+    "ManifestPushed",
     "ProgressCallback",
     "ProgressEvent",
     "PullStarted",
+    "PushEvent",
+    "PushProgressCallback",
+    "PushStarted",
     "RequestRetry",
 ]
 
 
 class LayerPhase(StrEnum):
-    """Where one blob is in its life, as ``docker pull`` shows it."""
+    """Where one blob is in its life, as ``docker pull`` (and ``docker push``) shows it.
+
+    A push reports ``waiting`` -> ``uploading`` ... -> ``complete``, or ``exists`` (the
+    registry has the blob), or ``mounted`` (taken from another repository there).
+    """
 
     WAITING = "waiting"
     RESUMING = "resuming"
@@ -52,6 +60,8 @@ class LayerPhase(StrEnum):
     VERIFYING = "verifying"
     COMPLETE = "complete"
     EXISTS = "exists"
+    UPLOADING = "uploading"  # a push: sending the blob to the registry
+    MOUNTED = "mounted"  # a push: the registry took it from another of its repositories
 
 
 @dataclass(frozen=True)
@@ -96,8 +106,6 @@ class RequestRetry:
 
     ``host`` and ``port`` are where the request went, ``what`` what it asked for,
     ``cause`` the failure in plain words; this is retry ``retry`` of at most ``retries``.
-    ``status`` is the HTTP status that asked for the retry (429, 503, ...), or ``None``
-    when no answer came (the connection failed or broke).
     """
 
     host: str
@@ -107,10 +115,33 @@ class RequestRetry:
     retry: int
     retries: int
     delay: float
-    status: int | None = None
+
+
+@dataclass(frozen=True)
+class PushStarted:
+    """An image of an archive is about to be pushed to ``reference``."""
+
+    reference: str
+    source: str  # the image's name in the archive (or its digest)
+    layers: tuple[tuple[Digest, int], ...]  # every blob it needs: config and layers
+
+
+@dataclass(frozen=True)
+class ManifestPushed:
+    """The registry stored the image's manifest (or index) under ``reference``.
+
+    ``rewritten`` is True when the manifest was written by the push (a legacy docker
+    archive holds none) rather than pushed as the archive's own bytes.
+    """
+
+    reference: str
+    digest: Digest
+    rewritten: bool
 
 
 ProgressEvent = LayerProgress | PullStarted | ArchiveWriting | RequestRetry
+PushEvent = LayerProgress | PushStarted | ManifestPushed | RequestRetry
+PushProgressCallback = Callable[[PushEvent], None]
 ProgressCallback = Callable[[ProgressEvent], None]
 
 T = TypeVar("T")

@@ -33,7 +33,7 @@ import os
 import socket
 import ssl
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import SplitResult, unquote, urljoin, urlsplit
@@ -64,6 +64,9 @@ MAX_REDIRECTS = 10
 MAX_ERROR_BODY = 1 << 20
 READ_BUFFER_BYTES = 1 << 16  # aiohttp read_bufsize; blob bodies are never read in larger steps
 USER_AGENT = "dockerdrag/0.1"
+
+RequestBody = Callable[[], bytes | AsyncIterable[bytes]]
+"""Makes a request body, afresh for each time the request is sent (retries, challenges)."""
 
 
 @dataclass(frozen=True)
@@ -323,16 +326,21 @@ class Transport:
         not_found: type[NotFoundError] = NotFoundError,
         allow_statuses: frozenset[int] = frozenset(),
         foreign_url: str | None = None,
+        body: RequestBody | None = None,
+        attempts: int | None = None,
     ) -> AsyncIterator[Response]:
         """Send a request to registry ``host`` and yield the successful response.
 
         Handles auth challenges, redirects and retries; maps every failure to a
         DockerDragError. ``allow_statuses`` are non-2xx statuses handed to the caller.
         With ``foreign_url`` the request goes to that absolute URL instead (a foreign
-        layer's), and never carries credentials.
+        layer's), and never carries credentials. ``body`` makes the request body for
+        each send; ``attempts`` overrides the retry policy's (1: never resent, for a
+        request whose effect the caller must check before sending it again).
         """
         retry = self.config.retry
         attempt = 0
+        max_attempts = attempts or retry.attempts
         while True:
             async with contextlib.AsyncExitStack() as stack:
                 try:
@@ -340,13 +348,19 @@ class Transport:
                         sending = self._anonymous(foreign_url, dict(headers or {}), what, method)
                     else:
                         sending = self._authorised(
-                            host, path, what=what, scope=scope, headers=headers or {}, method=method
+                            host,
+                            path,
+                            what=what,
+                            scope=scope,
+                            headers=headers or {},
+                            method=method,
+                            body=body,
                         )
                     raw = await stack.enter_async_context(sending)
                 except TLSError:
                     raise
                 except Unreachable as exc:
-                    if not exc.worth_retrying or attempt + 1 >= retry.attempts:
+                    if not exc.worth_retrying or attempt + 1 >= max_attempts:
                         if attempt == 0:
                             raise
                         raise NetworkError(f"{exc} (tried {attempt + 1} times)") from exc
@@ -355,22 +369,17 @@ class Transport:
                         delay = min(delay, retry.refused_max_delay)
                     self._announce_retry(exc.host, exc.port, what, exc.cause, attempt, delay)
                 except NetworkError as exc:
-                    if attempt + 1 >= retry.attempts:
+                    if attempt + 1 >= max_attempts:
                         raise
                     delay = retry.delay(attempt, None)
-                    target = urlsplit(foreign_url or f"//{host}")
-                    self._announce_retry(
-                        target.hostname or host, target.port or 443, what, str(exc), attempt, delay
-                    )
+                    log.info("%s: %s; retry %d in %.1f s", what, exc, attempt + 1, delay)
                 else:
-                    if raw.status in RETRY_STATUSES and attempt + 1 < retry.attempts:
+                    if raw.status in RETRY_STATUSES and attempt + 1 < max_attempts:
                         retry_after = parse_retry_after(raw.headers.get("Retry-After"))
                         delay = retry.delay(attempt, retry_after)
                         where, port = raw.url.host or host, raw.url.port or 443
                         cause = f"HTTP {raw.status}"
-                        self._announce_retry(
-                            where, port, what, cause, attempt, delay, status=raw.status
-                        )
+                        self._announce_retry(where, port, what, cause, attempt, delay)
                     elif 200 <= raw.status < 300 or raw.status in allow_statuses:
                         yield Response(raw, what)
                         return
@@ -380,15 +389,7 @@ class Transport:
             await anyio.sleep(delay)
 
     def _announce_retry(
-        self,
-        host: str,
-        port: int,
-        what: str,
-        cause: str,
-        attempt: int,
-        delay: float,
-        *,
-        status: int | None = None,
+        self, host: str, port: int, what: str, cause: str, attempt: int, delay: float
     ) -> None:
         """Log a coming retry (``INFO``, shown by ``-v``) and tell :attr:`on_retry`."""
         retries = self.config.retry.attempts - 1
@@ -402,8 +403,7 @@ class Transport:
             delay,
         )
         if self.on_retry is not None:
-            retry = RequestRetry(host, port, what, cause, attempt + 1, retries, delay, status)
-            self.on_retry(retry)
+            self.on_retry(RequestRetry(host, port, what, cause, attempt + 1, retries, delay))
 
     @contextlib.asynccontextmanager
     async def _authorised(
@@ -415,6 +415,7 @@ class Transport:
         scope: str,
         headers: Mapping[str, str],
         method: str,
+        body: RequestBody | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Send the request with whatever Authorization ``host`` needs, answering its
         challenges (see :class:`~dockerdrag.auth.RequestAuthorization`); yield the first
@@ -431,7 +432,8 @@ class Transport:
             sent = await authorization.header(self)
             if sent:
                 request_headers["Authorization"] = sent
-            async with self._follow_redirects(method, url, request_headers, what) as raw:
+            sending = self._follow_redirects(method, url, request_headers, what, body)
+            async with sending as raw:
                 if raw.status != 401:
                     authorization.accepted()
                     yield raw
@@ -460,7 +462,12 @@ class Transport:
 
     @contextlib.asynccontextmanager
     async def _follow_redirects(
-        self, method: str, url: str, headers: dict[str, str], what: str
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        what: str,
+        body: RequestBody | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Send ``method url``, following up to MAX_REDIRECTS redirects.
 
@@ -483,6 +490,7 @@ class Transport:
                     method,
                     current,
                     headers=send,
+                    data=body() if body is not None else None,
                     allow_redirects=False,
                     ssl=self.ssl_for(host),
                     proxy=proxy,

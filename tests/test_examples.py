@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -162,24 +163,37 @@ def test_verify_archive(tmp_path: Path) -> None:
     assert refused.stdout.startswith("damaged: ")
 
 
-def test_locked_bundle(registry: RegistryServer, tmp_path: Path) -> None:
-    repo = f"examples/locked-{tmp_path.name[-12:].lower()}"
-    old = push_image(registry, repo, "1", [text_layer("v.txt", "one\n")])
-    (tmp_path / "images.txt").write_text(f"# the one image\n{old.reference}\n")
-    insecure = ("--insecure", registry.host)
-    first = run_example(
-        "locked_bundle.py", "b.tar", "--list", "images.txt", *insecure, cwd=tmp_path
+def test_push_archive(
+    seeded_registry: SeededRegistry, registry_factory: Callable[..., RegistryServer], tmp_path: Path
+) -> None:
+    server, images = seeded_registry
+    target = registry_factory()
+    pushed: PushedImage = images["busybox"]
+    bundle = run_example(
+        "bundle.py", "bb.tar", pushed.reference, "--insecure", server.host, cwd=tmp_path
     )
-    assert first.returncode == 0, first.stdout + first.stderr
-    assert f"{old.reference}: {old.manifest_digest} (1 layers)" in first.stdout
-    assert "wrote b.tar and b.lock.json" in first.stdout
-    new = push_image(registry, repo, "1", [text_layer("v.txt", "two\n")])
+    assert bundle.returncode == 0, bundle.stdout + bundle.stderr
+    completed = run_example(
+        "push_archive.py", "bb.tar", f"{target.host}/air", "--insecure", target.host, cwd=tmp_path
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    lines = completed.stdout.splitlines()
+    assert lines[0] == f"pushing {server.host}/test/busybox:latest -> " + (
+        f"{target.host}/air/test/busybox:latest: 2 blobs"
+    )
+    assert f"blob {pushed.config_digest[7:19]}: complete" in lines
+    assert "(a new manifest)" in lines[-2]
+    assert lines[-1] == "done: 1 image(s), 2 blobs uploaded, 0 already there, 0 mounted"
     again = run_example(
-        "locked_bundle.py", "again.tar", "--locked", "b.lock.json", *insecure, cwd=tmp_path
+        "push_archive.py", "bb.tar", f"{target.host}/air", "--insecure", target.host, cwd=tmp_path
     )
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert (
-        f"{old.reference} moved to {new.manifest_digest}; kept the locked {old.manifest_digest}"
-    ) in again.stdout
-    assert (tmp_path / "again.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
-    assert (tmp_path / "again.lock.json").read_bytes() == (tmp_path / "b.lock.json").read_bytes()
+    assert again.stdout.splitlines()[-1].endswith("0 blobs uploaded, 2 already there, 0 mounted")
+    failed = run_example(
+        "push_archive.py",
+        "missing.tar",
+        f"{target.host}/air",
+        "--insecure",
+        target.host,
+        cwd=tmp_path,
+    )
+    assert failed.returncode == 2 and failed.stdout.startswith("error: ")

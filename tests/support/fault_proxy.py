@@ -27,6 +27,8 @@ Fault factories (each returns an immutable fault value):
 - :func:`drop_after` -- send headers and ``n`` body bytes, then reset the TCP connection.
 - :func:`stall` -- pause the body for a while after ``after_bytes`` bytes.
 - :func:`throttle` -- send the body at ``bytes_per_second``.
+- :func:`drop_request_after` -- read ``n`` bytes of the request body, then reset the
+  connection; nothing reaches the upstream (as behind a proxy that buffers request bodies).
 
 The server runs on its own thread and event loop (:class:`ThreadedServer`), so sync tests and
 async tests (any event loop) can use it the same way; everything a test calls is thread-safe.
@@ -69,6 +71,7 @@ from yarl import URL
 
 __all__ = [
     "DropAfter",
+    "DropRequestAfter",
     "Fault",
     "FaultProxy",
     "FlipByte",
@@ -86,6 +89,7 @@ __all__ = [
     "Throttle",
     "WrongContentRange",
     "drop_after",
+    "drop_request_after",
     "flip_byte",
     "ignore_range",
     "lie_content_length",
@@ -347,6 +351,13 @@ class DropAfter:
 
 
 @dataclass(frozen=True)
+class DropRequestAfter:
+    """Reset the connection after ``n_bytes`` of request body (see :func:`drop_request_after`)."""
+
+    n_bytes: int
+
+
+@dataclass(frozen=True)
 class Stall:
     """Pause ``seconds`` once ``after_bytes`` of body were sent (see :func:`stall`)."""
 
@@ -372,6 +383,7 @@ Fault: TypeAlias = (
     | StripContentLength
     | FlipByte
     | DropAfter
+    | DropRequestAfter
     | Stall
     | Throttle
 )
@@ -494,6 +506,18 @@ def drop_after(n_bytes: int, *, rst: bool = True) -> DropAfter:
     return DropAfter(n_bytes, rst)
 
 
+def drop_request_after(n_bytes: int) -> DropRequestAfter:
+    """Read the first ``n_bytes`` of the request body, then reset the connection (RST).
+
+    The upstream never sees the request: the client's upload breaks as behind a reverse
+    proxy that buffers request bodies (nginx's default) when the link drops mid-way.
+    ``request_bytes`` of the record says how many bytes were read.
+    """
+    if n_bytes < 0:
+        raise ValueError("n_bytes must be >= 0")
+    return DropRequestAfter(n_bytes)
+
+
 def stall(seconds: float, after_bytes: int = 0) -> Stall:
     """Stop sending for ``seconds`` once ``after_bytes`` of body went out (headers go first)."""
     return Stall(seconds, after_bytes)
@@ -550,6 +574,7 @@ class RecordedRequest:
     status: int | None = None
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     bytes_sent: int = 0
+    request_bytes: int = 0  # request body bytes read (and forwarded, unless dropped)
     aborted: bool = False
     done: bool = False
 
@@ -783,6 +808,9 @@ class FaultProxy(ThreadedServer):
         with self._lock:
             self._records.append(rec)
         try:
+            cut = next((f for f in faults if isinstance(f, DropRequestAfter)), None)
+            if cut is not None:
+                return await self._drop_request(request, rec, cut)
             return await self._serve(request, rec, faults)
         except asyncio.CancelledError:  # client disconnected, or the proxy is stopping
             self._update(rec, aborted=True)
@@ -792,10 +820,23 @@ class FaultProxy(ThreadedServer):
                 rec.done = True
                 self._idle.notify_all()
 
+    async def _drop_request(
+        self, request: web.Request, rec: RecordedRequest, cut: DropRequestAfter
+    ) -> web.StreamResponse:
+        received = 0
+        while received < cut.n_bytes:
+            chunk = await request.content.read(min(self._chunk_size, cut.n_bytes - received))
+            if not chunk:
+                break
+            received += len(chunk)
+        self._update(rec, request_bytes=received)
+        await self._kill(request, rec, rst=True)
+        return web.StreamResponse()
+
     async def _serve(
         self, request: web.Request, rec: RecordedRequest, faults: tuple[Fault, ...]
     ) -> web.StreamResponse:
-        origin = await self._origin(request, faults)
+        origin = await self._origin(request, rec, faults)
         try:
             return await self._respond(request, rec, faults, origin)
         finally:
@@ -807,7 +848,9 @@ class FaultProxy(ThreadedServer):
                     up.close()
 
     # Where the answer comes from: a synthetic fault answer, or the upstream.
-    async def _origin(self, request: web.Request, faults: tuple[Fault, ...]) -> _Origin:
+    async def _origin(
+        self, request: web.Request, rec: RecordedRequest, faults: tuple[Fault, ...]
+    ) -> _Origin:
         size = self._chunk_size
         for fault in faults:
             if isinstance(fault, Status):
@@ -835,6 +878,7 @@ class FaultProxy(ThreadedServer):
 
         forwarded = self._forward_headers(request, any(isinstance(f, IgnoreRange) for f in faults))
         body = await request.read() if request.body_exists else None
+        self._update(rec, request_bytes=len(body or b""))
         origin = await self._fetch(request.method, request.raw_path, forwarded, body)
         for fault in faults:
             if isinstance(fault, SwapBody) and request.method != "HEAD":

@@ -1,0 +1,448 @@
+"""Push the images of an archive into a registry: :func:`push_archive`.
+
+Every image goes under a destination repository with its own name
+(``registry.internal:5000/team`` + ``library/busybox:1.36`` ->
+``registry.internal:5000/team/busybox:1.36``), or where a rename sends it
+(``renames={"busybox:1.36": "registry.internal:5000/base/busybox:stable"}``).
+
+The archive is checked whole before the first byte is sent: every blob's sha256 and size
+against its descriptor, every manifest and index against its digest, each legacy layer
+against its ``diff_id``; an index whose manifests are not all in the archive is refused.
+
+* From an OCI layout (``--format oci``/``oci-dir``, Docker 25+ archives) the manifests and
+  indexes are pushed as the archive's bytes, so the registry serves the source's digests.
+* From a legacy docker archive (uncompressed layers) each layer is gzipped again
+  (deterministically: see :mod:`recompress`) into a temporary file under the cache
+  directory, the config is pushed as it is (its digest is the image ID), and a new Docker
+  schema 2 manifest is written (:attr:`PushedImage.rewritten`).
+
+Blobs then go up through :class:`~dockerdrag.upload.BlobUploader` (skipped when the
+registry has them, mounted from a repository this push filled, chunked and resumable),
+at most ``concurrency`` at a time; images one after the other, so later ones mount what
+earlier ones uploaded. Manifests go last, children before the index listing them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from .archive_images import (
+    ArchiveContent,
+    LayoutImage,
+    LegacyImage,
+    layout_documents,
+    read_archive,
+)
+from .archive_members import Member, open_members
+from .credentials import Credentials
+from .digest import Digest
+from .download import DEFAULT_CONCURRENCY
+from .errors import (
+    InvalidManifestError,
+    OutputError,
+    SizeMismatchError,
+    UsageError,
+    leaf_error,
+)
+from .events import (
+    LayerPhase,
+    LayerProgress,
+    ManifestPushed,
+    PushEvent,
+    PushProgressCallback,
+    PushStarted,
+)
+from .manifest import (
+    MEDIA_TYPE_DOCKER_CONFIG,
+    MEDIA_TYPE_DOCKER_LAYER_GZIP,
+    MEDIA_TYPE_DOCKER_MANIFEST,
+    ImageIndex,
+)
+from .recompress import CompressedLayer, compress_layer
+from .reference import Reference
+from .retry import RetryPolicy
+from .store import default_cache_dir, describe_os_error
+from .transport import Transport, TransportConfig
+from .upload import DEFAULT_CHUNK_SIZE, BlobOutcome, BlobSource, BlobUploader
+
+__all__ = ["PushResult", "PushedImage", "push_archive"]
+
+_HASH_READ = 1 << 20
+_OUTCOME_PHASES = {
+    BlobOutcome.EXISTS: LayerPhase.EXISTS,
+    BlobOutcome.MOUNTED: LayerPhase.MOUNTED,
+    BlobOutcome.UPLOADED: LayerPhase.COMPLETE,
+}
+
+
+@dataclass(frozen=True)
+class PushedImage:
+    """One image as the registry now holds it."""
+
+    reference: str  # where it went: host/repository:tag
+    source: str  # its name in the archive (or its digest when it has none)
+    digest: Digest  # the manifest's (or index's) digest in the registry
+    rewritten: bool  # True: a new manifest was written (legacy docker archive)
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What :func:`push_archive` did."""
+
+    archive: Path
+    images: tuple[PushedImage, ...]
+    uploaded: int  # blobs sent
+    existing: int  # blobs the registry had
+    mounted: int  # blobs taken from another repository of the registry
+    uploaded_bytes: int
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One image of the archive and the reference it goes to."""
+
+    image: LayoutImage | LegacyImage
+    source: str
+    reference: Reference
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def _image_key(image: LayoutImage | LegacyImage) -> str:
+    return str(image.root.digest if isinstance(image, LayoutImage) else image.config.digest)
+
+
+def _repository_and_tag(name: str) -> tuple[str | None, str]:
+    """``(repository path, tag)`` of an image's name in the archive; a bare tag (an OCI
+    ``ref.name`` such as ``1.0``) has no repository."""
+    if "/" not in name and ":" not in name:
+        return None, name
+    ref = Reference.parse(name)
+    path = ref.familiar_name if ref.is_docker_hub else ref.path
+    return path, ref.tag or "latest"
+
+
+def _under(destination: str, name: str) -> Reference:
+    repository, tag = _repository_and_tag(name)
+    return Reference.parse(
+        f"{destination}/{repository}:{tag}" if repository else f"{destination}:{tag}"
+    )
+
+
+def _check_destination(destination: str) -> str:
+    ref = Reference.parse(destination)
+    if destination.rsplit("/", 1)[-1].count(":") or ref.digest is not None:
+        raise UsageError(
+            f"destination {destination!r} must be a repository (HOST/PATH, no tag); "
+            "use --image NAME=HOST/PATH:TAG to choose a tag"
+        )
+    return ref.name if "/" in destination else destination
+
+
+def _matches(image: LayoutImage | LegacyImage, wanted: str) -> bool:
+    if wanted == _image_key(image):
+        return True
+    for name in image.names:
+        if name == wanted:
+            return True
+        try:
+            if str(Reference.parse(name)) == str(Reference.parse(wanted)):
+                return True
+        except UsageError:
+            continue
+    return False
+
+
+def plan_targets(
+    content: ArchiveContent, destination: str | None, renames: Mapping[str, str]
+) -> list[_Target]:
+    """Where each image goes: renamed ones where asked, the others under ``destination``."""
+    images: list[LayoutImage | LegacyImage] = [*content.layout_images, *content.legacy_images]
+    targets: list[_Target] = []
+    for wanted, to in renames.items():
+        found = [image for image in images if _matches(image, wanted)]
+        if not found:
+            raise UsageError(f"--image {wanted}: the archive holds no image of that name")
+        reference = Reference.parse(to)
+        if reference.digest is not None:
+            raise UsageError(f"--image {wanted}={to}: push to a tag, not a digest")
+        targets.append(_Target(found[0], wanted, reference))
+    if destination is None:
+        if not targets:
+            raise UsageError("give a destination repository or --image NAME=DEST:TAG")
+        return targets
+    repository = _check_destination(destination)
+    renamed = {_image_key(target.image) for target in targets}
+    for image in images:
+        if _image_key(image) in renamed:
+            continue
+        if not image.names:
+            raise UsageError(
+                f"image {_image_key(image)} has no name in the archive; push it with "
+                f"--image {_image_key(image)}=DEST:TAG"
+            )
+        for name in image.names:
+            targets.append(_Target(image, name, _under(repository, name)))
+    return targets
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_blob(member: Member, digest: Digest, size: int) -> None:
+    """Hash a blob where it lies in the archive; IntegrityError if it is not ``digest``."""
+    if member.size != size:
+        raise SizeMismatchError(
+            f"blob {digest} is {member.size} bytes in the archive, its descriptor says {size}"
+        )
+    hasher = hashlib.sha256()
+    with member.path.open("rb") as handle:
+        handle.seek(member.offset)
+        remaining = size
+        while remaining:
+            block = handle.read(min(_HASH_READ, remaining))
+            if not block:
+                break
+            hasher.update(block)
+            remaining -= len(block)
+    if remaining or hasher.hexdigest() != digest.hex:
+        raise InvalidManifestError(
+            f"blob {digest} ({member.name}) does not match its digest: the archive is damaged"
+        )
+
+
+def _manifest_for(image: LegacyImage, layers: Sequence[CompressedLayer]) -> bytes:
+    """A Docker schema 2 manifest of a legacy image, laid out as Docker writes one."""
+    document = {
+        "schemaVersion": 2,
+        "mediaType": MEDIA_TYPE_DOCKER_MANIFEST,
+        "config": {
+            "mediaType": MEDIA_TYPE_DOCKER_CONFIG,
+            "size": len(image.config.raw),
+            "digest": str(image.config.digest),
+        },
+        "layers": [
+            {
+                "mediaType": MEDIA_TYPE_DOCKER_LAYER_GZIP,
+                "size": layer.size,
+                "digest": str(layer.digest),
+            }
+            for layer in layers
+        ],
+    }
+    return json.dumps(document, indent=3).encode()
+
+
+class _Preparation:
+    """The checked archive: blob sources per digest, compressed legacy layers."""
+
+    def __init__(self, content: ArchiveContent, work_dir: Path) -> None:
+        self.content = content
+        self.work_dir = work_dir
+        self.sources: dict[Digest, BlobSource] = {}
+        self.compressed: dict[Digest, CompressedLayer] = {}  # by diff_id
+
+    def prepare(self, targets: Sequence[_Target]) -> None:
+        """Check everything the targets need and gzip legacy layers (in a worker thread)."""
+        for target in targets:
+            image = target.image
+            if isinstance(image, LayoutImage):
+                for document in layout_documents(self.content, image):
+                    if isinstance(document, ImageIndex):
+                        continue
+                    for blob in (document.config, *document.layers):
+                        self._check_layout_blob(blob.digest)
+            else:
+                member = image.config_member
+                self.sources[image.config.digest] = BlobSource(
+                    image.config.digest, member.size, member.path, member.offset
+                )
+                for layer, diff_id in zip(image.layers, image.config.diff_ids, strict=True):
+                    self._compress(layer, diff_id)
+
+    def _check_layout_blob(self, digest: Digest) -> None:
+        if digest in self.sources or digest not in self.content.blobs:
+            return  # checked already, or a foreign layer the archive does not carry
+        descriptor, member = self.content.blobs[digest]
+        _check_blob(member, digest, descriptor.size)
+        self.sources[digest] = BlobSource(digest, member.size, member.path, member.offset)
+
+    def _compress(self, member: Member, diff_id: Digest) -> None:
+        if diff_id in self.compressed:
+            return
+        layer = compress_layer(member, diff_id, self.work_dir / f"{diff_id.hex}.gz")
+        self.compressed[diff_id] = layer
+        self.sources[layer.digest] = BlobSource(layer.digest, layer.size, layer.path)
+
+    def blobs_of(self, image: LayoutImage | LegacyImage) -> list[BlobSource]:
+        """The blobs ``image`` needs, config first, each once."""
+        if isinstance(image, LegacyImage):
+            digests = [image.config.digest]
+            digests += [self.compressed[d].digest for d in image.config.diff_ids]
+        else:
+            digests = [
+                blob.digest
+                for document in layout_documents(self.content, image)
+                if not isinstance(document, ImageIndex)
+                for blob in (document.config, *document.layers)
+                if blob.digest in self.sources
+            ]
+        return [self.sources[digest] for digest in dict.fromkeys(digests)]
+
+
+# --------------------------------------------------------------------------- pushing
+
+
+class _Pusher:
+    """Pushes the prepared targets, one image after the other."""
+
+    def __init__(
+        self,
+        uploader: BlobUploader,
+        preparation: _Preparation,
+        concurrency: int,
+        emit: PushProgressCallback,
+    ) -> None:
+        self.uploader = uploader
+        self.preparation = preparation
+        self.limiter = anyio.CapacityLimiter(concurrency)
+        self.emit = emit
+        self.holders: dict[Digest, set[tuple[str, str]]] = {}  # digest -> (host, repository)
+        self.outcomes: list[tuple[BlobOutcome, int]] = []
+
+    def _mount_source(self, repo: Reference, digest: Digest) -> str | None:
+        for host, path in sorted(self.holders.get(digest, ())):
+            if host == repo.registry_host and path != repo.path:
+                return path
+        return None
+
+    async def _blob(self, repo: Reference, source: BlobSource) -> None:
+        async with self.limiter:
+            self.emit(LayerProgress(source.digest, LayerPhase.UPLOADING, 0, source.size))
+            outcome = await self.uploader.push_blob(
+                repo, source, self._mount_source(repo, source.digest)
+            )
+        self.holders.setdefault(source.digest, set()).add((repo.registry_host, repo.path))
+        self.outcomes.append((outcome, source.size))
+        phase = _OUTCOME_PHASES[outcome]
+        self.emit(LayerProgress(source.digest, phase, source.size, source.size))
+
+    async def push(self, target: _Target) -> PushedImage:
+        repo = target.reference
+        blobs = self.preparation.blobs_of(target.image)
+        layers = tuple((blob.digest, blob.size) for blob in blobs)
+        self.emit(PushStarted(str(repo), target.source, layers))
+        for blob in blobs:
+            self.emit(LayerProgress(blob.digest, LayerPhase.WAITING, 0, blob.size))
+        async with anyio.create_task_group() as group:
+            for blob in blobs:
+                group.start_soon(self._blob, repo, blob)
+        tag = repo.tag or "latest"
+        image = target.image
+        if isinstance(image, LegacyImage):
+            layers_gz = [self.preparation.compressed[d] for d in image.config.diff_ids]
+            raw = _manifest_for(image, layers_gz)
+            digest = await self.uploader.put_manifest(repo, tag, raw, MEDIA_TYPE_DOCKER_MANIFEST)
+            rewritten = True
+        else:
+            for document in layout_documents(self.preparation.content, image):
+                where = tag if document.digest == image.root.digest else str(document.digest)
+                await self.uploader.put_manifest(repo, where, document.raw, document.media_type)
+            digest, rewritten = image.root.digest, False
+        self.emit(ManifestPushed(str(repo), digest, rewritten))
+        return PushedImage(str(repo), target.source, digest, rewritten)
+
+
+def _counts(outcomes: Iterable[tuple[BlobOutcome, int]]) -> tuple[int, int, int, int]:
+    listed = list(outcomes)
+    uploaded = [size for outcome, size in listed if outcome is BlobOutcome.UPLOADED]
+    existing = sum(1 for outcome, _ in listed if outcome is BlobOutcome.EXISTS)
+    mounted = sum(1 for outcome, _ in listed if outcome is BlobOutcome.MOUNTED)
+    return len(uploaded), existing, mounted, sum(uploaded)
+
+
+async def push_archive(
+    archive: str | Path,
+    destination: str | None = None,
+    *,
+    renames: Mapping[str, str] | None = None,
+    insecure: Iterable[str] = (),
+    ca_cert: str | Path | None = None,
+    credentials: Mapping[str, Credentials] | None = None,
+    use_docker_config: bool = True,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    retry: RetryPolicy | None = None,
+    cache_dir: str | Path | None = None,
+    progress: PushProgressCallback | None = None,
+) -> PushResult:
+    """Push every image of ``archive`` (a tar or an OCI layout directory) to a registry.
+
+    ``destination`` is a repository (``registry.internal:5000/team``) under which each
+    image goes with its name; ``renames`` maps an image's name in the archive (or its
+    digest) to the ``host/repository:tag`` it goes to instead. ``credentials`` maps
+    registry hosts to credentials (Docker's config.json is read too, unless
+    ``use_docker_config=False``). Blobs go up ``concurrency`` at a time in ``PATCH``
+    chunks of ``chunk_size`` bytes; compressed legacy layers wait in a temporary
+    directory under ``cache_dir`` (default: the pull's cache directory).
+    """
+    path = Path(archive)
+    content = await anyio.to_thread.run_sync(lambda: read_archive(open_members(path)))
+    targets = plan_targets(content, destination, dict(renames or {}))
+    work_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    emit = progress or _ignore
+    config = TransportConfig(
+        insecure_registries=frozenset(insecure),
+        ca_cert=Path(ca_cert) if ca_cert is not None else None,
+        credentials=dict(credentials or {}),
+        use_docker_config=use_docker_config,
+        retry=retry or RetryPolicy(),
+    )
+    work_dir = await anyio.to_thread.run_sync(_work_dir, work_root)
+    try:
+        preparation = _Preparation(content, work_dir)
+        await anyio.to_thread.run_sync(preparation.prepare, targets)
+        async with Transport(config) as transport:
+            transport.on_retry = emit
+            uploader = BlobUploader(
+                transport,
+                chunk_size=chunk_size,
+                progress=lambda digest, done: _uploading(emit, preparation, digest, done),
+            )
+            pusher = _Pusher(uploader, preparation, concurrency, emit)
+            pushed = [await pusher.push(target) for target in targets]
+    except BaseExceptionGroup as group:
+        raise leaf_error(group) from None
+    finally:
+        await anyio.to_thread.run_sync(lambda: shutil.rmtree(work_dir, ignore_errors=True))
+    uploaded, existing, mounted, uploaded_bytes = _counts(pusher.outcomes)
+    return PushResult(path, tuple(pushed), uploaded, existing, mounted, uploaded_bytes)
+
+
+def _work_dir(root: Path) -> Path:
+    """A new directory for compressed legacy layers under ``root`` (created if needed)."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="push-", dir=root))
+    except OSError as exc:
+        raise OutputError(describe_os_error(exc, f"creating a work directory in {root}")) from exc
+
+
+def _ignore(_event: PushEvent) -> None:
+    return None
+
+
+def _uploading(
+    emit: PushProgressCallback, preparation: _Preparation, digest: Digest, done: int
+) -> None:
+    size = preparation.sources[digest].size
+    emit(LayerProgress(digest, LayerPhase.UPLOADING, done, size))
