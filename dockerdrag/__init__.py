@@ -34,10 +34,12 @@ if typing.TYPE_CHECKING:
     from .errors import DiffIDMismatchError as DiffIDMismatchError
     from .errors import DigestMismatchError as DigestMismatchError
     from .errors import DockerDragError as DockerDragError
+    from .errors import ImageListError as ImageListError
     from .errors import IntegrityError as IntegrityError
     from .errors import InvalidManifestError as InvalidManifestError
     from .errors import InvalidPlatformError as InvalidPlatformError
     from .errors import InvalidReferenceError as InvalidReferenceError
+    from .errors import LockfileError as LockfileError
     from .errors import ManifestUnknownError as ManifestUnknownError
     from .errors import NetworkError as NetworkError
     from .errors import NotFoundError as NotFoundError
@@ -58,7 +60,18 @@ if typing.TYPE_CHECKING:
     from .events import PushEvent as PushEvent
     from .events import PushStarted as PushStarted
     from .events import RequestRetry as RequestRetry
+    from .image_list import ImageListEntry as ImageListEntry
+    from .image_list import parse_image_list as parse_image_list
+    from .image_list import read_image_list as read_image_list
     from .layers import Compression as Compression
+    from .list_pull import TagMove as TagMove
+    from .lockfile import LockedImage as LockedImage
+    from .lockfile import LockedLayer as LockedLayer
+    from .lockfile import LockedManifest as LockedManifest
+    from .lockfile import Lockfile as Lockfile
+    from .lockfile import default_lock_path as default_lock_path
+    from .lockfile import read_lockfile as read_lockfile
+    from .lockfile import write_lockfile as write_lockfile
     from .manifest import Descriptor as Descriptor
     from .manifest import ImageConfig as ImageConfig
     from .manifest import ImageIndex as ImageIndex
@@ -66,6 +79,7 @@ if typing.TYPE_CHECKING:
     from .platform import Platform as Platform
     from .pull import ImageInspection as ImageInspection
     from .pull import LayerResult as LayerResult
+    from .pull import ListPullResult as ListPullResult
     from .pull import Puller as Puller
     from .pull import PullEvent as PullEvent
     from .pull import PullFinished as PullFinished
@@ -102,6 +116,8 @@ _HOMES = {
     "ImageConfig": "manifest",
     "ImageIndex": "manifest",
     "ImageInspection": "pull",
+    "ImageListEntry": "image_list",
+    "ImageListError": "errors",
     "ImageManifest": "manifest",
     "IntegrityError": "errors",
     "InvalidManifestError": "errors",
@@ -110,6 +126,12 @@ _HOMES = {
     "LayerPhase": "events",
     "LayerProgress": "events",
     "LayerResult": "pull",
+    "ListPullResult": "pull",
+    "LockedImage": "lockfile",
+    "LockedLayer": "lockfile",
+    "LockedManifest": "lockfile",
+    "Lockfile": "lockfile",
+    "LockfileError": "errors",
     "ManifestPushed": "events",
     "ManifestUnknownError": "errors",
     "NetworkError": "errors",
@@ -123,25 +145,31 @@ _HOMES = {
     "PullFinished": "pull",
     "PullResult": "pull",
     "PullStarted": "events",
+    "Puller": "pull",
     "PushEvent": "events",
     "PushResult": "push",
     "PushStarted": "events",
     "PushedImage": "push",
-    "Puller": "pull",
     "Reference": "reference",
     "RegistryError": "errors",
     "RequestRetry": "events",
     "RetryPolicy": "retry",
     "SizeMismatchError": "errors",
     "TLSError": "errors",
+    "TagMove": "list_pull",
     "TransferOptions": "download",
     "UnsupportedFormatError": "errors",
     "UsageError": "errors",
     "VerifiedArchive": "verify",
+    "default_lock_path": "lockfile",
+    "parse_image_list": "image_list",
     "pull_image": "pull",
     "pull_images": "pull",
-    "verify_archive": "verify",
     "push_archive": "push",
+    "read_image_list": "image_list",
+    "read_lockfile": "lockfile",
+    "verify_archive": "verify",
+    "write_lockfile": "lockfile",
 }
 
 __all__ = [*sorted(_HOMES), "__version__"]

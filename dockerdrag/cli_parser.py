@@ -21,6 +21,8 @@ examples:
   dockerdrag pull mysql/mysql-server:8.0 -o mysql.tar
   dockerdrag pull alpine:3.20 busybox:1.36 -o bundle.tar --platform linux/amd64
   dockerdrag pull nginx --format oci --platform all -o nginx-oci.tar
+  dockerdrag pull -f images.txt -o bundle.tar         # and bundle.lock.json beside it
+  dockerdrag pull --locked bundle.lock.json -o bundle.tar   # the locked digests again
   dockerdrag pull busybox --json | jq -c 'select(.event != "layer")'
   dockerdrag inspect nginx --platform linux/arm64
   dockerdrag inspect busybox --raw --config --platform linux/amd64 | jq .

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .cli_inspect import list_platforms
+from .cli_list import add_list_options, list_request, pull_list
 from .cli_parser import (
     EPILOG,
     Subcommand,
@@ -37,7 +38,7 @@ def _declare(commands: SubParsers) -> argparse.ArgumentParser:
     what.add_argument(
         "images",
         metavar="IMAGE",
-        nargs="+",
+        nargs="*",
         help="image reference, e.g. busybox:1.36; several go into one archive (needs -o)",
     )
     what.add_argument(
@@ -105,6 +106,7 @@ def _declare(commands: SubParsers) -> argparse.ArgumentParser:
         help="auto: a live display when stderr is a terminal, else one line per layer "
         "(default); tty: always the live display; plain: always lines",
     )
+    add_list_options(pull)
     add_logging_options(pull)
     return pull
 
@@ -118,12 +120,23 @@ def _renderer(args: argparse.Namespace) -> Renderer:
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
     options = merge_options(args, settings)
     if args.list_platforms:
+        if len(args.images) != 1:
+            raise UsageError("--list-platforms takes one IMAGE")
         return await list_platforms(args, options, args.images[0])
+    request = list_request(args, options.platform)
+    if request is None and not args.images:
+        raise UsageError("give an IMAGE to pull, or a list of them with -f LIST")
     renderer = _renderer(args)
-    async with make_puller(args, options, args.images[0]) as puller:
+    first = request.first_reference if request else args.images[0]
+    async with make_puller(args, options, first) as puller:
         with renderer:
-            results = await _pull(puller, args, options, renderer)
+            if request is None:
+                results = await _pull(puller, args, options, renderer)
+            else:
+                results = await pull_list(puller, request, args.format, renderer)
             renderer.finished(results)
+    if request is not None and not (args.json or args.quiet):
+        print(f"Lock file: {request.lock_output}", file=sys.stderr)
     if not args.json:
         print(Path(results[0].output))
     return 0

@@ -10,7 +10,9 @@ occur. Each class carries an ``exit_code`` that the CLI uses.
     ├── UsageError                        (exit 2)  bad option values
     │   ├── InvalidReferenceError                   malformed image reference
     │   ├── InvalidPlatformError                    malformed platform string
-    │   └── UnsupportedFormatError                  unknown output format
+    │   ├── UnsupportedFormatError                  unknown output format
+│   ├── ImageListError                          malformed line of an image list (pull -f)
+│   └── LockfileError                           malformed lock file, or one the list differs from
     ├── AuthenticationError               (exit 3)  wrong credentials, token refused
     ├── NotFoundError                     (exit 4)
     │   ├── ManifestUnknownError                    tag/digest not in the repository
@@ -57,6 +59,14 @@ class InvalidPlatformError(UsageError):
 
 class UnsupportedFormatError(UsageError):
     """The requested output format is unknown."""
+
+
+class ImageListError(UsageError):
+    """An image list (``pull -f FILE``) cannot be read or has a malformed line."""
+
+
+class LockfileError(UsageError):
+    """A lock file (``pull --locked FILE``) is malformed or does not match the image list."""
 
 
 class AuthenticationError(DockerDragError):

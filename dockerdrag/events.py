@@ -106,6 +106,8 @@ class RequestRetry:
 
     ``host`` and ``port`` are where the request went, ``what`` what it asked for,
     ``cause`` the failure in plain words; this is retry ``retry`` of at most ``retries``.
+    ``status`` is the HTTP status that asked for the retry (429, 503, ...), or ``None``
+    when no answer came (the connection failed or broke).
     """
 
     host: str
@@ -115,6 +117,7 @@ class RequestRetry:
     retry: int
     retries: int
     delay: float
+    status: int | None = None
 
 
 @dataclass(frozen=True)

@@ -27,14 +27,17 @@ from __future__ import annotations
 import platform as _stdlib_platform
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from .errors import InvalidManifestError, InvalidPlatformError
 
 __all__ = [
     "Platform",
+    "PlatformSpec",
     "host_platform",
+    "parse_platforms",
     "platform_matches",
     "platform_preference",
     "platform_rank",
@@ -359,3 +362,23 @@ def platform_rank(wanted: Platform, offered: Platform) -> int | None:
 def platform_matches(wanted: Platform, offered: Platform) -> bool:
     """Whether an image for ``offered`` is acceptable when ``wanted`` was asked for."""
     return platform_rank(wanted, offered) is not None
+
+
+PlatformSpec = Platform | str | Sequence[Platform | str] | None
+"""What a pull accepts as ``platform=``: see :func:`parse_platforms`."""
+
+
+def parse_platforms(spec: PlatformSpec) -> list[Platform] | Literal["all"] | None:
+    """``None``, ``"all"``, one platform, or a comma-separated list / sequence of them."""
+    if spec is None or isinstance(spec, Platform):
+        return None if spec is None else [spec]
+    if isinstance(spec, str):
+        if spec.strip() == "all":
+            return "all"
+        parts: Sequence[Platform | str] = [p for p in spec.split(",") if p.strip()]
+    else:
+        parts = spec
+    platforms = [p if isinstance(p, Platform) else Platform.parse(p.strip()) for p in parts]
+    if not platforms:
+        raise InvalidPlatformError("empty platform list")
+    return platforms

@@ -86,6 +86,7 @@ def event_json(event: ProgressEvent) -> dict[str, Any]:
             "retry": event.retry,
             "retries": event.retries,
             "delay": round(event.delay, 3),
+            "status": event.status,
         }
     return {"event": "writing", "output": event.output}
 

@@ -212,11 +212,14 @@ def in_flight_line(digest: Digest, layer: LayerTally) -> str:
 
 
 def retry_line(event: RequestRetry) -> str:
-    """``Connecting to registry.example:443 (retry 2 of 4, in 0.7 s): connection refused``."""
-    return (
-        f"Connecting to {address(event.host, event.port)} (retry {event.retry} of "
-        f"{event.retries}, in {format_seconds(event.delay)}): {event.cause}"
-    )
+    """``Connecting to registry.example:443 (retry 2 of 4, in 0.7 s): connection refused``,
+    or after an answer that asked for a retry ``registry.example:443 answered HTTP 503 (retry
+    1 of 4, in 2.0 s)``."""
+    where = address(event.host, event.port)
+    when = f"(retry {event.retry} of {event.retries}, in {format_seconds(event.delay)})"
+    if event.status is not None:
+        return f"{where} answered HTTP {event.status} for {event.what} {when}"
+    return f"Connecting to {where} {when}: {event.cause}"
 
 
 class RendererBase:

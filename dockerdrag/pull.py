@@ -52,6 +52,9 @@ from .events import (
     ProgressEvent,
     PullStarted,
 )
+from .image_list import ImageListEntry
+from .list_pull import TagMove, find_tag_move, locked_image, plan_list, resolve_locked
+from .lockfile import LockedImage, Lockfile, write_lockfile
 from .manifest import (
     Descriptor,
     ImageConfig,
@@ -61,7 +64,7 @@ from .manifest import (
     image_config,
     parse_config,
 )
-from .platform import Platform
+from .platform import Platform, PlatformSpec, parse_platforms
 from .reference import Reference
 from .registry import RegistryClient, choose_entries, mirror_host
 from .retry import RetryPolicy
@@ -69,7 +72,6 @@ from .store import BlobStore, check_output_path, default_cache_dir
 from .transport import Transport, TransportConfig
 
 FORMATS: tuple[str, ...] = ("docker", "oci", "oci-dir")
-PlatformSpec = Platform | str | Sequence[Platform | str] | None
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,15 @@ PullEvent = ProgressEvent | PullFinished
 
 
 @dataclass(frozen=True)
+class ListPullResult:
+    """What :meth:`Puller.pull_list` produced: one archive, its lock, moved tags."""
+
+    results: tuple[PullResult, ...]  # one per line of the list, in its order
+    lock: Lockfile
+    moved_tags: tuple[TagMove, ...] = ()
+
+
+@dataclass(frozen=True)
 class ImageInspection:
     """What :meth:`Puller.inspect` found, without downloading any layer.
 
@@ -165,22 +176,6 @@ class _CallProgress:
         elif isinstance(event, LayerProgress) and event.digest not in self.digests:
             return
         self.callback(event)
-
-
-def parse_platforms(spec: PlatformSpec) -> list[Platform] | Literal["all"] | None:
-    """``None``, ``"all"``, one platform, or a comma-separated list / sequence of them."""
-    if spec is None or isinstance(spec, Platform):
-        return None if spec is None else [spec]
-    if isinstance(spec, str):
-        if spec.strip() == "all":
-            return "all"
-        parts: Sequence[Platform | str] = [p for p in spec.split(",") if p.strip()]
-    else:
-        parts = spec
-    platforms = [p if isinstance(p, Platform) else Platform.parse(p.strip()) for p in parts]
-    if not platforms:
-        raise UsageError("empty platform list")
-    return platforms
 
 
 def archive_tags(reference: Reference, tag: str | None) -> tuple[str, ...]:
@@ -437,13 +432,79 @@ class Puller:
         if format == "docker" and (wanted == "all" or (wanted is not None and len(wanted) > 1)):
             raise UsageError("several platforms need --format oci or oci-dir")
         out_path = Path(output)
-        if format != "oci-dir":
-            check_output_path(out_path)
-        self.store.ensure()
+        self._prepare_output(out_path, format)
         resolved = [
             await self._resolve(ref, wanted, names)
             for ref, names in zip(refs, repo_tags, strict=True)
         ]
+        return await self._assemble(resolved, out_path, format, listener)
+
+    async def pull_list(
+        self,
+        entries: Sequence[ImageListEntry] | None = None,
+        *,
+        output: str | Path,
+        platform: str | None = None,
+        format: str = "docker",
+        locked: Lockfile | None = None,
+        lock_output: str | Path | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> ListPullResult:
+        """Pull an image list into ONE archive (each blob stored once) and lock it.
+
+        ``entries`` come from :func:`~dockerdrag.image_list.read_image_list` (or are
+        built by hand); ``platform`` is the default of lines naming none. Every line
+        is checked before any network I/O. The result's ``lock`` records what each
+        line resolved to; ``lock_output`` (e.g. ``default_lock_path(output)``) is where
+        it is written, atomically, once the archive is complete.
+
+        With ``locked`` (:func:`~dockerdrag.lockfile.read_lockfile`) exactly the locked
+        digests are pulled, without resolving any tag; ``entries`` may then be
+        ``None`` (the lock's own list) or must name the same images with the same
+        platforms and tags. A tag that moved since is logged as a warning and
+        listed in ``moved_tags``; the locked digest is pulled all the same.
+        """
+        _check_format(format)
+        plan = plan_list(entries, platform, format, locked)
+        out_path = Path(output)
+        if lock_output is not None:
+            check_output_path(Path(lock_output))
+        self._prepare_output(out_path, format)
+        moves = [move for item in plan if (move := await find_tag_move(self.client, item))]
+        listener = _CallProgress(progress)
+        self._listeners.append(listener)
+        try:
+            resolved = [
+                await self._resolve(
+                    item.reference,
+                    item.wanted,
+                    archive_tags(item.reference, item.entry.tag),
+                    item.pin,
+                )
+                for item in plan
+            ]
+            results = await self._assemble(resolved, out_path, format, listener)
+        finally:
+            self._listeners.remove(listener)
+        lock = Lockfile(tuple(locked_image(i, r) for i, r in zip(plan, resolved, strict=True)))
+        if lock_output is not None:
+            write_lockfile(lock_output, lock)
+        return ListPullResult(tuple(results), lock, tuple(moves))
+
+    def _prepare_output(self, out_path: Path, output_format: str) -> None:
+        """Fail before any network I/O if the archive cannot be written; create the cache."""
+        if output_format != "oci-dir":
+            check_output_path(out_path)
+        self.store.ensure()
+
+    async def _assemble(
+        self,
+        resolved: Sequence[ResolvedPull],
+        out_path: Path,
+        format: str,
+        listener: _CallProgress,
+    ) -> list[PullResult]:
+        """Fetch the layers of ``resolved`` and write them into one archive at ``out_path``."""
         skipped = self._skipped_foreign_layers(resolved, format)
         gate = BlobGate(self.store, resolved, skipped)
         plans = docker_plans(resolved, self.archive_options) if format == "docker" else None
@@ -493,8 +554,13 @@ class Puller:
         ref: Reference,
         wanted: list[Platform] | Literal["all"] | None,
         repo_tags: tuple[str, ...],
+        pin: LockedImage | None = None,
     ) -> ResolvedPull:
-        resolution = await self.client.resolve(ref, wanted, self.include_attestations)
+        """Resolve ``ref`` (exactly the digests of ``pin``, when pinned by a lock file)."""
+        if pin is None:
+            resolution = await self.client.resolve(ref, wanted, self.include_attestations)
+        else:
+            resolution = await resolve_locked(self.client, ref, pin)
         images = tuple(
             [await self._with_config(ref, resolution.source, m) for m in resolution.manifests]
         )
@@ -672,6 +738,7 @@ __all__ = [
     "DEFAULT_CONCURRENCY",
     "ImageInspection",
     "LayerResult",
+    "ListPullResult",
     "PullEvent",
     "PullFinished",
     "PullResult",

@@ -372,14 +372,19 @@ class Transport:
                     if attempt + 1 >= max_attempts:
                         raise
                     delay = retry.delay(attempt, None)
-                    log.info("%s: %s; retry %d in %.1f s", what, exc, attempt + 1, delay)
+                    target = urlsplit(foreign_url or f"//{host}")
+                    self._announce_retry(
+                        target.hostname or host, target.port or 443, what, str(exc), attempt, delay
+                    )
                 else:
                     if raw.status in RETRY_STATUSES and attempt + 1 < max_attempts:
                         retry_after = parse_retry_after(raw.headers.get("Retry-After"))
                         delay = retry.delay(attempt, retry_after)
                         where, port = raw.url.host or host, raw.url.port or 443
                         cause = f"HTTP {raw.status}"
-                        self._announce_retry(where, port, what, cause, attempt, delay)
+                        self._announce_retry(
+                            where, port, what, cause, attempt, delay, status=raw.status
+                        )
                     elif 200 <= raw.status < 300 or raw.status in allow_statuses:
                         yield Response(raw, what)
                         return
@@ -389,7 +394,15 @@ class Transport:
             await anyio.sleep(delay)
 
     def _announce_retry(
-        self, host: str, port: int, what: str, cause: str, attempt: int, delay: float
+        self,
+        host: str,
+        port: int,
+        what: str,
+        cause: str,
+        attempt: int,
+        delay: float,
+        *,
+        status: int | None = None,
     ) -> None:
         """Log a coming retry (``INFO``, shown by ``-v``) and tell :attr:`on_retry`."""
         retries = self.config.retry.attempts - 1
@@ -403,7 +416,8 @@ class Transport:
             delay,
         )
         if self.on_retry is not None:
-            self.on_retry(RequestRetry(host, port, what, cause, attempt + 1, retries, delay))
+            retry = RequestRetry(host, port, what, cause, attempt + 1, retries, delay, status)
+            self.on_retry(retry)
 
     @contextlib.asynccontextmanager
     async def _authorised(

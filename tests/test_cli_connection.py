@@ -20,6 +20,9 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from tests.support.fault_proxy import FaultProxy, status
+from tests.support.images import push_image, text_layer
+from tests.support.registry_server import RegistryServer
 from tests.test_cli_progress import cli_env, final_screen, run_cli, spawn_in_terminal
 
 # aiohttp's own texts that must never reach a user.
@@ -95,6 +98,20 @@ def test_terminal_shows_the_wait(closed_port: int, tmp_path: Path) -> None:
     assert retry_lines(screen, closed_port) == ["1", "2", "3", "4"], screen
     for text in INTERNALS:
         assert text not in output
+
+
+def test_an_answer_asking_for_a_retry_is_shown(registry: RegistryServer, tmp_path: Path) -> None:
+    pushed = push_image(registry, "test/busy", "v1", [text_layer("b.txt", "b\n")])
+    with FaultProxy(registry.url) as proxy:
+        proxy.add(status(503, retry_after=0), path="/manifests/", times=2)
+        image = f"{proxy.host}/{pushed.repo}:{pushed.tag}"
+        completed = run_cli(image, "--insecure", proxy.host, "-o", "b.tar", cwd=tmp_path)
+        where = proxy.host
+    assert completed.returncode == 0, completed.stderr
+    shown = [line for line in completed.stderr.splitlines() if "answered HTTP" in line]
+    assert shown == [
+        f"{where} answered HTTP 503 for manifest {image} (retry {n} of 4, in 0.0 s)" for n in (1, 2)
+    ], completed.stderr
 
 
 # The command, with a resolver that knows only loopback and counts the names it was asked.

@@ -660,7 +660,7 @@ def test_help_is_grouped_with_examples_and_environment(tmp_path: Path) -> None:
     [
         (["--no-such-option", "busybox"], "unrecognized arguments"),
         (["inspect"], "the following arguments are required: IMAGE"),
-        (["pull"], "the following arguments are required: IMAGE"),
+        (["pull"], "give an IMAGE to pull, or a list of them with -f LIST"),
         (["busybox", "--concurrency", "zero"], "not a whole number"),
         (["busybox", "--json", "--quiet"], "not allowed with argument"),
         (["inspect", "busybox", "--config"], "--config goes with --raw"),

@@ -163,6 +163,29 @@ def test_verify_archive(tmp_path: Path) -> None:
     assert refused.stdout.startswith("damaged: ")
 
 
+def test_locked_bundle(registry: RegistryServer, tmp_path: Path) -> None:
+    repo = f"examples/locked-{tmp_path.name[-12:].lower()}"
+    old = push_image(registry, repo, "1", [text_layer("v.txt", "one\n")])
+    (tmp_path / "images.txt").write_text(f"# the one image\n{old.reference}\n")
+    insecure = ("--insecure", registry.host)
+    first = run_example(
+        "locked_bundle.py", "b.tar", "--list", "images.txt", *insecure, cwd=tmp_path
+    )
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"{old.reference}: {old.manifest_digest} (1 layers)" in first.stdout
+    assert "wrote b.tar and b.lock.json" in first.stdout
+    new = push_image(registry, repo, "1", [text_layer("v.txt", "two\n")])
+    again = run_example(
+        "locked_bundle.py", "again.tar", "--locked", "b.lock.json", *insecure, cwd=tmp_path
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (
+        f"{old.reference} moved to {new.manifest_digest}; kept the locked {old.manifest_digest}"
+    ) in again.stdout
+    assert (tmp_path / "again.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+    assert (tmp_path / "again.lock.json").read_bytes() == (tmp_path / "b.lock.json").read_bytes()
+
+
 def test_push_archive(
     seeded_registry: SeededRegistry, registry_factory: Callable[..., RegistryServer], tmp_path: Path
 ) -> None:
