@@ -47,7 +47,10 @@ towards ``concurrency`` only while requests wait and the open connections are
 slow (:func:`next_connection_limit`): a fast link keeps few buffers in memory, a
 link that caps each connection gets as many as it takes. No token is held while
 waiting for a lock, for other chunks, or between reconnects, so the fan-out
-cannot deadlock.
+cannot deadlock. Files: a blob opens its lock and partial files only once it
+holds one of ``OPEN_BLOBS_PER_CONNECTION * concurrency`` places (taken before the
+lock, never while holding a connection), so the descriptors of a pull stay
+bounded however many layers it has.
 """
 
 from __future__ import annotations
@@ -97,6 +100,14 @@ SLOW_CONNECTION_BYTES_PER_SECOND = 32e6
 """Below this rate per connection, more connections are worth their memory (~0.5 MB each)."""
 GROWTH_CHECK_SECONDS = 0.25
 GROWTH_STEP = 4
+OPEN_BLOBS_PER_CONNECTION = 2
+"""Blobs with files open (lock, partial) at once, per connection of ``concurrency``.
+
+A blob opens its files when it starts, not when it is queued: an image of thousands
+of layers needs a few dozen descriptors, not two per layer. Twice the connections,
+so a blob busy with its files (opening, the final fsync) leaves its connection to
+another.
+"""
 
 
 def next_connection_limit(
@@ -261,6 +272,7 @@ class BlobFetcher:
         self.options = options or TransferOptions()
         self._concurrency = max(1, concurrency)
         self._limiter: anyio.CapacityLimiter | None = None
+        self._open_blobs: anyio.CapacityLimiter | None = None
         self._disk_limiter: anyio.CapacityLimiter | None = None
         self._received = 0
 
@@ -274,6 +286,8 @@ class BlobFetcher:
         self._concurrency = max(1, value)
         if self._limiter is not None:
             self._limiter.total_tokens = min(self._limiter.total_tokens, self._concurrency)
+        if self._open_blobs is not None:
+            self._open_blobs.total_tokens = OPEN_BLOBS_PER_CONNECTION * self._concurrency
 
     @property
     def limiter(self) -> anyio.CapacityLimiter:
@@ -286,6 +300,13 @@ class BlobFetcher:
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(min(INITIAL_CONNECTIONS, self._concurrency))
         return self._limiter
+
+    @property
+    def open_blobs(self) -> anyio.CapacityLimiter:
+        """The blobs that may have files open at once (see ``OPEN_BLOBS_PER_CONNECTION``)."""
+        if self._open_blobs is None:
+            self._open_blobs = anyio.CapacityLimiter(OPEN_BLOBS_PER_CONNECTION * self._concurrency)
+        return self._open_blobs
 
     def note_received(self, size: int) -> None:
         """Count body bytes as they arrive (the connection watcher reads the count)."""
@@ -362,7 +383,7 @@ class BlobFetcher:
                 f"blob {digest} claims {descriptor.size} bytes, more than the "
                 f"{self.options.max_blob_size} a blob may have (TransferOptions.max_blob_size)"
             )
-        async with self.store.lock(digest):
+        async with self.open_blobs, self.store.lock(digest):
             if self.store.has(digest, descriptor.size):
                 if report:
                     self.emit(descriptor, LayerPhase.EXISTS, descriptor.size)

@@ -7,7 +7,8 @@ Import them as ``tests.support.<module>``:
 * ``token_server``: the Bearer token realm (ES256 JWTs, request log, policies);
 * ``pusher``: a urllib-only push/fetch client, independent of dockerdrag;
 * ``images``: layer tars, configs, manifests, indexes, ready-made images;
-* ``dockerd``: a private Docker 20.10 daemon for ``docker load`` / ``run`` / ``save``.
+* ``dockerd``: a private Docker 20.10 daemon for ``docker load`` / ``run`` / ``save``;
+* ``many_layers``: an image of many tiny layers, pushed a few uploads at once.
 
 This module holds the little process plumbing they share. A missing binary is an
 error (never a skip): CI installs everything in ``.ci/run``.
