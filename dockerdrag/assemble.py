@@ -90,6 +90,7 @@ class BlobGate:
         self._ready: set[Digest] = set()
         self._cancelled = False
         self._hashed_now: set[Digest] = set()
+        self._read: set[Digest] = set()
 
     def mark_ready(self, digest: Digest, path: Path, downloaded: bool = False) -> None:
         """Called on the event loop once ``digest`` is verified at ``path``.
@@ -112,6 +113,21 @@ class BlobGate:
     def hashed_in_this_pull(self, digest: Digest) -> bool:
         """Whether the ready blob ``digest`` was downloaded and hashed by this pull."""
         return digest in self._hashed_now
+
+    def read_by_writer(self) -> set[Digest]:
+        """The blobs the writer opened to read their bytes (once it has stopped)."""
+        return set(self._read)
+
+    def reopen(self) -> None:
+        """Let a new run of the writer wait again after the last one ended (was cancelled)."""
+        with self._changed:
+            self._cancelled = False
+
+    def wait_to_read(self, digest: Digest) -> Path:
+        """As :meth:`wait`, for a writer about to read the blob's bytes (it is noted)."""
+        path = self.wait(digest)
+        self._read.add(digest)
+        return path
 
     def wait(self, digest: Digest) -> Path:
         """Block (in the writer thread) until ``digest`` is ready; raise once cancelled."""
@@ -243,7 +259,7 @@ def oci_writer(
                 raise WriterCancelled("pull cancelled")
 
         def wait_for_blob(digest: Digest) -> bool:
-            gate.wait(digest)
+            gate.wait_to_read(digest)
             # A blob cached by an earlier run is hashed again as it is copied (the cache
             # may have rotted); one this pull hashed as it wrote it is not.
             return gate.hashed_in_this_pull(digest)
@@ -273,7 +289,7 @@ def _stoppable_opener(
     gate: BlobGate, digest: Digest, stop: threading.Event
 ) -> Callable[[], BinaryIO]:
     def open_layer() -> BinaryIO:
-        path = gate.wait(digest)
+        path = gate.wait_to_read(digest)
         return _StoppableReader(open_decompressed(path), stop)  # type: ignore[return-value]
 
     return open_layer

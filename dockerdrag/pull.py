@@ -25,9 +25,9 @@ from .assemble import (
     docker_plans,
     docker_writer,
     oci_writer,
-    run_writer_in_thread,
     write_order,
 )
+from .cache_repair import BlobSources, write_repairing
 from .credentials import Credentials
 from .digest import Digest
 from .docker_archive import DockerArchiveOptions
@@ -518,7 +518,7 @@ class Puller:
             # for each blob as it reaches it, and blobs are fetched in that order.
             async with anyio.create_task_group() as group:
                 group.start_soon(self._fetch_layers, resolved, listener, order, gate, out_path)
-                await run_writer_in_thread(writer, gate)
+                await write_repairing(writer, gate, self.fetcher, _blob_sources(resolved))
         except BaseExceptionGroup as group_error:
             raise leaf_error(group_error) from None
         return [_result(item, out_path, format) for item in resolved]
@@ -616,6 +616,16 @@ class Puller:
             fresh.sort(key=lambda d: rank.get(d.digest, len(rank)))
             await fetch_all(self.fetcher, source, fresh, self.concurrency, gate.mark_ready)
         self._emit_call(ArchiveWriting(str(output)), listener)
+
+
+def _blob_sources(resolved: Sequence[ResolvedPull]) -> BlobSources:
+    """Each layer blob of the pull with the repository it is fetched from."""
+    return {
+        layer.digest: (item.source, layer)
+        for item in resolved
+        for image in item.images
+        for layer in image.manifest.layers
+    }
 
 
 def _is_attestation_manifest(manifest: ImageManifest) -> bool:

@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"docker_archive", "oci_archive", "verify_layout"},
     {"docker_parallel", "verify"},
     {"assemble"},
-    {"list_pull"},
+    {"list_pull", "cache_repair"},
     {"pull", "push"},
     {"progress_tally"},
     {"progress_json", "progress_plain", "progress_live"},
