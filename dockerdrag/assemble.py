@@ -237,7 +237,12 @@ def oci_writer(
     output_format: str,
     include_attestations: bool,
 ) -> Writer:
-    """The ``oci`` tar or the ``oci-dir`` directory of every pulled platform image."""
+    """The ``oci`` tar or the ``oci-dir`` directory of every pulled image.
+
+    Every manifest resolved is stored: attestation manifests are resolved only when
+    asked for (``include_attestations``) or with ``--platform all``, which resolves
+    everything the index lists so that the layout is complete.
+    """
     # Imported here: a docker-format pull, the default, never loads the OCI writer.
     from .oci_archive import OciImage, OciManifest, write_oci_archive, write_oci_dir
 
@@ -268,7 +273,7 @@ def oci_writer(
             write_oci_dir(
                 output,
                 images,
-                include_attestations=include_attestations,
+                include_attestations=True,
                 on_chunk=check_cancelled,
                 before_blob=wait_for_blob,
             )
@@ -277,7 +282,7 @@ def oci_writer(
             write_oci_archive(
                 handle,
                 images,
-                include_attestations=include_attestations,
+                include_attestations=True,
                 on_chunk=check_cancelled,
                 before_blob=wait_for_blob,
             )

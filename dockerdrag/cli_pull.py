@@ -45,12 +45,14 @@ def _declare(commands: SubParsers) -> argparse.ArgumentParser:
         "--platform",
         metavar="OS/ARCH[/VARIANT]",
         help="platform to pull from a multi-arch image; with --format oci/oci-dir also a "
-        "comma-separated list or 'all' (env DOCKERDRAG_PLATFORM)",
+        "comma-separated list, or 'all': every manifest the index lists, attestations "
+        "included, so the layout is complete (env DOCKERDRAG_PLATFORM)",
     )
     what.add_argument(
         "--include-attestations",
         action="store_true",
-        help="keep attestation manifests (SBOM, provenance) in oci formats",
+        help="keep attestation manifests (SBOM, provenance) in oci formats (implied by "
+        "--platform all)",
     )
     what.add_argument(
         "--include-foreign",

@@ -36,10 +36,12 @@ Layout rules:
   platform first); the others load as untagged images. Entries whose OS differs from
   the first one's are left out: a Linux daemon refuses a Windows image and aborts the
   whole load. Attestation manifests (BuildKit SBOM/provenance, platform
-  ``unknown/unknown``) never go in ``manifest.json``, and their blobs are stored only
-  with ``include_attestations=True``. A multi-platform layout keeps the registry's index
-  verbatim, so it may name platforms (or attestations) whose blobs are not stored: the
-  layout is then *sparse* (``skopeo copy --all`` needs every instance present).
+  ``unknown/unknown``, and any entry without a platform) never go in ``manifest.json``,
+  and their blobs are stored only with ``include_attestations=True``. A multi-platform
+  layout keeps the registry's index verbatim, so unless every entry was pulled (a pull
+  of ``--platform all`` pulls and stores them all) it names platforms or attestations
+  whose blobs are not stored: the layout is then *sparse* (``skopeo copy --all`` and
+  ``ctr import --all-platforms`` need every instance present).
 * ``LayerSources`` is written only for foreign (nondistributable) layers, as Docker
   writes it: it maps the layer's diff_id to its distribution descriptor so that a
   daemon keeps the layer foreign. A foreign layer whose blob was not fetched is left
@@ -332,10 +334,12 @@ def _docker_item(manifest: ImageManifest, diff_ids: Sequence[Digest]) -> _Docker
 
 
 def _attestations(index: ImageIndex | None) -> set[Digest]:
-    """Digests of the index entries that are attestations, not images."""
+    """Digests of the index entries that are not platform images: attestations and
+    entries without a platform (artifacts)."""
     if index is None:
         return set()
-    return {entry.digest for entry in index.manifests if entry.is_attestation}
+    images = {entry.digest for entry in index.platforms()}
+    return {entry.digest for entry in index.manifests} - images
 
 
 def _add_image(layout: _Layout, image: OciImage, include_attestations: bool) -> None:

@@ -561,16 +561,34 @@ class Puller:
             resolution = await self.client.resolve(ref, wanted, self.include_attestations)
         else:
             resolution = await resolve_locked(self.client, ref, pin)
+        index = resolution.index
+        platform_images = {entry.digest for entry in index.platforms()} if index else None
         images = tuple(
-            [await self._with_config(ref, resolution.source, m) for m in resolution.manifests]
+            [
+                await self._with_config(
+                    ref,
+                    resolution.source,
+                    manifest,
+                    stored_only=platform_images is not None
+                    and manifest.digest not in platform_images,
+                )
+                for manifest in resolution.manifests
+            ]
         )
         return ResolvedPull(ref, resolution.source, resolution.index, images, repo_tags)
 
     async def _with_config(
-        self, ref: Reference, source: Reference, manifest: ImageManifest
+        self,
+        ref: Reference,
+        source: Reference,
+        manifest: ImageManifest,
+        *,
+        stored_only: bool = False,
     ) -> PlatformImage:
+        """The manifest with its config; ``stored_only`` for an index entry that is not a
+        platform image (an attestation, an artifact): stored, never loaded by docker."""
         config_raw = await self.fetcher.fetch_bytes(source, manifest.config)
-        if _is_attestation_manifest(manifest):
+        if stored_only or _is_attestation_manifest(manifest):
             return PlatformImage(manifest, config_raw, _attestation_config(config_raw), None)
         if not manifest.layers:
             raise InvalidManifestError(f"{ref} has no layers; docker cannot load such an image")
@@ -660,9 +678,7 @@ def _result(item: ResolvedPull, output: Path, output_format: str) -> PullResult:
         repo_tags=item.repo_tags,
         format=output_format,
         platforms=tuple(
-            image.config.platform
-            for image in item.images
-            if not _is_attestation_manifest(image.manifest)
+            image.config.platform for image in item.images if image.decoded is not None
         ),
     )
 

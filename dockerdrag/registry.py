@@ -71,14 +71,18 @@ def choose_entries(
 ) -> list[Descriptor]:
     """The index entries to pull for ``wanted`` platforms (``None``: the only one there is).
 
-    Without a platform, an index offering several raises PlatformRequiredError
-    listing them; attestation entries are never platforms.
+    ``"all"`` is every entry the index lists: its platform images first, then the
+    rest (attestations, entries without a platform), so that a layout keeping the
+    index holds everything it references. Without a platform, an index offering
+    several raises PlatformRequiredError listing them; attestation entries are never
+    platforms.
     """
     offered = index.platforms()
     if wanted == "all":
         if not offered:
             raise PlatformNotFoundError(f"{reference} lists no platforms", available=[])
         chosen = list(offered)
+        chosen += [entry for entry in index.manifests if entry not in chosen]
     elif wanted is None:
         if len(offered) != 1:
             raise PlatformRequiredError(
@@ -92,7 +96,7 @@ def choose_entries(
             entry = select_manifest(index, platform)
             if entry not in chosen:
                 chosen.append(entry)
-    if include_attestations:
+    if include_attestations and wanted != "all":
         chosen += [d for d in index.manifests if d.is_attestation]
     return chosen
 

@@ -1,0 +1,106 @@
+"""``--platform all`` stores everything the index lists (attestations included), so the
+oci formats are complete layouts: containerd imports them with ``--all-platforms`` and
+``verify --complete`` accepts them."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dockerdrag import Puller, verify_archive
+from dockerdrag.cli import build_parser
+from tests.support.containerd import Containerd, start_containerd
+from tests.support.registry_server import RegistryServer
+
+pytestmark = pytest.mark.anyio
+
+SeededRegistry = tuple[RegistryServer, dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def containerd() -> Iterator[Containerd]:
+    daemon = start_containerd()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+async def pull_all(server: RegistryServer, tmp_path: Path, reference: str, fmt: str) -> Path:
+    output = tmp_path / f"all-{fmt}"
+    async with Puller(insecure=[server.host], cache_dir=tmp_path / "cache") as puller:
+        result = await puller.pull(reference, platform="all", output=output, format=fmt)
+    return result.output
+
+
+def as_tar(layout: Path) -> Path:
+    """An oci-dir layout as a tar (``tar -C DIR -cf x.tar .``, as the README says)."""
+    archive = layout.with_suffix(".tar")
+    subprocess.run(["tar", "-C", str(layout), "-cf", str(archive), "."], check=True)
+    return archive
+
+
+@pytest.mark.parametrize("fmt", ["oci", "oci-dir"])
+async def test_all_platforms_is_complete_and_imports_into_containerd(
+    seeded_registry: SeededRegistry, tmp_path: Path, containerd: Containerd, fmt: str
+) -> None:
+    server, images = seeded_registry
+    index = images["multiarch"]  # three platforms and an attestation manifest
+    output = await pull_all(server, tmp_path, index.reference, fmt)
+
+    verified = await verify_archive(output, require_complete=True)
+    every = {index.digest} | {m.manifest_digest for m in index.index.all_manifests}
+    assert {str(digest) for digest in verified.manifests} == every
+    attestation = index.index.attestations[0]
+    for digest in attestation.blobs():
+        assert any(str(stored) == digest for stored in verified.blobs)
+
+    archive = output if fmt == "oci" else as_tar(output)
+    name = f"{index.reference}-{fmt}"
+    namespace = f"complete-{fmt}"
+    imported = containerd.ctr(
+        "images",
+        "import",
+        "--all-platforms",
+        "--no-unpack",
+        "--index-name",
+        name,
+        str(archive),
+        namespace=namespace,
+    )
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    listed = containerd.ctr("images", "ls", "--quiet", namespace=namespace).stdout.split()
+    assert index.reference in listed and name in listed
+    content = containerd.ctr("content", "ls", "--quiet", namespace=namespace).stdout.split()
+    assert set(every) <= set(content)
+    assert set(attestation.blobs()) <= set(content)
+
+
+async def test_a_sparse_layout_is_what_containerd_refuses(
+    seeded_registry: SeededRegistry, tmp_path: Path, containerd: Containerd
+) -> None:
+    """What the test above guards against: an index whose children are not all stored."""
+    server, images = seeded_registry
+    index = images["multiarch"]
+    output = tmp_path / "two.tar"
+    async with Puller(insecure=[server.host], cache_dir=tmp_path / "cache") as puller:
+        await puller.pull(
+            index.reference, platform="linux/amd64,linux/arm64", output=output, format="oci"
+        )
+    verified = await verify_archive(output)
+    assert not verified.complete
+    imported = containerd.ctr(
+        "images", "import", "--all-platforms", "--no-unpack", str(output), namespace="sparse"
+    )
+    assert imported.returncode != 0
+    assert "not found" in imported.stderr
+
+
+def test_help_says_all_stores_everything() -> None:
+    _, parsers = build_parser()
+    text = " ".join(parsers["pull"].format_help().split())
+    assert "'all': every manifest the index lists, attestations included" in text
