@@ -108,24 +108,24 @@ class RateProbe:
 
     def __init__(self) -> None:
         self.tally = Tally()
-        self.first_byte: float | None = None
+        self.began: float | None = None  # when the first body was opened
         self.readings: list[tuple[float, float, int]] = []
 
     def __call__(self, event: ProgressEvent) -> None:
         self.tally.update(event)
         now = time.monotonic()
-        if self.first_byte is None and self.tally.received_bytes:
-            self.first_byte = now
         if isinstance(event, LayerProgress) and event.phase is LayerPhase.DOWNLOADING:
+            if self.began is None:
+                self.began = now
             self.readings.append((now, self.tally.rate(), self.tally.received_bytes))
 
     def check_rate(self, settled_after: float) -> int:
-        """Every rate read ``settled_after`` s after the first byte is within 20 % of the
-        bytes received over the time since; returns how many readings were checked."""
-        assert self.first_byte is not None
+        """Every rate read ``settled_after`` s after the download began is within 20 % of
+        the bytes received over the time since; returns how many readings were checked."""
+        assert self.began is not None
         checked = 0
         for moment, rate, received in self.readings:
-            seconds = moment - self.first_byte
+            seconds = moment - self.began
             if seconds < settled_after:
                 continue
             actual = received / seconds
