@@ -60,11 +60,11 @@ if typing.TYPE_CHECKING:
     from .events import PushEvent as PushEvent
     from .events import PushStarted as PushStarted
     from .events import RequestRetry as RequestRetry
+    from .events import TagMoved as TagMoved
     from .image_list import ImageListEntry as ImageListEntry
     from .image_list import parse_image_list as parse_image_list
     from .image_list import read_image_list as read_image_list
     from .layers import Compression as Compression
-    from .list_pull import TagMove as TagMove
     from .lockfile import LockedImage as LockedImage
     from .lockfile import LockedLayer as LockedLayer
     from .lockfile import LockedManifest as LockedManifest
@@ -156,7 +156,7 @@ _HOMES = {
     "RetryPolicy": "retry",
     "SizeMismatchError": "errors",
     "TLSError": "errors",
-    "TagMove": "list_pull",
+    "TagMoved": "events",
     "TransferOptions": "download",
     "UnsupportedFormatError": "errors",
     "UsageError": "errors",

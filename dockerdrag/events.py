@@ -6,6 +6,8 @@ sizes), then :class:`LayerProgress` events per distinct layer (``waiting`` ->
 ``exists`` when the blob is already in the cache), then one :class:`ArchiveWriting`.
 Downloading events arrive for every piece of a body read; renderers throttle them.
 A :class:`RequestRetry` may come at any time: a request failed and is sent again.
+A pull pinned by a lock file emits a :class:`TagMoved` for each line whose tag
+names other content now, before anything is fetched.
 
 What a progress bar needs, per layer: ``total`` (its size) and ``done`` (bytes
 received so far, never going down: see :class:`LayerProgress`); for the whole pull,
@@ -43,6 +45,7 @@ __all__ = [
     "PushProgressCallback",
     "PushStarted",
     "RequestRetry",
+    "TagMoved",
 ]
 
 
@@ -142,7 +145,20 @@ class ManifestPushed:
     rewritten: bool
 
 
-ProgressEvent = LayerProgress | PullStarted | ArchiveWriting | RequestRetry
+@dataclass(frozen=True)
+class TagMoved:
+    """A line pinned by a lock file names a tag that moved since; the locked digest is pulled.
+
+    ``reference`` is the line's reference as written, ``locked`` the digest the lock
+    file pins (what the pull fetches), ``current`` the digest the tag names now.
+    """
+
+    reference: str
+    locked: Digest
+    current: Digest
+
+
+ProgressEvent = LayerProgress | PullStarted | ArchiveWriting | RequestRetry | TagMoved
 PushEvent = LayerProgress | PushStarted | ManifestPushed | RequestRetry
 PushProgressCallback = Callable[[PushEvent], None]
 ProgressCallback = Callable[[ProgressEvent], None]

@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from .assemble import ResolvedPull
-from .digest import Digest
 from .errors import DockerDragError, ImageListError, InvalidManifestError, LockfileError
+from .events import TagMoved
 from .image_list import ImageListEntry
 from .lockfile import LockedImage, LockedLayer, LockedManifest, Lockfile
 from .manifest import ImageIndex, ImageManifest
@@ -35,21 +35,11 @@ log = logging.getLogger("dockerdrag")
 
 __all__ = [
     "PlannedImage",
-    "TagMove",
     "find_tag_move",
     "locked_image",
     "plan_list",
     "resolve_locked",
 ]
-
-
-@dataclass(frozen=True)
-class TagMove:
-    """A pinned line whose tag now names other content than the lock file recorded."""
-
-    reference: str  # as written in the list
-    locked: Digest  # what the lock file pins (and what was pulled)
-    current: Digest  # what the tag names now
 
 
 @dataclass(frozen=True)
@@ -153,7 +143,7 @@ def _describe(reference: str, platform: str | None, tag: str | None) -> str:
     return repr(text)
 
 
-async def find_tag_move(client: RegistryClient, item: PlannedImage) -> TagMove | None:
+async def find_tag_move(client: RegistryClient, item: PlannedImage) -> TagMoved | None:
     """The move of a pinned line's tag since the lock file, if it moved; logged as a warning.
 
     A line written with a digest has nothing to move. When the tag cannot be
@@ -185,7 +175,7 @@ async def find_tag_move(client: RegistryClient, item: PlannedImage) -> TagMove |
         document.digest,
         pin.resolved_digest,
     )
-    return TagMove(item.entry.reference, pin.resolved_digest, document.digest)
+    return TagMoved(item.entry.reference, pin.resolved_digest, document.digest)
 
 
 async def resolve_locked(

@@ -26,6 +26,7 @@ from .events import (
     ProgressEvent,
     PullStarted,
     RequestRetry,
+    TagMoved,
 )
 from .manifest import Descriptor
 from .progress_tally import Clock, RendererBase, Tally
@@ -75,6 +76,13 @@ def event_json(event: ProgressEvent) -> dict[str, Any]:
             "done": event.done,
             "total": event.total,
             "resumed": event.resumed,
+        }
+    if isinstance(event, TagMoved):
+        return {
+            "event": "tag_moved",
+            "reference": event.reference,
+            "locked": str(event.locked),
+            "current": str(event.current),
         }
     if isinstance(event, RequestRetry):
         return {

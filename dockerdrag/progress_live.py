@@ -16,7 +16,14 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Self
 
 from .digest import Digest
-from .events import ArchiveWriting, LayerPhase, LayerProgress, ProgressEvent, PullStarted
+from .events import (
+    ArchiveWriting,
+    LayerPhase,
+    LayerProgress,
+    ProgressEvent,
+    PullStarted,
+    TagMoved,
+)
 from .human_units import format_rate
 from .progress_tally import LABELS, Clock, RateMeter, RendererBase, Tally, resume_line, retry_line
 from .pull import PullResult
@@ -135,6 +142,8 @@ class TerminalProgress(RendererBase):
         elif isinstance(event, ArchiveWriting):
             self._update_total("Writing archive", active=False)
             return
+        elif isinstance(event, TagMoved):
+            return  # the dockerdrag logger's warning says it, shown even with --quiet
         else:
             self._print(retry_line(event))
             return

@@ -15,7 +15,14 @@ from collections.abc import Sequence
 from typing import IO, Self
 
 from .digest import Digest
-from .events import ArchiveWriting, LayerPhase, LayerProgress, ProgressEvent, PullStarted
+from .events import (
+    ArchiveWriting,
+    LayerPhase,
+    LayerProgress,
+    ProgressEvent,
+    PullStarted,
+    TagMoved,
+)
 from .human_units import format_bytes
 from .progress_tally import (
     LABELS,
@@ -95,6 +102,8 @@ class PlainProgress(RendererBase):
                 self._print(f"Pulling {event.reference} ({event.manifest_digest})")
             elif isinstance(event, ArchiveWriting):
                 self._print(f"Writing {event.output}")
+            elif isinstance(event, TagMoved):
+                pass  # the dockerdrag logger's warning says it, shown even with --quiet
             elif isinstance(event, LayerProgress):
                 if self._first(event, LayerPhase.RESUMING):
                     self._print(resume_line(event))

@@ -51,9 +51,10 @@ from .events import (
     ProgressCallback,
     ProgressEvent,
     PullStarted,
+    TagMoved,
 )
 from .image_list import ImageListEntry
-from .list_pull import TagMove, find_tag_move, locked_image, plan_list, resolve_locked
+from .list_pull import find_tag_move, locked_image, plan_list, resolve_locked
 from .lockfile import LockedImage, Lockfile, write_lockfile
 from .manifest import (
     Descriptor,
@@ -126,7 +127,7 @@ class ListPullResult:
 
     results: tuple[PullResult, ...]  # one per line of the list, in its order
     lock: Lockfile
-    moved_tags: tuple[TagMove, ...] = ()
+    moved_tags: tuple[TagMoved, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -461,8 +462,9 @@ class Puller:
         With ``locked`` (:func:`~dockerdrag.lockfile.read_lockfile`) exactly the locked
         digests are pulled, without resolving any tag; ``entries`` may then be
         ``None`` (the lock's own list) or must name the same images with the same
-        platforms and tags. A tag that moved since is logged as a warning and
-        listed in ``moved_tags``; the locked digest is pulled all the same.
+        platforms and tags. A tag that moved since is logged as a warning, sent to
+        ``progress`` as a :class:`~dockerdrag.events.TagMoved` and listed in
+        ``moved_tags``; the locked digest is pulled all the same.
         """
         _check_format(format)
         plan = plan_list(entries, platform, format, locked)
@@ -470,10 +472,12 @@ class Puller:
         if lock_output is not None:
             check_output_path(Path(lock_output))
         self._prepare_output(out_path, format)
-        moves = [move for item in plan if (move := await find_tag_move(self.client, item))]
         listener = _CallProgress(progress)
         self._listeners.append(listener)
         try:
+            moves = [move for item in plan if (move := await find_tag_move(self.client, item))]
+            for move in moves:
+                self._emit_call(move, listener)
             resolved = [
                 await self._resolve(
                     item.reference,

@@ -60,8 +60,22 @@ def test_list_into_a_bundle_and_its_lock_then_locked_after_the_tag_moved(
         f"locked {old.manifest_digest}, now {new.manifest_digest}; pulling the locked "
         f"{old.manifest_digest}\n"
     ) in again.stderr
+    assert again.stderr.count("moved since the lock file") == 1
     assert (tmp_path / "again.tar").read_bytes() == (tmp_path / "bundle.tar").read_bytes()
     assert (tmp_path / "again.json").read_bytes() == (tmp_path / "bundle.lock.json").read_bytes()
+
+    as_json = run_cli(
+        "--locked", "bundle.lock.json", "-o", "j.tar", "--json", *insecure, cwd=tmp_path
+    )
+    assert as_json.returncode == 0, as_json.stderr
+    events = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert events[0] == {
+        "event": "tag_moved",
+        "reference": old.reference,
+        "locked": old.manifest_digest,
+        "current": new.manifest_digest,
+    }
+    assert events[-1]["event"] == "done"
 
 
 def test_list_pull_with_json_reports_every_line(

@@ -28,7 +28,10 @@ from dockerdrag import (
     Lockfile,
     LockfileError,
     OutputError,
+    ProgressEvent,
     Puller,
+    PullStarted,
+    TagMoved,
     default_lock_path,
     parse_image_list,
     read_image_list,
@@ -324,9 +327,10 @@ async def test_locked_pull_after_the_tag_moved_pulls_the_locked_digest(
         first = await client.pull_list(listed, output=tmp_path / "old.tar")
         new = push_image(registry, repo, "1", [text_layer("v.txt", "version two\n")])
         moved = await client.pull_list(listed, output=tmp_path / "new.tar")
+        events: list[ProgressEvent] = []
         with caplog.at_level(logging.WARNING, logger="dockerdrag"):
             locked = await client.pull_list(
-                listed, output=tmp_path / "locked.tar", locked=first.lock
+                listed, output=tmp_path / "locked.tar", locked=first.lock, progress=events.append
             )
     # Without the lock the tag's new image is pulled: the tag really moved.
     assert moved.results[0].manifest_digest != first.results[0].manifest_digest
@@ -338,6 +342,8 @@ async def test_locked_pull_after_the_tag_moved_pulls_the_locked_digest(
         old.manifest_digest,
         new.manifest_digest,
     )
+    assert [e for e in events if isinstance(e, TagMoved)] == [move]
+    assert isinstance(events[1], PullStarted)  # reported before anything is fetched
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warning == (
         f"images.txt:1: {old.reference} moved since the lock file: locked "
