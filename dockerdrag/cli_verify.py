@@ -8,6 +8,8 @@ import sys
 
 from .cli_parser import Subcommand, SubParsers, add_json_option, add_logging_options
 from .config import Settings
+from .manifest import INDEX_MEDIA_TYPES
+from .oci_archive import ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME
 from .verify import VerifiedArchive, summary_json, verify_archive
 
 __all__ = ["VERIFY", "describe_archive"]
@@ -49,11 +51,31 @@ def _printable(text: str) -> str:
     return text if text.isprintable() else ascii(text)
 
 
+def _index_lines(archive: VerifiedArchive) -> list[str]:
+    """One line per ``index.json`` entry: its name, what it is, its digest."""
+    if archive.index is None:
+        return []
+    lines = []
+    for entry in archive.index.manifests:
+        annotations = entry.annotations
+        name = (
+            annotations.get(ANNOTATION_IMAGE_NAME)
+            or annotations.get(ANNOTATION_REF_NAME)
+            or "(unnamed)"
+        )
+        kind = "index" if entry.media_type in INDEX_MEDIA_TYPES else "manifest"
+        lines.append(f"  {_printable(name)}  {kind}  {entry.digest}")
+    return lines
+
+
 def describe_archive(archive: VerifiedArchive) -> list[str]:
     """The human-readable lines ``dockerdrag verify`` prints."""
-    images = len(archive.images) or len(archive.manifests)
+    if archive.images or archive.index is None:
+        what = f"{len(archive.images)} image(s)"
+    else:
+        what = f"{len(archive.index.manifests)} index.json entr(y/ies)"
     lines = [
-        f"{archive.path}: OK ({_LAYOUTS[archive.layout]}; {images} image(s), "
+        f"{archive.path}: OK ({_LAYOUTS[archive.layout]}; {what}, "
         f"{archive.files} files, {archive.total_size} bytes verified)"
     ]
     for image in archive.images:
@@ -62,6 +84,8 @@ def describe_archive(archive: VerifiedArchive) -> list[str]:
             f"  {names}  {_printable(str(image.platform))}  {image.config.digest}  "
             f"{len(image.layers)} layer(s)"
         )
+    if not archive.images:
+        lines += _index_lines(archive)
     if archive.missing:
         lines.append(
             f"  sparse: {len(archive.missing)} manifest(s) listed by a stored index are not "

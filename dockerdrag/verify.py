@@ -52,6 +52,7 @@ from .manifest import (
     ImageManifest,
     parse_config,
 )
+from .oci_archive import ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME
 from .platform import Platform
 from .reference import Reference
 from .verify_layout import (
@@ -68,8 +69,6 @@ from .verify_layout import (
 )
 
 __all__ = ["ArchiveImage", "VerifiedArchive", "check_archive", "verify_archive"]
-_IMAGE_NAME: Final = "io.containerd.image.name"
-_REF_NAME: Final = "org.opencontainers.image.ref.name"
 # The fields Docker's manifest.json entries have. The file is not content-addressed: a
 # damaged key would go unseen, so any other key is refused.
 _MANIFEST_JSON_FIELDS: Final = frozenset({"Config", "RepoTags", "Layers", "Parent", "LayerSources"})
@@ -283,14 +282,17 @@ def _check_index_names(index: ImageIndex, images: tuple[ArchiveImage, ...]) -> N
     """
     annotated = set()
     for number, entry in enumerate(index.manifests):
-        full = entry.annotations.get(_IMAGE_NAME)
+        full = entry.annotations.get(ANNOTATION_IMAGE_NAME)
         if full is None:
             continue
         try:
             reference = Reference.parse(full)
         except InvalidReferenceError as exc:
             raise InvalidManifestError(f"index.json entry {number}: {exc}") from None
-        if reference.tag is not None and entry.annotations.get(_REF_NAME) != reference.tag:
+        if (
+            reference.tag is not None
+            and entry.annotations.get(ANNOTATION_REF_NAME) != reference.tag
+        ):
             raise InvalidManifestError(
                 f"index.json entry {number} names {full!r} but not its tag {reference.tag!r}"
             )

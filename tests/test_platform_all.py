@@ -79,6 +79,16 @@ async def test_all_platforms_is_complete_and_imports_into_containerd(
     assert set(every) <= set(content)
     assert set(attestation.blobs()) <= set(content)
 
+    # What containerd's own exporter writes from it is a complete archive too.
+    exported = tmp_path / "exported.tar"
+    done = containerd.ctr(
+        "images", "export", "--all-platforms", str(exported), index.reference, namespace=namespace
+    )
+    assert done.returncode == 0, done.stderr
+    again = await verify_archive(exported, require_complete=True)
+    assert {str(digest) for digest in again.manifests} == every
+    assert again.images[0].repo_tags == (index.reference,)
+
 
 async def test_a_sparse_layout_is_what_containerd_refuses(
     seeded_registry: SeededRegistry, tmp_path: Path, containerd: Containerd

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,13 @@ import pytest
 
 from dockerdrag import (
     CorruptArchiveError,
+    ImageManifest,
     IntegrityError,
     Puller,
     VerifiedArchive,
     verify_archive,
 )
+from dockerdrag.cli_verify import describe_archive
 from dockerdrag.errors import DiffIDMismatchError, DigestMismatchError, InvalidManifestError
 from tests.support.docker25_archive import write_docker25_archive
 from tests.support.registry_server import RegistryServer
@@ -352,3 +355,29 @@ async def test_open_reads_a_member(oci_archive: Path) -> None:
     layer = verified.images[0].layers[0]
     with verified.open(layer) as stream:
         assert hashlib.sha256(stream.read()).hexdigest() == layer.digest.hex
+
+
+@pytest.mark.parametrize("destination", ["oci-archive", "docker-archive", "oci"])
+async def test_archives_other_tools_write_verify(
+    oci_archive: Path, tmp_path: Path, destination: str
+) -> None:
+    """skopeo's own writers (OCI layout tar and directory, docker-archive)."""
+    written = tmp_path / f"skopeo-{destination}"
+    subprocess.run(
+        ["skopeo", "copy", "-q", f"oci-archive:{oci_archive}", f"{destination}:{written}"],
+        check=True,
+        capture_output=True,
+    )
+    original = (await verify_archive(oci_archive)).images[0]
+    verified = await verify_archive(written)
+    assert verified.layout == ("docker" if destination == "docker-archive" else "oci")
+    if verified.images:
+        assert verified.images[0].diff_ids == original.diff_ids
+    else:
+        (entry,) = verified.index.manifests if verified.index else ()
+        manifest = verified.manifests[entry.digest]
+        assert isinstance(manifest, ImageManifest)
+        assert manifest.config.digest == original.config.digest
+        lines = describe_archive(verified)
+        assert f"{written}: OK (OCI layout; 1 index.json entr(y/ies), " in lines[0]
+        assert lines[1].split() == ["(unnamed)", "manifest", str(entry.digest)]
