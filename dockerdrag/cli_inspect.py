@@ -20,6 +20,7 @@ from .config import Settings
 from .errors import PlatformRequiredError, UsageError
 from .progress import descriptor_json, inspection_json
 from .pull import ImageInspection
+from .safe_text import escape
 
 
 def _declare_inspect(commands: SubParsers) -> argparse.ArgumentParser:
@@ -73,7 +74,7 @@ async def list_platforms(args: argparse.Namespace, options: Options, image: str)
         print(json.dumps([descriptor_json(entry) for entry in entries]))
         return 0
     if not entries:
-        print(f"{image} is a single-platform image", file=sys.stderr)
+        print(f"{escape(image)} is a single-platform image", file=sys.stderr)
         return 0
     for entry in entries:
         print(format_platform_line(entry))
@@ -96,7 +97,7 @@ async def _run_inspect(args: argparse.Namespace, settings: Settings) -> int:
     elif args.json:
         print(json.dumps(inspection_json(found), indent=2))
     else:
-        print("\n".join(describe_inspection(found)))
+        print("\n".join(escape(line) for line in describe_inspection(found)))
     return 0
 
 
@@ -124,7 +125,8 @@ def _size(size: int) -> str:
 
 
 def describe_inspection(found: ImageInspection) -> list[str]:
-    """The human-readable lines of ``dockerdrag inspect``."""
+    """The human-readable lines of ``dockerdrag inspect`` (registry text unescaped: one
+    line each, escaped by the caller)."""
     lines = [
         f"Name:        {found.reference}",
         f"Digest:      {found.digest}",

@@ -1,7 +1,9 @@
 """What the command prints on stderr besides the progress display: log lines and errors.
 
 Errors are one line (``dockerdrag: error: …``) and, with ``--json``, also one
-JSON error object on stdout; the exit code is the error's ``exit_code``.
+JSON error object on stdout; the exit code is the error's ``exit_code``. Messages
+and log lines carry registry text: they are escaped (:mod:`safe_text`) before
+stderr sees them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 from .errors import DockerDragError, PlatformRequiredError
 from .manifest import Descriptor
 from .progress import dump_json, error_json
+from .safe_text import escape
 
 INTERRUPTED = 130
 INTERNAL_ERROR = 1
@@ -30,7 +33,7 @@ class _StderrHandler(logging.Handler):
 
 class _Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return f"dockerdrag: {record.levelname.lower()}: {record.getMessage()}"
+        return f"dockerdrag: {record.levelname.lower()}: {escape(record.getMessage())}"
 
 
 def configure_logging(verbosity: int, debug: bool) -> None:
@@ -50,11 +53,12 @@ def configure_logging(verbosity: int, debug: bool) -> None:
 
 
 def format_platform_line(entry: Descriptor) -> str:
-    """One line of the platform list, in the original docker-drag format."""
+    """One line of the platform list, in the original docker-drag format (escaped: the
+    platform's names come from the registry)."""
     platform = entry.platform
     if platform is None:
         return f"# (no platform)  (digest: {entry.digest})"
-    return f"--platform {platform!s:<16}  # {platform.describe()} (digest: {entry.digest})"
+    return escape(f"--platform {platform!s:<16}  # {platform.describe()} (digest: {entry.digest})")
 
 
 def exit_code(error: BaseException) -> int:
@@ -71,15 +75,15 @@ def report_error(error: BaseException, code: int, json_mode: bool) -> int:
     if isinstance(error, KeyboardInterrupt):
         print("dockerdrag: interrupted; downloaded blobs are kept in the cache", file=sys.stderr)
     elif isinstance(error, PlatformRequiredError):
-        print(f"{error}. Available platforms:", file=sys.stderr)
+        print(f"{escape(str(error))}. Available platforms:", file=sys.stderr)
         for offered in error.available:
             if isinstance(offered, Descriptor):
                 print(format_platform_line(offered), file=sys.stderr)
     elif isinstance(error, DockerDragError):
-        print(f"dockerdrag: error: {error}", file=sys.stderr)
+        print(f"dockerdrag: error: {escape(str(error))}", file=sys.stderr)
     else:
         print(
-            f"dockerdrag: error: internal error: {type(error).__name__}: {error} "
+            f"dockerdrag: error: internal error: {type(error).__name__}: {escape(str(error))} "
             "(run with --debug for the traceback)",
             file=sys.stderr,
         )

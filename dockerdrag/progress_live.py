@@ -27,6 +27,7 @@ from .events import (
 from .human_units import format_rate
 from .progress_tally import LABELS, Clock, RateMeter, RendererBase, Tally, resume_line, retry_line
 from .pull import PullResult
+from .safe_text import escape
 
 if TYPE_CHECKING:
     # rich costs ~30 ms and a few MB to import: only the live display loads it.
@@ -126,7 +127,8 @@ class TerminalProgress(RendererBase):
         self.progress.stop()
 
     def _print(self, text: str) -> None:
-        self.console.print(text, highlight=False, markup=False)
+        # text may carry registry strings: escaped, and never read as rich markup
+        self.console.print(escape(text), highlight=False, markup=False)
 
     def __call__(self, event: ProgressEvent) -> None:
         """Update the rows the event concerns; the display redraws itself."""

@@ -34,6 +34,7 @@ from .progress_tally import (
     retry_line,
 )
 from .pull import PullResult
+from .safe_text import escape
 
 PLAIN_INTERVAL_SECONDS = 10.0
 """How often plain mode prints a line per layer still downloading."""
@@ -92,7 +93,7 @@ class PlainProgress(RendererBase):
                         self._print(in_flight_line(digest, layer))
 
     def _print(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        print(escape(text), file=self.stream, flush=True)  # text may carry registry strings
 
     def __call__(self, event: ProgressEvent) -> None:
         """Print the event if it is one a log should show."""

@@ -56,6 +56,7 @@ from .errors import (
 from .events import RequestRetry
 from .human_units import address
 from .retry import RETRY_STATUSES, RetryPolicy, parse_retry_after
+from .safe_text import escape
 from .tokens import MAX_TOKEN_BODY, TokenReply
 
 log = logging.getLogger("dockerdrag")
@@ -532,7 +533,7 @@ class Transport:
             body = await raw.content.read(MAX_ERROR_BODY)
             errors = json.loads(body).get("errors") if body else None
             if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-                detail = str(errors[0].get("message") or errors[0].get("code") or "")
+                detail = escape(str(errors[0].get("message") or errors[0].get("code") or ""))
         except (ValueError, AttributeError, aiohttp.ClientError, TimeoutError):
             pass
         suffix = f": {detail}" if detail else ""

@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dockerdrag"
 
 # Rank of each module: a module may import only modules of a strictly lower rank.
 LAYERS: list[set[str]] = [
-    {"errors", "osfiles", "human_units"},
+    {"errors", "osfiles", "human_units", "safe_text"},
     {"digest", "platform", "direct_io", "retry", "credentials"},
     {"gojson"},
     {"reference", "manifest", "tarwriter", "tarstream", "events", "tokens"},
