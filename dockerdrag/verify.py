@@ -68,7 +68,15 @@ from .verify_layout import (
     walk_index,
 )
 
-__all__ = ["ArchiveImage", "VerifiedArchive", "check_archive", "verify_archive"]
+__all__ = [
+    "ArchiveImage",
+    "VerificationCancelled",
+    "VerifiedArchive",
+    "check_archive",
+    "summary_json",
+    "verify_archive",
+]
+
 # The fields Docker's manifest.json entries have. The file is not content-addressed: a
 # damaged key would go unseen, so any other key is refused.
 _MANIFEST_JSON_FIELDS: Final = frozenset({"Config", "RepoTags", "Layers", "Parent", "LayerSources"})
@@ -164,7 +172,7 @@ def _string_list(value: object, what: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise InvalidManifestError(f"manifest.json: {what} must be a list of strings")
+        raise InvalidManifestError(f"{what} must be a list of strings")
     return tuple(value)
 
 

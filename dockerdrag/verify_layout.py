@@ -78,6 +78,7 @@ _PLATFORM_FIELDS: Final = frozenset(
 
 
 def blob_name(digest: Digest) -> str:
+    """Where an OCI layout stores the blob ``digest``."""
     return f"blobs/sha256/{digest.hex}"
 
 
@@ -92,6 +93,7 @@ def check_names(scan: Scan) -> None:
 
 
 def json_member(scan: Scan, member: ArchiveMember, what: str) -> bytes:
+    """The bytes the scan kept of ``member``, a JSON document (``what`` it is, for errors)."""
     raw = scan.documents.get(member.name)
     if raw is None:
         raise InvalidManifestError(f"{member.name!r} ({what}) is not a JSON document")
@@ -99,6 +101,7 @@ def json_member(scan: Scan, member: ArchiveMember, what: str) -> bytes:
 
 
 def required_member(scan: Scan, name: str, what: str) -> ArchiveMember:
+    """The file member ``name`` (links followed), which ``what`` refers to; missing: an error."""
     found = scan.resolve(name)
     if found is None:
         raise CorruptArchiveError(f"{what} names {name!r}, which the archive does not contain")
@@ -114,6 +117,7 @@ def parse_member(name: str, parse: Callable[..., _Parsed], *args: Any) -> _Parse
 
 
 def check_layer(layer: ArchiveMember, diff_id: Digest, where: str) -> None:
+    """The layer's uncompressed bytes hash to ``diff_id`` (``where`` it is listed)."""
     if layer.diff_id is None:
         raise IntegrityError(f"{layer.name}: {layer.decompression_error} ({where})")
     if layer.diff_id != diff_id:
@@ -138,6 +142,8 @@ class LayoutWalk:
     layerless: dict[Digest, str] = field(default_factory=dict)  # config -> manifest member
 
     def blob(self, descriptor: Descriptor, where: str) -> ArchiveMember | None:
+        """The stored blob ``descriptor`` names, checked against its digest and size; None
+        if it is not stored."""
         found = self.scan.resolve(blob_name(descriptor.digest))
         if found is None:
             return None
@@ -152,6 +158,7 @@ class LayoutWalk:
         return found
 
     def required(self, descriptor: Descriptor, where: str) -> ArchiveMember:
+        """As :meth:`blob`, but a blob that is not stored is an error."""
         found = self.blob(descriptor, where)
         if found is None:
             raise CorruptArchiveError(
@@ -161,6 +168,8 @@ class LayoutWalk:
         return found
 
     def visit(self, descriptor: Descriptor, where: str, *, optional: bool = False) -> None:
+        """Check what ``descriptor`` names and, for an index or manifest, all it reaches;
+        an ``optional`` one (an index's entry) that is not stored is noted as missing."""
         found = self.blob(descriptor, where) if optional else self.required(descriptor, where)
         if found is None:
             self.missing.append(descriptor)
@@ -186,6 +195,7 @@ class LayoutWalk:
             self.image(document, found.name, descriptor.platform)
 
     def image(self, manifest: ImageManifest, name: str, platform: Platform | None) -> None:
+        """Check an image manifest's config and layers (an artifact's only as blobs)."""
         config = self.required(manifest.config, f"manifest {name}")
         layers = [self.layer(layer, f"manifest {name}") for layer in manifest.layers]
         image_layers = all(layer.media_type in LAYER_MEDIA_TYPES for layer in manifest.layers)
@@ -215,6 +225,7 @@ class LayoutWalk:
                 check_layer(layer, diff_id, f"layer {number} of manifest {name}")
 
     def layer(self, descriptor: Descriptor, where: str) -> ArchiveMember | None:
+        """A layer's stored blob; only a foreign layer may be absent (None)."""
         if descriptor.is_foreign:
             return self.blob(descriptor, where)
         return self.required(descriptor, where)
