@@ -10,6 +10,7 @@ from .cli_parser import Subcommand, SubParsers, add_json_option, add_logging_opt
 from .config import Settings
 from .manifest import INDEX_MEDIA_TYPES
 from .oci_archive import ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME
+from .safe_text import escape
 from .verify import VerifiedArchive, summary_json, verify_archive
 
 __all__ = ["VERIFY", "describe_archive"]
@@ -45,12 +46,6 @@ def _declare_verify(subparsers: SubParsers) -> argparse.ArgumentParser:
     return parser
 
 
-def _printable(text: str) -> str:
-    """``text``, or its escaped form if it holds control characters (archive content is
-    untrusted: it must not drive the terminal)."""
-    return text if text.isprintable() else ascii(text)
-
-
 def _index_lines(archive: VerifiedArchive) -> list[str]:
     """One line per ``index.json`` entry: its name, what it is, its digest."""
     if archive.index is None:
@@ -64,12 +59,13 @@ def _index_lines(archive: VerifiedArchive) -> list[str]:
             or "(unnamed)"
         )
         kind = "index" if entry.media_type in INDEX_MEDIA_TYPES else "manifest"
-        lines.append(f"  {_printable(name)}  {kind}  {entry.digest}")
+        lines.append(f"  {escape(name)}  {kind}  {entry.digest}")
     return lines
 
 
 def describe_archive(archive: VerifiedArchive) -> list[str]:
-    """The human-readable lines ``dockerdrag verify`` prints."""
+    """The human-readable lines ``dockerdrag verify`` prints (names from the archive
+    escaped: they must not drive the terminal)."""
     if archive.images or archive.index is None:
         what = f"{len(archive.images)} image(s)"
     else:
@@ -79,9 +75,9 @@ def describe_archive(archive: VerifiedArchive) -> list[str]:
         f"{archive.files} files, {archive.total_size} bytes verified)"
     ]
     for image in archive.images:
-        names = ", ".join(_printable(tag) for tag in image.repo_tags) or "(untagged)"
+        names = ", ".join(escape(tag) for tag in image.repo_tags) or "(untagged)"
         lines.append(
-            f"  {names}  {_printable(str(image.platform))}  {image.config.digest}  "
+            f"  {names}  {escape(str(image.platform))}  {image.config.digest}  "
             f"{len(image.layers)} layer(s)"
         )
     if not archive.images:

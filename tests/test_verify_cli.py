@@ -159,3 +159,28 @@ def test_memory_stays_flat_on_a_large_archive(tmp_path: Path) -> None:
     assert returncode == 0, done.stderr
     assert done.stdout.startswith(f"{archive}: OK (docker archive; 1 image(s), 5 files")
     assert max_rss_kib < 150 * 1024, max_rss_kib  # the layers are 768 MiB
+
+
+def test_the_summary_escapes_what_the_archive_says(tmp_path: Path) -> None:
+    with tarfile.open(MULTI) as tar:
+        manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+        config = json.loads(tar.extractfile(manifest[0]["Config"]).read())  # type: ignore[union-attr]
+    config["architecture"] = "amd64\x1b]0;owned\x07\u202e"
+    raw = json.dumps(config).encode()
+    old_name, new_name = manifest[0]["Config"], f"{hashlib.sha256(raw).hexdigest()}.json"
+    manifest[0]["Config"] = new_name
+    with tarfile.open(MULTI) as old, tarfile.open(tmp_path / "odd.tar", "w") as new:
+        for member in old.getmembers():
+            if member.name == "manifest.json":
+                data = json.dumps(manifest).encode()
+                member.size = len(data)
+                new.addfile(member, io.BytesIO(data))
+            elif member.name == old_name:
+                member.name, member.size = new_name, len(raw)
+                new.addfile(member, io.BytesIO(raw))
+            else:
+                new.addfile(member, old.extractfile(member) if member.isfile() else None)
+    done = verify(str(tmp_path / "odd.tar"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "\x1b" not in done.stdout and "\x07" not in done.stdout and "\u202e" not in done.stdout
+    assert "amd64\\x1b]0;owned\\x07\\u202e" in done.stdout
