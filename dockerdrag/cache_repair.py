@@ -14,6 +14,7 @@ bytes were wrong) is raised as it was.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Mapping
@@ -72,7 +73,9 @@ async def write_repairing(
             corrupt = [
                 digest
                 for digest in suspects
-                if await _remove_if_corrupt(fetcher, digest, sources[digest][1].size)
+                if await _drop_if_corrupt(
+                    fetcher, digest, gate.paths[digest], sources[digest][1].size
+                )
             ]
             if not corrupt:
                 raise error from None
@@ -84,20 +87,29 @@ async def write_repairing(
             gate.reopen()
 
 
-async def _remove_if_corrupt(fetcher: BlobFetcher, digest: Digest, size: int) -> bool:
-    """Hash the cached blob (under its lock); remove it and warn if it is corrupt.
+async def _drop_if_corrupt(fetcher: BlobFetcher, digest: Digest, path: Path, size: int) -> bool:
+    """Hash the cached blob at ``path``; drop it from its store and warn if it is corrupt.
 
-    True: the blob must be fetched again (it was corrupt, or is gone).
+    True: the blob must be fetched again (it was corrupt, or is gone). A blob of a
+    read-only cache is only forgotten (fetched into the temporary store); one of a
+    writable store is removed under its lock.
     """
-    store = fetcher.store
-    path = store.blob_path(digest)
-    async with fetcher.open_blobs, store.lock(digest):
+    cache = fetcher.store
+    in_read_only_cache = cache.read_only and path == cache.blob_path(digest)
+    lock = contextlib.nullcontext() if in_read_only_cache else cache.for_writing().lock(digest)
+    async with fetcher.open_blobs, lock:
         if not path.exists():
             return True
         if await anyio.to_thread.run_sync(
             blob_is_intact, path, digest, size, limiter=fetcher.disk_limiter
         ):
             return False
-        log.warning("cached blob %s is corrupt: removed it, fetching it again", path)
-        path.unlink(missing_ok=True)
+        if in_read_only_cache:
+            log.warning(
+                "cached blob %s is corrupt: fetching it again (the cache is read-only)", path
+            )
+            cache.forget(digest)
+        else:
+            log.warning("cached blob %s is corrupt: removed it, fetching it again", path)
+            path.unlink(missing_ok=True)
     return True

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import anyio
 
 from . import __version__
+from .cli_cache import CACHE
 from .cli_inspect import INSPECT, PLATFORMS
 from .cli_parser import EPILOG, ArgumentError, Parser, Subcommand
 from .cli_pull import PULL
@@ -33,7 +34,7 @@ from .errors import DockerDragError, UsageError, leaf_error
 from .progress import dump_json, error_json
 
 # Every subcommand, in the order ``dockerdrag --help`` lists them.
-COMMANDS: tuple[Subcommand, ...] = (PULL, PUSH, INSPECT, PLATFORMS, VERIFY)
+COMMANDS: tuple[Subcommand, ...] = (PULL, PUSH, INSPECT, PLATFORMS, VERIFY, CACHE)
 HELP = "help"
 DEFAULT_COMMAND = PULL.name
 # Flags every command takes; given before the command they are moved after it.

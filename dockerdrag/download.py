@@ -383,13 +383,20 @@ class BlobFetcher:
                 f"blob {digest} claims {descriptor.size} bytes, more than the "
                 f"{self.options.max_blob_size} a blob may have (TransferOptions.max_blob_size)"
             )
-        async with self.open_blobs, self.store.lock(digest):
-            if self.store.has(digest, descriptor.size):
+        if self.store.read_only and self.store.has(digest, descriptor.size):
+            # Nothing changes a read-only cache: its verified blobs need no lock.
+            if report:
+                self.emit(descriptor, LayerPhase.EXISTS, descriptor.size)
+            return self.store.blob_path(digest), False
+        store = self.store.for_writing()
+        async with self.open_blobs, store.lock(digest):
+            if store.has(digest, descriptor.size):
+                store.note_use(digest)
                 if report:
                     self.emit(descriptor, LayerPhase.EXISTS, descriptor.size)
-                return self.store.blob_path(digest), False
+                return store.blob_path(digest), False
             try:
-                return await self._download_locked(reference, descriptor, report), True
+                return await self._download_locked(store, reference, descriptor, report), True
             except OSError as exc:
                 raise OutputError(
                     describe_os_error(exc, f"writing blob {digest.short} to the cache")
@@ -409,17 +416,20 @@ class BlobFetcher:
             if Digest.of(raw) == descriptor.digest:
                 return raw
             log.warning("cached blob %s is corrupt; fetching it again", descriptor.digest.short)
-            path.unlink(missing_ok=True)
+            if path == self.store.blob_path(descriptor.digest):
+                self.store.forget(descriptor.digest)
+            else:
+                path.unlink(missing_ok=True)
         raise DigestMismatchError(f"blob {descriptor.digest} keeps failing verification")
 
     async def _download_locked(
-        self, reference: Reference, descriptor: Descriptor, report: bool
+        self, store: BlobStore, reference: Reference, descriptor: Descriptor, report: bool
     ) -> Path:
-        download = _BlobDownload(self, reference, descriptor, report)
+        download = _BlobDownload(self, store, reference, descriptor, report)
         await download.run()
         # Not on the disk limiter: an fsync may wait on the disk for a while, and the
         # other downloads' block writes must not queue behind it.
-        path = await anyio.to_thread.run_sync(self.store.commit, descriptor.digest, descriptor.size)
+        path = await anyio.to_thread.run_sync(store.commit, descriptor.digest, descriptor.size)
         if report:
             self.emit(descriptor, LayerPhase.COMPLETE, descriptor.size, download.resumed)
         return path
@@ -429,10 +439,15 @@ class _BlobDownload:
     """One blob's download within one run (the caller holds the blob's lock)."""
 
     def __init__(
-        self, fetcher: BlobFetcher, reference: Reference, descriptor: Descriptor, report: bool
+        self,
+        fetcher: BlobFetcher,
+        store: BlobStore,
+        reference: Reference,
+        descriptor: Descriptor,
+        report: bool,
     ) -> None:
         self.fetcher = fetcher
-        self.store = fetcher.store
+        self.store = store
         self.reference = reference
         self.descriptor = descriptor
         self.digest = descriptor.digest

@@ -65,6 +65,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -570,11 +571,13 @@ def _write_file(path: Path, chunks: Iterator[bytes] | Sequence[bytes], mtime: in
 
 def _fill_dir(
     root: Path,
+    root_mode_limit: int,
     layout: _Layout,
     on_chunk: ChunkCallback | None,
     before_blob: BlobCallback | None,
 ) -> None:
-    """Write the layout below ``root`` (an empty directory)."""
+    """Write the layout below ``root`` (an empty directory), whose mode gets no bit
+    ``root_mode_limit`` lacks."""
     blob_dir = root / _BLOB_PREFIX
     blob_dir.mkdir(parents=True)
     for digest in sorted(layout.blobs):
@@ -587,7 +590,10 @@ def _fill_dir(
         _write_file(root / name, [data], 0)
     os.utime(blob_dir, (0, 0))
     os.utime(root / "blobs", (layout.blobs_mtime, layout.blobs_mtime))
-    os.chmod(root, 0o755)
+    # mkdtemp made the root private while it was written; it gets the mode mkdir gave
+    # the directories inside it under the umask, without a bit an empty directory it
+    # replaces lacks.
+    os.chmod(root, stat.S_IMODE((root / "blobs").stat().st_mode) & root_mode_limit)
 
 
 def _move_into_place(temp: Path, target: Path) -> None:
@@ -625,7 +631,8 @@ def write_oci_dir(
     except OSError as exc:
         raise OutputError(describe_os_error(exc, f"creating a directory in {parent}")) from exc
     try:
-        _fill_dir(temp, layout, on_chunk, before_blob)
+        replaced_mode = stat.S_IMODE(target.stat().st_mode) if target.is_dir() else 0o777
+        _fill_dir(temp, replaced_mode, layout, on_chunk, before_blob)
         _move_into_place(temp, target)
     except OSError as exc:
         shutil.rmtree(temp, ignore_errors=True)

@@ -31,7 +31,7 @@ import contextlib
 import errno
 import importlib
 import os
-import tempfile
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -79,8 +79,11 @@ _fchmod: Callable[[int, int], None] | None = getattr(os, "fchmod", None)
 # ---------------------------------------------------------------------- opening files
 
 
-def open_read_write(path: str | os.PathLike[str], mode: int = 0o644) -> int:
-    """A binary read-write descriptor of ``path``, created with ``mode`` if missing."""
+def open_read_write(path: str | os.PathLike[str], mode: int = 0o666) -> int:
+    """A binary read-write descriptor of ``path``, created with ``mode`` if missing.
+
+    The process's umask applies to ``mode``, as for any file ``open()`` creates.
+    """
     return os.open(path, os.O_RDWR | os.O_CREAT | _O_BINARY | _O_CLOEXEC, mode)
 
 
@@ -95,6 +98,11 @@ def reopen_direct(fd: int) -> int | None:
         return os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | _O_DIRECT | _O_CLOEXEC)
     except OSError:
         return None
+
+
+def file_mode(fd: int) -> int:
+    """The permission bits of the file open as ``fd``."""
+    return stat.S_IMODE(os.fstat(fd).st_mode)
 
 
 def set_mode(fd: int, path: str | os.PathLike[str], mode: int) -> None:
@@ -207,6 +215,10 @@ class TempOutput:
     name only once complete, so even a SIGKILL leaves nothing behind; elsewhere it is
     a hidden ``.<name>.<random>.partial`` file beside ``output``. Use as a context
     manager: leaving it without :meth:`publish` removes the file.
+
+    Its permission bits are set when it is created, before a byte is written: those
+    ``open()`` gives a new file under the umask (``0o666 & ~umask``), and where
+    ``output`` exists, no bit ``output`` lacks (a private file stays private).
     """
 
     def __init__(self, output: Path) -> None:
@@ -214,17 +226,23 @@ class TempOutput:
         self.parent = output.parent if str(output.parent) else Path(".")
         self.fd, self.path = self._open()
         self._closed = False
+        try:
+            self.mode = file_mode(self.fd) & _existing_mode(output)
+            # An anonymous file exists only where fchmod does; /proc names it otherwise.
+            set_mode(self.fd, self.path or f"/proc/self/fd/{self.fd}", self.mode)
+        except BaseException:
+            self.discard()
+            raise
 
     @property
     def anonymous(self) -> bool:
         """Whether the file has no name yet."""
         return self.path is None
 
-    def publish(self, mode: int = 0o644) -> None:
-        """Give the file ``mode``, fsync it and rename it to ``output`` (replacing it)."""
+    def publish(self) -> None:
+        """fsync the file and rename it to ``output`` (replacing it)."""
         if self.path is None:
             self.path = self._name_anonymous_file()
-        set_mode(self.fd, self.path, mode)
         os.fsync(self.fd)
         self._close()
         replace(self.path, self.output)
@@ -249,16 +267,21 @@ class TempOutput:
             os.close(self.fd)
 
     def _open(self) -> tuple[int, Path | None]:
+        """The file, created with ``0o666`` (so the umask decides its mode, as for open())."""
         if _O_TMPFILE:
             try:
-                return os.open(self.parent, _O_TMPFILE | os.O_RDWR | _O_CLOEXEC, 0o600), None
+                return os.open(self.parent, _O_TMPFILE | os.O_RDWR | _O_CLOEXEC, 0o666), None
             except OSError as exc:  # this file system has no anonymous files
                 if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
                     raise
-        fd, name = tempfile.mkstemp(
-            prefix=f".{self.output.name}.", suffix=".partial", dir=self.parent
-        )
-        return fd, Path(name)
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_BINARY | _O_CLOEXEC
+        for _ in range(100):
+            path = self.parent / f".{self.output.name}.{os.urandom(6).hex()}.partial"
+            try:
+                return os.open(path, flags, 0o666), path
+            except FileExistsError:
+                continue
+        raise FileExistsError(errno.EEXIST, "no free name for a temporary file", str(self.parent))
 
     def _name_anonymous_file(self) -> Path:
         """Give the finished anonymous file a hidden name beside ``output``."""
@@ -275,6 +298,14 @@ class TempOutput:
         finally:
             os.close(fd_dir)
         raise FileExistsError(errno.EEXIST, "no free name for a temporary file", str(self.parent))
+
+
+def _existing_mode(path: Path) -> int:
+    """The permission bits of the file at ``path``; all of them if there is none."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return 0o777
 
 
 # ---------------------------------------------------------------------- locks
@@ -314,6 +345,24 @@ class ProcessLock:
                 raise
         self._held = True
         return True
+
+    def names_locked_file(self, path: str | os.PathLike[str]) -> bool:
+        """Whether ``path`` still names the file this lock is on.
+
+        A lock file removed (by ``dockerdrag cache prune``, holding the lock) while
+        another process waited for it locks nothing once that process gets it.
+        """
+        try:
+            on_disk = os.stat(path)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(self._fd)
+        return (on_disk.st_dev, on_disk.st_ino) == (mine.st_dev, mine.st_ino)
+
+    def note_holder(self, note: str) -> None:
+        """Write ``note`` (who holds the lock) into the lock file, replacing what it held."""
+        os.ftruncate(self._fd, 0)
+        pwrite_all(self._fd, note.encode("ascii"), 0)
 
     def close(self) -> None:
         """Release the lock (if held) and close the lock file."""

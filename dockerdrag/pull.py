@@ -28,6 +28,7 @@ from .assemble import (
     write_order,
 )
 from .cache_repair import BlobSources, write_repairing
+from .cache_use import BlobsInUse
 from .credentials import Credentials
 from .digest import Digest
 from .docker_archive import DockerArchiveOptions
@@ -253,7 +254,10 @@ class Puller:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.transport.__aexit__(*exc_info)
+        try:
+            await self.transport.__aexit__(*exc_info)
+        finally:
+            self.store.close()
 
     def _emit(self, event: ProgressEvent) -> None:
         """Deliver a blob event to the client-wide callback and every running call."""
@@ -517,12 +521,14 @@ class Puller:
             writer = docker_writer(out_path, resolved, gate, plans, self.archive_options)
         else:
             writer = oci_writer(out_path, resolved, gate, format, self.include_attestations)
+        sources = _blob_sources(resolved)
         try:
             # The archive is written while layers still download: the writer waits
             # for each blob as it reaches it, and blobs are fetched in that order.
-            async with anyio.create_task_group() as group:
-                group.start_soon(self._fetch_layers, resolved, listener, order, gate, out_path)
-                await write_repairing(writer, gate, self.fetcher, _blob_sources(resolved))
+            with BlobsInUse(self.store.root, sources, read_only=self.store.read_only):
+                async with anyio.create_task_group() as group:
+                    group.start_soon(self._fetch_layers, resolved, listener, order, gate, out_path)
+                    await write_repairing(writer, gate, self.fetcher, sources)
         except BaseExceptionGroup as group_error:
             raise leaf_error(group_error) from None
         return [_result(item, out_path, format) for item in resolved]

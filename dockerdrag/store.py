@@ -5,7 +5,9 @@ Layout under the cache root::
     blobs/sha256/<hex>            verified blobs (size and sha256 checked before rename)
     blobs/sha256/<hex>.partial    bytes received so far; resumable
     blobs/sha256/<hex>.ranges     which byte ranges of a chunked partial are on disk
-    locks/<hex>.lock              per-digest lock files shared between processes
+    locks/<hex>.lock              per-digest lock files shared between processes (the
+                                  holder's pid; see :mod:`blob_lock`)
+    pulls/<pid>-<random>.inuse    the blobs a running pull uses (see :mod:`cache_use`)
 
 Nothing reaches its final name unverified: a partial file is renamed to its
 digest only after the downloader checked size and hash (:meth:`BlobStore.commit`
@@ -28,17 +30,25 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
 
+from .blob_lock import LockWait, take_blob_lock
 from .digest import Digest
 from .direct_io import DirectFileWriter
 from .errors import OutputError, SizeMismatchError
-from .osfiles import ProcessLock, TempOutput, open_read_write, replace
+from .osfiles import TempOutput, open_read_write, replace
+
+log = logging.getLogger("dockerdrag")
+
+_NOT_WRITABLE_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 def default_cache_dir() -> Path:
@@ -114,10 +124,21 @@ class ByteRanges:
 
 @dataclass
 class BlobStore:
-    """A directory of verified blobs plus resumable partial downloads."""
+    """A directory of verified blobs plus resumable partial downloads.
+
+    A cache this process may not write (a read-only mount, another user's directory)
+    is used read-only (:attr:`read_only`, found by :meth:`ensure`): it serves the
+    blobs it holds, without locks (nothing changes them), and the blobs it lacks go
+    to a writable store in a new temporary directory (:meth:`for_writing`), removed
+    by :meth:`close`.
+    """
 
     root: Path
+    lock_wait: LockWait = field(default_factory=LockWait)
+    read_only: bool = field(default=False, init=False)
     _locks: dict[str, anyio.Lock] = field(default_factory=dict, repr=False)
+    _scratch: BlobStore | None = field(default=None, init=False, repr=False)
+    _unusable: set[Digest] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -125,14 +146,53 @@ class BlobStore:
         self.lock_dir = self.root / "locks"
 
     def ensure(self) -> None:
-        """Create the cache directories."""
+        """Create the cache directories, or find that the cache can only be read."""
         try:
             self.blob_dir.mkdir(parents=True, exist_ok=True)
             self.lock_dir.mkdir(parents=True, exist_ok=True)
+            writable = os.access(self.blob_dir, os.W_OK) and os.access(self.lock_dir, os.W_OK)
         except OSError as exc:
-            raise OutputError(
-                describe_os_error(exc, f"creating the cache directory {self.root}")
-            ) from exc
+            if exc.errno not in _NOT_WRITABLE_ERRNOS:
+                raise OutputError(
+                    describe_os_error(exc, f"creating the cache directory {self.root}")
+                ) from exc
+            writable = False
+        if not writable and not self.read_only:
+            self.read_only = True
+            log.info("the cache %s is read-only: it serves the blobs it holds", self.root)
+
+    def for_writing(self) -> BlobStore:
+        """This store, or for a read-only one the temporary store of the blobs it lacks."""
+        if not self.read_only:
+            return self
+        if self._scratch is None:
+            try:
+                scratch = BlobStore(Path(tempfile.mkdtemp(prefix="dockerdrag-")), self.lock_wait)
+            except OSError as exc:
+                raise OutputError(
+                    describe_os_error(exc, "creating a temporary directory for blobs")
+                ) from exc
+            scratch.ensure()
+            log.info(
+                "the cache %s is read-only: blobs it lacks go to %s (removed afterwards)",
+                self.root,
+                scratch.root,
+            )
+            self._scratch = scratch
+        return self._scratch
+
+    def close(self) -> None:
+        """Remove the temporary store of a read-only cache, if one was made."""
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch.root, ignore_errors=True)
+            self._scratch = None
+
+    def forget(self, digest: Digest) -> None:
+        """Drop a blob found corrupt: removed, or in a read-only cache never used again."""
+        if self.read_only:
+            self._unusable.add(digest)
+        else:
+            self.blob_path(digest).unlink(missing_ok=True)
 
     def blob_path(self, digest: Digest) -> Path:
         """Where the verified blob lives."""
@@ -143,11 +203,18 @@ class BlobStore:
         return self.blob_dir / f"{digest.hex}.partial"
 
     def has(self, digest: Digest, size: int) -> bool:
-        """True if a committed blob of the expected size exists."""
+        """True if a committed blob of the expected size exists (and was not forgotten)."""
+        if digest in self._unusable:
+            return False
         try:
             return self.blob_path(digest).stat().st_size == size
         except FileNotFoundError:
             return False
+
+    def note_use(self, digest: Digest) -> None:
+        """Mark the blob as used now (its mtime), for pruning blobs unused for a while."""
+        with contextlib.suppress(OSError):
+            os.utime(self.blob_path(digest))
 
     def ranges_path(self, digest: Digest) -> Path:
         """Where the written ranges of a chunked partial are recorded."""
@@ -226,18 +293,21 @@ class BlobStore:
 
     @contextlib.asynccontextmanager
     async def lock(self, digest: Digest) -> AsyncIterator[None]:
-        """Hold the per-digest lock: in this process (anyio) and across processes (file lock)."""
+        """Hold the per-digest lock: in this process (anyio) and across processes
+        (a lock file; see :mod:`blob_lock` for how another process's is waited for)."""
         local = self._locks.setdefault(digest.hex, anyio.Lock())
         async with local:
-            lock_path = self.lock_dir / f"{digest.hex}.lock"
-            process_lock = ProcessLock(lock_path)
+            held = await take_blob_lock(
+                self.lock_dir / f"{digest.hex}.lock",
+                [self.partial_path(digest), self.ranges_path(digest)],
+                digest.short,
+                self.root,
+                self.lock_wait,
+            )
             try:
-                while not process_lock.try_acquire():
-                    await anyio.sleep(0.05)  # another process holds it: poll, never block
                 yield
             finally:
-                with anyio.CancelScope(shield=True):
-                    process_lock.close()
+                held.release()
 
 
 def check_output_path(output: Path) -> None:
@@ -272,6 +342,6 @@ def atomic_output(output: Path) -> Iterator[DirectFileWriter]:
             with DirectFileWriter(temp.fd) as handle:
                 yield handle
                 handle.finish()
-            temp.publish(0o644)
+            temp.publish()
         except OSError as exc:
             raise OutputError(describe_os_error(exc, f"writing {output}")) from exc

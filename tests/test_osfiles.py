@@ -95,7 +95,7 @@ def test_temp_output_is_published_whole(
             assert hidden[0].startswith(".out.tar.")
             assert hidden[0].endswith(".partial")
         assert output.read_bytes() == b"old"
-        temp.publish(0o644)
+        temp.publish()
     assert output.read_bytes() == b"new bytes"
     assert output.stat().st_mode & 0o777 == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["out.tar"]

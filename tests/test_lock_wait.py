@@ -1,0 +1,169 @@
+"""Two processes, one cache: a pull waiting on another's blob lock says so, keeps
+waiting while that process lives and works, takes over when it dies, and fails
+clearly when it has stopped showing signs of life.
+
+The two-process tests take 5-10 s each: the first pull must hold a layer's lock past the
+3 s after which the second says it is waiting (the layer goes through a throttling proxy).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dockerdrag import OutputError, Puller
+from dockerdrag.blob_lock import LockWait
+from tests.support.archive_check import read_docker_archive
+from tests.support.fault_proxy import FaultProxy, throttle
+from tests.support.registry_server import RegistryServer
+
+SeededRegistry = tuple[RegistryServer, dict[str, Any]]
+WAITING = "waiting for another dockerdrag process"
+
+
+class _Pull:
+    """``python -m dockerdrag`` in the background, its stderr collected line by line."""
+
+    def __init__(self, args: list[str], cwd: Path, cache: Path) -> None:
+        env = {**os.environ, "DOCKERDRAG_CACHE_DIR": str(cache), "DOCKER_CONFIG": str(cwd)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "dockerdrag", *args],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line)
+
+    def wait_for_line(self, text: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            assert self.process.poll() is None or self._reader.is_alive(), self.lines
+            assert time.monotonic() < deadline, f"no {text!r} in {self.lines}"
+            time.sleep(0.05)
+
+    def finish(self, timeout: float = 120) -> int:
+        code = self.process.wait(timeout)
+        self._reader.join(10)
+        return code
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.lines)
+
+
+def _wait_for_partial(cache: Path, hex_digest: str) -> None:
+    partial = cache / "blobs" / "sha256" / f"{hex_digest}.partial"
+    deadline = time.monotonic() + 60
+    while not (partial.exists() and partial.stat().st_size > 0):
+        assert time.monotonic() < deadline, "the first pull never started the layer"
+        time.sleep(0.05)
+
+
+@contextmanager
+def _slow_first_pull(
+    registry: RegistryServer, pushed: Any, tmp_path: Path, cache: Path
+) -> Iterator[tuple[_Pull, str]]:
+    """A pull of ``pushed`` through a proxy that sends its layer at 120 kB/s, under way."""
+    layer_hex = pushed.layer_digests[0].split(":")[1]
+    with FaultProxy(registry.url) as proxy:
+        proxy.add(throttle(120_000), path=rf"/blobs/sha256:{layer_hex}$", times=None)
+        reference = pushed.reference.replace(registry.host, proxy.host)
+        first = _Pull(
+            [reference, "--insecure", proxy.host, "-o", "first.tar", "--progress", "plain"],
+            tmp_path,
+            cache,
+        )
+        try:
+            _wait_for_partial(cache, layer_hex)
+            yield first, layer_hex
+        finally:
+            if first.process.poll() is None:
+                first.process.kill()
+            first.finish()
+
+
+def test_second_pull_waits_for_the_first(seeded_registry: SeededRegistry, tmp_path: Path) -> None:
+    registry, images = seeded_registry
+    pushed = images["busybox"]  # one layer of about 1 MB: some 8 s through the proxy
+    cache = tmp_path / "cache"
+    with _slow_first_pull(registry, pushed, tmp_path, cache) as (first, layer_hex):
+        second = _Pull(
+            [pushed.reference, "--insecure", registry.host, "-o", "second.tar"], tmp_path, cache
+        )
+        assert second.finish() == 0, second.stderr
+        assert first.finish() == 0, first.stderr
+    assert f"{WAITING} to finish blob {layer_hex[:12]}" in second.stderr
+    (first_image,) = read_docker_archive(tmp_path / "first.tar")
+    (second_image,) = read_docker_archive(tmp_path / "second.tar")
+    assert second_image.config == first_image.config
+
+
+def test_second_pull_takes_over_when_the_first_dies(
+    seeded_registry: SeededRegistry, tmp_path: Path
+) -> None:
+    registry, images = seeded_registry
+    pushed = images["busybox"]
+    cache = tmp_path / "cache"
+    with _slow_first_pull(registry, pushed, tmp_path, cache) as (first, _layer_hex):
+        second = _Pull(
+            [pushed.reference, "--insecure", registry.host, "-o", "second.tar"], tmp_path, cache
+        )
+        second.wait_for_line(WAITING)
+        first.process.send_signal(signal.SIGKILL)
+        assert second.finish() == 0, second.stderr
+    read_docker_archive(tmp_path / "second.tar")
+
+
+@pytest.mark.anyio
+async def test_a_holder_that_shows_no_sign_of_life_is_an_error(
+    seeded_registry: SeededRegistry, tmp_path: Path
+) -> None:
+    """A process that holds the lock, alive but stuck (no heartbeat, no partial growing)."""
+    registry, images = seeded_registry
+    pushed = images["busybox"]
+    cache = tmp_path / "cache"
+    layer_hex = pushed.layer_digests[0].split(":")[1]
+    (cache / "locks").mkdir(parents=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from dockerdrag.osfiles import ProcessLock; "
+            "lock = ProcessLock(sys.argv[1]); assert lock.try_acquire(); "
+            "print('held', flush=True); time.sleep(120)",
+            str(cache / "locks" / f"{layer_hex}.lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        async with Puller(insecure=[registry.host], cache_dir=cache) as puller:
+            puller.store.lock_wait = LockWait(notice_seconds=0.2, stall_seconds=1.5)
+            with pytest.raises(OutputError, match=r"no sign of life for 1\.5 s") as raised:
+                await puller.pull(pushed.reference, output=tmp_path / "x.tar")
+        assert layer_hex[:12] in str(raised.value)
+        assert str(cache) in str(raised.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (tmp_path / "x.tar").exists()
