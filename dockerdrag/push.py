@@ -5,9 +5,10 @@ Every image goes under a destination repository with its own name
 ``registry.internal:5000/team/busybox:1.36``), or where a rename sends it
 (``renames={"busybox:1.36": "registry.internal:5000/base/busybox:stable"}``).
 
-The archive is checked whole before the first byte is sent: every blob's sha256 and size
-against its descriptor, every manifest and index against its digest, each legacy layer
-against its ``diff_id``; an index whose manifests are not all in the archive is refused.
+The archive is checked whole before the first byte is sent, by
+:func:`~dockerdrag.verify.verify_archive` (every blob's sha256 and size, every manifest and
+index, each layer's ``diff_id``, every reference between them); an index whose manifests
+are not all in the archive is refused (:mod:`~dockerdrag.archive_images`).
 
 * From an OCI layout (``--format oci``/``oci-dir``, Docker 25+ archives) the manifests and
   indexes are pushed as the archive's bytes, so the registry serves the source's digests.
@@ -24,7 +25,6 @@ earlier ones uploaded. Manifests go last, children before the index listing them
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -34,24 +34,11 @@ from pathlib import Path
 
 import anyio
 
-from .archive_images import (
-    ArchiveContent,
-    LayoutImage,
-    LegacyImage,
-    layout_documents,
-    read_archive,
-)
-from .archive_members import Member, open_members
+from .archive_images import LayoutImage, LegacyImage, PushableImage, pushable_images
 from .credentials import Credentials
 from .digest import Digest
 from .download import DEFAULT_CONCURRENCY
-from .errors import (
-    InvalidManifestError,
-    OutputError,
-    SizeMismatchError,
-    UsageError,
-    leaf_error,
-)
+from .errors import OutputError, UsageError, leaf_error
 from .events import (
     LayerPhase,
     LayerProgress,
@@ -64,7 +51,6 @@ from .manifest import (
     MEDIA_TYPE_DOCKER_CONFIG,
     MEDIA_TYPE_DOCKER_LAYER_GZIP,
     MEDIA_TYPE_DOCKER_MANIFEST,
-    ImageIndex,
 )
 from .recompress import CompressedLayer, compress_layer
 from .reference import Reference
@@ -72,10 +58,10 @@ from .retry import RetryPolicy
 from .store import default_cache_dir, describe_os_error
 from .transport import Transport, TransportConfig
 from .upload import DEFAULT_CHUNK_SIZE, BlobOutcome, BlobSource, BlobUploader
+from .verify import verify_archive
 
 __all__ = ["PushResult", "PushedImage", "push_archive"]
 
-_HASH_READ = 1 << 20
 _OUTCOME_PHASES = {
     BlobOutcome.EXISTS: LayerPhase.EXISTS,
     BlobOutcome.MOUNTED: LayerPhase.MOUNTED,
@@ -109,16 +95,12 @@ class PushResult:
 class _Target:
     """One image of the archive and the reference it goes to."""
 
-    image: LayoutImage | LegacyImage
+    image: PushableImage
     source: str
     reference: Reference
 
 
 # --------------------------------------------------------------------------- targets
-
-
-def _image_key(image: LayoutImage | LegacyImage) -> str:
-    return str(image.root.digest if isinstance(image, LayoutImage) else image.config.digest)
 
 
 def _repository_and_tag(name: str) -> tuple[str | None, str]:
@@ -148,8 +130,8 @@ def _check_destination(destination: str) -> str:
     return ref.name if "/" in destination else destination
 
 
-def _matches(image: LayoutImage | LegacyImage, wanted: str) -> bool:
-    if wanted == _image_key(image):
+def _matches(image: PushableImage, wanted: str) -> bool:
+    if wanted == image.key:
         return True
     for name in image.names:
         if name == wanted:
@@ -163,10 +145,9 @@ def _matches(image: LayoutImage | LegacyImage, wanted: str) -> bool:
 
 
 def plan_targets(
-    content: ArchiveContent, destination: str | None, renames: Mapping[str, str]
+    images: Sequence[PushableImage], destination: str | None, renames: Mapping[str, str]
 ) -> list[_Target]:
     """Where each image goes: renamed ones where asked, the others under ``destination``."""
-    images: list[LayoutImage | LegacyImage] = [*content.layout_images, *content.legacy_images]
     targets: list[_Target] = []
     for wanted, to in renames.items():
         found = [image for image in images if _matches(image, wanted)]
@@ -181,14 +162,14 @@ def plan_targets(
             raise UsageError("give a destination repository or --image NAME=DEST:TAG")
         return targets
     repository = _check_destination(destination)
-    renamed = {_image_key(target.image) for target in targets}
+    renamed = {target.image.key for target in targets}
     for image in images:
-        if _image_key(image) in renamed:
+        if image.key in renamed:
             continue
         if not image.names:
             raise UsageError(
-                f"image {_image_key(image)} has no name in the archive; push it with "
-                f"--image {_image_key(image)}=DEST:TAG"
+                f"image {image.key} has no name in the archive; push it with "
+                f"--image {image.key}=DEST:TAG"
             )
         for name in image.names:
             targets.append(_Target(image, name, _under(repository, name)))
@@ -198,28 +179,6 @@ def plan_targets(
 # --------------------------------------------------------------------------- checks
 
 
-def _check_blob(member: Member, digest: Digest, size: int) -> None:
-    """Hash a blob where it lies in the archive; IntegrityError if it is not ``digest``."""
-    if member.size != size:
-        raise SizeMismatchError(
-            f"blob {digest} is {member.size} bytes in the archive, its descriptor says {size}"
-        )
-    hasher = hashlib.sha256()
-    with member.path.open("rb") as handle:
-        handle.seek(member.offset)
-        remaining = size
-        while remaining:
-            block = handle.read(min(_HASH_READ, remaining))
-            if not block:
-                break
-            hasher.update(block)
-            remaining -= len(block)
-    if remaining or hasher.hexdigest() != digest.hex:
-        raise InvalidManifestError(
-            f"blob {digest} ({member.name}) does not match its digest: the archive is damaged"
-        )
-
-
 def _manifest_for(image: LegacyImage, layers: Sequence[CompressedLayer]) -> bytes:
     """A Docker schema 2 manifest of a legacy image, laid out as Docker writes one."""
     document = {
@@ -227,7 +186,7 @@ def _manifest_for(image: LegacyImage, layers: Sequence[CompressedLayer]) -> byte
         "mediaType": MEDIA_TYPE_DOCKER_MANIFEST,
         "config": {
             "mediaType": MEDIA_TYPE_DOCKER_CONFIG,
-            "size": len(image.config.raw),
+            "size": len(image.config_raw),
             "digest": str(image.config.digest),
         },
         "layers": [
@@ -243,59 +202,35 @@ def _manifest_for(image: LegacyImage, layers: Sequence[CompressedLayer]) -> byte
 
 
 class _Preparation:
-    """The checked archive: blob sources per digest, compressed legacy layers."""
+    """Every blob the targets need, by digest; legacy layers gzipped, each once."""
 
-    def __init__(self, content: ArchiveContent, work_dir: Path) -> None:
-        self.content = content
+    def __init__(self, work_dir: Path) -> None:
         self.work_dir = work_dir
         self.sources: dict[Digest, BlobSource] = {}
         self.compressed: dict[Digest, CompressedLayer] = {}  # by diff_id
 
     def prepare(self, targets: Sequence[_Target]) -> None:
-        """Check everything the targets need and gzip legacy layers (in a worker thread)."""
+        """Gather the blobs and gzip legacy layers (blocking: run it in a worker thread)."""
         for target in targets:
             image = target.image
             if isinstance(image, LayoutImage):
-                for document in layout_documents(self.content, image):
-                    if isinstance(document, ImageIndex):
-                        continue
-                    for blob in (document.config, *document.layers):
-                        self._check_layout_blob(blob.digest)
-            else:
-                member = image.config_member
-                self.sources[image.config.digest] = BlobSource(
-                    image.config.digest, member.size, member.path, member.offset
-                )
-                for layer, diff_id in zip(image.layers, image.config.diff_ids, strict=True):
-                    self._compress(layer, diff_id)
+                for blob in image.blobs:
+                    self.sources.setdefault(blob.digest, blob)
+                continue
+            self.sources[image.config.digest] = image.config
+            for layer, diff_id in zip(image.layers, image.diff_ids, strict=True):
+                if diff_id not in self.compressed:
+                    compressed = compress_layer(layer, diff_id, self.work_dir / diff_id.hex)
+                    self.compressed[diff_id] = compressed
+                    self.sources[compressed.digest] = BlobSource(
+                        compressed.digest, compressed.size, compressed.path
+                    )
 
-    def _check_layout_blob(self, digest: Digest) -> None:
-        if digest in self.sources or digest not in self.content.blobs:
-            return  # checked already, or a foreign layer the archive does not carry
-        descriptor, member = self.content.blobs[digest]
-        _check_blob(member, digest, descriptor.size)
-        self.sources[digest] = BlobSource(digest, member.size, member.path, member.offset)
-
-    def _compress(self, member: Member, diff_id: Digest) -> None:
-        if diff_id in self.compressed:
-            return
-        layer = compress_layer(member, diff_id, self.work_dir / f"{diff_id.hex}.gz")
-        self.compressed[diff_id] = layer
-        self.sources[layer.digest] = BlobSource(layer.digest, layer.size, layer.path)
-
-    def blobs_of(self, image: LayoutImage | LegacyImage) -> list[BlobSource]:
+    def blobs_of(self, image: PushableImage) -> list[BlobSource]:
         """The blobs ``image`` needs, config first, each once."""
-        if isinstance(image, LegacyImage):
-            digests = [image.config.digest]
-            digests += [self.compressed[d].digest for d in image.config.diff_ids]
-        else:
-            digests = [
-                blob.digest
-                for document in layout_documents(self.content, image)
-                if not isinstance(document, ImageIndex)
-                for blob in (document.config, *document.layers)
-                if blob.digest in self.sources
-            ]
+        if isinstance(image, LayoutImage):
+            return list(image.blobs)
+        digests = [image.config.digest, *(self.compressed[d].digest for d in image.diff_ids)]
         return [self.sources[digest] for digest in dict.fromkeys(digests)]
 
 
@@ -349,12 +284,12 @@ class _Pusher:
         tag = repo.tag or "latest"
         image = target.image
         if isinstance(image, LegacyImage):
-            layers_gz = [self.preparation.compressed[d] for d in image.config.diff_ids]
+            layers_gz = [self.preparation.compressed[d] for d in image.diff_ids]
             raw = _manifest_for(image, layers_gz)
             digest = await self.uploader.put_manifest(repo, tag, raw, MEDIA_TYPE_DOCKER_MANIFEST)
             rewritten = True
         else:
-            for document in layout_documents(self.preparation.content, image):
+            for document in image.documents:
                 where = tag if document.digest == image.root.digest else str(document.digest)
                 await self.uploader.put_manifest(repo, where, document.raw, document.media_type)
             digest, rewritten = image.root.digest, False
@@ -396,8 +331,8 @@ async def push_archive(
     directory under ``cache_dir`` (default: the pull's cache directory).
     """
     path = Path(archive)
-    content = await anyio.to_thread.run_sync(lambda: read_archive(open_members(path)))
-    targets = plan_targets(content, destination, dict(renames or {}))
+    images = pushable_images(await verify_archive(path))
+    targets = plan_targets(images, destination, dict(renames or {}))
     work_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     emit = progress or _ignore
     config = TransportConfig(
@@ -409,7 +344,7 @@ async def push_archive(
     )
     work_dir = await anyio.to_thread.run_sync(_work_dir, work_root)
     try:
-        preparation = _Preparation(content, work_dir)
+        preparation = _Preparation(work_dir)
         await anyio.to_thread.run_sync(preparation.prepare, targets)
         async with Transport(config) as transport:
             transport.on_retry = emit

@@ -16,10 +16,10 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .archive_members import Member
 from .digest import Digest
 from .errors import DiffIDMismatchError, OutputError, UsageError
 from .store import describe_os_error
+from .upload import BlobSource
 
 __all__ = ["GZIP_LEVEL", "CompressedLayer", "compress_layer"]
 
@@ -58,10 +58,11 @@ class _HashingFile:
         self._file.close()
 
 
-def compress_layer(member: Member, diff_id: Digest, target: Path) -> CompressedLayer:
-    """Gzip the uncompressed layer ``member`` into ``target``, checking its ``diff_id``.
+def compress_layer(layer: BlobSource, diff_id: Digest, target: Path) -> CompressedLayer:
+    """Gzip the uncompressed layer tar ``layer`` into ``target``, checking its ``diff_id``.
 
-    Raises DiffIDMismatchError (the archive is damaged) before anything leaves this machine.
+    The archive was verified before, but these are the bytes that go out: a layer changed
+    since is a DiffIDMismatchError before anything leaves this machine.
     """
     uncompressed = hashlib.sha256()
     try:
@@ -70,26 +71,25 @@ def compress_layer(member: Member, diff_id: Digest, target: Path) -> CompressedL
             gzipped = gzip.GzipFile(
                 filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=output, mtime=0
             )
-            with member.path.open("rb") as source, gzipped:
-                source.seek(member.offset)
-                remaining = member.size
+            with layer.path.open("rb") as source, gzipped:
+                source.seek(layer.offset)
+                remaining = layer.size
                 while remaining:
                     block = source.read(min(_READ, remaining))
                     if not block:
-                        raise DiffIDMismatchError(f"{member.name} is cut short")
+                        raise DiffIDMismatchError(f"layer {diff_id} is cut short")
                     remaining -= len(block)
                     uncompressed.update(block)
                     gzipped.write(block)
         finally:
             output.close()
     except OSError as exc:
-        if exc.filename is not None and Path(exc.filename) == member.path:
-            raise UsageError(describe_os_error(exc, f"cannot read {member.name}")) from exc
-        raise OutputError(describe_os_error(exc, "cannot write a compressed layer")) from exc
+        if exc.filename is not None and Path(exc.filename) == layer.path:
+            raise UsageError(describe_os_error(exc, f"reading {layer.path}")) from exc
+        raise OutputError(describe_os_error(exc, f"writing {target}")) from exc
     actual = Digest(uncompressed.hexdigest())
     if actual != diff_id:
         raise DiffIDMismatchError(
-            f"layer {member.name} does not match its diff_id {diff_id} (got {actual}): "
-            "the archive is damaged"
+            f"layer {diff_id} changed since the archive was verified (it now hashes to {actual})"
         )
     return CompressedLayer(diff_id, Digest(output.hash.hexdigest()), output.size, target)

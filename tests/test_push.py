@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -18,11 +19,13 @@ from dockerdrag import (
     NetworkError,
     Puller,
     RetryPolicy,
+    UsageError,
     push_archive,
 )
 from dockerdrag.events import ManifestPushed, PushEvent
 from tests.support import pusher
 from tests.support.archive_check import read_docker_archive
+from tests.support.docker25_archive import write_docker25_archive
 from tests.support.dockerd import DockerDaemon
 from tests.support.fault_proxy import FaultProxy, drop_request_after, status, throttle
 from tests.support.images import OCI_CONFIG, OCI_INDEX, OCI_LAYER_TAR, OCI_MANIFEST, SeededImages
@@ -403,3 +406,46 @@ async def test_an_unreachable_registry_is_one_network_error(
     finally:
         closed.close()
     assert list((tmp_path / "w").iterdir()) == []  # the work directory is gone
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "docker-save-20.10"
+
+
+@pytest.mark.parametrize("docker_version", [25, 27])
+async def test_docker_25_and_27_archives(
+    registry_factory: Factory, tmp_path: Path, docker_version: int
+) -> None:
+    """Docker 25/26 layouts leave their layers to manifest.json: their images are pushed as
+    legacy ones; Docker 27's list every layer: pushed as they are."""
+    archive = tmp_path / "saved.tar"
+    registry_dir = FIXTURES / "multi" / "registry"
+    write_docker25_archive(
+        registry_dir, "example.com/team/multi:1", archive, docker_version=docker_version
+    )
+    target = registry_factory()
+    result = await push_archive(
+        archive, f"{target.host}/up", insecure=[target.host], cache_dir=tmp_path / "w"
+    )
+    (image,) = result.images
+    assert image.reference == f"{target.host}/up/team/multi:1"
+    assert image.rewritten is (docker_version < 27)
+    pushed = pusher.get_manifest(target, "up/team/multi", "1")
+    source_config = json.loads((registry_dir / "manifest.json").read_bytes())["config"]["digest"]
+    assert json.loads(pushed.body)["config"]["digest"] == source_config
+    assert str(image.digest) == pushed.digest
+
+
+async def test_a_docker_save_archive_and_a_compressed_one(
+    registry_factory: Factory, tmp_path: Path
+) -> None:
+    saved = FIXTURES / "multi" / "docker-save.tar"
+    target = registry_factory()
+    options = {"insecure": [target.host], "cache_dir": tmp_path / "w"}
+    result = await push_archive(saved, f"{target.host}/up", **options)  # type: ignore[arg-type]
+    assert [(i.reference, i.rewritten) for i in result.images] == [
+        (f"{target.host}/up/fid/multi:latest", True)
+    ]
+    compressed = tmp_path / "saved.tar.gz"
+    compressed.write_bytes(gzip.compress(saved.read_bytes()))
+    with pytest.raises(UsageError, match="decompress it first"):
+        await push_archive(compressed, f"{target.host}/up", **options)  # type: ignore[arg-type]
