@@ -219,4 +219,4 @@ def test_push_archive(
         target.host,
         cwd=tmp_path,
     )
-    assert failed.returncode == 2 and failed.stdout.startswith("error: ")
+    assert failed.returncode == 4 and failed.stdout.startswith("error: no such archive")
