@@ -23,8 +23,8 @@ from .push_progress import (
     PlainPushProgress,
     PushRenderer,
     SilentPushProgress,
-    printable,
 )
+from .safe_text import escape
 from .upload import DEFAULT_CHUNK_SIZE
 
 EXAMPLES = """\
@@ -138,7 +138,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     renderer.finished(result)
     if not args.json:
         for image in result.images:
-            print(printable(f"{image.reference}@{image.digest}"), file=sys.stdout)
+            print(escape(f"{image.reference}@{image.digest}"), file=sys.stdout)
     return 0
 
 

@@ -30,6 +30,7 @@ from .events import (
 from .progress_json import JSON_UPDATES_PER_SECOND, dump_json, event_json
 from .progress_tally import retry_line
 from .push import PushResult
+from .safe_text import escape
 
 PUSH_LABELS = {
     LayerPhase.COMPLETE: "Pushed",
@@ -42,11 +43,6 @@ REWRITTEN_NOTE = (
     "manifest written by dockerdrag: the archive's layers were uncompressed (docker format), "
     "so they were gzipped again and the digest differs from the source registry's"
 )
-
-
-def printable(text: str) -> str:
-    """``text`` with control characters escaped (names come from an untrusted archive)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class PushRenderer(Protocol):
@@ -82,12 +78,12 @@ class PlainPushProgress:
     def __call__(self, event: PushEvent) -> None:
         if isinstance(event, PushStarted):
             self._target = event.reference
-            self._print(f"Pushing {printable(event.source)} -> {printable(event.reference)}")
+            self._print(f"Pushing {escape(event.source)} -> {escape(event.reference)}")
         elif isinstance(event, ManifestPushed):
             note = f" ({REWRITTEN_NOTE})" if event.rewritten else ""
-            self._print(f"{printable(event.reference)}: digest {event.digest}{note}")
+            self._print(f"{escape(event.reference)}: digest {event.digest}{note}")
         elif isinstance(event, RequestRetry):
-            self._print(printable(retry_line(event)))
+            self._print(escape(retry_line(event)))
         elif event.phase in PUSH_LABELS and (self._target, event.digest) not in self._reported:
             self._reported.add((self._target, event.digest))
             size = f" ({event.total} bytes)" if event.phase is LayerPhase.COMPLETE else ""
