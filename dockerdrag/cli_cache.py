@@ -13,7 +13,8 @@ from .cli_parser import Subcommand, SubParsers, add_json_option, add_logging_opt
 from .config import Settings
 from .errors import OutputError, UsageError
 from .human_units import format_bytes
-from .store import default_cache_dir, describe_os_error
+from .conventions import default_cache_dir
+from .store import describe_os_error
 
 
 def _declare(commands: SubParsers) -> argparse.ArgumentParser:

@@ -20,6 +20,7 @@ from .cli_parser import (
 )
 from .cli_session import Options, make_puller, merge_options
 from .config import Settings
+from .conventions import default_cache_dir
 from .errors import UsageError
 from .progress import Renderer, choose_renderer
 from .pull import DEFAULT_CONCURRENCY, FORMATS, Puller, PullResult
@@ -94,7 +95,7 @@ def _declare(commands: SubParsers) -> argparse.ArgumentParser:
     download.add_argument(
         "--cache-dir",
         metavar="DIR",
-        help="blob cache (default ~/.cache/dockerdrag; env DOCKERDRAG_CACHE_DIR)",
+        help=f"blob cache (default {default_cache_dir()}; env DOCKERDRAG_CACHE_DIR)",
     )
     add_connection_options(pull)
     display = pull.add_argument_group("progress display")

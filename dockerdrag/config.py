@@ -27,7 +27,7 @@ from .registry import mirror_host
 
 VARIABLES: dict[str, str] = {
     "DOCKERDRAG_CONCURRENCY": "parallel downloads (default 16)",
-    "DOCKERDRAG_CACHE_DIR": "blob cache directory (default ~/.cache/dockerdrag)",
+    "DOCKERDRAG_CACHE_DIR": "blob cache directory (default: the platform's cache directory)",
     "DOCKERDRAG_REGISTRY_MIRRORS": "Docker Hub mirrors, comma-separated URLs",
     "DOCKERDRAG_INSECURE_REGISTRIES": "registries allowed plain HTTP, comma-separated",
     "DOCKERDRAG_PLATFORM": "platform to pull when --platform is not given",

@@ -11,6 +11,7 @@ import base64
 import enum
 import json
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,14 +93,25 @@ def _normalise_config_key(key: str) -> str:
 
 
 def _run_credential_helper(helper: str, server: str) -> Credentials | None:
+    """Ask ``docker-credential-<helper>`` (``desktop``, ``wincred``, ``osxkeychain``, ...).
+
+    The helper is looked up on ``PATH`` as a shell would (with ``PATHEXT`` on Windows,
+    where Docker Desktop installs ``docker-credential-desktop.exe``) and run by its
+    full path.
+    """
     program = f"docker-credential-{helper}"
-    try:
-        completed = subprocess.run(
-            [program, "get"], input=server.encode(), capture_output=True, timeout=60, check=False
-        )
-    except FileNotFoundError as exc:
+    found = shutil.which(program)
+    if found is None:
         raise AuthenticationError(
             f"credential helper {program!r} (configured for {server}) is not on PATH"
+        )
+    try:
+        completed = subprocess.run(
+            [found, "get"], input=server.encode(), capture_output=True, timeout=60, check=False
+        )
+    except OSError as exc:
+        raise AuthenticationError(
+            f"credential helper {program!r} (configured for {server}) cannot run: {exc.strerror}"
         ) from exc
     except subprocess.TimeoutExpired as exc:
         raise AuthenticationError(f"credential helper {program!r} timed out") from exc

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import platform as _stdlib_platform
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -287,11 +286,12 @@ def _normalize_arch(arch: str, variant: str | None) -> tuple[str, str | None]:
 def host_platform() -> Platform:
     """The platform images for this machine should have, normalised.
 
-    The OS is ``windows`` on Windows and ``linux`` everywhere else (Docker on
-    macOS runs Linux containers in a VM). The architecture comes from the
-    kernel (``uname -m``); 32-bit ARM defaults to ``v7``.
+    The OS is ``linux`` on every host: Docker Desktop on Windows and macOS runs
+    Linux containers in a VM (Windows containers are asked for by name, as in
+    ``--platform windows/amd64``). The architecture comes from the machine
+    (``uname -m``, ``AMD64``/``ARM64`` on Windows); 32-bit ARM defaults to ``v7``.
     """
-    os_name = "windows" if sys.platform == "win32" else "linux"
+    os_name = "linux"
     machine = _stdlib_platform.machine() or "amd64"
     arch = machine.lower()
     variant: str | None = None

@@ -29,6 +29,7 @@ from .assemble import (
 )
 from .cache_repair import BlobSources, write_repairing
 from .cache_use import BlobsInUse
+from .conventions import check_output_name, default_cache_dir
 from .credentials import Credentials
 from .digest import Digest
 from .docker_archive import DockerArchiveOptions
@@ -70,7 +71,7 @@ from .platform import Platform, PlatformSpec, parse_platforms
 from .reference import Reference
 from .registry import RegistryClient, choose_entries, mirror_host
 from .retry import RetryPolicy
-from .store import BlobStore, check_output_path, default_cache_dir
+from .store import BlobStore, check_output_path
 from .transport import Transport, TransportConfig
 
 FORMATS: tuple[str, ...] = ("docker", "oci", "oci-dir")
@@ -474,6 +475,7 @@ class Puller:
         plan = plan_list(entries, platform, format, locked)
         out_path = Path(output)
         if lock_output is not None:
+            check_output_name(Path(lock_output))
             check_output_path(Path(lock_output))
         self._prepare_output(out_path, format)
         listener = _CallProgress(progress)
@@ -501,6 +503,7 @@ class Puller:
 
     def _prepare_output(self, out_path: Path, output_format: str) -> None:
         """Fail before any network I/O if the archive cannot be written; create the cache."""
+        check_output_name(out_path)
         if output_format != "oci-dir":
             check_output_path(out_path)
         self.store.ensure()

@@ -55,7 +55,8 @@ from .manifest import (
 from .recompress import CompressedLayer, compress_layer
 from .reference import Reference
 from .retry import RetryPolicy
-from .store import default_cache_dir, describe_os_error
+from .conventions import default_cache_dir
+from .store import describe_os_error
 from .transport import Transport, TransportConfig
 from .upload import DEFAULT_CHUNK_SIZE, BlobOutcome, BlobSource, BlobUploader
 from .verify import verify_archive

@@ -51,12 +51,6 @@ log = logging.getLogger("dockerdrag")
 _NOT_WRITABLE_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 
-def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/dockerdrag``, else ``~/.cache/dockerdrag``."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "dockerdrag"
-
-
 def describe_os_error(exc: OSError, what: str) -> str:
     """A message for an OSError that a user can act on."""
     if exc.errno == errno.ENOSPC:

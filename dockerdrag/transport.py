@@ -12,9 +12,12 @@ Rules it enforces:
   dropped on any redirect that changes scheme, host or port, and a 401 from such
   a redirect target is an error, never a challenge to answer. No ``~/.netrc``
   credentials and no cookies are sent (the session does not trust the
-  environment); proxies come from ``HTTP(S)_PROXY``/``NO_PROXY`` per request.
-* CAs: the system store (``SSL_CERT_FILE``/``SSL_CERT_DIR``), ``--ca-cert`` and
-  Docker's ``certs.d/<host:port>/`` (``*.crt``, ``*.cert`` + ``*.key``).
+  environment); proxies come from ``HTTP(S)_PROXY``/``NO_PROXY`` per request, or
+  where none is set from the OS's proxy settings (Windows registry, macOS settings).
+* CAs: the system store (OpenSSL's with ``SSL_CERT_FILE``/``SSL_CERT_DIR`` on Linux,
+  the OS's on macOS and Windows: :func:`~dockerdrag.conventions.trusting_context`),
+  ``--ca-cert`` and Docker's ``certs.d/<host:port>/`` (``*.crt``, ``*.cert`` +
+  ``*.key``; :func:`~dockerdrag.conventions.docker_certs_d_dirs`).
 * Retries with exponential backoff (full jitter) on connection errors and
   408/429/500/502/503/504, honouring ``Retry-After``; never on other statuses,
   nor on a host name that does not resolve; a refused connection is retried
@@ -29,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import socket
 import ssl
 import urllib.request
@@ -43,6 +45,7 @@ import anyio
 import yarl
 
 from .auth import RegistryAuth
+from .conventions import certs_d_name, docker_certs_d_dirs, trusting_context
 from .credentials import Credentials
 from .errors import (
     AuthenticationError,
@@ -81,7 +84,7 @@ class TransportConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     connect_timeout: float = 30.0
     read_timeout: float = 60.0
-    certs_d_dirs: tuple[Path, ...] = field(default_factory=lambda: default_certs_d_dirs())
+    certs_d_dirs: tuple[Path, ...] = field(default_factory=lambda: docker_certs_d_dirs())
 
 
 def redact_url(url: str) -> str:
@@ -142,7 +145,9 @@ class Transport:
         self._schemes: dict[str, str] = {}
         self._ssl: dict[str, ssl.SSLContext | bool] = {}
         self._scheme_locks: dict[str, anyio.Lock] = {}
-        self._proxies = urllib.request.getproxies_environment()
+        # The environment's proxies; where it names none, the OS's settings.
+        self._proxies = urllib.request.getproxies()
+        self._os_proxies = not urllib.request.getproxies_environment()
 
     async def __aenter__(self) -> Transport:
         timeout = aiohttp.ClientTimeout(
@@ -190,9 +195,8 @@ class Transport:
         return host in insecure or host.rsplit(":", 1)[0] in insecure
 
     def _default_ssl(self) -> ssl.SSLContext:
-        """A verifying context: the system store (``SSL_CERT_FILE``/``SSL_CERT_DIR``
-        honoured by OpenSSL) plus ``ca_cert``."""
-        context = ssl.create_default_context()
+        """A verifying context: the system store plus ``ca_cert``."""
+        context = trusting_context()
         if self.config.ca_cert is not None:
             try:
                 context.load_verify_locations(cafile=str(self.config.ca_cert))
@@ -211,15 +215,16 @@ class Transport:
         else:
             setting = self._default_ssl()
             for base in self.config.certs_d_dirs:
-                _load_certs_d(setting, base / host)
+                _load_certs_d(setting, base / certs_d_name(host))
         self._ssl[host] = setting
         return setting
 
     def proxy_for(self, url: str) -> str | None:
-        """The proxy for ``url`` from ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY``, or None."""
+        """The proxy for ``url`` from ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY`` (else
+        from the OS's settings and their exceptions), or None."""
         parts = urlsplit(url)
         proxy = self._proxies.get(parts.scheme)
-        if not proxy or _proxy_bypass(parts.netloc, self._proxies):
+        if not proxy or _proxy_bypass(parts.netloc, self._proxies, self._os_proxies):
             return None
         return proxy if "://" in proxy else f"http://{proxy}"
 
@@ -660,9 +665,12 @@ def _plain_cause(exc: BaseException) -> str:
     return _describe(exc)
 
 
-def _proxy_bypass(netloc: str, proxies: Mapping[str, str]) -> bool:
+def _proxy_bypass(netloc: str, proxies: Mapping[str, str], os_settings: bool) -> bool:
     """Whether ``NO_PROXY`` exempts ``netloc`` (the stdlib matcher: host, domain suffix,
-    host:port, ``*``)."""
+    host:port, ``*``), or for proxies from the OS's settings, the OS's exceptions."""
+    if os_settings:
+        exempt: bool = urllib.request.proxy_bypass(netloc)
+        return exempt
     matcher = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
     bypass: bool = matcher(netloc, proxies)
     return bypass
@@ -685,13 +693,6 @@ async def _read_capped(raw: aiohttp.ClientResponse, limit: int) -> bytes:
         chunks.append(chunk)
         total += len(chunk)
     return b"".join(chunks)
-
-
-def default_certs_d_dirs() -> tuple[Path, ...]:
-    """Where Docker looks for per-registry CAs: ``/etc/docker/certs.d``, and (as the
-    rootless daemon does) ``$XDG_CONFIG_HOME/docker/certs.d`` (``~/.config/...``)."""
-    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return (Path("/etc/docker/certs.d"), Path(config_home) / "docker" / "certs.d")
 
 
 def _load_certs_d(context: ssl.SSLContext, host_dir: Path) -> None:

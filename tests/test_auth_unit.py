@@ -23,6 +23,7 @@ from dockerdrag.auth import (
     parse_www_authenticate,
     refusal_of,
 )
+from dockerdrag.conventions import docker_certs_d_dirs
 from dockerdrag.credentials import Credentials, load_docker_credentials
 from dockerdrag.errors import (
     AuthenticationError,
@@ -440,7 +441,7 @@ def test_proxy_for_honours_no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_default_certs_d_dirs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
-    assert transport.default_certs_d_dirs() == (
+    assert docker_certs_d_dirs() == (
         Path("/etc/docker/certs.d"),
         tmp_path / "docker" / "certs.d",
     )

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dockerdrag"
 # Rank of each module: a module may import only modules of a strictly lower rank.
 LAYERS: list[set[str]] = [
     {"errors", "osfiles", "human_units", "safe_text"},
-    {"digest", "platform", "direct_io", "retry", "credentials", "blob_lock"},
+    {"digest", "platform", "direct_io", "retry", "credentials", "blob_lock", "conventions"},
     {"gojson"},
     {"reference", "manifest", "tarwriter", "tarstream", "events", "tokens"},
     {"auth", "store", "layers", "image_list"},

@@ -218,6 +218,29 @@ def test_host_platform() -> None:
         assert str(host) == "linux/amd64"
 
 
+@pytest.mark.parametrize(
+    ("system", "machine", "expected"),
+    [
+        ("win32", "AMD64", "linux/amd64"),
+        ("win32", "ARM64", "linux/arm64"),
+        ("darwin", "arm64", "linux/arm64"),
+        ("darwin", "x86_64", "linux/amd64"),
+    ],
+)
+def test_every_host_means_linux_images(
+    monkeypatch: pytest.MonkeyPatch, system: str, machine: str, expected: str
+) -> None:
+    """Docker Desktop runs Linux containers on Windows and macOS: the default and a bare
+    architecture mean Linux there too."""
+    import platform as stdlib_platform
+    import sys
+
+    monkeypatch.setattr(sys, "platform", system)
+    monkeypatch.setattr(stdlib_platform, "machine", lambda: machine)
+    assert str(host_platform()) == expected
+    assert Platform.parse("arm64") == Platform("linux", "arm64")
+
+
 # --- matching and preference -----------------------------------------------------------
 
 

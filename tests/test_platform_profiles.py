@@ -28,10 +28,10 @@ from dockerdrag.digest import Digest
 from dockerdrag.pull import FORMATS
 from tests.support.fault_proxy import FaultProxy, throttle
 from tests.support.images import BuiltLayer, PushedImage, layer, push_image
-from tests.support.platform_profiles import PROFILES
 from tests.support.registry_server import RegistryServer
 
 ROOT = Path(__file__).resolve().parent.parent
+PROFILES = ("macos", "windows")
 LAUNCHER = ROOT / "tests" / "support" / "platform_profiles.py"
 BIG = 3_000_000
 
@@ -178,6 +178,41 @@ def test_a_pull_killed_mid_layer_resumes(
 
 
 @pytest.mark.parametrize("profile", PROFILES)
+def test_ctrl_c_keeps_the_blobs_and_leaves_no_temp_file(
+    proxy: FaultProxy, image: PushedImage, tmp_path: Path, profile: str
+) -> None:
+    """Without O_TMPFILE the archive's temp file has a name: Ctrl-C must remove it."""
+    cache, output = tmp_path / "cache", tmp_path / "x.tar"
+    big = image.layers[1]
+    partial = blob_partial(cache, big)
+    proxy.add(throttle(1_500_000), path=rf"/blobs/{big.digest}$", times=None)
+    process = subprocess.Popen(
+        command(profile, proxy.host, image, cache, output),
+        env=environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        # A shell's background job ignores SIGINT and its children inherit that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (partial.exists() and partial.stat().st_size >= 1 << 20):
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.02)
+        temps = [p.name for p in tmp_path.iterdir() if p.name.startswith(".x.tar.")]
+        assert len(temps) == 1  # the archive is being written beside the output meanwhile
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, err.decode()
+    assert partial.stat().st_size >= 1 << 20
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
 def test_two_processes_share_one_cache(
     proxy: FaultProxy, image: PushedImage, tmp_path: Path, profile: str
 ) -> None:
@@ -198,3 +233,26 @@ def test_two_processes_share_one_cache(
         assert process.returncode == 0, err.decode()
     assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
     assert served(proxy, big) == big.size  # the lock made the second process wait
+
+
+def test_without_isal_gzip_layers_give_the_same_bytes(
+    registry: RegistryServer, image: PushedImage, tmp_path: Path
+) -> None:
+    """Windows ARM64 (and 32-bit Windows) get no isal wheel: zlib decompresses instead."""
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import platform_profiles\n"
+        "platform_profiles.install('windows-arm64')\n"
+        "from dockerdrag import layers; print(layers._gzip.__name__)"
+    )
+    used = subprocess.run(
+        [sys.executable, "-c", probe, str(LAUNCHER.parent)],
+        env=environment(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert used.stdout.strip() == "gzip"  # the standard library's, over zlib
+    host = registry.url.split("://", 1)[1]
+    output = tmp_path / "arm64.tar"
+    run(command("windows-arm64", host, image, tmp_path / "cache", output))
+    assert snapshot(output) == linux_pull(host, image, "docker", tmp_path)

@@ -13,6 +13,7 @@ dockerdrag must pick its way by what the system offers, not by the platform's na
   ``os.getuid``; ``os.rename`` onto an existing path raises ``FileExistsError``;
   ``os.open`` of a directory raises ``PermissionError`` and ``dir_fd`` is not
   implemented; ``ctypes.CDLL(None)`` raises ``TypeError``.
+* ``windows-arm64``: ``windows`` without ``isal`` (no wheel there): gzip through zlib.
 
 The standard library and third-party modules are imported before the ``msvcrt``
 stand-in appears: ``subprocess``, ``getpass`` and others take a present ``msvcrt``
@@ -30,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-PROFILES = ("macos", "windows")
+PROFILES = ("macos", "windows", "windows-arm64")
 
 # Present on Linux, missing on macOS (and Windows).
 LINUX_ONLY = (
@@ -82,7 +83,9 @@ def install(profile: str) -> None:
         raise RuntimeError("dockerdrag was imported before the platform profile")
     for name in LINUX_ONLY:
         _remove(os, name)
-    if profile == "windows":
+    if profile == "windows-arm64":
+        sys.modules["isal"] = None  # type: ignore[assignment]  # ``import isal`` fails
+    if profile.startswith("windows"):
         _install_windows()
 
 
