@@ -11,9 +11,9 @@ import anyio
 from .cache_admin import CacheSummary, PruneResult, prune, summarize
 from .cli_parser import Subcommand, SubParsers, add_json_option, add_logging_options
 from .config import Settings
+from .conventions import default_cache_dir
 from .errors import OutputError, UsageError
 from .human_units import format_bytes
-from .conventions import default_cache_dir
 from .store import describe_os_error
 
 

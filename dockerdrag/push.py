@@ -35,6 +35,7 @@ from pathlib import Path
 import anyio
 
 from .archive_images import LayoutImage, LegacyImage, PushableImage, pushable_images
+from .conventions import default_cache_dir
 from .credentials import Credentials
 from .digest import Digest
 from .download import DEFAULT_CONCURRENCY
@@ -55,7 +56,6 @@ from .manifest import (
 from .recompress import CompressedLayer, compress_layer
 from .reference import Reference
 from .retry import RetryPolicy
-from .conventions import default_cache_dir
 from .store import describe_os_error
 from .transport import Transport, TransportConfig
 from .upload import DEFAULT_CHUNK_SIZE, BlobOutcome, BlobSource, BlobUploader
