@@ -36,6 +36,7 @@ from dockerdrag import (
     parse_image_list,
     read_image_list,
     read_lockfile,
+    verify_archive,
     write_lockfile,
 )
 from tests.support.archive_check import read_docker_archive
@@ -239,6 +240,35 @@ async def test_list_into_one_bundle_with_a_lock_file(
     assert result.lock == read_lockfile(lock_path)
     assert lock_path.read_bytes() == result.lock.to_json()
     assert not list(tmp_path.glob(".bundle.lock.json.*"))
+    verified = await verify_archive(bundle)  # offline, every digest and reference
+    assert len(verified.images) == 4
+
+
+async def test_list_into_an_oci_dir_and_locked_again(
+    seeded_registry: SeededRegistry, tmp_path: Path
+) -> None:
+    server, _ = seeded_registry
+    pair = push_shared_pair(server)
+    listed = read_image_list(write_list(tmp_path, server, pair))
+    layout, again = tmp_path / "layout", tmp_path / "again"
+    async with puller(server, tmp_path) as client:
+        first = await client.pull_list(
+            listed, output=layout, format="oci-dir", lock_output=default_lock_path(layout)
+        )
+        await client.pull_list(None, output=again, format="oci-dir", locked=first.lock)
+    assert read_lockfile(tmp_path / "layout.lock.json") == first.lock
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    stored = files(layout)
+    assert stored == files(again)
+    assert f"blobs/sha256/{pair.shared.digest[7:]}" in stored
+    verified = await verify_archive(layout, require_complete=True)
+    assert {str(d) for d in verified.manifests} >= {
+        pair.first.manifest_digest,
+        pair.second.manifest_digest,
+    }
 
 
 async def test_several_platforms_on_a_line_lock_every_manifest(
