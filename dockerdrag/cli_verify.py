@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 
 from .cli_parser import Subcommand, SubParsers, add_json_option, add_logging_options
 from .config import Settings
+from .human_units import format_amount, format_bytes
+from .layers import Compression, sniff_compression
 from .manifest import INDEX_MEDIA_TYPES
 from .oci_archive import ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME
 from .safe_text import escape
@@ -15,6 +19,7 @@ from .verify import VerifiedArchive, summary_json, verify_archive
 
 __all__ = ["VERIFY", "describe_archive"]
 
+_CLEAR_LINE = "\x1b[2K"
 _LAYOUTS = {
     "docker": "docker archive",
     "docker+oci": "docker archive with an OCI layout",
@@ -42,8 +47,56 @@ def _declare_verify(subparsers: SubParsers) -> argparse.ArgumentParser:
     shown = parser.add_mutually_exclusive_group()
     shown.add_argument("-q", "--quiet", action="store_true", help="print nothing when it is fine")
     add_json_option(shown)
+    parser.add_argument(
+        "--progress",
+        choices=("auto", "tty", "plain"),
+        default="auto",
+        help="auto: a line redrawn on stderr while reading when it is a terminal, else one "
+        "line as it starts (default); tty: always the redrawn line; plain: always one line",
+    )
     add_logging_options(parser)
     return parser
+
+
+def _tar_size(archive: Path) -> int | None:
+    """The size of an uncompressed tar file; None for a directory or a compressed tar
+    (whose size does not compare with the bytes read out of it)."""
+    if not archive.is_file():
+        return None
+    with open(archive, "rb") as handle:
+        if sniff_compression(handle.read(6)) is not Compression.NONE:
+            return None
+    return archive.stat().st_size
+
+
+class _Meter:
+    """How far the reading got, on stderr: a redrawn line, or one line at the start."""
+
+    def __init__(self, archive: Path, redraw: bool) -> None:
+        self._label = escape(str(archive))
+        self._redraw = redraw
+        self._total = _tar_size(archive)
+        self._drawn = False
+
+    def start(self) -> None:
+        if not self._redraw:
+            size = f" ({format_bytes(self._total)})" if self._total is not None else ""
+            print(f"Verifying {self._label}{size}", file=sys.stderr)
+
+    def __call__(self, read: int) -> None:
+        if not self._redraw:
+            return
+        # The archive's size counts tar headers and padding too: never show more read.
+        done = read if self._total is None else min(read, self._total)
+        amount = format_bytes(done) if self._total is None else format_amount(done, self._total)
+        sys.stderr.write(f"\r{_CLEAR_LINE}Verifying {self._label}: {amount}")
+        sys.stderr.flush()
+        self._drawn = True
+
+    def finish(self) -> None:
+        if self._drawn:
+            sys.stderr.write(f"\r{_CLEAR_LINE}")
+            sys.stderr.flush()
 
 
 def _index_lines(archive: VerifiedArchive) -> list[str]:
@@ -90,9 +143,24 @@ def describe_archive(archive: VerifiedArchive) -> list[str]:
     return lines
 
 
+def _meter(args: argparse.Namespace) -> _Meter | None:
+    if args.json or args.quiet:
+        return None
+    terminal = sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+    redraw = args.progress == "tty" or (args.progress == "auto" and terminal)
+    return _Meter(Path(args.archive), redraw)
+
+
 async def _run_verify(args: argparse.Namespace, _settings: Settings) -> int:
     """Run ``dockerdrag verify``; errors are raised (IntegrityError: exit 6)."""
-    archive = await verify_archive(args.archive, require_complete=args.complete)
+    meter = _meter(args)
+    if meter is not None:
+        meter.start()
+    try:
+        archive = await verify_archive(args.archive, require_complete=args.complete, progress=meter)
+    finally:
+        if meter is not None:
+            meter.finish()
     if args.json:
         print(json.dumps(summary_json(archive)))
     elif not args.quiet:

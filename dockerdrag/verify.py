@@ -28,7 +28,8 @@ from __future__ import annotations
 import io
 import json
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -69,6 +70,7 @@ from .verify_layout import (
 )
 
 __all__ = [
+    "PROGRESS_INTERVAL",
     "ArchiveImage",
     "VerificationCancelled",
     "VerifiedArchive",
@@ -76,6 +78,9 @@ __all__ = [
     "summary_json",
     "verify_archive",
 ]
+
+PROGRESS_INTERVAL: Final = 0.2
+"""Seconds between two progress reports of :func:`verify_archive`."""
 
 # The fields Docker's manifest.json entries have. The file is not content-addressed: a
 # damaged key would go unseen, so any other key is refused.
@@ -368,39 +373,70 @@ class VerificationCancelled(Exception):
 
 
 def check_archive(
-    path: str | Path, *, require_complete: bool = False, stop: threading.Event | None = None
+    path: str | Path,
+    *,
+    require_complete: bool = False,
+    stop: threading.Event | None = None,
+    on_read: Callable[[int], None] | None = None,
 ) -> VerifiedArchive:
     """Verify the archive at ``path`` (blocking; see :func:`verify_archive`).
 
     ``stop``, when set from another thread, ends the check with
-    :class:`VerificationCancelled` at the next block read.
+    :class:`VerificationCancelled` at the next block read. ``on_read`` is called in
+    this thread with the number of member bytes read so far, after each block.
     """
     path = Path(path)
+    read = 0
 
-    def check_stop(_size: int) -> None:
+    def each_block(size: int) -> None:
+        nonlocal read
         if stop is not None and stop.is_set():
             raise VerificationCancelled(f"verification of {path} cancelled")
+        read += size
+        if on_read is not None:
+            on_read(read)
 
-    return _verify(scan_archive(path, check_stop), path, require_complete)
+    return _verify(scan_archive(path, each_block), path, require_complete)
 
 
-async def verify_archive(path: str | Path, *, require_complete: bool = False) -> VerifiedArchive:
+async def verify_archive(
+    path: str | Path,
+    *,
+    require_complete: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> VerifiedArchive:
     """Verify the image archive (tar, compressed tar or OCI layout directory) at ``path``.
 
     Reads it once, in a worker thread, without unpacking it and with memory bounded
     however large it is; returns what it holds, or raises the first problem found as
     an IntegrityError subclass naming the member (see the module docstring).
     ``require_complete=True`` also refuses a sparse layout (an index whose listed
-    manifests are not all stored). Cancelling the call stops the worker thread.
+    manifests are not all stored). ``progress`` is called on the event loop with the
+    number of member bytes read so far, a few times a second and once at the end
+    (``VerifiedArchive.total_size``). Cancelling the call stops the worker thread.
     """
     stop = threading.Event()
+    shown = 0.0
+
+    def report(read: int) -> None:
+        nonlocal shown
+        now = time.monotonic()
+        if progress is not None and now - shown >= PROGRESS_INTERVAL:
+            shown = now
+            anyio.from_thread.run_sync(progress, read)
+
     try:
-        return await anyio.to_thread.run_sync(
-            partial(check_archive, path, require_complete=require_complete, stop=stop),
+        verified = await anyio.to_thread.run_sync(
+            partial(
+                check_archive, path, require_complete=require_complete, stop=stop, on_read=report
+            ),
             abandon_on_cancel=True,
         )
     finally:
         stop.set()
+    if progress is not None:
+        progress(verified.total_size)
+    return verified
 
 
 def summary_json(archive: VerifiedArchive) -> dict[str, Any]:

@@ -381,3 +381,33 @@ async def test_archives_other_tools_write_verify(
         lines = describe_archive(verified)
         assert f"{written}: OK (OCI layout; 1 index.json entr(y/ies), " in lines[0]
         assert lines[1].split() == ["(unnamed)", "manifest", str(entry.digest)]
+
+
+async def test_progress_reports_the_bytes_read(tmp_path: Path) -> None:
+    archive = tmp_path / "big.tar"
+    layer = bytes(48 << 20)
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {
+                "type": "layers",
+                "diff_ids": [f"sha256:{hashlib.sha256(layer).hexdigest()}"],
+            },
+        }
+    ).encode()
+    config_name = f"{hashlib.sha256(config).hexdigest()}.json"
+    entry = [{"Config": config_name, "RepoTags": None, "Layers": ["l/layer.tar"]}]
+    with tarfile.open(archive, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in [
+            ("l/layer.tar", layer),
+            (config_name, config),
+            ("manifest.json", json.dumps(entry).encode()),
+        ]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    reports: list[int] = []
+    verified = await verify_archive(archive, progress=reports.append)
+    assert reports[-1] == verified.total_size == len(layer) + len(config) + len(json.dumps(entry))
+    assert reports == sorted(reports) and len(reports) >= 2

@@ -72,7 +72,9 @@ def test_a_damaged_archive_exits_6_naming_the_member(tmp_path: Path) -> None:
     damaged.write_bytes(bytes(data))
     done = verify(str(damaged), cwd=tmp_path)
     assert done.returncode == 6
-    assert done.stderr.startswith(f"dockerdrag: error: {layer.name}: uncompressed content")
+    started, error = done.stderr.splitlines()
+    assert started == f"Verifying {damaged} (46.1 kB)"
+    assert error.startswith(f"dockerdrag: error: {layer.name}: uncompressed content")
     assert "Traceback" not in done.stderr
     as_json = verify("--json", str(damaged), cwd=tmp_path)
     assert as_json.returncode == 6 and layer.name in json.loads(as_json.stdout)["message"]
@@ -184,3 +186,18 @@ def test_the_summary_escapes_what_the_archive_says(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "\x1b" not in done.stdout and "\x07" not in done.stdout and "\u202e" not in done.stdout
     assert "amd64\\x1b]0;owned\\x07\\u202e" in done.stdout
+
+
+def test_progress_on_stderr(tmp_path: Path) -> None:
+    redrawn = verify("--progress", "tty", str(MULTI), cwd=tmp_path)
+    assert redrawn.returncode == 0, redrawn.stderr
+    # (text mode reads each "\r" as a newline)
+    assert redrawn.stderr.startswith(f"\n\x1b[2KVerifying {MULTI}: ")
+    assert redrawn.stderr.endswith("\n\x1b[2K")  # the line is gone once done
+    assert "34.8 of 46.1 kB" in redrawn.stderr  # every member byte read, the last report
+    plain = verify("--progress", "plain", str(MULTI), cwd=tmp_path)
+    assert plain.stderr == f"Verifying {MULTI} (46.1 kB)\n"
+    assert plain.stdout == redrawn.stdout
+    assert verify(str(MULTI), cwd=tmp_path).stderr == plain.stderr  # auto, not a terminal
+    assert verify("-q", "--progress", "tty", str(MULTI), cwd=tmp_path).stderr == ""
+    assert verify("--json", "--progress", "tty", str(MULTI), cwd=tmp_path).stderr == ""
