@@ -20,9 +20,12 @@ SeededRegistry = tuple[RegistryServer, dict[str, Any]]
 CLOSED_PORT_HOST = "127.0.0.1:9"
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, cwd: Path, platform: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The command with ``DOCKERDRAG_PLATFORM`` set to ``platform`` (unset for None)."""
     env = {**os.environ, "XDG_CACHE_HOME": str(cwd / ".xdg-cache"), "DOCKER_CONFIG": str(cwd)}
     env.pop("DOCKERDRAG_PLATFORM", None)
+    if platform is not None:
+        env["DOCKERDRAG_PLATFORM"] = platform
     return run_dockerdrag(list(args), cwd=cwd, env=env)
 
 
@@ -76,6 +79,30 @@ def test_list_into_a_bundle_and_its_lock_then_locked_after_the_tag_moved(
         "current": new.manifest_digest,
     }
     assert events[-1]["event"] == "done"
+
+
+def test_the_default_platform_applies_to_list_lines_not_to_a_lock_alone(
+    seeded_registry: SeededRegistry, tmp_path: Path
+) -> None:
+    server, images = seeded_registry
+    (tmp_path / "l.txt").write_text(f"{images['multiarch'].reference}\n")
+    insecure = ("--insecure", server.host)
+    listed = run_cli("-f", "l.txt", "-o", "b.tar", *insecure, cwd=tmp_path, platform="linux/arm/v7")
+    assert listed.returncode == 0, listed.stderr
+    (locked,) = json.loads((tmp_path / "b.lock.json").read_text())["images"]
+    assert locked["platform"] == "linux/arm/v7"
+    # The lock records each line's platform: the environment's default does not apply...
+    again = run_cli(
+        "--locked", "b.lock.json", "-o", "c.tar", *insecure, cwd=tmp_path, platform="s390x"
+    )
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "c.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+    # ...and an explicit one is refused.
+    refused = run_cli(
+        "--locked", "b.lock.json", "-o", "d.tar", "--platform", "linux/amd64", cwd=tmp_path
+    )
+    assert refused.returncode == 2
+    assert "the lock file records each image's platform" in refused.stderr
 
 
 def test_list_pull_with_json_reports_every_line(
