@@ -224,8 +224,8 @@ def docker_writer(
             for image in item.images[:1]
         ]
         with atomic_output(output) as handle:
-            if not write_docker_archive_in_parallel(handle, images, options, stop):
-                write_docker_archive(handle, images, options)
+            if not write_docker_archive_in_parallel(handle.regions(), images, options, stop):
+                write_docker_archive(handle.sequential(), images, options)
 
     return write
 
@@ -280,7 +280,7 @@ def oci_writer(
             return
         with atomic_output(output) as handle:
             write_oci_archive(
-                handle,
+                handle.sequential(),
                 images,
                 include_attestations=True,
                 on_chunk=check_cancelled,

@@ -92,13 +92,28 @@ class VerifyingHasher:
 
     def update(self, data: bytes | memoryview) -> None:
         """Feed the next bytes of the stream."""
-        self.size += len(data)
+        self._add_size(len(data))
+        if self._hash is not None:
+            self._hash.update(data)
+
+    @property
+    def hashes_content(self) -> bool:
+        """Whether the bytes are hashed (False: only their size is checked)."""
+        return self._hash is not None
+
+    def count_unseen(self, size: int) -> None:
+        """Count ``size`` bytes that were copied without passing through here (a kernel
+        copy); only for ``hash_content=False``, where nothing is hashed anyway."""
+        if self._hash is not None:
+            raise ValueError("bytes that are hashed cannot be skipped")
+        self._add_size(size)
+
+    def _add_size(self, size: int) -> None:
+        self.size += size
         if self.expected_size is not None and self.size > self.expected_size:
             raise SizeMismatchError(
                 f"{self.expected}: received more than the expected {self.expected_size} bytes"
             )
-        if self._hash is not None:
-            self._hash.update(data)
 
     def digest(self) -> Digest:
         """The digest of the bytes fed so far (``expected`` if content is not hashed)."""

@@ -18,13 +18,15 @@ direct writes and buffered writes therefore never touch the same page. Where
 direct write answered with ``EINVAL``) every write goes through the ordinary
 descriptor, which is as correct and only slower.
 
+A file filled in regions at known offsets by several threads at once is written by
+:mod:`dockerdrag.direct_regions` instead (the two are never mixed in one file).
+
 Errors of the helper thread (``ENOSPC`` above all) are raised as the original
 :class:`OSError` by the next call of the writer, and by :meth:`DirectFileWriter.finish`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import mmap
 import os
@@ -34,12 +36,13 @@ from typing import Final, Protocol
 
 from .osfiles import pwrite_all, reopen_direct
 
-__all__ = ["DIRECT_BLOCK", "DirectFileWriter", "Hasher", "Readable", "RegionWriter"]
+__all__ = ["DIRECT_BLOCK", "PAGE", "DirectFileWriter", "Hasher", "Readable", "pwrite_past_cache"]
 
 DIRECT_BLOCK: Final = 1 << 19
 """Bytes per direct write (a multiple of every block size O_DIRECT may require)."""
 
-_PAGE: Final = mmap.PAGESIZE
+PAGE: Final = mmap.PAGESIZE
+"""The page size: direct writes cover whole pages."""
 _MAX_PATCH_BYTES: Final = 1 << 20  # deferred overwrites kept in memory at most
 _DEPTH: Final = 1  # full blocks queued for the helper at most (memory: DEPTH + 2 blocks)
 
@@ -48,9 +51,11 @@ class DirectFileWriter:
     """A write-only, sequential, seek-to-patch file writer over the open descriptor ``fd``.
 
     ``fd`` must be open for writing (and stays owned by the caller); the file must be
-    empty. Supports :meth:`write`, :meth:`tell`, :meth:`seek` (to any offset up to the
-    end, to overwrite what was written, then back to the end), :meth:`fileno`,
-    :meth:`finish` (write everything: call before fsync) and :meth:`close`.
+    empty. Supports :meth:`write`, :meth:`fill_from`, :meth:`tell`, :meth:`seek` (to any
+    offset up to the end, to overwrite what was written, then back to the end),
+    :meth:`fileno`, :meth:`finish` (write everything: call before fsync) and
+    :meth:`close`. A file written in regions at offsets is
+    :class:`~dockerdrag.direct_regions.DirectRegionFile`'s job, never mixed with this one.
     """
 
     def __init__(self, fd: int, *, block_size: int = DIRECT_BLOCK) -> None:
@@ -103,6 +108,32 @@ class DirectFileWriter:
                 self._append(raw)
             return len(raw)
 
+    def fill_from(self, stream: Readable, limit: int, hasher: Hasher) -> int:
+        """Append up to ``limit`` (> 0) bytes of ``stream``, read straight into the block
+        that goes to the file, hashing them; 0 at the end of ``stream``.
+
+        Raises ValueError unless the position is the end of the file. Whatever
+        ``hasher`` raises leaves the bytes just read unwritten.
+        """
+        self._check_open()
+        if self._pos != self._end:
+            raise ValueError("fill_from() appends: seek to the end of the file first")
+        if self._block is None:
+            self._block = self._take_block()
+        start = self._fill
+        room = memoryview(self._block)[start : start + min(limit, self._block_size - start)]
+        count = stream.readinto(room) or 0
+        if count:
+            hasher.update(room[:count])
+        del room  # a block is reused: no view of it outlives the call
+        if count:
+            self._fill += count
+            self._pos += count
+            self._end = self._pos
+            if self._fill == self._block_size:
+                self._hand_over()
+        return count
+
     def flush(self) -> None:
         """Raise a pending error of the helper thread (data is written by :meth:`finish`)."""
         self._raise_error()
@@ -141,30 +172,6 @@ class DirectFileWriter:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    # ------------------------------------------------------------------ random access
-
-    def write_at(self, data: bytes, offset: int) -> None:
-        """Write ``data`` at ``offset`` through the ordinary descriptor.
-
-        For filling the file in parallel regions (:meth:`region`) instead of with
-        :meth:`write`; the two ways are not mixed in one file.
-        """
-        self._check_open()
-        with memoryview(data) as view:
-            pwrite_all(self._fd, view, offset)
-
-    def region(self, start: int) -> RegionWriter:
-        """A writer of the bytes from ``start`` on, for one thread; full pages go direct."""
-        self._check_open()
-        return RegionWriter(self._fd, None if self._direct_refused else self._direct_fd, start)
-
-    def discard(self) -> None:
-        """Empty the file (after regions were written) so it can be written afresh."""
-        self._check_open()
-        if self._end:
-            raise ValueError("discard() is for files filled with write_at() and regions")
-        os.ftruncate(self._fd, 0)
 
     @property
     def direct(self) -> bool:
@@ -278,106 +285,23 @@ class DirectFileWriter:
 
     def _write_direct(self, block: mmap.mmap, offset: int, length: int) -> None:
         direct = None if self._direct_refused else self._direct_fd
-        if not _pwrite_past_cache(direct, self._fd, memoryview(block)[:length], offset):
+        if not pwrite_past_cache(direct, self._fd, memoryview(block)[:length], offset):
             self._direct_refused = True
 
 
-class RegionWriter:
-    """Writes one region of a file front to back, from ``start``, for one thread.
-
-    Bytes are read into a page-aligned block (no copy) and written once it is full:
-    the whole pages with ``O_DIRECT`` when ``direct_fd`` is given, the partial pages
-    at the region's ends through ``fd``. A region's whole pages hold no byte of any
-    other region, so regions of one file can be written at once by several threads
-    and bytes around them with :meth:`DirectFileWriter.write_at`.
-    """
-
-    def __init__(
-        self, fd: int, direct_fd: int | None, start: int, *, block_size: int = DIRECT_BLOCK
-    ) -> None:
-        self._fd = fd
-        self._direct_fd = direct_fd
-        self._block = mmap.mmap(-1, block_size)
-        self._size = block_size
-        self._base = start - start % _PAGE  # file offset of the block's first byte
-        self._done = start - self._base  # block bytes before this are written (or not ours)
-        self._fill = self._done  # block bytes before this hold data
-
-    def fill_from(self, stream: Readable, limit: int, hasher: Hasher) -> int:
-        """Read up to ``limit`` bytes of ``stream`` into the region, hashing them; 0 at EOF."""
-        start = self._fill
-        room = memoryview(self._block)[start : start + min(limit, self._size - start)]
-        count = stream.readinto(room) or 0
-        if count:
-            hasher.update(room[:count])
-        del room  # no view may outlive a call: close() frees the block
-        if count:
-            self._advance(count)
-        return count
-
-    def zero_fill(self, count: int) -> None:
-        """Append ``count`` NUL bytes."""
-        while count:
-            step = min(count, self._size - self._fill)
-            self._block[self._fill : self._fill + step] = bytes(step)
-            self._advance(step)
-            count -= step
-
-    def finish(self) -> None:
-        """Write what the block still holds."""
-        if self._fill > self._done:
-            self._write()
-
-    def close(self) -> None:
-        """Free the block (what was not finished is not written)."""
-        # A traceback may still hold a view of the block: then it is freed with the view.
-        with contextlib.suppress(BufferError):
-            self._block.close()
-
-    def __enter__(self) -> RegionWriter:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def _advance(self, count: int) -> None:
-        self._fill += count
-        if self._fill == self._size:
-            self._write()
-            self._base += self._size
-            self._done = self._fill = 0
-
-    def _write(self) -> None:
-        low, high = self._done, self._fill
-        first_page = min(high, -(-low // _PAGE) * _PAGE)
-        last_page = max(first_page, high - high % _PAGE)
-        block = memoryview(self._block)
-        if low < first_page:
-            pwrite_all(self._fd, block[low:first_page], self._base + low)
-        if first_page < last_page:
-            self._write_pages(block[first_page:last_page], self._base + first_page)
-        if last_page < high:
-            pwrite_all(self._fd, block[last_page:high], self._base + last_page)
-        self._done = high
-
-    def _write_pages(self, pages: memoryview, offset: int) -> None:
-        if not _pwrite_past_cache(self._direct_fd, self._fd, pages, offset):
-            self._direct_fd = None
-
-
 class Readable(Protocol):
-    """A stream :meth:`RegionWriter.fill_from` reads from."""
+    """A stream the ``fill_from`` methods of the writers read from."""
 
     def readinto(self, buffer: memoryview, /) -> int | None: ...
 
 
 class Hasher(Protocol):
-    """What :meth:`RegionWriter.fill_from` feeds the bytes it reads to."""
+    """What the ``fill_from`` methods of the writers feed the bytes they read to."""
 
     def update(self, data: memoryview, /) -> None: ...
 
 
-def _pwrite_past_cache(direct_fd: int | None, fd: int, data: memoryview, offset: int) -> bool:
+def pwrite_past_cache(direct_fd: int | None, fd: int, data: memoryview, offset: int) -> bool:
     """Write aligned ``data`` with ``O_DIRECT`` through ``direct_fd``, else through ``fd``.
 
     A file system may take ``O_DIRECT`` at open but refuse the writes (``EINVAL``):

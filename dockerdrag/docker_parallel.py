@@ -25,7 +25,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import cast
 
 from .digest import Digest
-from .direct_io import DirectFileWriter, Readable
+from .direct_io import Readable
+from .direct_regions import DirectRegionFile
 from .docker_archive import (
     ArchiveImage,
     DockerArchiveOptions,
@@ -49,7 +50,7 @@ DECODERS = 2
 
 
 def write_docker_archive_in_parallel(
-    out: DirectFileWriter,
+    out: DirectRegionFile,
     images: Sequence[ArchiveImage],
     options: DockerArchiveOptions,
     interrupt: threading.Event | None = None,
@@ -137,7 +138,7 @@ def _joined(pieces: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
 
 
 def _write_layer(
-    out: DirectFileWriter,
+    out: DirectRegionFile,
     start: int,
     data: LayerData,
     size: int,

@@ -23,8 +23,10 @@ temp directory beside the target and renamed into place.
 
 Layout rules:
 
-* Blobs are stored once each, however many images share them; the bytes of every
-  file blob are re-hashed while copied (cache files could have been altered).
+* Blobs are stored once each, however many images share them. A blob file is checked
+  while copied: its size, and its digest unless ``before_blob`` says it was verified a
+  moment ago (a cache file could have been altered since an earlier run); see
+  :mod:`dockerdrag.blob_copy` for how the bytes are copied.
 * ``index.json`` has one entry per tag, annotated ``org.opencontainers.image.ref.name``
   (the tag) and ``io.containerd.image.name`` (``docker.io/library/busybox:latest``), or a
   single entry without annotations for an untagged image. For a multi-platform image
@@ -67,15 +69,15 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from .digest import Digest, VerifyingHasher
+from .blob_copy import BlobCallback, BlobFile, ChunkCallback, copy_blob_into_tar, copy_blob_to_file
+from .digest import Digest
 from .errors import (
     DigestMismatchError,
-    IntegrityError,
     InvalidManifestError,
     InvalidReferenceError,
     OutputError,
@@ -115,16 +117,6 @@ ANNOTATION_REF_NAME: Final = "org.opencontainers.image.ref.name"
 ANNOTATION_IMAGE_NAME: Final = "io.containerd.image.name"
 """``index.json`` annotation holding the full name (``docker.io/library/busybox:latest``)."""
 
-ChunkCallback = Callable[[int], None]
-"""Called with the size of each blob chunk before it is written; may raise to abort."""
-BlobCallback = Callable[[Digest], bool | None]
-"""Called before a blob file is opened; may block until the file is ready, or raise.
-
-Returning True says the caller verified the file's digest itself a moment ago (it
-hashed the bytes as it wrote them), so the copy checks only the size.
-"""
-
-_CHUNK_SIZE: Final = 1 << 18  # 256 KiB copy steps: memory, not speed
 _HEADER_FLAVOUR: Final = "24"  # Docker 24+: no file-type bits, empty uname/gname
 _BLOB_PREFIX: Final = "blobs/sha256/"
 
@@ -467,32 +459,6 @@ def _metadata_files(layout: _Layout) -> list[tuple[str, bytes]]:
 # ---------------------------------------------------------------------------
 
 
-def _verified_chunks(
-    blob: _Blob, on_chunk: ChunkCallback | None, before_blob: BlobCallback | None
-) -> Iterator[bytes]:
-    """The blob file's bytes in ``_CHUNK_SIZE`` chunks, checked against its size and digest.
-
-    Raises SizeMismatchError as soon as the file runs past the expected size (before
-    that chunk is yielded), SizeMismatchError or DigestMismatchError after the last
-    chunk, and OutputError if the file cannot be read.
-    """
-    assert blob.path is not None
-    just_verified = before_blob is not None and before_blob(blob.digest) is True
-    hasher = VerifyingHasher(blob.digest, blob.size, hash_content=not just_verified)
-    try:
-        with open(blob.path, "rb") as handle:
-            while chunk := handle.read(_CHUNK_SIZE):
-                hasher.update(chunk)
-                if on_chunk is not None:
-                    on_chunk(len(chunk))
-                yield chunk
-        hasher.verify()
-    except IntegrityError as exc:
-        raise type(exc)(f"blob file {blob.path} is corrupt: {exc}") from None
-    except OSError as exc:
-        raise OutputError(describe_os_error(exc, f"reading blob {blob.path}")) from exc
-
-
 def _write_tar_blob(
     out: TarOutput,
     tar: TarWriter,
@@ -505,11 +471,11 @@ def _write_tar_blob(
     if blob.data is not None:
         tar.add_bytes(name, blob.data, blob.mtime)
         return
+    assert blob.path is not None
     out.write(
         build_header(name, TYPE_FILE, size=blob.size, mtime=blob.mtime, flavour=_HEADER_FLAVOUR)
     )
-    for chunk in _verified_chunks(blob, on_chunk, before_blob):
-        out.write(chunk)
+    copy_blob_into_tar(out, BlobFile(blob.digest, blob.size, blob.path), on_chunk, before_blob)
     out.write(b"\0" * padding_for(blob.size))
 
 
@@ -528,8 +494,9 @@ def write_oci_archive(
 ) -> None:
     """Write ``images`` as one OCI-layout + Docker tar (``--format oci``) to ``out``.
 
-    ``out`` need not be seekable. Blob files are streamed in 256 KiB chunks and re-verified
-    (DigestMismatchError / SizeMismatchError); a config must match its descriptor too.
+    ``out`` need not be seekable. Blob files are copied and checked as they are
+    (:mod:`dockerdrag.blob_copy`: DigestMismatchError / SizeMismatchError); a config must
+    match its descriptor too.
     Configs of loadable images are decoded as Docker does (InvalidManifestError if Docker
     would refuse them). On any error the bytes written so far are not an archive: write to
     a temporary file (``store.atomic_output``). ``on_chunk`` sees every blob chunk;
@@ -559,11 +526,10 @@ def _check_dir_target(target: Path) -> None:
         raise OutputError(f"output directory {target} exists and is not empty")
 
 
-def _write_file(path: Path, chunks: Iterator[bytes] | Sequence[bytes], mtime: int) -> None:
+def _write_file(path: Path, data: bytes, mtime: int) -> None:
     """Write and fsync one file, then set its mtime."""
     with open(path, "wb") as handle:
-        for chunk in chunks:
-            handle.write(chunk)
+        handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
     os.utime(path, (mtime, mtime))
@@ -582,12 +548,15 @@ def _fill_dir(
     blob_dir.mkdir(parents=True)
     for digest in sorted(layout.blobs):
         blob = layout.blobs[digest]
-        chunks = (
-            [blob.data] if blob.data is not None else _verified_chunks(blob, on_chunk, before_blob)
-        )
-        _write_file(blob_dir / digest.hex, chunks, blob.mtime)
+        path = blob_dir / digest.hex
+        if blob.data is not None:
+            _write_file(path, blob.data, blob.mtime)
+            continue
+        assert blob.path is not None
+        copy_blob_to_file(path, BlobFile(digest, blob.size, blob.path), on_chunk, before_blob)
+        os.utime(path, (blob.mtime, blob.mtime))
     for name, data in _metadata_files(layout):
-        _write_file(root / name, [data], 0)
+        _write_file(root / name, data, 0)
     os.utime(blob_dir, (0, 0))
     os.utime(root / "blobs", (layout.blobs_mtime, layout.blobs_mtime))
     # mkdtemp made the root private while it was written; it gets the mode mkdir gave

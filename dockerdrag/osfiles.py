@@ -22,7 +22,10 @@ What stands in where a feature is missing:
   indexer that holds the file open): tried again a few times before giving up;
 * a rename onto an existing empty directory where rename never replaces (Windows):
   the empty directory is removed first;
-* malloc tuning: only where the C library is glibc.
+* malloc tuning: only where the C library is glibc;
+* a copy between two files inside the kernel (``copy_file_range``, which reflinks
+  where the file system can): where it is missing or refused for the pair of files,
+  nothing is copied and the caller copies the bytes itself.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ __all__ = [
     "REPLACE_RETRY_DELAYS",
     "ProcessLock",
     "TempOutput",
+    "copy_file_range",
     "fsync_dir",
     "limit_malloc_arenas",
     "move_dir_into_place",
@@ -74,6 +78,9 @@ _O_DIRECT: Final[int] = getattr(os, "O_DIRECT", 0)
 _O_DIRECTORY: Final[int] = getattr(os, "O_DIRECTORY", 0)
 _O_TMPFILE: int = getattr(os, "O_TMPFILE", 0)
 _fchmod: Callable[[int, int], None] | None = getattr(os, "fchmod", None)
+_copy_file_range: Callable[[int, int, int, int, int], int] | None = getattr(
+    os, "copy_file_range", None
+)
 
 
 # ---------------------------------------------------------------------- opening files
@@ -157,6 +164,57 @@ def pwrite_all(fd: int, data: Bytes, offset: int) -> None:
             if written <= 0:  # pragma: no cover - pwrite reports errors by raising
                 raise OSError(errno.EIO, "pwrite wrote nothing")
             done += written
+
+
+# ---------------------------------------------------------------------- kernel copies
+
+# What copy_file_range answers when it cannot copy between these two files (across
+# file systems on older kernels, a file system or sandbox without it, an output that
+# is no regular file or is open for appending): the bytes are then copied by reading
+# and writing. Every other error (ENOSPC, EIO) is the caller's.
+_KERNEL_COPY_REFUSED: Final = frozenset(
+    {
+        errno.EXDEV,
+        errno.EINVAL,
+        errno.ENOSYS,
+        errno.EOPNOTSUPP,
+        errno.ENOTSUP,
+        errno.EBADF,
+        errno.EPERM,
+        errno.ESPIPE,
+        errno.ETXTBSY,
+        errno.EISDIR,
+    }
+)
+
+
+def copy_file_range(
+    src_fd: int, dst_fd: int, count: int, *, src_offset: int, dst_offset: int
+) -> int:
+    """Copy ``count`` bytes from ``src_offset`` of ``src_fd`` to ``dst_offset`` of ``dst_fd``
+    inside the kernel (a reflink where the file system shares blocks); neither
+    descriptor's position moves.
+
+    Returns how many bytes were copied: ``count``, fewer where the source ends, or
+    fewer (down to 0) where the system has no kernel copy or refuses it for these
+    files; the caller then copies the rest itself, from where this stopped.
+    """
+    if _copy_file_range is None:
+        return 0
+    done = 0
+    while done < count:
+        try:
+            copied = _copy_file_range(
+                src_fd, dst_fd, count - done, src_offset + done, dst_offset + done
+            )
+        except OSError as exc:
+            if exc.errno in _KERNEL_COPY_REFUSED:
+                return done
+            raise
+        if copied <= 0:  # the source ends here
+            return done
+        done += copied
+    return done
 
 
 # ---------------------------------------------------------------------- publishing files

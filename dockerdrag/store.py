@@ -42,7 +42,7 @@ import anyio
 
 from .blob_lock import LockWait, take_blob_lock
 from .digest import Digest
-from .direct_io import DirectFileWriter
+from .direct_regions import DirectOutput
 from .errors import OutputError, SizeMismatchError
 from .osfiles import TempOutput, open_read_write, replace
 
@@ -316,15 +316,16 @@ def check_output_path(output: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_output(output: Path) -> Iterator[DirectFileWriter]:
-    """Yield a writer of a temp file beside ``output``; on success fsync and rename it.
+def atomic_output(output: Path) -> Iterator[DirectOutput]:
+    """Yield a temp file beside ``output`` to write (:meth:`DirectOutput.sequential` or
+    :meth:`DirectOutput.regions`); on success fsync and rename it.
 
     On any exception (including cancellation) the temp file is removed and the
     output path is left untouched. Where the file system allows it the temp file
     is anonymous and gets a name only once complete, so even a SIGKILL leaves
     nothing behind (:class:`~dockerdrag.osfiles.TempOutput`). Full blocks bypass the
-    page cache (:class:`~dockerdrag.direct_io.DirectFileWriter`): an archive is
-    written once.
+    page cache (:mod:`~dockerdrag.direct_io`, :mod:`~dockerdrag.direct_regions`): an
+    archive is written once.
     """
     check_output_path(output)
     try:
@@ -333,7 +334,7 @@ def atomic_output(output: Path) -> Iterator[DirectFileWriter]:
         raise OutputError(describe_os_error(exc, f"creating a file in {output.parent}")) from exc
     with temp:
         try:
-            with DirectFileWriter(temp.fd) as handle:
+            with DirectOutput(temp.fd) as handle:
                 yield handle
                 handle.finish()
             temp.publish()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dockerdrag import direct_io, osfiles
+from dockerdrag import direct_io, direct_regions, osfiles
 from dockerdrag.direct_io import DirectFileWriter
 
 BLOCK = 1 << 16
@@ -78,6 +78,7 @@ def refuse_direct_writes(monkeypatch: pytest.MonkeyPatch) -> set[int]:
         return real_pwrite(fd, data, offset)  # type: ignore[arg-type]
 
     monkeypatch.setattr(direct_io, "reopen_direct", reopen)
+    monkeypatch.setattr(direct_regions, "reopen_direct", reopen)
     monkeypatch.setattr(osfiles, "pwrite", pwrite)
     return direct_fds
 
@@ -139,3 +140,24 @@ def test_seeking_past_the_end_or_writing_after_finish_is_refused(tmp_path: Path)
     finally:
         os.close(fd)
     assert (tmp_path / "out.bin").read_bytes() == b"abc"
+
+
+def test_an_output_is_written_in_regions_or_sequentially_never_both(tmp_path: Path) -> None:
+    from dockerdrag.direct_regions import DirectOutput
+
+    fd = os.open(tmp_path / "out.bin", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        with DirectOutput(fd) as output:
+            regions = output.regions()
+            regions.write_at(b"region", 100)
+            with pytest.raises(ValueError, match="discard"):
+                output.sequential()
+            regions.discard()
+            writer = output.sequential()
+            with pytest.raises(ValueError):
+                output.regions()
+            writer.write(b"front to back")
+            output.finish()
+    finally:
+        os.close(fd)
+    assert (tmp_path / "out.bin").read_bytes() == b"front to back"

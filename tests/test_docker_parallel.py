@@ -21,7 +21,8 @@ import pytest
 import zstandard
 
 from dockerdrag.digest import Digest
-from dockerdrag.direct_io import DIRECT_BLOCK, DirectFileWriter
+from dockerdrag.direct_io import DIRECT_BLOCK
+from dockerdrag.direct_regions import DirectOutput, DirectRegionFile
 from dockerdrag.docker_archive import (
     ArchiveImage,
     ArchiveLayer,
@@ -52,11 +53,11 @@ def write_both_ways(
     """As the pull does: in parallel if it can, else sequentially; whether it could."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        with DirectFileWriter(fd) as out:
-            parallel = write_docker_archive_in_parallel(out, images, options)
+        with DirectOutput(fd) as out:
+            parallel = write_docker_archive_in_parallel(out.regions(), images, options)
             if not parallel:
                 assert os.fstat(fd).st_size == 0  # nothing kept
-                write_docker_archive(out, images, options)
+                write_docker_archive(out.sequential(), images, options)
             out.finish()
     finally:
         os.close(fd)
@@ -152,7 +153,7 @@ def test_a_diff_id_mismatch_raises(tmp_path: Path) -> None:
     bad = ArchiveImage.of((CONFIG % diff_ids).encode(), [image.layers[0], wrong], ["x:y"])
     fd = os.open(tmp_path / "x.tar", os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        with DirectFileWriter(fd) as out, pytest.raises(DiffIDMismatchError, match="layer 1"):
+        with DirectRegionFile(fd) as out, pytest.raises(DiffIDMismatchError, match="layer 1"):
             write_docker_archive_in_parallel(out, [bad], DockerArchiveOptions(now=0))
     finally:
         os.close(fd)
@@ -187,7 +188,7 @@ def test_a_failing_decoder_interrupts_the_wait_for_the_next_blob(tmp_path: Path)
     fd = os.open(tmp_path / "x.tar", os.O_RDWR | os.O_CREAT, 0o600)
     started = time.monotonic()
     try:
-        with DirectFileWriter(fd) as out, pytest.raises(DiffIDMismatchError, match="layer 0"):
+        with DirectRegionFile(fd) as out, pytest.raises(DiffIDMismatchError, match="layer 0"):
             write_docker_archive_in_parallel(out, [bad], DockerArchiveOptions(now=0), interrupt)
     finally:
         os.close(fd)

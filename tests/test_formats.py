@@ -6,6 +6,7 @@ Every archive is read by an independent tool (skopeo, umoci, the Docker daemon).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -347,3 +348,49 @@ async def test_a_cached_blob_that_rotted_is_caught_on_copy(
         fetched = [r.path for r in proxy.requests_for(r"/blobs/")]
     assert fetched == [f"/v2/{pushed.repo}/blobs/sha256:{digest}"]  # only the rotted one
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == digest
+
+
+async def test_oci_dir_blobs_are_kernel_copied_and_the_fallback_gives_the_same_layout(
+    seeded_registry: SeededRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Layers this pull downloaded go from the cache into the layout by copy_file_range;
+    where the call is missing or refused (EXDEV) they are read and written instead, with
+    the same files and mtimes (fresh cache each run, so every layer is verified on arrival).
+    """
+    from dockerdrag import osfiles
+
+    server, images = seeded_registry
+    pushed = images["multilayer"]
+    real_copy = os.copy_file_range
+    kernel_copied: list[int] = []
+
+    def counted(src: int, dst: int, count: int, src_off: int, dst_off: int) -> int:
+        done = real_copy(src, dst, count, src_off, dst_off)
+        kernel_copied.append(done)
+        return done
+
+    def refused(*args: int) -> int:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    def snapshot(root: Path) -> list[tuple[str, bytes, int]]:
+        return sorted(
+            (str(p.relative_to(root)), p.read_bytes(), int(p.stat().st_mtime))
+            for p in root.rglob("*")
+            if p.is_file()
+        )
+
+    layouts = []
+    for run, kernel_copy in (("kernel", counted), ("missing", None), ("refused", refused)):
+        monkeypatch.setattr(osfiles, "_copy_file_range", kernel_copy)
+        target = tmp_path / f"layout-{run}"
+        await pull_image(
+            pushed.reference,
+            output=target,
+            format="oci-dir",
+            insecure=[server.host],
+            cache_dir=tmp_path / f"cache-{run}",
+        )
+        layouts.append(snapshot(target))
+    layer_bytes = sum(len(pushed.blobs()[digest]) for digest in set(pushed.layer_digests))
+    assert sum(kernel_copied) == layer_bytes > 0
+    assert layouts[0] == layouts[1] == layouts[2]

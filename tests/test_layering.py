@@ -11,10 +11,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dockerdrag"
 LAYERS: list[set[str]] = [
     {"errors", "osfiles", "human_units", "safe_text"},
     {"digest", "platform", "direct_io", "retry", "credentials", "blob_lock", "conventions"},
-    {"gojson"},
+    {"gojson", "direct_regions"},
     {"reference", "manifest", "tarwriter", "tarstream", "events", "tokens"},
     {"auth", "store", "layers", "image_list"},
-    {"cache_use"},
+    {"cache_use", "blob_copy"},
     {"transport", "archive_scan", "lockfile"},
     {"registry", "upload"},
     {"download"},

@@ -278,3 +278,92 @@ def test_malloc_tuning_is_harmless_where_the_c_library_cannot_be_loaded(
     monkeypatch.setattr(osfiles, "_is_glibc", lambda: False)  # macOS, musl: not even looked up
     osfiles.limit_malloc_arenas()
     assert loads == [None]
+
+
+# ---------------------------------------------------------------------- kernel copies
+
+
+def _copy_files(tmp_path: Path, data: bytes) -> tuple[int, int]:
+    source = os.open(tmp_path / "source", os.O_RDWR | os.O_CREAT, 0o600)
+    os.write(source, data)
+    target = os.open(tmp_path / "target", os.O_RDWR | os.O_CREAT, 0o600)
+    return source, target
+
+
+def test_copy_file_range_copies_between_offsets_in_the_kernel(tmp_path: Path) -> None:
+    data = os.urandom(3 << 20)
+    source, target = _copy_files(tmp_path, data)
+    try:
+        os.write(target, b"head")
+        copied = osfiles.copy_file_range(
+            source, target, len(data) - 100, src_offset=100, dst_offset=4
+        )
+        assert copied == len(data) - 100
+        assert os.lseek(target, 0, os.SEEK_CUR) == 4  # the positions did not move
+        assert os.lseek(source, 0, os.SEEK_CUR) == len(data)
+        # Past the source's end: what there is.
+        assert (
+            osfiles.copy_file_range(source, target, 500, src_offset=len(data) - 10, dst_offset=0)
+            == 10
+        )
+    finally:
+        os.close(source)
+        os.close(target)
+    assert (tmp_path / "target").read_bytes() == data[-10:] + data[106:]
+
+
+def test_copy_file_range_copies_nothing_where_the_system_has_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(osfiles, "_copy_file_range", None)
+    source, target = _copy_files(tmp_path, b"x" * 1000)
+    try:
+        assert osfiles.copy_file_range(source, target, 1000, src_offset=0, dst_offset=0) == 0
+    finally:
+        os.close(source)
+        os.close(target)
+    assert (tmp_path / "target").read_bytes() == b""
+
+
+@pytest.mark.parametrize("refusal", [errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP])
+def test_copy_file_range_refused_part_way_says_how_much_it_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refusal: int
+) -> None:
+    """The first call copies 300 bytes (a short copy, as the kernel may do), the second is
+    refused: 300 is returned, and the caller copies the rest from there."""
+    calls: list[int] = []
+    real = os.copy_file_range
+
+    def first_then_refused(src: int, dst: int, count: int, src_off: int, dst_off: int) -> int:
+        calls.append(count)
+        if len(calls) == 1:
+            return real(src, dst, 300, src_off, dst_off)
+        raise OSError(refusal, os.strerror(refusal))
+
+    monkeypatch.setattr(osfiles, "_copy_file_range", first_then_refused)
+    data = os.urandom(1000)
+    source, target = _copy_files(tmp_path, data)
+    try:
+        assert osfiles.copy_file_range(source, target, 1000, src_offset=0, dst_offset=0) == 300
+    finally:
+        os.close(source)
+        os.close(target)
+    assert calls == [1000, 700]
+    assert (tmp_path / "target").read_bytes() == data[:300]
+
+
+def test_copy_file_range_raises_what_is_not_a_refusal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(*args: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(osfiles, "_copy_file_range", full)
+    source, target = _copy_files(tmp_path, b"x" * 10)
+    try:
+        with pytest.raises(OSError) as caught:
+            osfiles.copy_file_range(source, target, 10, src_offset=0, dst_offset=0)
+        assert caught.value.errno == errno.ENOSPC
+    finally:
+        os.close(source)
+        os.close(target)

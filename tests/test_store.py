@@ -183,7 +183,7 @@ def test_atomic_output_is_anonymous_until_complete(tmp_path: Path) -> None:
 
     output = tmp_path / "out.tar"
     with atomic_output(output) as handle:
-        handle.write(b"x" * 1000)
+        handle.sequential().write(b"x" * 1000)
         assert list(tmp_path.iterdir()) == []
     assert [p.name for p in tmp_path.iterdir()] == ["out.tar"]
     assert output.read_bytes() == b"x" * 1000
@@ -194,6 +194,6 @@ def test_atomic_output_leaves_nothing_on_error(tmp_path: Path) -> None:
     from dockerdrag.store import atomic_output
 
     with pytest.raises(RuntimeError), atomic_output(tmp_path / "out.tar") as handle:
-        handle.write(b"partial")
+        handle.sequential().write(b"partial")
         raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []

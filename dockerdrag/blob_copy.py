@@ -1,0 +1,200 @@
+"""Blob files of the cache copied into an OCI archive, checked, with as little work as possible.
+
+A blob this pull downloaded was hashed as it was written, moments ago: its copy checks
+only the size. A blob cached by an earlier run is hashed again while it is copied (the
+cache may have rotted; the caller's ``before_blob`` tells the two apart).
+
+* Into the ``--format oci`` tar: when the tar goes to a
+  :class:`~dockerdrag.direct_io.DirectFileWriter`, the file is read straight into the
+  writer's page-aligned block, which goes to disk past the page cache: one copy of each
+  byte, no Python object per chunk. (A kernel copy into the tar would go through the
+  page cache and cannot reflink: tar members sit at 512-byte offsets, not at the file
+  system's block boundaries.) Any other output gets the file in 256 KiB reads.
+* Into a file of its own (``--format oci-dir``): a blob verified in this pull is copied
+  inside the kernel (:func:`~dockerdrag.osfiles.copy_file_range`, a reflink where the
+  file system shares blocks: never a hard link, so editing the output cannot touch the
+  cache); where that is missing or refused, and for blobs hashed while copied, the bytes
+  are read and written in 256 KiB chunks.
+
+Errors: a file that is not the blob it should be raises the integrity error naming the
+file (``blob file PATH is corrupt: ...``); a file that cannot be read, OutputError; an
+error writing the output, the original OSError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from .digest import Digest, VerifyingHasher
+from .direct_io import DirectFileWriter
+from .errors import IntegrityError, OutputError
+from .osfiles import copy_file_range
+from .store import describe_os_error
+from .tarwriter import TarOutput
+
+__all__ = [
+    "CHUNK_SIZE",
+    "KERNEL_COPY_STEP",
+    "BlobCallback",
+    "BlobFile",
+    "ChunkCallback",
+    "copy_blob_into_tar",
+    "copy_blob_to_file",
+]
+
+ChunkCallback = Callable[[int], None]
+"""Called with the size of each piece of a blob copied; may raise to abort."""
+BlobCallback = Callable[[Digest], bool | None]
+"""Called before a blob file is opened; may block until the file is ready, or raise.
+
+Returning True says the caller verified the file's digest itself a moment ago (it
+hashed the bytes as it wrote them), so the copy checks only the size.
+"""
+
+CHUNK_SIZE: Final = 1 << 18
+"""Bytes per read where the bytes pass through Python (memory, not speed)."""
+KERNEL_COPY_STEP: Final = 1 << 23
+"""Bytes per kernel copy call: ``on_chunk`` (which may cancel) runs between them."""
+
+
+@dataclass(frozen=True)
+class BlobFile:
+    """A blob's file, which should hold ``size`` bytes of digest ``digest``."""
+
+    digest: Digest
+    size: int
+    path: Path
+
+
+class _BlobReader:
+    """The blob file open for reading; a read error is an OutputError naming the file."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        try:
+            self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
+        except OSError as exc:
+            raise self._error(exc) from exc
+
+    def readinto(self, buffer: memoryview, /) -> int:
+        try:
+            return self._file.readinto(buffer) or 0
+        except OSError as exc:
+            raise self._error(exc) from exc
+
+    def read(self, size: int) -> bytes:
+        try:
+            return self._file.read(size) or b""
+        except OSError as exc:
+            raise self._error(exc) from exc
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def seek(self, offset: int) -> None:
+        self._file.seek(offset, io.SEEK_SET)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> _BlobReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _error(self, exc: OSError) -> OutputError:
+        return OutputError(describe_os_error(exc, f"reading blob {self._path}"))
+
+
+def _hasher(blob: BlobFile, before_blob: BlobCallback | None) -> VerifyingHasher:
+    """What checks the copy: size and digest, or the size alone for a blob just verified."""
+    just_verified = before_blob is not None and before_blob(blob.digest) is True
+    return VerifyingHasher(blob.digest, blob.size, hash_content=not just_verified)
+
+
+@contextlib.contextmanager
+def _naming_the_file(blob: BlobFile) -> Iterator[None]:
+    """Integrity errors raised inside say which file is corrupt."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise type(exc)(f"blob file {blob.path} is corrupt: {exc}") from None
+
+
+def _copy_chunks(
+    source: _BlobReader,
+    write: Callable[[bytes], object],
+    hasher: VerifyingHasher,
+    on_chunk: ChunkCallback | None,
+) -> None:
+    """The rest of ``source`` through ``hasher`` to ``write``, in ``CHUNK_SIZE`` reads."""
+    while chunk := source.read(CHUNK_SIZE):
+        hasher.update(chunk)
+        if on_chunk is not None:
+            on_chunk(len(chunk))
+        write(chunk)
+
+
+def copy_blob_into_tar(
+    out: TarOutput,
+    blob: BlobFile,
+    on_chunk: ChunkCallback | None = None,
+    before_blob: BlobCallback | None = None,
+) -> None:
+    """Append the blob file's ``blob.size`` bytes to ``out`` (the member's data: its header
+    and padding are the caller's), checked; raises before a byte past the size is written."""
+    hasher = _hasher(blob, before_blob)
+    with _naming_the_file(blob), _BlobReader(blob.path) as source:
+        if isinstance(out, DirectFileWriter):
+            # One byte more than is left tells a longer file from the end of the blob.
+            while count := out.fill_from(source, blob.size - hasher.size + 1, hasher):
+                if on_chunk is not None:
+                    on_chunk(count)
+        else:
+            _copy_chunks(source, out.write, hasher, on_chunk)
+        hasher.verify()
+
+
+def _kernel_copy(source: int, target: int, size: int, on_chunk: ChunkCallback | None) -> int:
+    """Copy up to ``size`` bytes from offset 0 inside the kernel; how many were copied."""
+    done = 0
+    while done < size:
+        wanted = min(KERNEL_COPY_STEP, size - done)
+        copied = copy_file_range(source, target, wanted, src_offset=done, dst_offset=done)
+        done += copied
+        if copied and on_chunk is not None:
+            on_chunk(copied)
+        if copied < wanted:  # refused, or the source ends: the chunk copy takes over
+            break
+    return done
+
+
+def copy_blob_to_file(
+    target: Path,
+    blob: BlobFile,
+    on_chunk: ChunkCallback | None = None,
+    before_blob: BlobCallback | None = None,
+) -> None:
+    """Write the blob file's bytes, checked, to the new file ``target`` and fsync it."""
+    hasher = _hasher(blob, before_blob)
+    with (
+        _naming_the_file(blob),
+        _BlobReader(blob.path) as source,
+        open(target, "xb") as handle,
+    ):
+        if not hasher.hashes_content:
+            copied = _kernel_copy(source.fileno(), handle.fileno(), blob.size, on_chunk)
+            hasher.count_unseen(copied)
+            source.seek(copied)
+            handle.seek(copied)
+        _copy_chunks(source, handle.write, hasher, on_chunk)
+        hasher.verify()
+        handle.flush()
+        os.fsync(handle.fileno())

@@ -1,0 +1,227 @@
+"""Write a file in regions at known offsets, several threads at once, past the page cache.
+
+A file whose layout is known up front (every member's offset follows from the sizes)
+is filled by :class:`DirectRegionFile`: each thread writes one region front to back
+through a :class:`RegionWriter` (its whole pages with ``O_DIRECT``, see
+:mod:`dockerdrag.direct_io`), and the bytes around the regions are written with
+:meth:`DirectRegionFile.write_at`. A file written front to back, with headers patched
+afterwards, is :class:`~dockerdrag.direct_io.DirectFileWriter`'s job: the two protocols
+never share a file, and :class:`DirectOutput` hands a new file to one of them at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+
+from .direct_io import (
+    DIRECT_BLOCK,
+    PAGE,
+    DirectFileWriter,
+    Hasher,
+    Readable,
+    pwrite_past_cache,
+)
+from .osfiles import pwrite_all, reopen_direct
+
+__all__ = ["DirectOutput", "DirectRegionFile", "RegionWriter"]
+
+
+class DirectRegionFile:
+    """An empty file filled in regions at offsets, over the open descriptor ``fd``.
+
+    ``fd`` must be open for writing and stays owned by the caller. :meth:`region` hands
+    out a writer of the bytes from an offset on (one per thread), :meth:`write_at`
+    writes bytes between regions, :meth:`discard` empties the file again.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._direct_fd = reopen_direct(fd)
+        self._written = False
+        self._closed = False
+
+    @property
+    def direct(self) -> bool:
+        """Whether the regions' whole pages go past the page cache."""
+        return self._direct_fd is not None
+
+    @property
+    def empty(self) -> bool:
+        """Whether nothing was written since the file was opened or last discarded."""
+        return not self._written
+
+    def write_at(self, data: bytes, offset: int) -> None:
+        """Write ``data`` at ``offset`` through the ordinary descriptor."""
+        self._check_open()
+        self._written = True
+        with memoryview(data) as view:
+            pwrite_all(self._fd, view, offset)
+
+    def region(self, start: int) -> RegionWriter:
+        """A writer of the bytes from ``start`` on, for one thread; full pages go direct."""
+        self._check_open()
+        self._written = True
+        return RegionWriter(self._fd, self._direct_fd, start)
+
+    def discard(self) -> None:
+        """Empty the file (every region writer has stopped) so it can be written afresh."""
+        self._check_open()
+        os.ftruncate(self._fd, 0)
+        self._written = False
+
+    def close(self) -> None:
+        """Close the direct descriptor (not ``fd``)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._direct_fd is not None:
+            os.close(self._direct_fd)
+            self._direct_fd = None
+
+    def __enter__(self) -> DirectRegionFile:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("write to a closed DirectRegionFile")
+
+
+class DirectOutput:
+    """A new, empty output file handed to one writer: in regions or front to back.
+
+    :meth:`regions` first, if at all; :meth:`sequential` only while the file is empty
+    (never written in regions, or discarded), so the two protocols never mix in one
+    file. :meth:`finish` writes what the sequential writer still holds;
+    :meth:`close` closes the writers (``fd`` stays the caller's).
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._regions: DirectRegionFile | None = None
+        self._sequential: DirectFileWriter | None = None
+
+    def regions(self) -> DirectRegionFile:
+        """The file as regions at offsets (once, before any sequential writing)."""
+        if self._regions is not None or self._sequential is not None:
+            raise ValueError("the output already has a writer")
+        self._regions = DirectRegionFile(self._fd)
+        return self._regions
+
+    def sequential(self) -> DirectFileWriter:
+        """The file written front to back (once; refused after regions were written)."""
+        if self._sequential is not None:
+            raise ValueError("the output already has a sequential writer")
+        if self._regions is not None:
+            if not self._regions.empty:
+                raise ValueError("the output was written in regions: discard them first")
+            self._regions.close()
+        self._sequential = DirectFileWriter(self._fd)
+        return self._sequential
+
+    def finish(self) -> None:
+        """Write every byte the sequential writer still holds (call before fsync)."""
+        if self._sequential is not None:
+            self._sequential.finish()
+
+    def close(self) -> None:
+        """Close the writers handed out."""
+        try:
+            if self._sequential is not None:
+                self._sequential.close()
+        finally:
+            if self._regions is not None:
+                self._regions.close()
+
+    def __enter__(self) -> DirectOutput:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class RegionWriter:
+    """Writes one region of a file front to back, from ``start``, for one thread.
+
+    Bytes are read into a page-aligned block (no copy) and written once it is full:
+    the whole pages with ``O_DIRECT`` when ``direct_fd`` is given, the partial pages
+    at the region's ends through ``fd``. A region's whole pages hold no byte of any
+    other region, so regions of one file can be written at once by several threads
+    and bytes around them with :meth:`DirectRegionFile.write_at`.
+    """
+
+    def __init__(
+        self, fd: int, direct_fd: int | None, start: int, *, block_size: int = DIRECT_BLOCK
+    ) -> None:
+        self._fd = fd
+        self._direct_fd = direct_fd
+        self._block = mmap.mmap(-1, block_size)
+        self._size = block_size
+        self._base = start - start % PAGE  # file offset of the block's first byte
+        self._done = start - self._base  # block bytes before this are written (or not ours)
+        self._fill = self._done  # block bytes before this hold data
+
+    def fill_from(self, stream: Readable, limit: int, hasher: Hasher) -> int:
+        """Read up to ``limit`` bytes of ``stream`` into the region, hashing them; 0 at EOF."""
+        start = self._fill
+        room = memoryview(self._block)[start : start + min(limit, self._size - start)]
+        count = stream.readinto(room) or 0
+        if count:
+            hasher.update(room[:count])
+        del room  # no view may outlive a call: close() frees the block
+        if count:
+            self._advance(count)
+        return count
+
+    def zero_fill(self, count: int) -> None:
+        """Append ``count`` NUL bytes."""
+        while count:
+            step = min(count, self._size - self._fill)
+            self._block[self._fill : self._fill + step] = bytes(step)
+            self._advance(step)
+            count -= step
+
+    def finish(self) -> None:
+        """Write what the block still holds."""
+        if self._fill > self._done:
+            self._write()
+
+    def close(self) -> None:
+        """Free the block (what was not finished is not written)."""
+        # A traceback may still hold a view of the block: then it is freed with the view.
+        with contextlib.suppress(BufferError):
+            self._block.close()
+
+    def __enter__(self) -> RegionWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _advance(self, count: int) -> None:
+        self._fill += count
+        if self._fill == self._size:
+            self._write()
+            self._base += self._size
+            self._done = self._fill = 0
+
+    def _write(self) -> None:
+        low, high = self._done, self._fill
+        first_page = min(high, -(-low // PAGE) * PAGE)
+        last_page = max(first_page, high - high % PAGE)
+        block = memoryview(self._block)
+        if low < first_page:
+            pwrite_all(self._fd, block[low:first_page], self._base + low)
+        if first_page < last_page:
+            self._write_pages(block[first_page:last_page], self._base + first_page)
+        if last_page < high:
+            pwrite_all(self._fd, block[last_page:high], self._base + last_page)
+        self._done = high
+
+    def _write_pages(self, pages: memoryview, offset: int) -> None:
+        if not pwrite_past_cache(self._direct_fd, self._fd, pages, offset):
+            self._direct_fd = None
