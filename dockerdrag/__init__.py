@@ -72,6 +72,7 @@ if typing.TYPE_CHECKING:
     from .lockfile import default_lock_path as default_lock_path
     from .lockfile import read_lockfile as read_lockfile
     from .lockfile import write_lockfile as write_lockfile
+    from .low_speed import LowSpeedLimit as LowSpeedLimit
     from .manifest import Descriptor as Descriptor
     from .manifest import ImageConfig as ImageConfig
     from .manifest import ImageIndex as ImageIndex
@@ -126,6 +127,7 @@ _HOMES = {
     "LayerPhase": "events",
     "LayerProgress": "events",
     "LayerResult": "pull",
+    "LowSpeedLimit": "low_speed",
     "ListPullResult": "pull",
     "LockedImage": "lockfile",
     "LockedLayer": "lockfile",

@@ -16,12 +16,15 @@ from .cli_parser import (
     add_connection_options,
     add_json_option,
     add_logging_options,
+    non_negative_int,
+    positive_float,
     positive_int,
 )
 from .cli_session import Options, make_puller, merge_options
 from .config import Settings
 from .conventions import default_cache_dir
 from .errors import UsageError
+from .low_speed import LowSpeedLimit
 from .progress import Renderer, choose_renderer
 from .pull import DEFAULT_CONCURRENCY, FORMATS, Puller, PullResult
 
@@ -91,6 +94,21 @@ def _declare(commands: SubParsers) -> argparse.ArgumentParser:
         type=positive_int,
         metavar="N",
         help=f"parallel downloads (default {DEFAULT_CONCURRENCY}; env DOCKERDRAG_CONCURRENCY)",
+    )
+    download.add_argument(
+        "--low-speed-limit",
+        type=non_negative_int,
+        metavar="BYTES",
+        help="a download bringing fewer bytes a second than this over --low-speed-time is "
+        f"retried, then fails (default {LowSpeedLimit().bytes_per_second}; 0: no limit; "
+        "env DOCKERDRAG_LOW_SPEED_LIMIT)",
+    )
+    download.add_argument(
+        "--low-speed-time",
+        type=positive_float,
+        metavar="SECONDS",
+        help=f"the window of --low-speed-limit (default {LowSpeedLimit().seconds:g}; "
+        "env DOCKERDRAG_LOW_SPEED_TIME)",
     )
     download.add_argument(
         "--cache-dir",

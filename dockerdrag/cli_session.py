@@ -8,6 +8,8 @@ from pathlib import Path
 
 from .cli_credentials import command_line_credentials
 from .config import Settings
+from .download import TransferOptions
+from .low_speed import LowSpeedLimit
 from .pull import DEFAULT_CONCURRENCY, Puller
 
 
@@ -20,6 +22,7 @@ class Options:
     cache_dir: str | Path | None
     concurrency: int
     platform: str | None
+    low_speed: LowSpeedLimit | None
 
 
 def merge_options(args: argparse.Namespace, settings: Settings) -> Options:
@@ -32,6 +35,21 @@ def merge_options(args: argparse.Namespace, settings: Settings) -> Options:
         or settings.concurrency
         or DEFAULT_CONCURRENCY,
         platform=getattr(args, "platform", None) or settings.platform,
+        low_speed=_low_speed(args, settings),
+    )
+
+
+def _low_speed(args: argparse.Namespace, settings: Settings) -> LowSpeedLimit | None:
+    """The low-speed limit: options over the environment over the library's default."""
+    default = LowSpeedLimit()
+    limit = getattr(args, "low_speed_limit", None)
+    if limit is None:
+        limit = settings.low_speed_limit
+    seconds = getattr(args, "low_speed_time", None) or settings.low_speed_time
+    if limit == 0:
+        return None
+    return LowSpeedLimit(
+        default.bytes_per_second if limit is None else limit, seconds or default.seconds
     )
 
 
@@ -44,6 +62,7 @@ def make_puller(args: argparse.Namespace, options: Options, image: str) -> Pulle
         registry_mirrors=options.mirrors,
         cache_dir=options.cache_dir,
         concurrency=options.concurrency,
+        transfer=TransferOptions(low_speed=options.low_speed),
         include_attestations=getattr(args, "include_attestations", False),
         include_foreign=getattr(args, "include_foreign", False),
     )

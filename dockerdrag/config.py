@@ -6,6 +6,8 @@
 ``DOCKERDRAG_REGISTRY_MIRRORS``    Docker Hub mirrors, comma-separated URLs
 ``DOCKERDRAG_INSECURE_REGISTRIES`` registries allowed plain HTTP, comma-separated
 ``DOCKERDRAG_PLATFORM``            platform to pull, e.g. ``linux/arm64``
+``DOCKERDRAG_LOW_SPEED_LIMIT``     bytes a second a download must bring (0: no limit)
+``DOCKERDRAG_LOW_SPEED_TIME``      seconds over which that is measured
 =================================  ==============================================
 
 An empty variable counts as unset. A command-line option replaces a single
@@ -31,6 +33,8 @@ VARIABLES: dict[str, str] = {
     "DOCKERDRAG_REGISTRY_MIRRORS": "Docker Hub mirrors, comma-separated URLs",
     "DOCKERDRAG_INSECURE_REGISTRIES": "registries allowed plain HTTP, comma-separated",
     "DOCKERDRAG_PLATFORM": "platform to pull when --platform is not given",
+    "DOCKERDRAG_LOW_SPEED_LIMIT": "bytes a second below which a download is retried (0: none)",
+    "DOCKERDRAG_LOW_SPEED_TIME": "seconds over which the low-speed limit is measured",
 }
 
 
@@ -43,6 +47,8 @@ class Settings:
     registry_mirrors: tuple[str, ...] = ()
     insecure_registries: tuple[str, ...] = ()
     platform: str | None = None
+    low_speed_limit: int | None = None
+    low_speed_time: float | None = None
 
 
 def _value(environ: Mapping[str, str], name: str) -> str | None:
@@ -62,6 +68,30 @@ def _concurrency(environ: Mapping[str, str]) -> int | None:
     if not value.isdigit() or int(value) < 1:
         raise _bad(name, value, "a whole number of at least 1")
     return int(value)
+
+
+def _low_speed_limit(environ: Mapping[str, str]) -> int | None:
+    name = "DOCKERDRAG_LOW_SPEED_LIMIT"
+    value = _value(environ, name)
+    if value is None:
+        return None
+    if not value.isascii() or not value.isdigit():
+        raise _bad(name, value, "a whole number of bytes a second (0: no limit)")
+    return int(value)
+
+
+def _low_speed_time(environ: Mapping[str, str]) -> float | None:
+    name = "DOCKERDRAG_LOW_SPEED_TIME"
+    value = _value(environ, name)
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise _bad(name, value, "a number of seconds above 0")
+    return seconds
 
 
 def _list(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
@@ -115,6 +145,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         registry_mirrors=_mirrors(environ),
         insecure_registries=_insecure(environ),
         platform=_platform(environ),
+        low_speed_limit=_low_speed_limit(environ),
+        low_speed_time=_low_speed_time(environ),
     )
 
 

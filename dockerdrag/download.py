@@ -30,7 +30,8 @@ How one blob is fetched (:meth:`BlobFetcher.fetch`):
   :class:`SizeMismatchError`, anything else starts over. A ``Content-Length``
   other than the expected one fails at once (:class:`SizeMismatchError`).
   Nothing past the descriptor size is ever read.
-* A body that breaks mid-way is reconnected at the bytes already written (see
+* A body that breaks mid-way, or brings less than ``TransferOptions.low_speed``
+  (see :mod:`low_speed`), is reconnected at the bytes already written (see
   :class:`~dockerdrag.retry.RetryPolicy` for the budget); the partial is
   kept whenever the download gives up or is cancelled.
 * A blob whose size or sha256 is wrong at the end is emptied and fetched once
@@ -61,7 +62,7 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -79,6 +80,7 @@ from .errors import (
     leaf_error,
 )
 from .events import LayerPhase, LayerProgress, ProgressCallback
+from .low_speed import LowSpeedLimit, SpeedWatch
 from .manifest import MAX_CONFIG_BYTES, Descriptor
 from .osfiles import pread, pwrite_all
 from .reference import Reference
@@ -163,6 +165,8 @@ class TransferOptions:
 
     max_blob_size: int = 1 << 40
     """A descriptor claiming more bytes than this (1 TiB) fails before any request."""
+    low_speed: LowSpeedLimit | None = field(default_factory=LowSpeedLimit)
+    """A blob body slower than this is reconnected, then fails (None: no limit)."""
 
     def __post_init__(self) -> None:
         if self.chunk_size < 1 or self.chunk_threshold < 0:
@@ -811,23 +815,26 @@ class _BlobDownload:
         break or a cancellation is written too, so it is never fetched again.
         """
         buffer = _Block(min(READ_CHUNK, end - cursor.pos))
+        speed = SpeedWatch(self.fetcher.options.low_speed, f"blob {self.digest.short}")
         try:
-            while cursor.pos + len(buffer) < end:
-                # No read larger than the transport's buffer: aiohttp lets a response
-                # buffer twice the largest read asked of it. The block never outgrows
-                # READ_CHUNK.
-                want = min(READ_BUFFER_BYTES, buffer.room(), end - cursor.pos - len(buffer))
-                chunk = await response.read_chunk(want)
-                if not chunk:
-                    break
-                self.fetcher.note_received(len(chunk))
-                buffer.add(chunk)
-                self._in_flight += len(chunk)
-                del chunk  # not held (a second block's worth) while the block is written
-                if not buffer.room():
-                    await self._store_block(cursor, buffer, inline_hash)  # reports progress
-                else:
-                    self._emit(LayerPhase.DOWNLOADING)
+            with speed:  # too slow: a NetworkError, so a broken body
+                while cursor.pos + len(buffer) < end:
+                    # No read larger than the transport's buffer: aiohttp lets a response
+                    # buffer twice the largest read asked of it. The block never outgrows
+                    # READ_CHUNK.
+                    want = min(READ_BUFFER_BYTES, buffer.room(), end - cursor.pos - len(buffer))
+                    chunk = await response.read_chunk(want)
+                    if not chunk:
+                        break
+                    speed.note(len(chunk))
+                    self.fetcher.note_received(len(chunk))
+                    buffer.add(chunk)
+                    self._in_flight += len(chunk)
+                    del chunk  # not held (a second block's worth) while the block is written
+                    if not buffer.room():
+                        await self._store_block(cursor, buffer, inline_hash)  # reports progress
+                    else:
+                        self._emit(LayerPhase.DOWNLOADING)
             await self._store_block(cursor, buffer, inline_hash)
         except NetworkError as exc:
             await self._store_block(cursor, buffer, inline_hash, catch_up=False)
