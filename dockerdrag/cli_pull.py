@@ -73,7 +73,9 @@ def _declare(commands: SubParsers) -> argparse.ArgumentParser:
         "-o",
         "--output",
         metavar="PATH",
-        help="archive path (default: <repo_with_underscores>.tar; a directory for oci-dir)",
+        help="archive path (default: <repo_with_underscores>.tar in the current directory, or "
+        "in PATH when PATH is a directory); for oci-dir the layout directory (default: "
+        "<repo_with_underscores>; must not exist or be empty)",
     )
     output.add_argument(
         "--format",
@@ -159,8 +161,21 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     if request is not None and not (args.json or args.quiet):
         print(f"Lock file: {request.lock_output}", file=sys.stderr)
     if not args.json:
+        if not args.quiet:
+            _note_untagged(results)
         print(Path(results[0].output))
     return 0
+
+
+def _note_untagged(results: list[PullResult]) -> None:
+    """One line on stderr per image pulled by digest alone: no name goes into the archive."""
+    for result in results:
+        if not result.repo_tags:
+            print(
+                f"{result.reference} was pulled by digest: the archive loads untagged "
+                "(docker load shows its image ID); --tag NAME:TAG names it",
+                file=sys.stderr,
+            )
 
 
 async def _pull(

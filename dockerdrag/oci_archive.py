@@ -87,6 +87,7 @@ from .errors import (
 from .gojson import DecodedConfig, decode_image_config, encode_value, go_map_order
 from .manifest import MEDIA_TYPE_OCI_INDEX, Descriptor, ImageIndex, ImageManifest
 from .osfiles import fsync_dir, move_dir_into_place
+from .outputs import check_layout_dir
 from .reference import Reference
 from .store import describe_os_error
 from .tarwriter import (
@@ -515,17 +516,6 @@ def write_oci_archive(
     tar.finish()
 
 
-def _check_dir_target(target: Path) -> None:
-    """Refuse a target that exists as anything but an empty directory."""
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"output directory {parent} does not exist")
-    if target.is_symlink() or (target.exists() and not target.is_dir()):
-        raise OutputError(f"output path {target} exists and is not a directory")
-    if target.is_dir() and any(target.iterdir()):
-        raise OutputError(f"output directory {target} exists and is not empty")
-
-
 def _write_file(path: Path, data: bytes, mtime: int) -> None:
     """Write and fsync one file, then set its mtime."""
     with open(path, "wb") as handle:
@@ -593,7 +583,7 @@ def write_oci_dir(
     """
     target = Path(target)
     layout = _plan(images, include_attestations)
-    _check_dir_target(target)
+    check_layout_dir(target)
     parent = target.parent if str(target.parent) else Path(".")
     try:
         temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=parent))

@@ -67,6 +67,7 @@ from .manifest import (
     image_config,
     parse_config,
 )
+from .outputs import check_output, output_path
 from .platform import Platform, PlatformSpec, parse_platforms
 from .reference import Reference
 from .registry import RegistryClient, choose_entries, mirror_host
@@ -378,7 +379,8 @@ class Puller:
         format: str = "docker",
         progress: ProgressCallback | None = None,
     ) -> PullResult:
-        """Pull one image into an archive at ``output`` (default: the original tool's name).
+        """Pull one image into an archive at ``output`` (default: the original tool's name,
+        ``library_busybox.tar``; in ``output`` when that is an existing directory).
 
         ``tag`` sets the ``name:tag`` written into the archive (default: the
         reference's own tag; none for a digest-only reference). ``format`` is
@@ -387,7 +389,7 @@ class Puller:
         ``progress`` receives this pull's events (besides the client's callback).
         """
         ref = _as_reference(reference)
-        out = Path(output) if output is not None else Path(ref.default_output_name())
+        out = output_path(ref, output, format)
         tags = [tag] if tag is not None else None
         (result,) = await self.pull_many(
             [ref], platform=platform, output=out, tags=tags, format=format, progress=progress
@@ -503,9 +505,7 @@ class Puller:
 
     def _prepare_output(self, out_path: Path, output_format: str) -> None:
         """Fail before any network I/O if the archive cannot be written; create the cache."""
-        check_output_name(out_path)
-        if output_format != "oci-dir":
-            check_output_path(out_path)
+        check_output(out_path, output_format)
         self.store.ensure()
 
     async def _assemble(
@@ -719,7 +719,7 @@ async def pull_image(
     ref = _as_reference(reference)
     (result,) = await pull_images(
         [ref],
-        output=Path(output) if output is not None else Path(ref.default_output_name()),
+        output=output_path(ref, output, format),
         platform=platform,
         format=format,
         tags=[tag],

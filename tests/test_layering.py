@@ -15,7 +15,7 @@ LAYERS: list[set[str]] = [
     {"reference", "manifest", "tarwriter", "tarstream", "events", "tokens"},
     {"auth", "store", "layers", "image_list"},
     {"cache_use", "blob_copy"},
-    {"transport", "archive_scan", "lockfile"},
+    {"transport", "archive_scan", "lockfile", "outputs"},
     {"registry", "upload"},
     {"download"},
     {"docker_archive", "oci_archive", "verify_layout"},
