@@ -46,6 +46,7 @@ if typing.TYPE_CHECKING:
     from .errors import OutputError as OutputError
     from .errors import PlatformNotFoundError as PlatformNotFoundError
     from .errors import PlatformRequiredError as PlatformRequiredError
+    from .errors import PullAccessDeniedError as PullAccessDeniedError
     from .errors import RegistryError as RegistryError
     from .errors import SizeMismatchError as SizeMismatchError
     from .errors import TLSError as TLSError
@@ -143,6 +144,7 @@ _HOMES = {
     "PlatformNotFoundError": "errors",
     "PlatformRequiredError": "errors",
     "ProgressEvent": "events",
+    "PullAccessDeniedError": "errors",
     "PullEvent": "pull",
     "PullFinished": "pull",
     "PullResult": "pull",

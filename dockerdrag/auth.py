@@ -24,12 +24,13 @@ import anyio
 
 from .credentials import (
     Credentials,
+    Identity,
     describe_identity,
     identity_of,
     load_docker_credentials,
     login_hint,
 )
-from .errors import AuthenticationError
+from .errors import AuthenticationError, DockerDragError, PullAccessDeniedError
 from .retry import RetryPolicy
 from .tokens import Token, TokenClient, fetch_token, token_request
 
@@ -248,6 +249,15 @@ class RegistryAuth:
                 self._credentials_resolved = True
 
 
+def _pulled_repository(scope: str) -> str | None:
+    """``library/busybox`` of the one scope ``repository:library/busybox:pull``, else None."""
+    kind, _, rest = scope.partition(":")
+    name, _, actions = rest.rpartition(":")
+    if " " in scope or kind != "repository" or not name or "pull" not in actions.split(","):
+        return None
+    return name
+
+
 def _token_key(challenge: Challenge | None, scope: str) -> tuple[str, str, str]:
     params = challenge.params if challenge else {}
     return (params.get("realm", ""), params.get("service", ""), scope)
@@ -301,7 +311,7 @@ class RequestAuthorization:
         await self.auth.ensure_credentials()
         refusal = refusal_of(self.challenge, challenge)
         if refusal in self._answered or refusal is Refusal.DENIED:
-            raise AuthenticationError(self._refusal_message(challenge, refusal))
+            raise self._refusal_error(challenge, refusal)
         self._answered.add(refusal)
         if refusal is Refusal.NEW_CHALLENGE:
             self.challenge = _kept_challenge(challenge)
@@ -314,6 +324,22 @@ class RequestAuthorization:
         self.auth.invalidate(self.scope, sent, self.challenge)
         if refusal is Refusal.INSUFFICIENT_SCOPE and challenge.params.get("scope"):
             self.scope = challenge.params["scope"]
+
+    def _refusal_error(self, challenge: Challenge, refusal: Refusal) -> DockerDragError:
+        """A final 401: in Docker's words when a pull without credentials was refused a
+        repository (it may not exist: Docker Hub answers both alike), else an
+        AuthenticationError."""
+        host = self.auth.registry_host
+        repository = _pulled_repository(self.scope)
+        anonymous = identity_of(self.auth.credentials) is Identity.ANONYMOUS
+        no_access = refusal in (Refusal.INSUFFICIENT_SCOPE, Refusal.DENIED)
+        if anonymous and no_access and repository is not None:
+            return PullAccessDeniedError(
+                f"pull access denied for {repository} on {host}: the repository does not "
+                f"exist or may require 'docker login {host}' (or --username and "
+                "--password-stdin)"
+            )
+        return AuthenticationError(self._refusal_message(challenge, refusal))
 
     def _refusal_message(self, challenge: Challenge, refusal: Refusal) -> str:
         """An actionable message for a final 401 (never contains a secret)."""

@@ -17,6 +17,8 @@ occur. Each class carries an ``exit_code`` that the CLI uses.
     ├── NotFoundError                     (exit 4)
     │   ├── ManifestUnknownError                    tag/digest not in the repository
     │   ├── BlobUnknownError                        blob not in the repository
+    │   ├── PullAccessDeniedError                   anonymous pull refused: no such
+    │   │                                           repository, or it needs a login
     │   └── PlatformNotFoundError                   index has no matching platform
     │       └── PlatformRequiredError               multi-platform image, none chosen
     ├── RegistryError                     (exit 5)  unexpected HTTP status / protocol
@@ -87,6 +89,15 @@ class ManifestUnknownError(NotFoundError):
 
 class BlobUnknownError(NotFoundError):
     """The registry has no blob with this digest."""
+
+
+class PullAccessDeniedError(NotFoundError):
+    """The registry refused an anonymous pull of a repository.
+
+    As Docker says: the repository does not exist or may require ``docker login``
+    (registries such as Docker Hub answer both alike). Refused credentials are an
+    :class:`AuthenticationError` instead.
+    """
 
 
 class PlatformNotFoundError(NotFoundError):

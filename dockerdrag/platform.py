@@ -30,11 +30,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from .errors import InvalidManifestError, InvalidPlatformError
+from .errors import InvalidManifestError, InvalidPlatformError, PlatformNotFoundError
 
 __all__ = [
     "Platform",
     "PlatformSpec",
+    "check_image_platform",
     "host_platform",
     "parse_platforms",
     "platform_matches",
@@ -129,8 +130,9 @@ class Platform:
     def parse(cls, text: str) -> Platform:
         """Parse ``os/arch[/variant]`` (e.g. ``linux/arm64/v8``) and normalise it.
 
-        A lone OS (``linux``) or a lone known architecture (``arm64``) is
-        completed from :func:`host_platform`. The OS may carry a version, as in
+        A lone OS (``linux``), a lone known architecture (``arm64``) or a known
+        architecture with its variant (``arm/v7``) is completed from
+        :func:`host_platform` (``linux/arm/v7`` on Linux). The OS may carry a version, as in
         ``windows(10.0.17763)/amd64``. Raises InvalidPlatformError otherwise.
         """
         if not isinstance(text, str):
@@ -178,6 +180,9 @@ class Platform:
                 f"invalid platform {original!r}: unknown operating system or architecture, "
                 "expected os/arch[/variant] such as linux/amd64"
             )
+        if len(parts) == 2 and _is_architecture(os_name, os_version):
+            # ``arm/v7``: an architecture and its variant, on this machine's OS.
+            return cls(host_platform().os, os_name, parts[1]).normalized()
         variant = parts[2] if len(parts) == 3 else None
         return cls(os_name, parts[1], variant, os_version).normalized()
 
@@ -246,6 +251,29 @@ class Platform:
         if self.variant:
             obj["variant"] = self.variant
         return obj
+
+
+def _is_architecture(name: str, os_version: str | None) -> bool:
+    """Whether the first component of a platform string names an architecture, not an OS."""
+    return os_version is None and name in _KNOWN_ARCH and name not in _KNOWN_OS
+
+
+def check_image_platform(image: str, wanted: Sequence[Platform], actual: Platform) -> None:
+    """Refuse a single-platform image for ``actual`` when it matches none of ``wanted``.
+
+    As Docker does for ``docker pull --platform``: raises PlatformNotFoundError in
+    its words. An image whose config names no OS or architecture is accepted.
+    """
+    if not actual.os or not actual.architecture:
+        return
+    if any(platform_matches(platform, actual) for platform in wanted):
+        return
+    asked = ", ".join(str(platform) for platform in wanted)
+    raise PlatformNotFoundError(
+        f"image {image} was found but does not match the specified platform: wanted {asked}, "
+        f"actual: {actual} (a single-platform image; --platform {actual} pulls it)",
+        available=(actual,),
+    )
 
 
 def _optional_str(obj: Mapping[str, object], key: str) -> str | None:

@@ -68,7 +68,7 @@ from .manifest import (
     parse_config,
 )
 from .outputs import check_output, output_path
-from .platform import Platform, PlatformSpec, parse_platforms
+from .platform import Platform, PlatformSpec, check_image_platform, parse_platforms
 from .reference import Reference
 from .registry import RegistryClient, choose_entries, mirror_host
 from .retry import RetryPolicy
@@ -588,6 +588,8 @@ class Puller:
                 for manifest in resolution.manifests
             ]
         )
+        if resolution.index is None and isinstance(wanted, list):
+            check_image_platform(str(ref), wanted, images[0].config.platform)
         return ResolvedPull(ref, resolution.source, resolution.index, images, repo_tags)
 
     async def _with_config(

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from dockerdrag.errors import InvalidManifestError, InvalidPlatformError, UsageError
+from dockerdrag.errors import (
+    InvalidManifestError,
+    InvalidPlatformError,
+    PlatformNotFoundError,
+    UsageError,
+)
 from dockerdrag.platform import (
     Platform,
+    check_image_platform,
     host_platform,
     platform_matches,
     platform_preference,
@@ -84,6 +90,31 @@ def test_fields_of_parsed_platform() -> None:
         None,
         (),
     )
+
+
+def test_architecture_and_variant_completed_with_the_host_os() -> None:
+    """``arm/v7`` means ``linux/arm/v7`` (on Linux), as a bare ``arm64`` means ``linux/arm64``."""
+    host = host_platform()
+    assert Platform.parse("arm/v7") == Platform(host.os, "arm", "v7")
+    assert Platform.parse("arm/6") == Platform(host.os, "arm", "v6")
+    assert Platform.parse("arm64/v8") == Platform(host.os, "arm64")
+    assert Platform.parse("amd64/v3") == Platform(host.os, "amd64", "v3")
+    assert Platform.parse("linux/arm") == Platform("linux", "arm", "v7")  # os/arch stays
+
+
+def test_single_platform_image_checked_against_the_platforms_asked_for() -> None:
+    amd64 = Platform.parse("linux/amd64")
+    check_image_platform("x", [amd64], amd64)
+    check_image_platform("x", [Platform.parse("linux/arm64"), amd64], amd64)
+    check_image_platform("x", [Platform.parse("linux/arm/v7")], Platform.parse("linux/arm/v6"))
+    check_image_platform("x", [amd64], Platform("", ""))  # a config without a platform
+    with pytest.raises(PlatformNotFoundError) as info:
+        check_image_platform("reg/x:1", [Platform.parse("linux/arm64")], amd64)
+    assert str(info.value).startswith(
+        "image reg/x:1 was found but does not match the specified platform: "
+        "wanted linux/arm64, actual: linux/amd64"
+    )
+    assert info.value.available == (amd64,)
 
 
 def test_single_component_completed_from_host() -> None:
