@@ -18,6 +18,7 @@ from .cli_report import format_platform_line
 from .cli_session import Options, make_puller, merge_options
 from .config import Settings
 from .errors import PlatformRequiredError, UsageError
+from .manifest import Descriptor
 from .progress import descriptor_json, inspection_json
 from .pull import ImageInspection
 from .safe_text import escape
@@ -56,8 +57,9 @@ def _declare_inspect(commands: SubParsers) -> argparse.ArgumentParser:
 def _declare_platforms(commands: SubParsers) -> argparse.ArgumentParser:
     platforms = commands.add_parser(
         "platforms",
-        help="list the platforms of a multi-arch image",
-        description="List the platforms of a multi-arch image as --platform options.",
+        help="list the platforms of an image",
+        description="List the platforms of an image (the one of a single-platform image) "
+        "as --platform options.",
     )
     platforms.add_argument("image", metavar="IMAGE")
     add_json_option(platforms)
@@ -70,12 +72,17 @@ async def list_platforms(args: argparse.Namespace, options: Options, image: str)
     """Print the platforms of ``image`` (``platforms`` and ``pull --list-platforms``)."""
     async with make_puller(args, options, image) as puller:
         entries = await puller.platforms(image)
+        single = None if entries else await puller.inspect(image)
+    if single is not None and single.config is not None:
+        # The platform of a single-platform image is in its config.
+        entries = [
+            Descriptor(single.media_type, single.digest, len(single.raw), single.config.platform)
+        ]
     if args.json:
         print(json.dumps([descriptor_json(entry) for entry in entries]))
         return 0
-    if not entries:
+    if single is not None:
         print(f"{escape(image)} is a single-platform image", file=sys.stderr)
-        return 0
     for entry in entries:
         print(format_platform_line(entry))
     return 0

@@ -135,7 +135,12 @@ def add_connection_options(parser: argparse.ArgumentParser, *, mirrors: bool = T
             help="Docker Hub mirror tried before the origin, like dockerd's registry-mirrors "
             "(repeatable; an http:// URL is allowed plain HTTP; env DOCKERDRAG_REGISTRY_MIRRORS)",
         )
-    group.add_argument("--username", "-u", help="registry username")
+    group.add_argument(
+        "--username",
+        "-u",
+        help="registry username; the password is asked for on the terminal, or read from "
+        "stdin with --password-stdin",
+    )
     group.add_argument(
         "--password-stdin", action="store_true", help="read the password or token from stdin"
     )

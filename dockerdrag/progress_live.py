@@ -25,7 +25,16 @@ from .events import (
     TagMoved,
 )
 from .human_units import format_rate
-from .progress_tally import LABELS, Clock, RateMeter, RendererBase, Tally, resume_line, retry_line
+from .progress_tally import (
+    LABELS,
+    Clock,
+    RateMeter,
+    RendererBase,
+    Tally,
+    pulling_line,
+    resume_line,
+    retry_line,
+)
 from .pull import PullResult
 from .safe_text import escape
 
@@ -134,7 +143,7 @@ class TerminalProgress(RendererBase):
         """Update the rows the event concerns; the display redraws itself."""
         self.tally.update(event)
         if isinstance(event, PullStarted):
-            self._print(f"Pulling {event.reference} ({event.manifest_digest})")
+            self._print(pulling_line(event))
             for digest, size in event.layers:
                 self._add_row(digest, size)
         elif isinstance(event, LayerProgress):

@@ -30,6 +30,7 @@ from .progress_tally import (
     RendererBase,
     Tally,
     in_flight_line,
+    pulling_line,
     resume_line,
     retry_line,
 )
@@ -100,7 +101,7 @@ class PlainProgress(RendererBase):
         with self._lock:
             self.tally.update(event)
             if isinstance(event, PullStarted):
-                self._print(f"Pulling {event.reference} ({event.manifest_digest})")
+                self._print(pulling_line(event))
             elif isinstance(event, ArchiveWriting):
                 self._print(f"Writing {event.output}")
             elif isinstance(event, TagMoved):

@@ -197,6 +197,13 @@ class Tally:
         return text + (f" ({', '.join(notes)})" if notes else "")
 
 
+def pulling_line(event: PullStarted) -> str:
+    """``Pulling REF (DIGEST)``; the digest once when the reference already names it."""
+    if event.reference.endswith(f"@{event.manifest_digest}"):
+        return f"Pulling {event.reference}"
+    return f"Pulling {event.reference} ({event.manifest_digest})"
+
+
 def resume_line(event: LayerProgress) -> str:
     """``b741749f2ef1: Resuming (11.4 of 52.4 MB on disk)``."""
     return f"{event.digest.short}: Resuming ({format_amount(event.resumed, event.total)} on disk)"
@@ -240,6 +247,7 @@ __all__ = [
     "RendererBase",
     "Tally",
     "in_flight_line",
+    "pulling_line",
     "resume_line",
     "retry_line",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -233,3 +234,41 @@ def test_console_script_is_installed(seeded_registry: SeededRegistry, tmp_path: 
     )
     assert completed.returncode == 0, completed.stderr
     assert (tmp_path / "c.tar").exists()
+
+
+@pytest.mark.parametrize("how", [["platforms"], ["--list-platforms"], ["platforms", "--json"]])
+def test_platforms_names_the_platform_of_a_single_platform_image(
+    seeded_registry: SeededRegistry, tmp_path: Path, how: list[str]
+) -> None:
+    server, images = seeded_registry
+    busybox = images["busybox"]
+    args = [*how, busybox.reference] if how[0] == "platforms" else [busybox.reference, *how]
+    completed = run_cli(*args, "--insecure", server.host, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    if "--json" in how:
+        (entry,) = json.loads(completed.stdout)
+        assert entry["platform"] == "linux/amd64"
+        assert entry["digest"] == busybox.manifest_digest
+        return
+    assert completed.stdout == (
+        f"--platform linux/amd64       # os: linux, architecture: amd64 "
+        f"(digest: {busybox.manifest_digest})\n"
+    )
+    assert "single-platform image" in completed.stderr
+
+
+def test_digest_pull_prints_the_digest_once(
+    seeded_registry: SeededRegistry, tmp_path: Path
+) -> None:
+    server, images = seeded_registry
+    busybox = images["busybox"]
+    by_digest = run_cli(
+        busybox.digest_reference, "--insecure", server.host, "--progress", "plain", cwd=tmp_path
+    )
+    assert by_digest.returncode == 0, by_digest.stderr
+    (pulling,) = [line for line in by_digest.stderr.splitlines() if line.startswith("Pulling")]
+    assert pulling == f"Pulling {busybox.digest_reference}"
+    by_tag = run_cli(
+        busybox.reference, "--insecure", server.host, "--progress", "plain", cwd=tmp_path
+    )
+    assert f"Pulling {busybox.reference} ({busybox.manifest_digest})" in by_tag.stderr
