@@ -8,6 +8,10 @@ into a registry::
     from dockerdrag import pull_image
     result = await pull_image("busybox:1.36", platform="linux/amd64", output="busybox.tar")
 
+The API runs on asyncio (``asyncio.run``, or anyio's asyncio backend); called from
+another event loop such as trio it raises :class:`UnsupportedEventLoopError`. It
+reads no ``DOCKERDRAG_*`` variable: every setting is an argument.
+
 Progress comes as typed events, to a ``progress=`` callback or as an async
 iterator (:meth:`Puller.pull_events`); :meth:`Puller.inspect` describes an image
 without pulling it; :func:`verify_archive` checks a carried archive offline.
@@ -50,6 +54,7 @@ if typing.TYPE_CHECKING:
     from .errors import RegistryError as RegistryError
     from .errors import SizeMismatchError as SizeMismatchError
     from .errors import TLSError as TLSError
+    from .errors import UnsupportedEventLoopError as UnsupportedEventLoopError
     from .errors import UnsupportedFormatError as UnsupportedFormatError
     from .errors import UsageError as UsageError
     from .events import ArchiveWriting as ArchiveWriting
@@ -162,6 +167,7 @@ _HOMES = {
     "TLSError": "errors",
     "TagMoved": "events",
     "TransferOptions": "download",
+    "UnsupportedEventLoopError": "errors",
     "UnsupportedFormatError": "errors",
     "UsageError": "errors",
     "VerifiedArchive": "verify",

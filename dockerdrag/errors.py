@@ -31,7 +31,8 @@ occur. Each class carries an ``exit_code`` that the CLI uses.
     │   ├── InvalidManifestError                    ambiguous/oversized/unsupported document
     │   └── CorruptArchiveError                     an archive is truncated, damaged or
     │                                               misses a member it references
-    └── OutputError                       (exit 7)  cannot write the archive (disk full, ...)
+    ├── OutputError                       (exit 7)  cannot write the archive (disk full, ...)
+    └── UnsupportedEventLoopError         (exit 1)  called from an event loop other than asyncio
 """
 
 from __future__ import annotations
@@ -163,6 +164,10 @@ class OutputError(DockerDragError):
     """The archive could not be written."""
 
     exit_code = 7
+
+
+class UnsupportedEventLoopError(DockerDragError):
+    """The library was called from an event loop other than asyncio (e.g. trio)."""
 
 
 def leaf_error(error: BaseException) -> BaseException:

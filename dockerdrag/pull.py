@@ -10,7 +10,7 @@ concurrency limit while :mod:`assemble` writes the archive in a worker thread.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -29,8 +29,8 @@ from .assemble import (
 )
 from .cache_repair import BlobSources, write_repairing
 from .cache_use import BlobsInUse
+from .client_credentials import ClientCredentials, CredentialsSpec
 from .conventions import check_output_name, default_cache_dir
-from .credentials import Credentials
 from .digest import Digest
 from .docker_archive import DockerArchiveOptions
 from .download import (
@@ -46,6 +46,7 @@ from .errors import (
     UsageError,
     leaf_error,
 )
+from .eventloop import require_asyncio
 from .events import (
     ArchiveWriting,
     EventStream,
@@ -206,9 +207,42 @@ def _check_format(output_format: str) -> None:
 
 
 class Puller:
-    """A reusable client: several pulls share one HTTP session and caches.
+    """A reusable client: several pulls share one HTTP session, token cache and blob cache.
 
-    Use as ``async with Puller(...) as puller: await puller.pull("busybox")``.
+    Use as ``async with Puller(...) as puller: await puller.pull("busybox")``; the
+    methods are coroutines of an asyncio event loop (see :mod:`dockerdrag.eventloop`).
+    Every option is keyword-only; the library reads no ``DOCKERDRAG_*`` variable.
+
+    Parameters:
+        ``insecure``: registries (``host[:port]``) that may be reached over plain
+            HTTP or with unverified TLS; never implied for any other host.
+        ``ca_cert``: a PEM file of extra CA certificates to trust (besides the
+            system store and Docker's ``certs.d``).
+        ``credentials``: a mapping of registry hosts (``ghcr.io``, ``host:port``,
+            ``registry-1.docker.io`` for Docker Hub) to :class:`Credentials`, or one
+            :class:`Credentials` for the registry of the images this client pulls
+            (bound to the first image's registry; an image from another registry is
+            then a :class:`UsageError`). Hosts without explicit credentials use the
+            Docker config, as ``docker pull`` does.
+        ``use_docker_config``: whether to look credentials up in
+            ``$DOCKER_CONFIG/config.json`` (credential helpers included).
+        ``registry_mirrors``: Docker Hub mirror URLs (``https://mirror:5000``;
+            an ``http://`` URL allows that mirror plain HTTP), tried in order before
+            Docker Hub for Docker Hub images, as dockerd's ``registry-mirrors``.
+        ``cache_dir``: the blob cache directory (default ``$XDG_CACHE_HOME/dockerdrag``).
+        ``concurrency``: the most connections open at once, layers and chunks together.
+        ``retry``: how transient failures are retried (:class:`RetryPolicy`).
+        ``progress``: a callback receiving every pull's events (:class:`PullStarted`,
+            :class:`LayerProgress`, :class:`ArchiveWriting`), on the event loop.
+        ``archive_options``: how the docker format's bytes vary between Docker
+            versions (:class:`DockerArchiveOptions`; the default is Docker 20.10's).
+        ``include_attestations``: keep attestation manifests (SBOM, provenance) in
+            the OCI formats.
+        ``include_foreign``: fetch foreign (non-distributable) layers from the URLs
+            their descriptors name, without credentials; the docker format needs it
+            for images that have such layers.
+        ``transfer``: when blobs are split into parallel ranged chunks
+            (:class:`TransferOptions`).
     """
 
     def __init__(
@@ -216,7 +250,7 @@ class Puller:
         *,
         insecure: Iterable[str] = (),
         ca_cert: str | Path | None = None,
-        credentials: Mapping[str, Credentials] | None = None,
+        credentials: CredentialsSpec = None,
         use_docker_config: bool = True,
         registry_mirrors: Sequence[str] = (),
         cache_dir: str | Path | None = None,
@@ -229,11 +263,12 @@ class Puller:
         transfer: TransferOptions | None = None,
     ) -> None:
         plain_mirrors = [mirror_host(url)[0] for url in registry_mirrors if mirror_host(url)[1]]
+        self.credentials = ClientCredentials(credentials)
         self.transport = Transport(
             TransportConfig(
                 insecure_registries=frozenset([*insecure, *plain_mirrors]),
                 ca_cert=Path(ca_cert) if ca_cert is not None else None,
-                credentials=dict(credentials or {}),
+                credentials=self.credentials.by_host,
                 use_docker_config=use_docker_config,
                 retry=retry or RetryPolicy(),
             )
@@ -252,6 +287,8 @@ class Puller:
         self.include_foreign = include_foreign
 
     async def __aenter__(self) -> Puller:
+        """Open the HTTP session; raises UnsupportedEventLoopError outside asyncio."""
+        require_asyncio()
         await self.transport.__aenter__()
         return self
 
@@ -269,8 +306,14 @@ class Puller:
             listener(event)
 
     async def platforms(self, reference: str | Reference) -> list[Descriptor]:
-        """The platform entries of a multi-platform image (empty for a single image)."""
-        _, document = await self.client.fetch_index_or_manifest(_as_reference(reference))
+        """The platform entries of a multi-platform image (empty for a single image).
+
+        ``reference``: the image (``busybox``, ``ghcr.io/org/app:1``, a
+        :class:`Reference`). Attestation entries are left out.
+        """
+        ref = _as_reference(reference)
+        self.credentials.bind(ref)
+        _, document = await self.client.fetch_index_or_manifest(ref)
         return document.platforms() if isinstance(document, ImageIndex) else []
 
     async def inspect(
@@ -278,11 +321,12 @@ class Puller:
     ) -> ImageInspection:
         """Describe an image (manifest, platforms, config, layers) without pulling layers.
 
-        For a multi-platform image, ``platform`` chooses the image whose manifest and
-        config are read; without it only the index is described (unless it offers
-        exactly one platform).
+        ``reference``: the image. ``platform``: for a multi-platform image, the
+        platform whose manifest and config are read (as for :meth:`pull`); without
+        it only the index is described (unless it offers exactly one platform).
         """
         ref = _as_reference(reference)
+        self.credentials.bind(ref)
         wanted = Platform.parse(platform) if isinstance(platform, str) else platform
         self.store.ensure()  # the config is read through the blob cache
         source, document = await self.client.fetch_index_or_manifest(ref)
@@ -336,7 +380,9 @@ class Puller:
                     ...  # PullStarted, LayerProgress, ArchiveWriting, then PullFinished
 
         The iteration ends with :class:`PullFinished` (holding the result) or raises
-        the pull's error. Leaving the block early cancels the pull.
+        the pull's error. Leaving the block early cancels the pull. ``reference``,
+        ``platform``, ``output``, ``tag`` and ``format`` are :meth:`pull`'s; pending
+        ``downloading`` updates of a layer are merged, so a slow consumer costs no memory.
         """
         stream: EventStream[PullEvent] = EventStream()
 
@@ -379,14 +425,37 @@ class Puller:
         format: str = "docker",
         progress: ProgressCallback | None = None,
     ) -> PullResult:
-        """Pull one image into an archive at ``output`` (default: the original tool's name,
-        ``library_busybox.tar``; in ``output`` when that is an existing directory).
+        """Pull one image into an archive and return what was written.
 
-        ``tag`` sets the ``name:tag`` written into the archive (default: the
-        reference's own tag; none for a digest-only reference). ``format`` is
-        ``docker`` (legacy ``docker save``), ``oci`` (OCI layout + manifest.json
-        in one tar, layers kept compressed) or ``oci-dir`` (an OCI layout directory).
-        ``progress`` receives this pull's events (besides the client's callback).
+        Parameters:
+            ``reference``: the image: ``busybox``, ``busybox:1.36``,
+                ``ghcr.io/org/app:1``, ``app@sha256:…`` (Docker's grammar), or a
+                :class:`Reference`.
+            ``platform``: which image of a multi-platform index to pull: a
+                :class:`Platform` or ``"os/arch[/variant]"`` (``"linux/arm64"``;
+                ``"arm64"`` or ``"arm/v7"`` alone complete the OS with this machine's).
+                With ``format="oci"``/``"oci-dir"`` also several (a sequence or a
+                comma-separated string) or ``"all"``. ``None``: an index offering
+                several platforms raises :class:`PlatformRequiredError` (listing them);
+                a single-platform image is pulled whatever its platform. Given, a
+                single-platform image for another platform raises
+                :class:`PlatformNotFoundError` before any layer is fetched.
+            ``output``: the archive's path; default: the repository with ``/`` turned
+                into ``_`` in the current directory (``library_busybox.tar``; without
+                ``.tar`` for ``oci-dir``); an existing directory gets the archive
+                inside it under that name (not for ``oci-dir``).
+            ``tag``: the ``name:tag`` written into the archive (default: the
+                reference's own tag; none for a digest-only reference, which then
+                loads untagged, as ``docker save IMAGE@DIGEST`` does).
+            ``format``: ``"docker"`` (the legacy ``docker save`` archive, layers
+                decompressed), ``"oci"`` (an OCI layout and ``manifest.json`` in one
+                tar, layers as pulled) or ``"oci-dir"`` (the OCI layout as a directory,
+                which must not exist or be empty).
+            ``progress``: a callback receiving this pull's events (besides the
+                client's ``progress``).
+
+        Raises a :class:`DockerDragError` subclass; nothing is left at ``output``
+        then, and the blobs already verified stay in the cache.
         """
         ref = _as_reference(reference)
         out = output_path(ref, output, format)
@@ -408,9 +477,26 @@ class Puller:
     ) -> list[PullResult]:
         """Pull several images into ONE archive; each blob is stored once.
 
-        ``manifest.json`` lists the images in the order given. ``tags`` (parallel to
-        ``references``) overrides the names written for each image. ``progress``
-        receives this call's events (besides the client's callback).
+        Parameters:
+            ``references``: the images, in the order ``manifest.json`` lists them.
+            ``output``: the archive's path (required: a bundle has no default name).
+            ``platform``: for every reference, which image of a multi-platform index to pull: a
+                :class:`Platform` or ``"os/arch[/variant]"`` (``"linux/arm64"``;
+                ``"arm64"`` or ``"arm/v7"`` alone complete the OS with this machine's).
+                With ``format="oci"``/``"oci-dir"`` also several (a sequence or a
+                comma-separated string) or ``"all"``. ``None``: an index offering
+                several platforms raises :class:`PlatformRequiredError` (listing them);
+                a single-platform image is pulled whatever its platform. Given, a
+                single-platform image for another platform raises
+                :class:`PlatformNotFoundError` before any layer is fetched.
+            ``tags``: the ``name:tag`` written for each image (parallel to
+                ``references``; ``None`` in it, or no ``tags``: the reference's own).
+            ``format``: ``"docker"`` (the legacy ``docker save`` archive, layers
+                decompressed), ``"oci"`` (an OCI layout and ``manifest.json`` in one
+                tar, layers as pulled) or ``"oci-dir"`` (the OCI layout as a directory,
+                which must not exist or be empty).
+            ``progress``: a callback receiving this call's events (besides the
+                client's ``progress``).
         """
         listener = _CallProgress(progress)
         self._listeners.append(listener)
@@ -432,6 +518,8 @@ class Puller:
         refs = [_as_reference(r) for r in references]
         if not refs:
             raise UsageError("no image given")
+        for ref in refs:
+            self.credentials.bind(ref)
         overrides = list(tags) if tags is not None else [None] * len(refs)
         if len(overrides) != len(refs):
             raise UsageError("give one --tag per image")
@@ -475,6 +563,8 @@ class Puller:
         """
         _check_format(format)
         plan = plan_list(entries, platform, format, locked)
+        for item in plan:
+            self.credentials.bind(item.reference)
         out_path = Path(output)
         if lock_output is not None:
             check_output_name(Path(lock_output))
@@ -707,7 +797,7 @@ async def pull_image(
     tag: str | None = None,
     insecure: Iterable[str] = (),
     ca_cert: str | Path | None = None,
-    credentials: Credentials | None = None,
+    credentials: CredentialsSpec = None,
     cache_dir: str | Path | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     progress: ProgressCallback | None = None,
@@ -716,7 +806,19 @@ async def pull_image(
 ) -> PullResult:
     """Pull ``reference`` into a ``docker load``-able archive and return what was written.
 
-    ``credentials`` apply to the image's own registry only.
+    A one-call :class:`Puller`. Parameters:
+        ``reference``, ``platform``, ``output``, ``format``, ``tag``: as for
+            :meth:`Puller.pull` (``output`` defaults to ``library_busybox.tar`` in the
+            current directory, or in ``output`` when that is a directory).
+        ``insecure``, ``ca_cert``, ``cache_dir``, ``concurrency``, ``progress``,
+            ``registry_mirrors``, ``include_foreign``: as for :class:`Puller`.
+        ``credentials``: as for :class:`Puller`: one :class:`Credentials` for the
+            registry of the image, or a mapping of registry hosts
+            (``registry-1.docker.io``, ``host:port``) to credentials.
+
+    Needs an asyncio event loop (``asyncio.run``, or anyio's asyncio backend);
+    anything else raises :class:`UnsupportedEventLoopError`. Errors are
+    :class:`DockerDragError` subclasses; nothing is left at ``output`` then.
     """
     ref = _as_reference(reference)
     (result,) = await pull_images(
@@ -727,7 +829,7 @@ async def pull_image(
         tags=[tag],
         insecure=insecure,
         ca_cert=ca_cert,
-        credentials={ref.registry_host: credentials} if credentials is not None else None,
+        credentials=credentials,
         cache_dir=cache_dir,
         concurrency=concurrency,
         progress=progress,
@@ -746,7 +848,7 @@ async def pull_images(
     tags: Sequence[str | None] | None = None,
     insecure: Iterable[str] = (),
     ca_cert: str | Path | None = None,
-    credentials: Mapping[str, Credentials] | None = None,
+    credentials: CredentialsSpec = None,
     cache_dir: str | Path | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     progress: ProgressCallback | None = None,
@@ -755,7 +857,18 @@ async def pull_images(
 ) -> list[PullResult]:
     """Pull several images into one archive (a bundle ``docker load`` loads at once).
 
-    ``credentials`` maps registry hosts (``registry-1.docker.io``, ``host:port``) to credentials.
+    A one-call :class:`Puller`. Parameters:
+        ``references``, ``output``, ``platform``, ``format``, ``tags``: as for
+            :meth:`Puller.pull_many`.
+        ``insecure``, ``ca_cert``, ``cache_dir``, ``concurrency``, ``progress``,
+            ``registry_mirrors``, ``include_foreign``: as for :class:`Puller`.
+        ``credentials``: as for :class:`Puller`: one :class:`Credentials` for the
+            registry of the images (all on one registry), or a mapping of registry hosts
+            (``registry-1.docker.io``, ``host:port``) to credentials.
+
+    Needs an asyncio event loop (``asyncio.run``, or anyio's asyncio backend);
+    anything else raises :class:`UnsupportedEventLoopError`. Errors are
+    :class:`DockerDragError` subclasses; nothing is left at ``output`` then.
     """
     async with Puller(
         insecure=insecure,

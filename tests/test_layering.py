@@ -15,7 +15,7 @@ LAYERS: list[set[str]] = [
     {"reference", "manifest", "tarwriter", "tarstream", "events", "tokens"},
     {"auth", "store", "layers", "image_list"},
     {"cache_use", "blob_copy"},
-    {"transport", "archive_scan", "lockfile", "outputs"},
+    {"transport", "archive_scan", "lockfile", "outputs", "client_credentials", "eventloop"},
     {"registry", "upload"},
     {"download"},
     {"docker_archive", "oci_archive", "verify_layout"},
