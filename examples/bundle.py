@@ -28,7 +28,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output")
     parser.add_argument("images", nargs="+")
-    parser.add_argument("--platform")
+    parser.add_argument("--platform", help="e.g. linux/arm64 (needed for a multi-platform image)")
     parser.add_argument("--insecure", action="append", default=[])
     args = parser.parse_args()
     try:

@@ -5,7 +5,8 @@ Usage::
     python examples/pull_concurrently.py OUTDIR IMAGE [IMAGE ...] [--platform linux/amd64]
         [--insecure HOST:PORT]
 
-Each image is written to OUTDIR/<repo>.tar. The pulls share one HTTP session,
+Each image is written to OUTDIR/<repo>.tar (an existing directory given as
+``output`` gets the archive under its default name). The pulls share one HTTP session,
 one token cache and one blob cache, so layers common to several images are
 downloaded once.
 """
@@ -16,7 +17,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from dockerdrag import DockerDragError, Puller, PullResult, Reference
+from dockerdrag import DockerDragError, Puller, PullResult
 
 
 async def pull_all(
@@ -24,14 +25,7 @@ async def pull_all(
 ) -> list[PullResult]:
     outdir.mkdir(parents=True, exist_ok=True)
     async with Puller(insecure=insecure, concurrency=4) as puller:
-        tasks = [
-            puller.pull(
-                image,
-                platform=platform,
-                output=outdir / Reference.parse(image).default_output_name(),
-            )
-            for image in images
-        ]
+        tasks = [puller.pull(image, platform=platform, output=outdir) for image in images]
         return list(await asyncio.gather(*tasks))
 
 
@@ -39,7 +33,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("outdir", type=Path)
     parser.add_argument("images", nargs="+")
-    parser.add_argument("--platform")
+    parser.add_argument("--platform", help="e.g. linux/arm64 (needed for a multi-platform image)")
     parser.add_argument("--insecure", action="append", default=[])
     args = parser.parse_args()
     try:

@@ -1,4 +1,6 @@
-"""Every script in examples/ runs against the local registry, as a reader would run it."""
+"""Every script in examples/ runs against the local registry, as a reader would run it,
+each with ``--platform`` on a multi-platform image (the platform asked for is the one
+written)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.archive_check import read_docker_archive
-from tests.support.images import PushedImage, push_image, text_layer
+from tests.support.images import PushedIndex, busybox_index, push_index
 from tests.support.registry_server import RegistryServer
 
 SeededRegistry = tuple[RegistryServer, dict[str, Any]]
@@ -39,34 +41,49 @@ def test_every_example_is_tested() -> None:
     source = Path(__file__).read_text()
     for script in EXAMPLES.glob("*.py"):
         assert f'"{script.name}"' in source, f"{script.name} has no test"
+        assert '"--platform"' in script.read_text(), f"{script.name} takes no --platform"
 
 
 def test_pull_concurrently(seeded_registry: SeededRegistry, tmp_path: Path) -> None:
     server, images = seeded_registry
-    refs = [images["busybox"].reference, images["multilayer"].reference]
+    refs = [images["multiarch"].reference, images["multilayer"].reference]
     completed = run_example(
-        "pull_concurrently.py", "out", *refs, "--insecure", server.host, cwd=tmp_path
+        "pull_concurrently.py",
+        "out",
+        *refs,
+        "--platform",
+        "linux/amd64",
+        "--insecure",
+        server.host,
+        cwd=tmp_path,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    for name in ("busybox", "multilayer"):
+    expected = {
+        "multiarch": images["multiarch"].image("linux", "amd64").config,
+        "multilayer": images["multilayer"].config,
+    }
+    for name, config in expected.items():
         (image,) = read_docker_archive(tmp_path / "out" / f"test_{name}.tar")
-        assert image.config == images[name].config
+        assert image.config == config
 
 
 def test_bundle(seeded_registry: SeededRegistry, tmp_path: Path) -> None:
     server, images = seeded_registry
-    names = ("busybox", "multilayer")
+    names = ("multiarch", "multilayer")
     completed = run_example(
         "bundle.py",
         "bundle.tar",
         *[images[name].reference for name in names],
+        "--platform",
+        "linux/amd64",
         "--insecure",
         server.host,
         cwd=tmp_path,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     archived = read_docker_archive(tmp_path / "bundle.tar")
-    assert [image.config for image in archived] == [images[name].config for name in names]
+    expected = [images["multiarch"].image("linux", "amd64").config, images["multilayer"].config]
+    assert [image.config for image in archived] == expected
     assert "docker load -i bundle.tar" in completed.stdout
 
 
@@ -85,13 +102,21 @@ def test_bundle_reports_errors_with_the_exit_code(registry: RegistryServer, tmp_
 
 def test_progress_callback(seeded_registry: SeededRegistry, tmp_path: Path) -> None:
     server, images = seeded_registry
-    pushed: PushedImage = images["multilayer"]
+    index: PushedIndex = images["multiarch"]
+    pushed = index.image("linux", "arm64", "v8")
     completed = run_example(
-        "progress_callback.py", pushed.reference, "m.tar", "--insecure", server.host, cwd=tmp_path
+        "progress_callback.py",
+        index.reference,
+        "m.tar",
+        "--platform",
+        "linux/arm64",
+        "--insecure",
+        server.host,
+        cwd=tmp_path,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     lines = completed.stdout.splitlines()
-    assert lines[0].startswith(f"pulling {pushed.reference}: 4 layers")
+    assert lines[0].startswith(f"pulling {index.reference}: 1 layers")
     for digest in set(pushed.layer_digests):
         assert f"layer {digest[7:19]}: complete" in completed.stdout
     assert "100%" in lines
@@ -100,16 +125,24 @@ def test_progress_callback(seeded_registry: SeededRegistry, tmp_path: Path) -> N
 
 def test_progress_events(seeded_registry: SeededRegistry, tmp_path: Path) -> None:
     server, images = seeded_registry
-    pushed: PushedImage = images["busybox"]
+    index: PushedIndex = images["multiarch"]
     completed = run_example(
-        "progress_events.py", pushed.reference, "b.tar", "--insecure", server.host, cwd=tmp_path
+        "progress_events.py",
+        index.reference,
+        "b.tar",
+        "--platform",
+        "arm/v7",
+        "--insecure",
+        server.host,
+        cwd=tmp_path,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     messages = [json.loads(line) for line in completed.stdout.splitlines()]
     assert messages[0] == {"type": "start", "layers": 1}
     assert messages[-1] == {"type": "finished", "output": "b.tar"}
     assert {"layer"} <= {m["type"] for m in messages}
-    assert (tmp_path / "b.tar").exists()
+    (image,) = read_docker_archive(tmp_path / "b.tar")
+    assert image.config == index.image("linux", "arm", "v7").config
 
 
 def test_private_registry_with_login_and_ca(
@@ -117,8 +150,9 @@ def test_private_registry_with_login_and_ca(
 ) -> None:
     server = basic_auth_registry
     assert server.username and server.password and server.ca_pem_path
-    pushed = push_image(server, "test/private", "v1", [text_layer("p.txt", "private\n")])
-    args = [pushed.reference, "p.tar", "--username", server.username]
+    index = push_index(server, "test/private", "v1", busybox_index("oci"))
+    pushed = index.image("linux", "arm64", "v8")
+    args = [index.reference, "p.tar", "--username", server.username, "--platform", "linux/arm64"]
     completed = run_example(
         "private_registry.py",
         *args,
@@ -128,7 +162,7 @@ def test_private_registry_with_login_and_ca(
         env={"REGISTRY_PASSWORD": server.password},
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    assert f"{pushed.reference}: {pushed.manifest_digest}" in completed.stdout
+    assert f"{index.reference}: {index.digest}" in completed.stdout
     assert server.password not in completed.stdout + completed.stderr
     (image,) = read_docker_archive(tmp_path / "p.tar")
     assert image.config == pushed.config
