@@ -2,12 +2,14 @@
 
 Usage::
 
-    python examples/locked_bundle.py OUTPUT.tar --list images.txt [--insecure HOST:PORT]
+    python examples/locked_bundle.py OUTPUT.tar --list images.txt [--platform linux/amd64]
+        [--insecure HOST:PORT]
     python examples/locked_bundle.py OUTPUT.tar --locked OUTPUT.lock.json [--insecure ...]
 
 The first form writes OUTPUT.tar and, once it is complete, OUTPUT.lock.json beside
 it: the digests every line of the list resolved to. The second pulls exactly those
 digests again (the same bytes, even after a tag moved) and says which tags moved.
+``--platform`` is the platform of the list's lines that name none of their own.
 """
 
 from __future__ import annotations
@@ -27,14 +29,22 @@ from dockerdrag import (
 
 
 async def bundle(
-    output: str, image_list: str | None, lock_file: str | None, insecure: list[str]
+    output: str,
+    image_list: str | None,
+    lock_file: str | None,
+    platform: str | None,
+    insecure: list[str],
 ) -> ListPullResult:
     """Pull the list (or the lock file's images) into ``output`` and write its lock."""
     entries = read_image_list(image_list) if image_list else None
     locked = read_lockfile(lock_file) if lock_file else None
     async with Puller(insecure=insecure) as puller:
         return await puller.pull_list(
-            entries, output=output, locked=locked, lock_output=default_lock_path(output)
+            entries,
+            output=output,
+            platform=platform,
+            locked=locked,
+            lock_output=default_lock_path(output),
         )
 
 
@@ -44,10 +54,13 @@ def main() -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--list", help="image list: one reference per line")
     source.add_argument("--locked", help="lock file of an earlier bundle")
+    parser.add_argument("--platform", help="e.g. linux/arm64 (for lines that name none)")
     parser.add_argument("--insecure", action="append", default=[])
     args = parser.parse_args()
     try:
-        result = anyio.run(bundle, args.output, args.list, args.locked, args.insecure)
+        result = anyio.run(
+            bundle, args.output, args.list, args.locked, args.platform, args.insecure
+        )
     except DockerDragError as exc:
         print(f"error: {exc}")
         return exc.exit_code

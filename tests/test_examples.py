@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.archive_check import read_docker_archive
-from tests.support.images import PushedImage, PushedIndex, busybox_index, push_index
+from tests.support.images import (
+    PushedImage,
+    PushedIndex,
+    busybox_index,
+    push_image,
+    push_index,
+    text_layer,
+)
 from tests.support.registry_server import RegistryServer
 
 SeededRegistry = tuple[RegistryServer, dict[str, Any]]
@@ -221,6 +228,26 @@ def test_locked_bundle(registry: RegistryServer, tmp_path: Path) -> None:
     ) in again.stdout
     assert (tmp_path / "again.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
     assert (tmp_path / "again.lock.json").read_bytes() == (tmp_path / "b.lock.json").read_bytes()
+
+
+def test_locked_bundle_with_a_platform(seeded_registry: SeededRegistry, tmp_path: Path) -> None:
+    server, images = seeded_registry
+    index: PushedIndex = images["multiarch"]
+    (tmp_path / "images.txt").write_text(f"{index.reference}\n")
+    completed = run_example(
+        "locked_bundle.py",
+        "m.tar",
+        "--list",
+        "images.txt",
+        "--platform",
+        "linux/arm64",
+        "--insecure",
+        server.host,
+        cwd=tmp_path,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    (image,) = read_docker_archive(tmp_path / "m.tar")
+    assert image.config == index.image("linux", "arm64", "v8").config
 
 
 def test_push_archive(
