@@ -12,6 +12,9 @@ import random
 import time
 from dataclasses import dataclass
 
+from .errors import NetworkError
+from .human_units import address
+
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 """HTTP statuses that mean "try again": timeout, too many requests, server trouble."""
 
@@ -69,3 +72,36 @@ def parse_retry_after(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.UTC)  # HTTP dates are GMT
     return max(0.0, when.timestamp() - time.time())
+
+
+class Unreachable(NetworkError):
+    """A request that got no answer from ``host``:``port``; ``cause`` says why, in plain words.
+
+    ``worth_retrying`` is False for a host name that does not resolve; ``refused``
+    marks a refused connection (retried after short waits only).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        what: str,
+        cause: str,
+        *,
+        via: str = "",
+        worth_retrying: bool = True,
+        refused: bool = False,
+    ) -> None:
+        super().__init__(
+            f"cannot connect to {address(host, port)}{via} while fetching {what}: {cause}"
+        )
+        self.host = host
+        self.port = port
+        self.cause = cause
+        self.worth_retrying = worth_retrying
+        self.refused = refused
+
+
+class RetriesExhausted(NetworkError):
+    """A network failure its own retry loop (a token request's) has already retried as
+    the policy allows: a request that waited on it is not sent again."""

@@ -26,7 +26,7 @@ import anyio
 
 from .credentials import Credentials, Identity, describe_identity, identity_of, login_hint
 from .errors import AuthenticationError, NetworkError, RegistryError, TLSError
-from .retry import RETRY_STATUSES, RetryPolicy
+from .retry import RETRY_STATUSES, RetriesExhausted, RetryPolicy, Unreachable
 
 log = logging.getLogger("dockerdrag")
 
@@ -203,11 +203,17 @@ async def fetch_token(
         except TLSError:
             raise
         except NetworkError as exc:
-            if last:
-                raise NetworkError(
-                    f"cannot reach the token server of {registry_host}: {exc}"
+            hopeless = isinstance(exc, Unreachable) and not exc.worth_retrying
+            if last or hopeless:
+                tried = "" if attempt == 0 else f" (tried {attempt + 1} times)"
+                raise RetriesExhausted(
+                    f"cannot reach the token server of {registry_host}: {exc}{tried}"
                 ) from exc
-            await anyio.sleep(retry.delay(attempt, None))
+            delay = retry.delay(attempt, None)
+            if isinstance(exc, Unreachable) and exc.refused:
+                delay = min(delay, retry.refused_max_delay)
+            log.info("token server of %s: %s; retrying in %.1f s", registry_host, exc, delay)
+            await anyio.sleep(delay)
             continue
         if reply.status in RETRY_STATUSES and not last:
             log.debug("token server of %s answered HTTP %s; retrying", registry_host, reply.status)

@@ -58,7 +58,13 @@ from .errors import (
 )
 from .events import RequestRetry
 from .human_units import address
-from .retry import RETRY_STATUSES, RetryPolicy, parse_retry_after
+from .retry import (
+    RETRY_STATUSES,
+    RetriesExhausted,
+    RetryPolicy,
+    Unreachable,
+    parse_retry_after,
+)
 from .safe_text import escape
 from .tokens import MAX_TOKEN_BODY, TokenReply
 
@@ -363,7 +369,7 @@ class Transport:
                             body=body,
                         )
                     raw = await stack.enter_async_context(sending)
-                except TLSError:
+                except (TLSError, RetriesExhausted):
                     raise
                 except Unreachable as exc:
                     if not exc.worth_retrying or attempt + 1 >= max_attempts:
@@ -575,34 +581,6 @@ def _redirect_target(current: str, location: str, origin: SplitResult, what: str
             f"while fetching {what}"
         )
     return target
-
-
-class Unreachable(NetworkError):
-    """A request that got no answer from ``host``:``port``; ``cause`` says why, in plain words.
-
-    ``worth_retrying`` is False for a host name that does not resolve; ``refused``
-    marks a refused connection (retried after short waits only).
-    """
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        what: str,
-        cause: str,
-        *,
-        via: str = "",
-        worth_retrying: bool = True,
-        refused: bool = False,
-    ) -> None:
-        super().__init__(
-            f"cannot connect to {address(host, port)}{via} while fetching {what}: {cause}"
-        )
-        self.host = host
-        self.port = port
-        self.cause = cause
-        self.worth_retrying = worth_retrying
-        self.refused = refused
 
 
 def _connection_error(

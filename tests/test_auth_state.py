@@ -8,15 +8,24 @@ in for a CDN and a token server chosen by someone else.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import ssl
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dockerdrag import AuthenticationError, Credentials, DockerDragError, Puller, RetryPolicy
+from dockerdrag import (
+    AuthenticationError,
+    Credentials,
+    DockerDragError,
+    NetworkError,
+    Puller,
+    RetryPolicy,
+)
 from tests.support.archive_check import read_docker_archive
 from tests.support.client_options import client_options
 from tests.support.fault_proxy import FaultProxy, redirect, status
@@ -167,3 +176,56 @@ async def test_one_bad_challenge_does_not_poison_the_host(
             result = await puller.pull(f"{proxy.host}/poison/public:v1", output=tmp_path / "2.tar")
     assert read_docker_archive(result.output)[0].diff_ids == public.diff_ids
     assert private.diff_ids != public.diff_ids
+
+
+# --------------------------------------------------------------------------- token server retries
+
+
+@contextlib.contextmanager
+def hanging_up_server() -> Iterator[tuple[int, list[int]]]:
+    """A TCP port that accepts each connection and closes it at once; yields the port and
+    a list that grows by one per connection."""
+    accepted: list[int] = []
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            accepted.append(1)
+            connection.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1], accepted
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+async def test_an_unreachable_token_server_is_tried_as_the_policy_says_not_more(
+    registry: RegistryServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    push_image(registry, "test/retries", "v1", [text_layer("r.txt", "r\n")])
+    with hanging_up_server() as (port, accepted), FaultProxy(registry.url) as proxy:
+        challenge = f'Bearer realm="http://127.0.0.1:{port}/token",service="test"'
+        proxy.add(status(401, headers={"WWW-Authenticate": challenge}), path=r"/v2/", times=None)
+        policy = RetryPolicy(attempts=3, base_delay=0.01)
+        options = {"insecure": [proxy.host], "use_docker_config": False, "retry": policy}
+        async with Puller(cache_dir=tmp_path / "c", **options) as puller:
+            with caplog.at_level(logging.DEBUG, "dockerdrag"), pytest.raises(NetworkError):
+                await puller.pull(f"{proxy.host}/test/retries:v1", output=tmp_path / "x.tar")
+    # The token request's own retries, not those multiplied by the registry request's
+    # (aiohttp itself may send an idempotent request once more on a connection closed
+    # before the answer, hence up to two connections per request).
+    sent = [r for r in caplog.records if r.getMessage() == f"GET http://127.0.0.1:{port}/token"]
+    assert len(sent) == policy.attempts
+    assert policy.attempts <= len(accepted) <= 2 * policy.attempts
