@@ -3,6 +3,11 @@
 * ``dockerdrag`` / ``dockerdrag-oci``: ``python -m dockerdrag pull`` (``--format docker``
   is the default; ``--format oci`` only when the CLI has that option), cold: a fresh
   ``--cache-dir`` per run;
+* ``dockerdrag-portable``: the docker-format pull under the emulated macOS profile
+  (``tests/support/platform_profiles.py macos``: no ``O_TMPFILE``, no ``O_DIRECT``), the
+  path every OS without Linux's fast calls takes (``--portable``);
+* ``dockerdrag-baseline``: the docker-format pull of another checkout of dockerdrag
+  (``--baseline-checkout PATH``), to compare a change with what it changes;
 * ``skopeo``: ``skopeo copy docker://... docker-archive:OUT:name:tag`` (the baseline);
 * ``docker``: ``docker pull`` then ``docker save`` on a private daemon, every image
   removed after each run; CPU is the daemon tree's, as the CLI does no work;
@@ -105,7 +110,10 @@ class Contender:
 
     def run(self, target: Target, workdir: Path, log: Path) -> Outcome:
         usage = run_sequence(
-            self.commands(target, workdir), log=log, env=_env(workdir), cwd=self.cwd
+            self.commands(target, workdir),
+            log=log,
+            env=self.environment(workdir),
+            cwd=self.working_directory(),
         )
         error = None
         if usage.ok:
@@ -117,6 +125,14 @@ class Contender:
 
     def commands(self, target: Target, workdir: Path) -> list[list[str]]:
         raise NotImplementedError
+
+    def environment(self, workdir: Path) -> dict[str, str]:
+        """The environment the commands run in."""
+        return _env(workdir)
+
+    def working_directory(self) -> Path | None:
+        """Where the commands run (None: the harness's directory)."""
+        return self.cwd
 
     def check(self, target: Target, workdir: Path) -> None:
         check_docker_archive(workdir / "out.tar", len(target.image.layers))
@@ -131,17 +147,25 @@ class Contender:
 class Dockerdrag(Contender):
     name = "dockerdrag"
     description = "`python -m dockerdrag pull` (docker archive), fresh --cache-dir"
-    cwd = REPO_ROOT
     format: ClassVar[str | None] = None
 
-    def __init__(self, extra_args: Sequence[str] = ()) -> None:
+    def __init__(self, extra_args: Sequence[str] = (), checkout: Path = REPO_ROOT) -> None:
         self.extra_args = list(extra_args)
+        self.checkout = checkout  # the dockerdrag this runs: its directory leads sys.path
+
+    def environment(self, workdir: Path) -> dict[str, str]:
+        return {**_env(workdir), "PYTHONPATH": str(self.checkout)}
+
+    def working_directory(self) -> Path:
+        return self.checkout
+
+    def launcher(self) -> list[str]:
+        """How the command starts, up to its arguments."""
+        return [sys.executable, "-m", "dockerdrag"]
 
     def commands(self, target: Target, workdir: Path) -> list[list[str]]:
         argv = [
-            sys.executable,
-            "-m",
-            "dockerdrag",
+            *self.launcher(),
             "pull",
             target.reference,
             "-o",
@@ -164,6 +188,29 @@ class DockerdragOci(Dockerdrag):
 
     def check(self, target: Target, workdir: Path) -> None:
         check_oci_archive(workdir / "out.tar", len(target.image.layers))
+
+
+class DockerdragPortable(Dockerdrag):
+    name = "dockerdrag-portable"
+    description = (
+        "`python -m dockerdrag pull` (docker archive) under the emulated macOS profile "
+        "(`tests/support/platform_profiles.py macos`: no O_TMPFILE, no O_DIRECT), "
+        "fresh --cache-dir"
+    )
+
+    def launcher(self) -> list[str]:
+        return [sys.executable, str(self.checkout / "tests/support/platform_profiles.py"), "macos"]
+
+
+class DockerdragBaseline(Dockerdrag):
+    name = "dockerdrag-baseline"
+    description = (
+        "`python -m dockerdrag pull` (docker archive) of the checkout given with "
+        "--baseline-checkout (see the notes), fresh --cache-dir"
+    )
+
+    def __init__(self, checkout: Path, extra_args: Sequence[str] = ()) -> None:
+        super().__init__(extra_args, checkout)
 
 
 class Skopeo(Contender):

@@ -345,6 +345,7 @@ def evaluate_targets(
             for s in stats
             if s.image == image
             and s.contender.startswith("dockerdrag")
+            and s.contender != "dockerdrag-baseline"  # another checkout's, not this one's
             and s.rss_peak_mb is not None
         ]
         return max(values, default=None)

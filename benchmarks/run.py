@@ -35,7 +35,9 @@ from .contenders import (
     DecompressFloor,
     Docker,
     Dockerdrag,
+    DockerdragBaseline,
     DockerdragOci,
+    DockerdragPortable,
     PythonDockerFloor,
     PythonFloor,
     Skopeo,
@@ -47,6 +49,8 @@ from .measure import run_sequence, sha256_seconds, tree_cpu_seconds
 CONTENDER_ORDER = (
     "dockerdrag",
     "dockerdrag-oci",
+    "dockerdrag-portable",
+    "dockerdrag-baseline",
     "skopeo",
     "docker",
     "curl-floor",
@@ -54,6 +58,8 @@ CONTENDER_ORDER = (
     "python-floor",
     "python-floor-docker",
 )
+# Contenders run only when asked for (by --with-docker, --portable, --baseline-checkout).
+OPT_IN = ("docker", "dockerdrag-portable", "dockerdrag-baseline")
 LINKS = ("direct", "shaped")
 LINK_TITLES = {"direct": "direct (loopback)", "shaped": "shaped (proxy)"}
 
@@ -62,16 +68,17 @@ def _log(message: str) -> None:
     print(message, flush=True)
 
 
-def compile_dockerdrag(notes: list[str]) -> None:
-    """Byte-compile the package once, as ``pip install`` does for a user.
+def compile_dockerdrag(notes: list[str], checkouts: Sequence[Path] = (REPO_ROOT,)) -> None:
+    """Byte-compile the package of each checkout once, as ``pip install`` does for a user.
 
     Run from the source tree (an editable install), and where
     ``PYTHONDONTWRITEBYTECODE`` is set, every start would compile our modules
     again (~50 ms), which no installed copy does.
     """
-    subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", str(REPO_ROOT / "dockerdrag")], check=True
-    )
+    for checkout in checkouts:
+        subprocess.run(
+            [sys.executable, "-m", "compileall", "-q", str(checkout / "dockerdrag")], check=True
+        )
     notes.append(
         "dockerdrag byte-compiled once before the runs (`python -m compileall`), "
         "as `pip install` does"
@@ -443,8 +450,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--images", default="big,many", help="comma list of big, many")
     parser.add_argument(
         "--contenders",
-        default=",".join(c for c in CONTENDER_ORDER if c != "docker"),
-        help="comma list of " + ", ".join(CONTENDER_ORDER) + " (docker needs --with-docker)",
+        default=",".join(c for c in CONTENDER_ORDER if c not in OPT_IN),
+        help="comma list of "
+        + ", ".join(CONTENDER_ORDER)
+        + " (docker needs --with-docker, dockerdrag-baseline --baseline-checkout)",
+    )
+    parser.add_argument(
+        "--portable",
+        action="store_true",
+        help="also time dockerdrag-portable (the pull under the emulated macOS profile)",
+    )
+    parser.add_argument(
+        "--baseline-checkout",
+        type=Path,
+        metavar="PATH",
+        help="also time dockerdrag-baseline: the dockerdrag of the checkout at PATH",
     )
     parser.add_argument(
         "--with-docker", action="store_true", help="also time docker pull + save (own dockerd)"
@@ -486,13 +506,26 @@ def choose_contenders(
     docker_daemon: DockerDaemon | None,
     notes: list[str],
     dockerdrag_args: Sequence[str] = (),
+    baseline: Path | None = None,
 ) -> tuple[list[Contender], str | None]:
     """The contenders to run, in :data:`CONTENDER_ORDER`; also a note when OCI is absent."""
     formats = dockerdrag_formats()
     oci_note = None
+
+    def baseline_contender() -> Contender:
+        if baseline is None:
+            raise SystemExit("dockerdrag-baseline needs --baseline-checkout PATH")
+        if not (baseline / "dockerdrag" / "__main__.py").is_file():
+            raise SystemExit(f"--baseline-checkout {baseline}: no dockerdrag package there")
+        rev = _first_line(["git", "-C", str(baseline), "rev-parse", "--short", "HEAD"])
+        notes.append(f"dockerdrag-baseline runs the dockerdrag of {baseline} ({rev})")
+        return DockerdragBaseline(baseline, dockerdrag_args)
+
     factories: dict[str, Callable[[], Contender]] = {
         "dockerdrag": lambda: Dockerdrag(dockerdrag_args),
         "dockerdrag-oci": lambda: DockerdragOci(dockerdrag_args),
+        "dockerdrag-portable": lambda: DockerdragPortable(dockerdrag_args),
+        "dockerdrag-baseline": baseline_contender,
         "skopeo": lambda: Skopeo(require_binary("/usr/bin/skopeo", "skopeo")),
         "curl-floor": lambda: CurlFloor(require_binary("/usr/bin/curl", "curl")),
         "decompress-floor": DecompressFloor,
@@ -533,6 +566,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     contender_names = _split(args.contenders, CONTENDER_ORDER, "contender")
     if args.with_docker and "docker" not in contender_names:
         contender_names.append("docker")
+    if args.portable and "dockerdrag-portable" not in contender_names:
+        contender_names.append("dockerdrag-portable")
+    baseline: Path | None = args.baseline_checkout.resolve() if args.baseline_checkout else None
+    if baseline is not None and "dockerdrag-baseline" not in contender_names:
+        contender_names.append("dockerdrag-baseline")
     links = list(LINKS) if args.link == "both" else [args.link]
     notes: list[str] = []
 
@@ -567,10 +605,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             stack.callback(docker_daemon.stop)
             _log(f"dockerd up ({daemon.storage_driver(docker_daemon)})")
         contenders, oci_note = choose_contenders(
-            contender_names, docker_daemon, notes, shlex.split(args.dockerdrag_args)
+            contender_names, docker_daemon, notes, shlex.split(args.dockerdrag_args), baseline
         )
         if any(c.name.startswith("dockerdrag") for c in contenders):
-            compile_dockerdrag(notes)
+            checkouts = {c.checkout for c in contenders if isinstance(c, Dockerdrag)}
+            compile_dockerdrag(notes, sorted(checkouts))
         floor_costs = {}
         curl = next((c for c in contenders if isinstance(c, CurlFloor)), None)
         if "direct" in links and curl is not None:
