@@ -371,14 +371,17 @@ def _existing_mode(path: Path) -> int:
 # msvcrt.locking refuses a region another process holds with EACCES (non-blocking
 # mode) or EDEADLOCK (after its own retries).
 _LOCK_HELD_ERRNOS: Final = frozenset({errno.EACCES, errno.EAGAIN, errno.EDEADLK})
+_MSVCRT_LOCK_OFFSET: Final = 1 << 30  # Windows locks bytes past the end of a file too
 
 
 class ProcessLock:
     """An exclusive lock on the file ``path`` (created if missing), between processes.
 
-    ``flock`` where :mod:`fcntl` exists, else ``msvcrt.locking`` of the file's first
-    byte. The system drops the lock when the process ends, however it ends, so a
-    killed process leaves no stale lock. Not for threads of one process. (A system
+    ``flock`` where :mod:`fcntl` exists, else ``msvcrt.locking`` of one byte far past
+    the file's end (Windows' locks are mandatory: a locked byte could not be read by
+    the others, and the file's bytes are the holder's note, :meth:`note_holder`).
+    The system drops the lock when the process ends, however it ends, so a killed
+    process leaves no stale lock. Not for threads of one process. (A system
     with neither module, such as WASI, runs no other processes: the lock always succeeds.)
     """
 
@@ -394,7 +397,7 @@ class ProcessLock:
             except BlockingIOError:
                 return False
         elif _msvcrt is not None:
-            os.lseek(self._fd, 0, os.SEEK_SET)
+            os.lseek(self._fd, _MSVCRT_LOCK_OFFSET, os.SEEK_SET)
             try:
                 _msvcrt.locking(self._fd, _msvcrt.LK_NBLCK, 1)
             except OSError as exc:
@@ -430,7 +433,7 @@ class ProcessLock:
                 if _fcntl is not None:
                     _fcntl.flock(self._fd, _fcntl.LOCK_UN)
                 elif _msvcrt is not None:
-                    os.lseek(self._fd, 0, os.SEEK_SET)
+                    os.lseek(self._fd, _MSVCRT_LOCK_OFFSET, os.SEEK_SET)
                     _msvcrt.locking(self._fd, _msvcrt.LK_UNLCK, 1)
         finally:
             os.close(self._fd)
