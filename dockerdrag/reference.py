@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from .conventions import windows_name_problem
 from .digest import Digest
 from .errors import InvalidReferenceError
 
@@ -272,8 +273,15 @@ class Reference:
         return f"{self.familiar_name}:{self.tag}"
 
     def default_output_name(self) -> str:
-        """The archive name the original docker-drag used: ``library_busybox.tar``."""
-        return self.path.replace("/", "_") + ".tar"
+        """The archive name the original docker-drag used: ``library_busybox.tar``.
+
+        A repository named like a Windows device (``reg:5000/nul``) gets a ``_`` after
+        its name (``nul_.tar``): the name is valid on every OS.
+        """
+        name = self.path.replace("/", "_")
+        if windows_name_problem(f"{name}.tar") is not None:
+            name += "_"
+        return f"{name}.tar"
 
     def __str__(self) -> str:
         """The canonical form: ``docker.io/library/busybox:latest[@sha256:…]``."""

@@ -231,6 +231,9 @@ def test_fetch_ref(text: str, fetch_ref: str) -> None:
         ("mysql/mysql-server:8.0", "mysql_mysql-server.tar"),
         ("localhost:5000/a/b/c:t", "a_b_c.tar"),
         ("ghcr.io/o/r@" + D1, "o_r.tar"),
+        ("localhost:5000/nul", "nul_.tar"),  # NUL.tar is a device on Windows
+        ("localhost:5000/com1:v1", "com1_.tar"),
+        ("localhost:5000/console", "console.tar"),
     ],
 )
 def test_default_output_name(text: str, output: str) -> None:
