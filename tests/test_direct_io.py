@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import hashlib
+import io
 import os
 import random
 from pathlib import Path
@@ -16,7 +18,8 @@ BLOCK = 1 << 16
 
 
 def _replay(path: Path, seed: int, *, direct: bool = True) -> bytes:
-    """Random appends and tar-style patches through the writer; the expected bytes."""
+    """Random appends (written or read in by fill_from) and tar-style patches through the
+    writer; the expected bytes."""
     rng = random.Random(seed)
     expected = bytearray()
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -34,7 +37,13 @@ def _replay(path: Path, seed: int, *, direct: bool = True) -> bytes:
                     writer.seek(0, os.SEEK_END)
                 else:
                     data = rng.randbytes(rng.choice([1, 511, 512, 4096, BLOCK - 3, 3 * BLOCK + 7]))
-                    writer.write(data)
+                    if rng.random() < 0.5:
+                        writer.write(data)
+                    else:  # read straight into the writer's block, as the oci tar does
+                        stream, hasher = io.BytesIO(data), hashlib.sha256()
+                        while writer.fill_from(stream, rng.randrange(1, 2 * BLOCK), hasher):
+                            pass
+                        assert hasher.hexdigest() == hashlib.sha256(data).hexdigest()
                     expected += data
                 assert writer.tell() == len(expected)
             writer.finish()
@@ -161,3 +170,15 @@ def test_an_output_is_written_in_regions_or_sequentially_never_both(tmp_path: Pa
     finally:
         os.close(fd)
     assert (tmp_path / "out.bin").read_bytes() == b"front to back"
+
+
+def test_fill_from_appends_only(tmp_path: Path) -> None:
+    fd = os.open(tmp_path / "out.bin", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        with DirectFileWriter(fd, block_size=BLOCK) as writer:
+            writer.write(b"abc")
+            writer.seek(1)
+            with pytest.raises(ValueError, match="appends"):
+                writer.fill_from(io.BytesIO(b"x"), 1, hashlib.sha256())
+    finally:
+        os.close(fd)
