@@ -495,12 +495,13 @@ def write_oci_archive(
 ) -> None:
     """Write ``images`` as one OCI-layout + Docker tar (``--format oci``) to ``out``.
 
-    ``out`` need not be seekable. Blob files are copied and checked as they are
+    ``out`` need not be seekable. Blob files are checked as they are copied
     (:mod:`dockerdrag.blob_copy`: DigestMismatchError / SizeMismatchError); a config must
     match its descriptor too.
     Configs of loadable images are decoded as Docker does (InvalidManifestError if Docker
     would refuse them). On any error the bytes written so far are not an archive: write to
-    a temporary file (``store.atomic_output``). ``on_chunk`` sees every blob chunk;
+    a temporary file (``store.atomic_output(path).sequential()``). ``on_chunk`` sees the
+    size of each piece of a blob copied (and may raise to stop);
     ``before_blob`` is called before each blob file is opened (the pull uses it to wait
     for blobs still downloading, so writing overlaps the download).
     Layers stay as pulled: gzip ones load in Docker 20.10, zstd ones only in 23.0+.
