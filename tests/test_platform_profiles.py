@@ -3,11 +3,12 @@
 Each pull runs the ``dockerdrag`` command in a subprocess that first takes away what
 the profile's OS lacks (``sys.platform`` stays ``linux``), so every fallback of
 :mod:`dockerdrag.osfiles` runs: named temp files, seek-and-write positional I/O
-from several threads, ``msvcrt`` locks, chmod by path, renames that never replace.
-In each profile: every format gives the bytes a plain Linux pull gives, a pull
-killed mid-layer resumes, and two processes share one cache.
+from several threads, ``msvcrt`` locks, chmod by path, renames that never replace,
+open files that cannot be removed or renamed. In each profile: every format gives the
+bytes a plain Linux pull gives, a pull killed mid-layer resumes, Ctrl-C leaves no temp
+file, two processes share one cache, and the cache can be pruned.
 
-About 35 s in all: each case starts several dockerdrag processes (a second each).
+About 50 s in all: each case starts several dockerdrag processes (a second each).
 """
 
 from __future__ import annotations
@@ -256,3 +257,17 @@ def test_without_isal_gzip_layers_give_the_same_bytes(
     output = tmp_path / "arm64.tar"
     run(command("windows-arm64", host, image, tmp_path / "cache", output))
     assert snapshot(output) == linux_pull(host, image, "docker", tmp_path)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_cache_is_pruned(
+    registry: RegistryServer, image: PushedImage, tmp_path: Path, profile: str
+) -> None:
+    """Pruning removes lock files it holds: on Windows an open file cannot be removed."""
+    host = registry.url.split("://", 1)[1]
+    cache = tmp_path / "cache"
+    run(command(profile, host, image, cache, tmp_path / "x.tar"))
+    assert list((cache / "blobs" / "sha256").iterdir())
+    launcher = [sys.executable, str(LAUNCHER), profile]
+    run([*launcher, "cache", "prune", "--cache-dir", str(cache)])
+    assert not list((cache / "blobs" / "sha256").iterdir())

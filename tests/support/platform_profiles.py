@@ -10,7 +10,9 @@ dockerdrag must pick its way by what the system offers, not by the platform's na
 * ``windows``: all of that, and no ``fcntl`` module but an ``msvcrt`` whose
   ``locking`` maps onto the kernel's record locks (tests/support/msvcrt_standin.py);
   no ``os.pread``, ``os.pwrite``, ``os.fchmod``, ``os.O_DIRECTORY``, ``os.O_CLOEXEC``,
-  ``os.getuid``; ``os.rename`` onto an existing path raises ``FileExistsError``;
+  ``os.getuid``; ``os.rename`` onto an existing path raises ``FileExistsError``; a file
+  this process has open cannot be removed, renamed or replaced (``PermissionError``,
+  Windows' sharing violation: Python opens files without ``FILE_SHARE_DELETE``);
   ``os.open`` of a directory raises ``PermissionError`` and ``dir_fd`` is not
   implemented; ``ctypes.CDLL(None)`` raises ``TypeError``.
 * ``windows-arm64``: ``windows`` without ``isal`` (no wheel there): gzip through zlib.
@@ -108,7 +110,9 @@ def _install_windows() -> None:
     sys.modules["fcntl"] = None  # type: ignore[assignment]  # ``import fcntl`` fails
     for name in POSIX_ONLY:
         _remove(os, name)
-    os.rename = _rename_never_replacing(os.rename)  # type: ignore[assignment]
+    os.rename = _refusing_open_files(_rename_never_replacing(os.rename))  # type: ignore[assignment]
+    os.replace = _refusing_open_files(os.replace)  # type: ignore[assignment]
+    os.unlink = os.remove = _refusing_open_files(os.unlink)  # type: ignore[assignment]
     os.open = _open_refusing_directories(os.open)  # type: ignore[assignment]
     shutil._use_fd_functions = False  # type: ignore[attr-defined]  # as on Windows
     ctypes.CDLL = _cdll_without_global_namespace(ctypes.CDLL)  # type: ignore[misc]
@@ -132,6 +136,33 @@ def _rename_never_replacing(real_rename: Any) -> Any:
         real_rename(source, target, **kwargs)
 
     return rename
+
+
+def _open_files() -> set[str]:
+    """The paths of the files this process has open."""
+    paths = set()
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            paths.add(os.readlink(f"/proc/self/fd/{name}"))
+    return paths
+
+
+def _refusing_open_files(real_call: Any) -> Any:
+    """``real_call(path, ...)`` refused while one of its paths is open, as on Windows."""
+
+    def call(*paths: Any, **kwargs: Any) -> Any:
+        held = _open_files()
+        for path in paths:
+            if os.path.realpath(path) in held:
+                raise PermissionError(
+                    errno.EACCES,
+                    "The process cannot access the file because it is being used by another"
+                    " process",
+                    path,
+                )
+        return real_call(*paths, **kwargs)
+
+    return call
 
 
 def _open_refusing_directories(real_open: Any) -> Any:
