@@ -206,12 +206,7 @@ def _docker_image(scan: Scan, entry: object, number: int) -> ArchiveImage:
         check_layer(layer, diff_id, f"layer {position} of {where}")
     repo_tags = _string_list(entry.get("RepoTags"), f"{where} RepoTags")
     for repo_tag in repo_tags:
-        try:
-            tagged = Reference.parse(repo_tag).tag is not None
-        except InvalidReferenceError:
-            tagged = False
-        if not tagged:
-            raise InvalidManifestError(f"{where}: {repo_tag!r} is not a valid NAME:TAG")
+        _tagged_name(repo_tag, where)
     return ArchiveImage(
         repo_tags=repo_tags,
         config=config,
@@ -232,11 +227,16 @@ def _docker_images(scan: Scan, manifest_file: ArchiveMember) -> tuple[ArchiveIma
     return tuple(_docker_image(scan, entry, number) for number, entry in enumerate(entries))
 
 
-def _split_tag(repo_tag: str) -> tuple[str, str]:
-    name, _, tag = repo_tag.rpartition(":")
-    if not name or "/" in tag:
-        raise InvalidManifestError(f"manifest.json: {repo_tag!r} is not NAME:TAG")
-    return name, tag
+def _tagged_name(text: str, where: str) -> tuple[str, str]:
+    """``(full name, tag)`` of a ``NAME:TAG`` reference, familiar or not
+    (``busybox:1`` and ``docker.io/library/busybox:1`` are the same)."""
+    try:
+        reference = Reference.parse(text)
+    except InvalidReferenceError:
+        reference = None
+    if reference is None or reference.tag is None:
+        raise InvalidManifestError(f"{where}: {text!r} is not a valid NAME:TAG")
+    return reference.name, reference.tag
 
 
 def _layer_directories(scan: Scan) -> dict[str, set[str]]:
@@ -272,8 +272,13 @@ def _check_repositories(scan: Scan, images: tuple[ArchiveImage, ...]) -> None:
     tops: dict[tuple[str, str], set[str]] = {}
     for image in images:
         for repo_tag in image.repo_tags:
-            tops.setdefault(_split_tag(repo_tag), set()).update(_top_layer_ids(directories, image))
-    named = {(name, tag): layer for name, tags in listed.items() for tag, layer in tags.items()}
+            tagged = _tagged_name(repo_tag, "manifest.json")
+            tops.setdefault(tagged, set()).update(_top_layer_ids(directories, image))
+    named = {
+        _tagged_name(f"{name}:{tag}", "repositories"): layer
+        for name, tags in listed.items()
+        for tag, layer in tags.items()
+    }
     for (name, tag), layer in named.items():
         if layer not in tops.get((name, tag), set()):
             raise InvalidManifestError(
@@ -291,7 +296,8 @@ def _check_index_names(index: ImageIndex, images: tuple[ArchiveImage, ...]) -> N
     """``index.json``'s image-name annotations and ``manifest.json``'s RepoTags agree.
 
     Every writer of both files (Docker 25+, containerd, dockerdrag) annotates each tag's
-    entry with the full name and the tag, and lists the same tags in ``manifest.json``.
+    entry with the full name and the tag, and lists the same tags in ``manifest.json``
+    (familiar or in full). An entry named by digest only has no tag to compare.
     """
     annotated = set()
     for number, entry in enumerate(index.manifests):
@@ -302,17 +308,18 @@ def _check_index_names(index: ImageIndex, images: tuple[ArchiveImage, ...]) -> N
             reference = Reference.parse(full)
         except InvalidReferenceError as exc:
             raise InvalidManifestError(f"index.json entry {number}: {exc}") from None
-        if (
-            reference.tag is not None
-            and entry.annotations.get(ANNOTATION_REF_NAME) != reference.tag
-        ):
+        if reference.tag is None:
+            continue
+        if entry.annotations.get(ANNOTATION_REF_NAME) != reference.tag:
             raise InvalidManifestError(
                 f"index.json entry {number} names {full!r} but not its tag {reference.tag!r}"
             )
-        annotated.add(reference.familiar_tagged())
-    tagged = {repo_tag for image in images for repo_tag in image.repo_tags}
+        annotated.add((reference.name, reference.tag))
+    tagged = {
+        _tagged_name(repo_tag, "manifest.json") for image in images for repo_tag in image.repo_tags
+    }
     if annotated != tagged:
-        differing = ", ".join(sorted(str(name) for name in annotated ^ tagged))
+        differing = ", ".join(sorted(f"{name}:{tag}" for name, tag in annotated ^ tagged))
         raise InvalidManifestError(
             f"index.json and manifest.json name different images: {differing!r}"
         )

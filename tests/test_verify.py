@@ -411,3 +411,23 @@ async def test_progress_reports_the_bytes_read(tmp_path: Path) -> None:
     verified = await verify_archive(archive, progress=reports.append)
     assert reports[-1] == verified.total_size == len(layer) + len(config) + len(json.dumps(entry))
     assert reports == sorted(reports) and len(reports) >= 2
+
+
+async def test_names_compare_in_full_and_digest_names_have_no_tag(tmp_path: Path) -> None:
+    """RepoTags and repositories in full (``docker.io/library/...``) agree with familiar
+    and full names elsewhere; an index.json entry named by digest is no tag."""
+    archive = tmp_path / "saved.tar"
+    reference = "docker.io/library/fidmulti:1"
+    write_docker25_archive(FIXTURES / "multi" / "registry", reference, archive, docker_version=27)
+    verified = await verify_archive(archive)
+    assert verified.images[0].repo_tags == (reference,)
+    assert verified.index is not None
+    (entry,) = [descriptor.to_json() for descriptor in verified.index.manifests]
+    by_digest = {
+        **entry,
+        "annotations": {"io.containerd.image.name": f"fidmulti@{entry['digest']}"},
+    }
+    index = {"schemaVersion": 2, "manifests": [entry, by_digest]}
+    both = tmp_path / "both.tar"
+    rewrite_tar(archive, both, drop="", replace={"index.json": json.dumps(index).encode()})
+    assert len((await verify_archive(both)).index.manifests) == 2  # type: ignore[union-attr]
