@@ -55,7 +55,7 @@ def _declare(commands: SubParsers) -> argparse.ArgumentParser:
         metavar="DEST",
         nargs="?",
         help="repository every image goes under with its name (registry.internal:5000/team: "
-        "busybox:1.36 -> registry.internal:5000/team/busybox:1.36)",
+        "busybox:1.36 -> registry.internal:5000/team/busybox:1.36), or a registry alone",
     )
     what.add_argument(
         "--image",

@@ -114,21 +114,38 @@ def _repository_and_tag(name: str) -> tuple[str | None, str]:
     return path, ref.tag or "latest"
 
 
-def _under(destination: str, name: str) -> Reference:
-    repository, tag = _repository_and_tag(name)
-    return Reference.parse(
-        f"{destination}/{repository}:{tag}" if repository else f"{destination}:{tag}"
+def _is_registry_host(destination: str) -> bool:
+    """Whether ``destination`` names a registry alone (``registry.internal:5000``), as the
+    first component of a reference would: with a dot or a port, or ``localhost``."""
+    return "/" not in destination and (
+        "." in destination or ":" in destination or destination == "localhost"
     )
 
 
+def _under(destination: str, name: str) -> Reference:
+    repository, tag = _repository_and_tag(name)
+    if repository:
+        return Reference.parse(f"{destination}/{repository}:{tag}")
+    if _is_registry_host(destination):
+        raise UsageError(
+            f"the archive names an image only by its tag {tag!r}: give DEST a repository "
+            f"({destination}/NAME) or use --image"
+        )
+    return Reference.parse(f"{destination}:{tag}")
+
+
 def _check_destination(destination: str) -> str:
+    """The repository (or registry) every image goes under, as a reference prefix."""
+    if _is_registry_host(destination):
+        Reference.parse(f"{destination}/x")  # a malformed host is a usage error here
+        return destination
     ref = Reference.parse(destination)
     if destination.rsplit("/", 1)[-1].count(":") or ref.digest is not None:
         raise UsageError(
-            f"destination {destination!r} must be a repository (HOST/PATH, no tag); "
-            "use --image NAME=HOST/PATH:TAG to choose a tag"
+            f"destination {destination!r} must be a repository (HOST/PATH, no tag) or a "
+            "registry (HOST:PORT); use --image NAME=HOST/PATH:TAG to choose a tag"
         )
-    return ref.name if "/" in destination else destination
+    return ref.name
 
 
 def _matches(image: PushableImage, wanted: str) -> bool:
@@ -177,7 +194,7 @@ def plan_targets(
     return targets
 
 
-# --------------------------------------------------------------------------- checks
+# --------------------------------------------------------------------------- manifests
 
 
 def _manifest_for(image: LegacyImage, layers: Sequence[CompressedLayer]) -> bytes:
@@ -263,7 +280,6 @@ class _Pusher:
 
     async def _blob(self, repo: Reference, source: BlobSource) -> None:
         async with self.limiter:
-            self.emit(LayerProgress(source.digest, LayerPhase.UPLOADING, 0, source.size))
             outcome = await self.uploader.push_blob(
                 repo, source, self._mount_source(repo, source.digest)
             )

@@ -49,7 +49,8 @@ READ_BLOCK = 1 << 18
 _OCTET_STREAM = "application/octet-stream"
 
 UploadProgress = Callable[[Digest, int], None]
-"""Called with a blob's digest and the bytes the registry holds or is being sent so far."""
+"""Called with a blob's digest and how far its upload got (bytes sent or, after a resume,
+held by the registry), as the bytes go out."""
 
 
 @dataclass(frozen=True)
@@ -180,11 +181,9 @@ class BlobUploader:
     ) -> BlobOutcome:
         """Put ``source`` into ``repo``: skipped if there, mounted if possible, else uploaded."""
         if await self.exists(repo, source.digest):
-            self._report(source.digest, source.size)
             return BlobOutcome.EXISTS
         session = await self._start(repo, source.digest, mount_from)
         if session is None:
-            self._report(source.digest, source.size)
             return BlobOutcome.MOUNTED
         await self._upload(repo, source, session)
         return BlobOutcome.UPLOADED
@@ -322,7 +321,6 @@ class BlobUploader:
             raise DigestMismatchError(
                 f"{repo.registry_host} stored blob {source.digest} as {claimed[:80]}"
             )
-        self._report(source.digest, source.size)
 
     async def put_manifest(
         self, repo: Reference, target: str, raw: bytes, media_type: str

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from tests.support import pusher
 from tests.support.command import run_dockerdrag
 from tests.support.images import SeededImages
+from tests.support.oci_layout import write_random_layout
 from tests.support.registry_server import RegistryServer
 
 SeededRegistry = tuple[RegistryServer, SeededImages]
@@ -110,3 +112,32 @@ def test_push_usage_and_integrity_errors(
     assert renamed.returncode == 0, renamed.stderr
     assert renamed.stdout.startswith(f"{target.host}/prod/bb:stable@sha256:")
     assert renamed.stderr == ""
+
+
+def test_memory_stays_flat_while_a_large_layer_is_pushed(
+    registry_factory: Factory, tmp_path: Path
+) -> None:
+    """A 100 MiB layer sent in one request: the push's peak RSS stays far below it."""
+    size = 100 << 20
+    layer = write_random_layout(tmp_path / "layout", size)
+    target = registry_factory()
+    measure = (
+        "import resource, subprocess, sys\n"
+        "done = subprocess.run([sys.executable, '-m', 'dockerdrag', *sys.argv[1:]])\n"
+        "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    args = ["push", "layout", f"{target.host}/flat", "--insecure", target.host, "-q"]
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / ".xdg-cache")}
+    done = subprocess.run(
+        [sys.executable, "-c", measure, *args, "--chunk-size", "128"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+        check=True,
+    )
+    returncode, max_rss_kib = map(int, done.stdout.split()[-2:])
+    assert returncode == 0, done.stderr
+    assert pusher.blob_exists(target, "flat", layer)
+    assert max_rss_kib < 90 * 1024, max_rss_kib  # the layer is 100 MiB, in one PATCH

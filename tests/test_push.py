@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
-import os
 import shutil
 import socket
 from collections.abc import Callable
@@ -22,13 +20,14 @@ from dockerdrag import (
     UsageError,
     push_archive,
 )
-from dockerdrag.events import ManifestPushed, PushEvent
+from dockerdrag.events import LayerPhase, LayerProgress, ManifestPushed, PushEvent
 from tests.support import pusher
 from tests.support.archive_check import read_docker_archive
 from tests.support.docker25_archive import write_docker25_archive
 from tests.support.dockerd import DockerDaemon
 from tests.support.fault_proxy import FaultProxy, drop_request_after, status, throttle
-from tests.support.images import OCI_CONFIG, OCI_INDEX, OCI_LAYER_TAR, OCI_MANIFEST, SeededImages
+from tests.support.images import SeededImages
+from tests.support.oci_layout import write_random_layout
 from tests.support.registry_server import RegistryServer
 
 pytestmark = pytest.mark.anyio
@@ -269,63 +268,20 @@ async def test_existing_blobs_are_skipped_and_shared_ones_mounted(
         assert {r.status for r in mounts} == {201}
 
         proxy.clear_requests()
-        second = await push_archive(archive, f"{proxy.host}/m", **options)  # type: ignore[arg-type]
+        events: list[PushEvent] = []
+        second = await push_archive(archive, f"{proxy.host}/m", progress=events.append, **options)  # type: ignore[arg-type]
+        phases = [e.phase for e in events if isinstance(e, LayerProgress)]
+        assert set(phases) == {LayerPhase.WAITING, LayerPhase.EXISTS}  # nothing is uploading
         assert (second.uploaded, second.mounted, second.existing) == (0, 0, 2 * blobs)
         assert {r.method for r in proxy.requests} == {"HEAD", "PUT"}  # HEADs, then manifests
         assert len(proxy.requests_for("/blobs/", "HEAD")) == 2 * blobs
-
-
-def write_big_layout(directory: Path, size: int) -> str:
-    """An OCI layout with one image whose only layer is ``size`` random bytes; its tag."""
-    blobs = directory / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
-    hasher = hashlib.sha256()
-    partial = blobs / "partial"
-    with partial.open("wb") as handle:
-        for _ in range(0, size, 1 << 20):
-            block = os.urandom(min(1 << 20, size - handle.tell()))
-            hasher.update(block)
-            handle.write(block)
-    layer = "sha256:" + hasher.hexdigest()
-    partial.rename(blobs / hasher.hexdigest())
-
-    def blob(data: bytes) -> dict[str, object]:
-        digest = hashlib.sha256(data).hexdigest()
-        (blobs / digest).write_bytes(data)
-        return {"digest": f"sha256:{digest}", "size": len(data)}
-
-    config = json.dumps(
-        {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [layer]}}
-    ).encode()
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, **blob(config)},
-            "layers": [{"mediaType": OCI_LAYER_TAR, "digest": layer, "size": size}],
-        }
-    ).encode()
-    index = {
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": [
-            {
-                "mediaType": OCI_MANIFEST,
-                **blob(manifest),
-                "annotations": {"org.opencontainers.image.ref.name": "big"},
-            }
-        ],
-    }
-    (directory / "index.json").write_text(json.dumps(index))
-    (directory / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
-    return layer
 
 
 async def test_an_upload_cut_mid_layer_resumes_where_the_registry_stands(
     registry_factory: Factory, tmp_path: Path
 ) -> None:
     size, chunk, cut = 100 << 20, 16 << 20, 5 << 20
-    layer = write_big_layout(tmp_path / "layout", size)
+    layer = write_random_layout(tmp_path / "layout", size)
     target = registry_factory()
     with FaultProxy(target.url) as proxy:
         uploads = r"/blobs/uploads/."
@@ -365,7 +321,7 @@ async def test_an_upload_the_registry_dropped_starts_over(
     registry_factory: Factory, tmp_path: Path
 ) -> None:
     size, chunk = 3 << 20, 1 << 20
-    layer = write_big_layout(tmp_path / "layout", size)
+    layer = write_random_layout(tmp_path / "layout", size)
     target = registry_factory()
     with FaultProxy(target.url) as proxy:
         uploads = r"/blobs/uploads/."
@@ -449,3 +405,30 @@ async def test_a_docker_save_archive_and_a_compressed_one(
     compressed.write_bytes(gzip.compress(saved.read_bytes()))
     with pytest.raises(UsageError, match="decompress it first"):
         await push_archive(compressed, f"{target.host}/up", **options)  # type: ignore[arg-type]
+
+
+async def test_a_registry_alone_as_destination(
+    seeded_registry: SeededRegistry, registry_factory: Factory, tmp_path: Path
+) -> None:
+    source, images = seeded_registry
+    target = registry_factory()
+    archive = tmp_path / "bb.tar"
+    await pull(source, [images["busybox_oci"].reference], archive, tmp_path / "c", platform=None)
+    events: list[PushEvent] = []
+    result = await push_archive(
+        archive,
+        target.host,
+        insecure=[target.host],
+        cache_dir=tmp_path / "w",
+        progress=events.append,
+    )
+    assert [i.reference for i in result.images] == [f"{target.host}/test/busybox-oci:latest"]
+    uploads = [e for e in events if isinstance(e, LayerProgress)]
+    for digest in {e.digest for e in uploads}:
+        phases = [e.phase for e in uploads if e.digest == digest]
+        assert phases[0] is LayerPhase.WAITING and phases[-1] is LayerPhase.COMPLETE
+        assert set(phases[1:-1]) == {LayerPhase.UPLOADING}
+
+    write_random_layout(tmp_path / "layout", 1000)  # named only by its tag, "big"
+    with pytest.raises(UsageError, match="only by its tag"):
+        await push_archive(tmp_path / "layout", target.host, insecure=[target.host])
