@@ -28,6 +28,7 @@ examples:
   dockerdrag inspect busybox --raw --config --platform linux/amd64 | jq .
   dockerdrag platforms busybox
   dockerdrag verify bundle.tar
+  dockerdrag push bundle.tar registry.internal:5000/team   # every image, under its name
   dockerdrag pull 127.0.0.1:5000/team/app:1.2 --insecure 127.0.0.1:5000
   echo "$TOKEN" | dockerdrag pull registry.example.com/app --username me --password-stdin
 """

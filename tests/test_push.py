@@ -104,6 +104,9 @@ async def test_oci_round_trip_keeps_every_digest(
         images["busybox_oci"].manifest_digest,
     ]
     assert not any(image.rewritten for image in result.images)
+    # busybox-oci's blobs are the multi-platform image's amd64 ones: mounted (token auth
+    # scoped to pull from the other repository)
+    assert result.mounted == 2
     assert [e.rewritten for e in events if isinstance(e, ManifestPushed)] == [False, False]
     # The registry serves the archive's own bytes under the source's tags.
     for name, repo in (
