@@ -13,11 +13,9 @@ Rules it enforces:
   a redirect target is an error, never a challenge to answer. No ``~/.netrc``
   credentials and no cookies are sent (the session does not trust the
   environment); proxies come from ``HTTP(S)_PROXY``/``NO_PROXY`` per request, or
-  where none is set from the OS's proxy settings (Windows registry, macOS settings).
-* CAs: the system store (OpenSSL's with ``SSL_CERT_FILE``/``SSL_CERT_DIR`` on Linux,
-  the OS's on macOS and Windows: :func:`~dockerdrag.conventions.trusting_context`),
-  ``--ca-cert`` and Docker's ``certs.d/<host:port>/`` (``*.crt``, ``*.cert`` +
-  ``*.key``; :func:`~dockerdrag.conventions.docker_certs_d_dirs`).
+  where none is set from the OS's proxy settings (:class:`~dockerdrag.tls_proxy.Proxies`).
+* CAs: the system store, ``--ca-cert`` and Docker's ``certs.d/<host:port>/``, as
+  :mod:`tls_proxy` builds them.
 * Retries with exponential backoff (full jitter) on connection errors and
   408/429/500/502/503/504, honouring ``Retry-After``; never on other statuses,
   nor on a host name that does not resolve; a refused connection is retried
@@ -34,18 +32,17 @@ import json
 import logging
 import socket
 import ssl
-import urllib.request
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import SplitResult, unquote, urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import aiohttp
 import anyio
 import yarl
 
 from .auth import RegistryAuth
-from .conventions import certs_d_name, docker_certs_d_dirs, trusting_context
+from .conventions import docker_certs_d_dirs
 from .credentials import Credentials
 from .errors import (
     AuthenticationError,
@@ -54,7 +51,6 @@ from .errors import (
     NotFoundError,
     RegistryError,
     TLSError,
-    UsageError,
 )
 from .events import RequestRetry
 from .human_units import address
@@ -66,6 +62,7 @@ from .retry import (
     parse_retry_after,
 )
 from .safe_text import escape
+from .tls_proxy import Proxies, TLSSettings, describe_exception, proxy_host
 from .tokens import MAX_TOKEN_BODY, TokenReply
 
 log = logging.getLogger("dockerdrag")
@@ -115,7 +112,7 @@ class Response:
             return await self._raw.content.read(size)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise NetworkError(
-                f"connection broke while reading {self.what}: {_describe(exc)}"
+                f"connection broke while reading {self.what}: {describe_exception(exc)}"
             ) from exc
 
     async def read_all(self, limit: int) -> bytes:
@@ -132,11 +129,6 @@ class Response:
             chunks.append(chunk)
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if len(text) < 300 else text[:300] + "…"
-
-
 class Transport:
     """An aiohttp session plus per-registry auth; use as an async context manager.
 
@@ -149,11 +141,11 @@ class Transport:
         self._session: aiohttp.ClientSession | None = None
         self._auth: dict[str, RegistryAuth] = {}
         self._schemes: dict[str, str] = {}
-        self._ssl: dict[str, ssl.SSLContext | bool] = {}
         self._scheme_locks: dict[str, anyio.Lock] = {}
-        # The environment's proxies; where it names none, the OS's settings.
-        self._proxies = urllib.request.getproxies()
-        self._os_proxies = not urllib.request.getproxies_environment()
+        self._tls = TLSSettings(
+            self.config.insecure_registries, self.config.ca_cert, self.config.certs_d_dirs
+        )
+        self._proxies = Proxies()
 
     async def __aenter__(self) -> Transport:
         timeout = aiohttp.ClientTimeout(
@@ -175,7 +167,8 @@ class Transport:
             # aiohttp's verifying context (built at its import), unless --ca-cert is to be
             # checked now. A third context would cost ~25-40 ms of start-up.
             connector=aiohttp.TCPConnector(
-                limit=0, ssl=self._default_ssl() if self.config.ca_cert is not None else True
+                limit=0,
+                ssl=self._tls.default_context() if self.config.ca_cert is not None else True,
             ),
         )
         return self
@@ -197,53 +190,15 @@ class Transport:
 
     def is_insecure(self, host: str) -> bool:
         """True if the user named ``host`` (host:port or host) as an insecure registry."""
-        insecure = self.config.insecure_registries
-        return host in insecure or host.rsplit(":", 1)[0] in insecure
-
-    def _default_ssl(self) -> ssl.SSLContext:
-        """A verifying context: the system store plus ``ca_cert``."""
-        context = trusting_context()
-        if self.config.ca_cert is not None:
-            try:
-                context.load_verify_locations(cafile=str(self.config.ca_cert))
-            except (OSError, ssl.SSLError) as exc:
-                raise UsageError(
-                    f"cannot load the CA certificate {self.config.ca_cert}: {_describe(exc)}"
-                ) from exc
-        return context
+        return self._tls.is_insecure(host)
 
     def ssl_for(self, host: str) -> ssl.SSLContext | bool:
         """The TLS settings for ``host``: verified (with certs.d CAs), or off if insecure."""
-        if host in self._ssl:
-            return self._ssl[host]
-        if self.is_insecure(host):
-            setting: ssl.SSLContext | bool = False
-        else:
-            setting = self._default_ssl()
-            for base in self.config.certs_d_dirs:
-                _load_certs_d(setting, base / certs_d_name(host))
-        self._ssl[host] = setting
-        return setting
+        return self._tls.for_host(host)
 
     def proxy_for(self, url: str) -> str | None:
-        """The proxy for ``url`` from ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY`` (else
-        from the OS's settings and their exceptions), or None."""
-        parts = urlsplit(url)
-        proxy = self._proxies.get(parts.scheme)
-        if not proxy or _proxy_bypass(parts.netloc, self._proxies, self._os_proxies):
-            return None
-        return proxy if "://" in proxy else f"http://{proxy}"
-
-    def _proxy_options(self, url: str) -> tuple[str | None, dict[str, str] | None]:
-        """``(proxy, proxy_headers)`` for aiohttp: userinfo becomes Proxy-Authorization."""
-        proxy = self.proxy_for(url)
-        parts = urlsplit(proxy or "")
-        if proxy is None or parts.username is None:
-            return proxy, None
-        credentials = Credentials(unquote(parts.username), unquote(parts.password or ""))
-        netloc = parts.netloc.rsplit("@", 1)[1]
-        bare = parts._replace(netloc=netloc).geturl()
-        return bare, {"Proxy-Authorization": credentials.basic_header()}
+        """The proxy for ``url`` (environment, else the OS's settings), or None."""
+        return self._proxies.for_url(url)
 
     async def scheme_for(self, host: str) -> str:
         """``https``, or for insecure registries whichever of https/http the server speaks.
@@ -264,7 +219,7 @@ class Transport:
     async def _probe_scheme(self, host: str) -> str:
         """Like dockerd for an insecure registry: https (unverified) if it speaks TLS, else http."""
         url = f"https://{host}/v2/"
-        proxy, proxy_headers = self._proxy_options(url)
+        proxy, proxy_headers = self._proxies.options(url)
         try:
             async with self.session.get(
                 url, ssl=False, allow_redirects=False, proxy=proxy, proxy_headers=proxy_headers
@@ -303,7 +258,7 @@ class Transport:
     ) -> TokenReply:
         """One request to a token realm (the :class:`~dockerdrag.auth.TokenClient` side)."""
         host = urlsplit(url).netloc
-        proxy, proxy_headers = self._proxy_options(url)
+        proxy, proxy_headers = self._proxies.options(url)
         log.debug("%s %s", method, redact_url(url))
         try:
             async with self.session.request(
@@ -508,7 +463,7 @@ class Transport:
             if (target.scheme, target.netloc) != (origin.scheme, origin.netloc):
                 send.pop("Authorization", None)
             host = target.netloc
-            proxy, proxy_headers = self._proxy_options(current)
+            proxy, proxy_headers = self._proxies.options(current)
             log.debug("%s %s", method, redact_url(current))
             handed_out = False
             try:
@@ -590,7 +545,7 @@ def _connection_error(
     parts = urlsplit(url)
     host = parts.netloc
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        reason = getattr(exc.certificate_error, "verify_message", None) or _describe(
+        reason = getattr(exc.certificate_error, "verify_message", None) or describe_exception(
             exc.certificate_error
         )
         return TLSError(
@@ -605,9 +560,9 @@ def _connection_error(
         )
     if isinstance(exc, aiohttp.ClientProxyConnectionError):
         return NetworkError(
-            f"cannot reach the proxy {_proxy_host(proxy)} for {host}: {_plain_cause(exc)}"
+            f"cannot reach the proxy {proxy_host(proxy)} for {host}: {_plain_cause(exc)}"
         )
-    via = f" via the proxy {_proxy_host(proxy)}" if proxy else ""
+    via = f" via the proxy {proxy_host(proxy)}" if proxy else ""
     name = parts.hostname or host
     port = parts.port or (80 if parts.scheme == "http" else 443)
     if isinstance(exc, aiohttp.ClientConnectorDNSError) or (
@@ -640,24 +595,7 @@ def _plain_cause(exc: BaseException) -> str:
         return f"HTTP {exc.status} {exc.message}"  # its text carries the URL: not shown
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror[0].lower() + exc.strerror[1:]
-    return _describe(exc)
-
-
-def _proxy_bypass(netloc: str, proxies: Mapping[str, str], os_settings: bool) -> bool:
-    """Whether ``NO_PROXY`` exempts ``netloc`` (the stdlib matcher: host, domain suffix,
-    host:port, ``*``), or for proxies from the OS's settings, the OS's exceptions."""
-    if os_settings:
-        exempt: bool = urllib.request.proxy_bypass(netloc)
-        return exempt
-    matcher = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
-    bypass: bool = matcher(netloc, proxies)
-    return bypass
-
-
-def _proxy_host(proxy: str | None) -> str:
-    """A proxy URL's host:port (its userinfo may hold a password)."""
-    parts = urlsplit(proxy or "")
-    return parts.hostname + (f":{parts.port}" if parts.port else "") if parts.hostname else "?"
+    return describe_exception(exc)
 
 
 async def _read_capped(raw: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -671,22 +609,3 @@ async def _read_capped(raw: aiohttp.ClientResponse, limit: int) -> bytes:
         chunks.append(chunk)
         total += len(chunk)
     return b"".join(chunks)
-
-
-def _load_certs_d(context: ssl.SSLContext, host_dir: Path) -> None:
-    """Add ``host_dir``'s ``*.crt`` CAs and ``*.cert``/``*.key`` client pairs, as dockerd does."""
-    if not host_dir.is_dir():
-        return
-    try:
-        for ca_file in sorted(host_dir.glob("*.crt")):
-            context.load_verify_locations(cafile=str(ca_file))
-        for cert in sorted(host_dir.glob("*.cert")):
-            key = cert.with_suffix(".key")
-            if not key.exists():
-                raise TLSError(f"missing key {key} for client certificate {cert}")
-            context.load_cert_chain(str(cert), str(key))
-        for key in sorted(host_dir.glob("*.key")):
-            if not key.with_suffix(".cert").exists():
-                raise TLSError(f"missing client certificate {key.with_suffix('.cert')} for {key}")
-    except (OSError, ssl.SSLError) as exc:
-        raise TLSError(f"cannot load the certificates in {host_dir}: {_describe(exc)}") from exc

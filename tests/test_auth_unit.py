@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import anyio
 import pytest
 
-from dockerdrag import transport
+from dockerdrag import tls_proxy, transport
 from dockerdrag.auth import (
     Challenge,
     RegistryAuth,
@@ -475,6 +475,6 @@ def test_proxy_userinfo_becomes_proxy_authorization(monkeypatch: pytest.MonkeyPa
     for name in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTPS_PROXY", "http://bob:p%40ss@proxy.example:3128")
-    proxy, headers = transport.Transport()._proxy_options("https://reg.example/v2/")
+    proxy, headers = tls_proxy.Proxies().options("https://reg.example/v2/")
     assert proxy == "http://proxy.example:3128"
     assert headers == {"Proxy-Authorization": Credentials("bob", "p@ss").basic_header()}

@@ -13,7 +13,7 @@ import platformdirs
 import pytest
 import truststore
 
-from dockerdrag import Puller, TLSError, conventions, transport
+from dockerdrag import Puller, TLSError, conventions, tls_proxy, transport
 from dockerdrag.conventions import (
     certs_d_name,
     check_output_name,
@@ -233,7 +233,7 @@ async def test_windows_certs_d_directory_has_no_colon(
     host_dir = tmp_path / "certs.d" / tls_registry.host.replace(":", "")
     host_dir.mkdir(parents=True)
     shutil.copy(tls_registry.ca_pem_path, host_dir / "ca.crt")
-    monkeypatch.setattr(transport, "certs_d_name", lambda host: certs_d_name(host, "win32"))
+    monkeypatch.setattr(tls_proxy, "certs_d_name", lambda host: certs_d_name(host, "win32"))
     monkeypatch.setattr(transport, "docker_certs_d_dirs", lambda: (tmp_path / "certs.d",))
     async with Puller(cache_dir=tmp_path / "c", use_docker_config=False) as puller:
         result = await puller.pull(image.reference, output=tmp_path / "x.tar")
