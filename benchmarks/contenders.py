@@ -3,6 +3,7 @@
 * ``dockerdrag`` / ``dockerdrag-oci``: ``python -m dockerdrag pull`` (``--format docker``
   is the default; ``--format oci`` only when the CLI has that option), cold: a fresh
   ``--cache-dir`` per run;
+* ``dockerdrag-oci-dir``: the same with ``--format oci-dir`` (an OCI layout directory);
 * ``dockerdrag-portable``: the docker-format pull under the emulated macOS profile
   (``tests/support/platform_profiles.py macos``: no ``O_TMPFILE``, no ``O_DIRECT``), the
   path every OS without Linux's fast calls takes (``--portable``);
@@ -43,22 +44,30 @@ from tests.support.dockerd import DockerDaemon
 from . import REPO_ROOT
 from .imagegen import GeneratedImage
 from .measure import Usage, run_sequence, tree_cpu_seconds
+from .registries import PLAIN, Access
 
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """An image as reachable over one link (``host`` is the registry's or the proxy's)."""
+    """An image as reachable over one link (``host`` is the registry's or the proxy's)
+    from one registry mode (``access``: plain HTTP, or TLS + token)."""
 
     image: GeneratedImage
     host: str
     link: str
+    access: Access = PLAIN
 
     @property
     def reference(self) -> str:
         return f"{self.host}/{self.image.spec.repo}:{self.image.spec.tag}"
 
     def blob_url(self, digest: str) -> str:
-        return f"http://{self.host}/v2/{self.image.spec.repo}/blobs/{digest}"
+        return f"{self.access.scheme}://{self.host}/v2/{self.image.spec.repo}/blobs/{digest}"
+
+    def token_url(self) -> str:
+        """The anonymous pull token's URL at the realm (token auth only)."""
+        scope = f"repository:{self.image.spec.repo}:pull"
+        return f"{self.access.realm}?service={self.access.service}&scope={scope}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +116,7 @@ class Contender:
     name: ClassVar[str]
     description: ClassVar[str]
     cwd: ClassVar[Path | None] = None
+    uses_registry: ClassVar[bool] = True  # False: the same work whatever the registry mode
 
     def run(self, target: Target, workdir: Path, log: Path) -> Outcome:
         usage = run_sequence(
@@ -148,6 +158,7 @@ class Dockerdrag(Contender):
     name = "dockerdrag"
     description = "`python -m dockerdrag pull` (docker archive), fresh --cache-dir"
     format: ClassVar[str | None] = None
+    output: ClassVar[str] = "out.tar"
 
     def __init__(self, extra_args: Sequence[str] = (), checkout: Path = REPO_ROOT) -> None:
         self.extra_args = list(extra_args)
@@ -169,9 +180,8 @@ class Dockerdrag(Contender):
             "pull",
             target.reference,
             "-o",
-            str(workdir / "out.tar"),
-            "--insecure",
-            target.host,
+            str(workdir / self.output),
+            *dockerdrag_trust(target, workdir),
             "--cache-dir",
             str(workdir / "cache"),
             "--quiet",
@@ -213,6 +223,23 @@ class DockerdragBaseline(Dockerdrag):
         super().__init__(extra_args, checkout)
 
 
+class DockerdragOciDir(Dockerdrag):
+    name = "dockerdrag-oci-dir"
+    description = (
+        "`python -m dockerdrag pull --format oci-dir` (a layout directory), fresh --cache-dir"
+    )
+    format = "oci-dir"
+    output = "out"
+
+    def check(self, target: Target, workdir: Path) -> None:
+        layout = workdir / self.output
+        blobs = list((layout / "blobs" / "sha256").iterdir())
+        if not (layout / "index.json").is_file() or not (layout / "oci-layout").is_file():
+            raise ValueError("out/: no index.json + oci-layout")
+        if len(blobs) < len(target.image.blob_digests):
+            raise ValueError(f"out/: {len(blobs)} blobs, {len(target.image.blob_digests)} expected")
+
+
 class Skopeo(Contender):
     name = "skopeo"
     description = "`skopeo copy docker://... docker-archive:OUT:name:tag`"
@@ -228,11 +255,18 @@ class Skopeo(Contender):
                 "--insecure-policy",
                 "copy",
                 "--quiet",
-                "--src-tls-verify=false",
+                *self.trust(target),
                 f"docker://{target.reference}",
                 f"docker-archive:{workdir / 'out.tar'}:{spec.repo}:{spec.tag}",
             ]
         ]
+
+    @staticmethod
+    def trust(target: Target) -> list[str]:
+        """Plain HTTP: no TLS; TLS: the CA's directory, and no credentials (anonymous)."""
+        if target.access.cert_dir is None:
+            return ["--src-tls-verify=false"]
+        return [f"--src-cert-dir={target.access.cert_dir}", "--src-no-creds"]
 
 
 class Docker(Contender):
@@ -289,16 +323,27 @@ class CurlFloor(Contender):
 
     def commands(self, target: Target, workdir: Path) -> list[list[str]]:
         lines = ["rc=0", f"mkdir -p {shlex.quote(str(workdir / 'blobs'))}"]
+        trust = [] if target.access.ca_pem is None else ["--cacert", str(target.access.ca_pem)]
+        bearer = ""
+        if target.access.realm is not None:
+            # One anonymous token first (the JWT holds no quote), then every blob with it.
+            get_token = shlex.join([self.binary, "-sf", *trust, target.token_url()])
+            lines.append(f"""token=$({get_token} | sed -E 's/.*"token": *"([^"]+)".*/\\1/')""")
+            bearer = ' -H "Authorization: Bearer $token"'
         for number, digest in enumerate(target.image.blob_digests):
             out = workdir / "blobs" / digest.removeprefix("sha256:")
-            curl = [self.binary, "-sf", "-o", str(out), target.blob_url(digest)]
-            lines.append(f"{shlex.join(curl)} & p{number}=$!")
+            curl = [self.binary, "-sf", *trust, "-o", str(out), target.blob_url(digest)]
+            lines.append(f"{shlex.join(curl)}{bearer} & p{number}=$!")
         lines += [f"wait $p{n} || rc=1" for n in range(len(target.image.blob_digests))]
         lines.append("exit $rc")
         return [["sh", "-c", "\n".join(lines)]]
 
     def command_line(self, target: Target, workdir: Path) -> str:
-        return f"{self.binary} -sf -o BLOB URL & (one per blob, all at once); wait"
+        line = f"{self.binary} -sf -o BLOB URL & (one per blob, all at once); wait"
+        if target.access.realm is not None:
+            line = f"token=$({self.binary} --cacert CA REALM?scope=...); {line}"
+            line = line.replace("-sf -o", '-sf --cacert CA -H "Authorization: Bearer $token" -o')
+        return line
 
     def check(self, target: Target, workdir: Path) -> None:
         for digest in target.image.blob_digests:
@@ -312,6 +357,7 @@ class DecompressFloor(Contender):
     name = "decompress-floor"
     description = "every layer inflated at once (ISA-L, one process each), output discarded"
     cwd = REPO_ROOT
+    uses_registry = False
 
     def commands(self, target: Target, workdir: Path) -> list[list[str]]:
         lines = ["rc=0"]
@@ -337,10 +383,13 @@ class PythonFloor(Contender):
 
     def commands(self, target: Target, workdir: Path) -> list[list[str]]:
         spec = target.image.spec
-        return [[sys.executable, "-m", "benchmarks.python_floor", target.host, spec.repo, spec.tag]]
+        argv = [sys.executable, "-m", "benchmarks.python_floor", target.host, spec.repo, spec.tag]
+        if target.access.ca_pem is not None:
+            argv += ["--ca-cert", str(target.access.ca_pem)]
+        return [argv]
 
     def command_line(self, target: Target, workdir: Path) -> str:
-        return "python -m benchmarks.python_floor HOST REPO TAG"
+        return "python -m benchmarks.python_floor HOST REPO TAG [--ca-cert CA]"
 
     def check(self, target: Target, workdir: Path) -> None:
         pass  # nothing is written; a digest mismatch fails the exit status
@@ -357,7 +406,15 @@ class PythonDockerFloor(PythonFloor):
         return [[*command, "--decompress"] for command in super().commands(target, workdir)]
 
     def command_line(self, target: Target, workdir: Path) -> str:
-        return "python -m benchmarks.python_floor HOST REPO TAG --decompress"
+        return "python -m benchmarks.python_floor HOST REPO TAG [--ca-cert CA] --decompress"
+
+
+def dockerdrag_trust(target: Target, workdir: Path) -> list[str]:
+    """How dockerdrag reaches the registry: ``--insecure`` for plain HTTP, else the CA
+    with ``--ca-cert`` (a token registry's challenge is answered as for any user)."""
+    if target.access.ca_pem is None:
+        return ["--insecure", target.host]
+    return ["--ca-cert", str(target.access.ca_pem)]
 
 
 def dockerdrag_formats() -> list[str]:

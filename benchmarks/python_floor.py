@@ -1,7 +1,9 @@
 """The least a Python client can do for a verified pull: aiohttp GETs, sha256, no disk.
 
-``python -m benchmarks.python_floor HOST REPO TAG [--connections N] [--decompress]``
-fetches the image manifest from a plain-HTTP registry, downloads every layer blob
+``python -m benchmarks.python_floor HOST REPO TAG [--connections N] [--decompress]
+[--ca-cert PEM]`` fetches the image manifest from a plain-HTTP registry (HTTPS trusting
+``PEM`` with ``--ca-cert``; a bearer-token challenge is answered with an anonymous pull
+token from its realm, as any client does), downloads every layer blob
 (``N`` at a time) and hashes it, throwing the bytes away. It prints the wall time from
 the start of this module (the interpreter's start-up and the standard library imports
 come before it; the benchmark times the whole process) and of the transfer, and the CPU
@@ -22,7 +24,9 @@ import argparse
 import asyncio
 import hashlib
 import json
+import re
 import resource
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -40,6 +44,7 @@ MANIFEST_TYPES = (
 READ_SIZE = 1 << 18
 GZIP_WBITS = 31
 INFLATE_THREADS = 2
+_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
 def _inflating_hasher(hasher: hashlib._Hash) -> tuple[Callable[[bytes], None], hashlib._Hash]:
@@ -86,11 +91,32 @@ async def fetch_and_hash(
     return size
 
 
+async def anonymous_token(session: aiohttp.ClientSession, base: str, repo: str) -> str | None:
+    """The bearer token the registry's challenge asks for (None: it asks for none)."""
+    async with session.get(f"{base}/v2/") as response:
+        challenge = response.headers.get("WWW-Authenticate", "")
+    if response.status != 401 or not challenge.lower().startswith("bearer "):
+        return None
+    params = dict(_CHALLENGE_PARAM.findall(challenge))
+    query = {"service": params.get("service", ""), "scope": f"repository:{repo}:pull"}
+    async with session.get(params["realm"], params=query) as response:
+        response.raise_for_status()
+        answer = json.loads(await response.read())
+    token: str = answer.get("token") or answer["access_token"]
+    return token
+
+
 async def pull(
-    host: str, repo: str, tag: str, connections: int, decompress: bool
+    host: str, repo: str, tag: str, connections: int, decompress: bool, ca_cert: str | None
 ) -> tuple[int, float]:
-    base = f"http://{host}/v2/{repo}"
-    async with aiohttp.ClientSession(auto_decompress=False) as session:
+    scheme = "http" if ca_cert is None else "https"
+    tls = True if ca_cert is None else ssl.create_default_context(cafile=ca_cert)
+    connector = aiohttp.TCPConnector(ssl=tls)
+    async with aiohttp.ClientSession(auto_decompress=False, connector=connector) as session:
+        token = await anonymous_token(session, f"{scheme}://{host}", repo)
+        if token is not None:
+            session.headers["Authorization"] = f"Bearer {token}"
+        base = f"{scheme}://{host}/v2/{repo}"
         async with session.get(
             f"{base}/manifests/{tag}", headers={"Accept": MANIFEST_TYPES}
         ) as response:
@@ -127,9 +153,10 @@ def main() -> int:
     parser.add_argument(
         "--decompress", action="store_true", help="also inflate every layer and hash its diff_id"
     )
+    parser.add_argument("--ca-cert", metavar="PEM", help="HTTPS, trusting this CA")
     args = parser.parse_args()
     total, transfer = asyncio.run(
-        pull(args.host, args.repo, args.tag, args.connections, args.decompress)
+        pull(args.host, args.repo, args.tag, args.connections, args.decompress, args.ca_cert)
     )
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(

@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -208,7 +208,7 @@ async def measure(megabytes: int, root: Path) -> list[Outcome]:
         image = push_image(registry, "bench/resume", "v1", [layer({"data.bin": data}, "none")])
         del data
         outcomes = []
-        scenarios = [
+        scenarios: list[Callable[[FaultProxy, Path], Awaitable[Outcome]]] = [
             lambda p, w: drop(p, image, w),
             lambda p, w: cancel(p, image, w, ONE_STREAM, "cancel, one stream"),
             lambda p, w: cancel(p, image, w, CHUNKED, "cancel, chunked (16 MiB)"),
@@ -222,6 +222,22 @@ async def measure(megabytes: int, root: Path) -> list[Outcome]:
         return outcomes
     finally:
         registry.stop()
+
+
+def markdown_table(outcomes: Sequence[Outcome]) -> str:
+    """The figures as a Markdown table (bytes, and the share of the layer fetched twice)."""
+    rows = [
+        "| scenario | layer | served before the cut | kept | served after the cut "
+        "| fetched twice | lost at the cut | resume overhead | fetched twice, % | s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    rows += [
+        f"| {o.name} | {o.size:,} | {o.served_before:,} | {o.kept:,} | {o.served_after:,} "
+        f"| {o.refetched:,} | {o.lost_at_cut:,} | {o.overhead:,} "
+        f"| {o.refetched / o.size:.2%} | {o.seconds:.1f} |"
+        for o in outcomes
+    ]
+    return "\n".join(rows)
 
 
 def report(outcomes: list[Outcome]) -> None:

@@ -20,15 +20,28 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import anyio
 
 from tests.support import parent_death_signal, require_binary, stop_process
 from tests.support.dockerd import DockerDaemon
 from tests.support.registry_server import RegistryServer, start_registry
 
-from . import BENCH_DIR, DEFAULT_CACHE_DIR, REPO_ROOT, daemon, imagegen, report
+from . import (
+    BENCH_DIR,
+    DEFAULT_CACHE_DIR,
+    REPO_ROOT,
+    daemon,
+    imagegen,
+    report,
+    resume_measure,
+    sections,
+    throughput,
+)
 from .contenders import (
     Contender,
     CurlFloor,
@@ -37,6 +50,7 @@ from .contenders import (
     Dockerdrag,
     DockerdragBaseline,
     DockerdragOci,
+    DockerdragOciDir,
     DockerdragPortable,
     PythonDockerFloor,
     PythonFloor,
@@ -44,11 +58,14 @@ from .contenders import (
     Target,
     dockerdrag_formats,
 )
+from .links import LinkProfile, parse_links
 from .measure import run_sequence, sha256_seconds, tree_cpu_seconds
+from .registries import PLAIN, Access, parse_modes, start_tls_token
 
 CONTENDER_ORDER = (
     "dockerdrag",
     "dockerdrag-oci",
+    "dockerdrag-oci-dir",
     "dockerdrag-portable",
     "dockerdrag-baseline",
     "skopeo",
@@ -60,8 +77,6 @@ CONTENDER_ORDER = (
 )
 # Contenders run only when asked for (by --with-docker, --portable, --baseline-checkout).
 OPT_IN = ("docker", "dockerdrag-portable", "dockerdrag-baseline")
-LINKS = ("direct", "shaped")
-LINK_TITLES = {"direct": "direct (loopback)", "shaped": "shaped (proxy)"}
 
 
 def _log(message: str) -> None:
@@ -93,12 +108,10 @@ def compile_dockerdrag(notes: list[str], checkouts: Sequence[Path] = (REPO_ROOT,
 class ShaperProcess:
     """``python -m benchmarks.shaper`` in front of the registry; counts connections."""
 
-    def __init__(self, upstream: str, rtt_ms: float, rate_mbps: float, log_path: Path) -> None:
+    def __init__(self, upstream: str, link: LinkProfile, log_path: Path) -> None:
         self.log_path = log_path
-        self.rtt_ms = rtt_ms
-        self.rate_mbps = rate_mbps
         argv = [sys.executable, "-m", "benchmarks.shaper", "--upstream", upstream]
-        argv += ["--rtt-ms", str(rtt_ms), "--rate-mbps", str(rate_mbps)]
+        argv += ["--rtt-ms", str(link.rtt_ms), "--rate-mbps", str(link.rate_mbps)]
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(
                 argv,
@@ -205,9 +218,21 @@ def versions(docker_daemon: DockerDaemon | None) -> list[tuple[str, str]]:
 
 
 @dataclasses.dataclass
+class Endpoint:
+    """One registry mode as the contenders reach it: the registry, how, and its proxies."""
+
+    registry: RegistryServer
+    access: Access
+    shapers: dict[str, ShaperProcess]  # link name -> the proxy in front of this registry
+
+    def host(self, link: LinkProfile) -> str:
+        return self.shapers[link.name].host if link.shaped else self.registry.host
+
+
+@dataclasses.dataclass
 class Plan:
     images: dict[str, imagegen.GeneratedImage]
-    links: list[str]
+    links: list[LinkProfile]
     contenders: list[Contender]
     runs: int
     warmup: int
@@ -221,7 +246,8 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 
 def _tag(target: Target, contender: Contender, round_number: int) -> str:
-    return f"{target.image.spec.name}-{target.link}-{contender.name}-r{round_number}"
+    mode = "" if target.access.mode == "plain" else f"{target.access.mode}-"
+    return f"{target.image.spec.name}-{mode}{target.link}-{contender.name}-r{round_number}"
 
 
 def run_one(
@@ -239,9 +265,13 @@ def run_one(
     log = plan.log_dir / f"{tag}.log"
     opened = shaper.connections_opened() if shaper else 0
     registry_before = 0.0 if registry_pid is None else tree_cpu_seconds(registry_pid)
+    sampler = None if registry_pid is None else throughput.RegistrySampler(registry_pid)
+    if sampler is not None:
+        sampler.start()
     try:
         outcome = contender.run(target, workdir, log)
         registry_after = None if registry_pid is None else tree_cpu_seconds(registry_pid)
+        flow = None if sampler is None else throughput.summarise(sampler.stop())
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         contender.reset()
@@ -263,22 +293,30 @@ def run_one(
         ok=outcome.ok,
         error=error,
         registry_cpu=None if registry_after is None else registry_after - registry_before,
+        registry=target.access.mode,
+        throughput=flow if contender.uses_registry else None,
     )
 
 
-def run_all(
-    plan: Plan, registry: RegistryServer, shaper: ShaperProcess | None
-) -> list[report.Sample]:
+def run_all(plan: Plan, endpoints: Sequence[Endpoint]) -> list[report.Sample]:
     samples: list[report.Sample] = []
-    registry_pid = registry.process.pid if registry.process is not None else None
     for name, image in plan.images.items():
-        for link in plan.links:
-            host = registry.host if link == "direct" else shaper.host if shaper else ""
-            target = Target(image, host, link)
-            link_shaper = shaper if link == "shaped" else None
+        for endpoint, link in ((e, link) for e in endpoints for link in plan.links):
+            process = endpoint.registry.process
+            registry_pid = process.pid if process is not None else None
+            target = Target(image, endpoint.host(link), link.name, endpoint.access)
+            link_shaper = endpoint.shapers.get(link.name)
+            where = (
+                link.name
+                if endpoint.access.mode == "plain"
+                else f"{endpoint.access.mode}/{link.name}"
+            )
+            contenders = [
+                c for c in plan.contenders if c.uses_registry or endpoint.access.mode == "plain"
+            ]
             for round_number in range(-plan.warmup, plan.runs):
                 label = "warm-up" if round_number < 0 else f"run {round_number + 1}/{plan.runs}"
-                for contender in plan.contenders:
+                for contender in contenders:
                     sample = run_one(
                         plan, contender, target, round_number, link_shaper, registry_pid
                     )
@@ -286,7 +324,7 @@ def run_all(
                     rss = "" if sample.rss_mb is None else f", {sample.rss_mb:.1f} MB peak RSS"
                     conns = "" if sample.connections is None else f", {sample.connections} conns"
                     _log(
-                        f"[{name}/{link} {label}] {contender.name:<16} {sample.wall:8.2f} s wall,"
+                        f"[{name}/{where} {label}] {contender.name:<16} {sample.wall:8.2f} s wall,"
                         f" {sample.cpu:6.2f} s CPU{rss}{conns}: {status}"
                     )
                     if not sample.ok:
@@ -321,17 +359,18 @@ def render(
     samples: Sequence[report.Sample],
     machine: Sequence[tuple[str, str]],
     tool_versions: Sequence[tuple[str, str]],
-    shaper_settings: tuple[float, float],
+    modes: Sequence[Access],
     notes: Sequence[str],
     duration: float,
     registry_host: str,
     oci_note: str | None,
     floor_costs: dict[str, report.FloorCosts],
+    resume: Sequence[resume_measure.Outcome] = (),
 ) -> str:
     stats = report.summarise(samples)
     floors = report.cpu_floors(stats, floor_costs, os.cpu_count() or 1)
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    rtt_ms, rate = shaper_settings
+    all_cases = sections.cases(plan.images, modes, plan.links)
     out = [
         "# dockerdrag pull benchmark: results",
         "",
@@ -358,11 +397,16 @@ def render(
         "",
         "## Setup",
         "",
-        "- registry: `docker-registry` on 127.0.0.1, plain HTTP, filesystem storage "
-        "(blobs in the page cache after the warm-up)",
-        f"- links: **direct** = the registry on loopback; **shaped** = through "
-        f"`benchmarks/shaper.py`, +{rtt_ms:g} ms round trip (+1 RTT per new connection) "
-        f"and {rate:g} MB/s per TCP connection (no shared cap)",
+        "- registry: `docker-registry` on 127.0.0.1, filesystem storage "
+        "(blobs in the page cache after the warm-up); modes: "
+        + "; ".join(f"**{access.mode}** = {access.title}" for access in modes)
+        + (
+            " (HTTPS with a generated CA, anonymous bearer tokens from "
+            "`tests/support/token_server.py`, reached directly, not through the proxy)"
+            if any(access.mode != PLAIN.mode for access in modes)
+            else ""
+        ),
+        "- links: " + "; ".join(f"**{link.name}** = {link.describe()}" for link in plan.links),
         f"- {plan.runs} timed run(s) per contender after {plan.warmup} warm-up round(s); "
         "contenders alternate A B C … A B C …; cold client cache every run",
         "- wall = first process start to last exit; CPU = user + sys of the child tree "
@@ -389,11 +433,8 @@ def render(
         for contender in plan.contenders:
             line = contender.command_line(example, Path("WORK"))
             out.append(f"- **{contender.name}**: {contender.description}. `{line}`")
-    out += ["", "## Results", ""]
-    for name in plan.images:
-        for link in plan.links:
-            group = [s for s in stats if s.image == name and s.link == link]
-            out += [f"### {name}, {LINK_TITLES[link]}", "", report.stats_table(group), ""]
+    out += ["", *sections.results(stats, all_cases)]
+    out += sections.throughput_sections(samples, all_cases)
     if floors:
         out += [
             "## The CPU floor of a verified pull (direct link)",
@@ -420,10 +461,18 @@ def render(
         "For the OCI format, the CPU floor above.",
         "",
     ]
+    if resume:
+        out += [
+            "## Resume: bytes fetched twice (`benchmarks.resume_measure`)",
+            "",
+            resume_measure.markdown_table(resume),
+            "",
+        ]
     failures = [s for s in samples if not s.ok]
     all_notes = list(notes)
     all_notes += [
-        f"{s.image}/{s.link} {s.contender} run {s.round + 1} failed: {s.error}" for s in failures
+        f"{s.image}/{s.registry}/{s.link} {s.contender} run {s.round + 1} failed: {s.error}"
+        for s in failures
     ]
     if all_notes:
         out += ["## Notes", "", *(f"- {note}" for note in all_notes), ""]
@@ -446,7 +495,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--runs", type=int, default=3, help="timed runs per contender (3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds (1)")
-    parser.add_argument("--link", choices=("direct", "shaped", "both"), default="both")
+    parser.add_argument(
+        "--link",
+        default="both",
+        help="comma list of direct, shaped (50 ms, 10 MB/s per connection), slow (200 ms, "
+        "5 MB/s per connection); both = direct,shaped (default); all = every link",
+    )
+    parser.add_argument(
+        "--registry",
+        default="plain",
+        help="comma list of registry modes: plain (HTTP, anonymous; default), tls-token "
+        "(HTTPS + anonymous bearer tokens, as Docker Hub)",
+    )
+    parser.add_argument(
+        "--resume-mb",
+        type=int,
+        default=0,
+        metavar="MB",
+        help="also run benchmarks.resume_measure on a layer of MB megabytes (0: not run)",
+    )
     parser.add_argument("--images", default="big,many", help="comma list of big, many")
     parser.add_argument(
         "--contenders",
@@ -478,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ARGS",
         help='extra options for every dockerdrag run, e.g. --dockerdrag-args="--concurrency 8"',
     )
-    parser.add_argument("--rtt-ms", type=float, default=50.0, help="shaped link: added RTT")
+    parser.add_argument("--rtt-ms", type=float, default=50.0, help="shaped link: added RTT (ms)")
     parser.add_argument(
         "--rate-mbps", type=float, default=10.0, help="shaped link: MB/s per connection"
     )
@@ -491,6 +558,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="images, registry, work dirs"
     )
     return parser
+
+
+def start_endpoints(
+    stack: contextlib.ExitStack,
+    plain: RegistryServer,
+    modes: Sequence[str],
+    links: Sequence[LinkProfile],
+    cache_dir: Path,
+    log_dir: Path,
+) -> list[Endpoint]:
+    """Each registry mode (the TLS + token one on ``plain``'s storage) with a shaping
+    proxy in front of it for each shaped link; stopped when ``stack`` closes."""
+    endpoints = []
+    for mode in modes:
+        registry, access = plain, PLAIN
+        if mode != PLAIN.mode:
+            shutil.rmtree(cache_dir / mode, ignore_errors=True)
+            registry, access = start_tls_token(cache_dir / mode, plain)
+            stack.callback(registry.stop)
+            _log(f"{access.title} registry on {registry.host}")
+        shapers = {}
+        for link in (link for link in links if link.shaped):
+            shaper = ShaperProcess(registry.host, link, log_dir / f"shaper-{mode}-{link.name}.log")
+            stack.callback(shaper.stop)
+            shapers[link.name] = shaper
+            _log(f"{link.name} proxy on {shaper.host} in front of the {mode} registry")
+        endpoints.append(Endpoint(registry, access, shapers))
+    return endpoints
 
 
 def _split(text: str, allowed: Sequence[str], what: str) -> list[str]:
@@ -524,6 +619,7 @@ def choose_contenders(
     factories: dict[str, Callable[[], Contender]] = {
         "dockerdrag": lambda: Dockerdrag(dockerdrag_args),
         "dockerdrag-oci": lambda: DockerdragOci(dockerdrag_args),
+        "dockerdrag-oci-dir": lambda: DockerdragOciDir(dockerdrag_args),
         "dockerdrag-portable": lambda: DockerdragPortable(dockerdrag_args),
         "dockerdrag-baseline": baseline_contender,
         "skopeo": lambda: Skopeo(require_binary("/usr/bin/skopeo", "skopeo")),
@@ -542,9 +638,10 @@ def choose_contenders(
             continue
         if name not in names:
             continue
-        if name == "dockerdrag-oci" and "oci" not in formats:
-            oci_note = "not run: this dockerdrag has no `--format oci`"
-            notes.append("dockerdrag-oci skipped: `python -m dockerdrag pull` has no --format oci")
+        wanted = {"dockerdrag-oci": "oci", "dockerdrag-oci-dir": "oci-dir"}.get(name)
+        if wanted is not None and wanted not in formats:
+            oci_note = f"not run: this dockerdrag has no `--format {wanted}`"
+            notes.append(f"{name} skipped: `python -m dockerdrag pull` has no --format {wanted}")
             continue
         chosen.append(factories[name]())
     return chosen, oci_note
@@ -571,7 +668,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     baseline: Path | None = args.baseline_checkout.resolve() if args.baseline_checkout else None
     if baseline is not None and "dockerdrag-baseline" not in contender_names:
         contender_names.append("dockerdrag-baseline")
-    links = list(LINKS) if args.link == "both" else [args.link]
+    links = parse_links(args.link, rtt_ms=args.rtt_ms, rate_mbps=args.rate_mbps)
+    modes = parse_modes(args.registry)
     notes: list[str] = []
 
     specs = imagegen.image_specs(args.quick)
@@ -592,13 +690,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for image in images.values():
             imagegen.push(registry, image)
         _log(f"registry on {registry.host}; images pushed")
-        shaper = None
-        if "shaped" in links:
-            shaper = ShaperProcess(
-                registry.host, args.rtt_ms, args.rate_mbps, log_dir / "shaper.log"
-            )
-            stack.callback(shaper.stop)
-            _log(f"shaping proxy on {shaper.host}")
+        endpoints = start_endpoints(stack, registry, modes, links, cache_dir, log_dir)
         docker_daemon = None
         if args.with_docker and "docker" in contender_names:
             docker_daemon = daemon.start_dockerd(args.docker_storage_driver)
@@ -612,23 +704,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             compile_dockerdrag(notes, sorted(checkouts))
         floor_costs = {}
         curl = next((c for c in contenders if isinstance(c, CurlFloor)), None)
-        if "direct" in links and curl is not None:
+        if any(not link.shaped for link in links) and curl is not None:
             for name, image in images.items():
                 floor_costs[name] = _floor_costs(curl, Target(image, registry.host, "direct"))
         plan = Plan(images, links, contenders, args.runs, args.warmup, work_dir, log_dir)
-        samples = run_all(plan, registry, shaper)
+        samples = run_all(plan, endpoints)
+        resume = []
+        if args.resume_mb > 0:
+            _log(f"resume figures ({args.resume_mb} MB layer)")
+            with tempfile.TemporaryDirectory(prefix="resume-", dir=cache_dir) as temp:
+                resume = anyio.run(resume_measure.measure, args.resume_mb, Path(temp))
         text = render(
             command=command,
             plan=plan,
             samples=samples,
             machine=machine_info(load_at_start),
             tool_versions=versions(docker_daemon),
-            shaper_settings=(args.rtt_ms, args.rate_mbps),
+            modes=[e.access for e in endpoints],
             notes=notes,
             duration=time.monotonic() - started,
             registry_host=registry.host,
             oci_note=oci_note,
             floor_costs=floor_costs,
+            resume=resume,
         )
     shutil.rmtree(work_dir, ignore_errors=True)
     results_path.parent.mkdir(parents=True, exist_ok=True)

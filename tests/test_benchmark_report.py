@@ -13,10 +13,13 @@ def _sample(
     *,
     image: str = "big",
     round: int = 0,
+    link: str = "direct",
+    registry: str = "plain",
 ) -> report.Sample:
     return report.Sample(
         image=image,
-        link="direct",
+        link=link,
+        registry=registry,
         contender=contender,
         round=round,
         wall=wall,
@@ -73,12 +76,44 @@ def test_targets_show_the_floors_of_the_same_run() -> None:
     floors = report.cpu_floors(stats, {"big": report.FloorCosts(0.8, 0.1)}, cores=2)
     results = {r.description: r for r in report.evaluate_targets(stats, floors=floors)}
     big_docker = results["big / direct / docker format: wall vs skopeo"]
-    assert big_docker.status == "PASS"
+    assert (big_docker.measured, big_docker.status) == ("0.296", "FAIL")  # limit 0.22
     assert big_docker.floor == f"{7.0 / 27.0:.3f} (Python docker floor)"
-    oci = results["big / direct / oci format: wall vs curl floor"]
+    against_floor = results["big / direct / docker format: wall vs the Python docker floor"]
+    assert (against_floor.measured, against_floor.status) == (f"{8.0 / 7.0:.3f}", "FAIL")
+    oci = results["big / direct / `--format oci`: wall vs curl floor"]
     assert (oci.measured, oci.status, oci.floor) == ("5.00", "FAIL", "1.38 (CPU floor)")
+    assert results["big / direct / `--format oci-dir`: wall vs curl floor"].status == "n/a"
     many = results["many / direct / docker format: wall vs skopeo"]
     assert many.floor == "-"  # no Python docker floor ran for many
     assert results["big / shaped / docker format: wall vs skopeo"].floor == "-"
     table = report.targets_table(results.values())
-    assert "| 5.00 | <= 1.30 | FAIL | 1.38 (CPU floor) |" in table
+    assert "| 5.00 | <= 2.50 | FAIL | 1.38 (CPU floor) |" in table
+
+
+def test_each_registry_mode_and_link_is_compared_with_its_own_skopeo() -> None:
+    samples = [
+        _sample("dockerdrag", 0.4, 0.6, 0.1, image="many"),
+        _sample("skopeo", 1.0, 0.5, 0.1, image="many"),
+        _sample("dockerdrag", 0.9, 0.7, 0.1, image="many", registry="tls-token"),
+        _sample("skopeo", 1.2, 0.6, 0.1, image="many", registry="tls-token"),
+        _sample("dockerdrag", 5.0, 1.0, 0.1, link="slow"),
+        _sample("skopeo", 100.0, 2.0, 0.1, link="slow"),
+        _sample("dockerdrag", 1.0, 0.2, 0.1, image="many", link="slow"),
+        _sample("skopeo", 5.0, 0.2, 0.1, image="many", link="slow"),
+    ]
+    stats = report.summarise(samples)
+    assert [(s.registry, s.link, s.vs_skopeo) for s in stats if s.contender == "dockerdrag"] == [
+        ("plain", "direct", 0.4),
+        ("tls-token", "direct", 0.75),
+        ("plain", "slow", 0.05),
+        ("plain", "slow", 0.2),
+    ]
+    results = {r.description: r for r in report.evaluate_targets(stats)}
+    tls = results["many / direct / tls-token / docker format: wall vs skopeo"]
+    assert (tls.measured, tls.limit, tls.status) == ("0.750", "<= 0.500", "FAIL")
+    assert results["many / direct / docker format: wall vs skopeo"].status == "PASS"
+    big_slow = results["big / slow / docker format: wall vs skopeo"]
+    assert (big_slow.measured, big_slow.status) == ("0.050", "PASS")
+    many_slow = results["many / slow / docker format: wall vs skopeo"]
+    assert (many_slow.measured, many_slow.limit, many_slow.status) == ("0.200", "<= 0.150", "FAIL")
+    assert "| many | tls-token | direct | 1 | dockerdrag | 0.90 |" in report.raw_table(samples)
