@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from .archive_scan import ArchiveMember
 from .digest import Digest
-from .errors import InvalidManifestError, UsageError
+from .errors import InvalidManifestError, Remedy, Setting, UsageError
 from .layers import Compression
 from .manifest import ImageIndex, ImageManifest
 from .upload import BlobSource
@@ -115,12 +115,14 @@ def _sparse_error(archive: VerifiedArchive) -> InvalidManifestError:
     missing = archive.missing[0]
     what = "attestation manifest" if missing.is_attestation else "manifest"
     platform = f" ({missing.platform})" if missing.platform else ""
+    every_platform = Remedy(Setting.PLATFORM, "all")
+    attestations = Remedy(Setting.INCLUDE_ATTESTATIONS)
     return InvalidManifestError(
         f"{archive.path}: an index lists the {what} {missing.digest}{platform}, which the "
         f"archive does not hold ({len(archive.missing)} missing); a registry refuses an index "
-        "whose manifests are missing. Pull it again with --platform all "
-        "--include-attestations, or push a single platform's image"
-    )
+        f"whose manifests are missing. Pull it again with {every_platform} "
+        f"{attestations}, or push a single platform's image"
+    ).suggesting(every_platform, attestations)
 
 
 def _layout_images(archive: VerifiedArchive) -> list[PushableImage]:

@@ -23,14 +23,16 @@ from dataclasses import dataclass, field
 import anyio
 
 from .credentials import (
+    LOG_IN,
     Credentials,
     Identity,
     describe_identity,
     identity_of,
     load_docker_credentials,
     login_hint,
+    login_remedies,
 )
-from .errors import AuthenticationError, DockerDragError, PullAccessDeniedError
+from .errors import AuthenticationError, DockerDragError, PullAccessDeniedError, Remedy, Setting
 from .retry import RetryPolicy
 from .tokens import Token, TokenClient, fetch_token, token_request
 
@@ -184,10 +186,11 @@ class RegistryAuth:
         if self.credentials is None or not self.credentials.username:
             return None
         if scheme != "https" and not self.plain_http_allowed(self.registry_host):
+            remedy = Remedy(Setting.INSECURE, self.registry_host)
             raise AuthenticationError(
                 f"refusing to send a password to {self.registry_host} over plain HTTP; "
-                f"use https or name it with --insecure {self.registry_host}"
-            )
+                f"use https or name it with {remedy}"
+            ).suggesting(remedy)
         return self.credentials.basic_header()
 
     def invalidate(
@@ -319,8 +322,8 @@ class RequestAuthorization:
         if challenge.scheme == "basic" and (credentials is None or not credentials.username):
             raise AuthenticationError(
                 f"{host} requires a username and password for {self.what}; "
-                f"log in with 'docker login {host}' or pass --username and --password-stdin"
-            )
+                f"log in with 'docker login {host}' or pass {LOG_IN}"
+            ).suggesting(LOG_IN)
         self.auth.invalidate(self.scope, sent, self.challenge)
         if refusal is Refusal.INSUFFICIENT_SCOPE and challenge.params.get("scope"):
             self.scope = challenge.params["scope"]
@@ -336,10 +339,11 @@ class RequestAuthorization:
         if anonymous and no_access and repository is not None:
             return PullAccessDeniedError(
                 f"pull access denied for {repository} on {host}: the repository does not "
-                f"exist or may require 'docker login {host}' (or --username and "
-                "--password-stdin)"
-            )
-        return AuthenticationError(self._refusal_message(challenge, refusal))
+                f"exist or may require 'docker login {host}' (or {LOG_IN})"
+            ).suggesting(LOG_IN)
+        return AuthenticationError(self._refusal_message(challenge, refusal)).suggesting(
+            *login_remedies(identity_of(self.auth.credentials))
+        )
 
     def _refusal_message(self, challenge: Challenge, refusal: Refusal) -> str:
         """An actionable message for a final 401 (never contains a secret)."""

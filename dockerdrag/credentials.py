@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .errors import AuthenticationError
+from .errors import AuthenticationError, Remedy, Setting
 
 DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
 DOCKER_HUB_HOSTS = frozenset({"registry-1.docker.io", "docker.io", "index.docker.io"})
@@ -67,11 +67,20 @@ def describe_identity(credentials: Credentials | None) -> str:
     return "the identity token" if identity is Identity.IDENTITY_TOKEN else "anonymous access"
 
 
+LOG_IN = Remedy(Setting.CREDENTIALS)
+
+
 def login_hint(identity: Identity, registry_host: str) -> str:
-    """What to do after a refusal: log in (anonymous), or check the credentials."""
+    """What to do after a refusal: log in (anonymous: :func:`login_remedies`), or check the
+    credentials."""
     if identity is Identity.ANONYMOUS:
-        return f"log in with 'docker login {registry_host}' or pass --username and --password-stdin"
+        return f"log in with 'docker login {registry_host}' or pass {LOG_IN}"
     return "check the username and password"
+
+
+def login_remedies(identity: Identity) -> tuple[Remedy, ...]:
+    """The remedies :func:`login_hint` words for ``identity``."""
+    return (LOG_IN,) if identity is Identity.ANONYMOUS else ()
 
 
 def docker_config_dir() -> Path:

@@ -37,13 +37,64 @@ occur. Each class carries an ``exit_code`` that the CLI uses.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Self
+
+
+class Setting(enum.Enum):
+    """A setting of a pull or push that an error's message may suggest changing, by the
+    name of its parameter in the library's API."""
+
+    INSECURE = "insecure"
+    CA_CERT = "ca_cert"
+    PLATFORM = "platform"
+    CREDENTIALS = "credentials"
+    TAG = "tags"
+    FORMAT = "format"
+    INCLUDE_FOREIGN = "include_foreign"
+    INCLUDE_ATTESTATIONS = "include_attestations"
+
+
+@dataclass(frozen=True)
+class Remedy:
+    """A setting (and the value to give it, when the message knows one) that would let a
+    failed operation succeed. ``str()`` words it as the library's parameter
+    (``insecure=['HOST']``); the command words it as its option instead."""
+
+    setting: Setting
+    value: str = ""
+
+    def __str__(self) -> str:
+        name = self.setting.value
+        if self.setting is Setting.INSECURE:
+            return f"{name}=[{self.value!r}]"
+        if self.setting is Setting.CA_CERT:
+            return f"{name}=PATH"
+        if self.setting is Setting.CREDENTIALS:
+            return f"{name}=Credentials(username, password)"
+        if self.setting is Setting.TAG:
+            return f"{name}=[{self.value!r}]" if self.value else f"{name}=[...]"
+        if self.setting in (Setting.INCLUDE_FOREIGN, Setting.INCLUDE_ATTESTATIONS):
+            return f"{name}=True"
+        return f"{name}={self.value!r}" if self.value else f"{name}=..."
 
 
 class DockerDragError(Exception):
-    """Base class of every error dockerdrag raises."""
+    """Base class of every error dockerdrag raises.
+
+    ``remedies`` are the settings the message suggests, each worded in the message as
+    ``str(remedy)``; the command replaces that wording by its option's.
+    """
 
     exit_code: int = 1
+    remedies: tuple[Remedy, ...] = ()
+
+    def suggesting(self, *remedies: Remedy) -> Self:
+        """This error, with ``remedies`` added to those its message words."""
+        self.remedies = (*self.remedies, *remedies)
+        return self
 
 
 class UsageError(DockerDragError):

@@ -22,7 +22,14 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from .assemble import ResolvedPull
-from .errors import DockerDragError, ImageListError, InvalidManifestError, LockfileError
+from .errors import (
+    DockerDragError,
+    ImageListError,
+    InvalidManifestError,
+    LockfileError,
+    Remedy,
+    Setting,
+)
 from .events import TagMoved
 from .image_list import ImageListEntry
 from .lockfile import LockedImage, LockedLayer, LockedManifest, Lockfile
@@ -100,10 +107,13 @@ def _plan(entry: ImageListEntry, default_platform: str | None, output_format: st
         wanted = parse_platforms(platform)
         reference = Reference.parse(entry.reference)
     except DockerDragError as exc:
-        raise ImageListError(f"{where}: {exc}") from None
+        raise ImageListError(f"{where}: {exc}").suggesting(*exc.remedies) from None
     several = wanted == "all" or (wanted is not None and len(wanted) > 1)
     if output_format == "docker" and several:
-        raise ImageListError(f"{where}: several platforms need --format oci or oci-dir")
+        remedy = Remedy(Setting.FORMAT, "oci")
+        raise ImageListError(f"{where}: several platforms need {remedy} or 'oci-dir'").suggesting(
+            remedy
+        )
     return PlannedImage(entry, reference, _platform_text(wanted), wanted)
 
 

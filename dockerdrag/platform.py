@@ -30,7 +30,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from .errors import InvalidManifestError, InvalidPlatformError, PlatformNotFoundError
+from .errors import (
+    InvalidManifestError,
+    InvalidPlatformError,
+    PlatformNotFoundError,
+    Remedy,
+    Setting,
+)
 
 __all__ = [
     "Platform",
@@ -269,11 +275,12 @@ def check_image_platform(image: str, wanted: Sequence[Platform], actual: Platfor
     if any(platform_matches(platform, actual) for platform in wanted):
         return
     asked = ", ".join(str(platform) for platform in wanted)
+    remedy = Remedy(Setting.PLATFORM, str(actual))
     raise PlatformNotFoundError(
         f"image {image} was found but does not match the specified platform: wanted {asked}, "
-        f"actual: {actual} (a single-platform image; --platform {actual} pulls it)",
+        f"actual: {actual} (a single-platform image; {remedy} pulls it)",
         available=(actual,),
-    )
+    ).suggesting(remedy)
 
 
 def _optional_str(obj: Mapping[str, object], key: str) -> str | None:

@@ -109,12 +109,13 @@ def descriptor_json(entry: Descriptor) -> dict[str, Any]:
     }
 
 
-def error_json(error: BaseException, exit_code: int) -> dict[str, Any]:
-    """An error as a JSON object: its type, message and the exit code."""
+def error_json(error: BaseException, exit_code: int, message: str | None = None) -> dict[str, Any]:
+    """An error as a JSON object: its type, message (``message``, else ``str(error)``) and
+    the exit code."""
     if isinstance(error, KeyboardInterrupt):
         kind, message = "Interrupted", "interrupted; downloaded blobs are kept in the cache"
     else:
-        kind, message = type(error).__name__, str(error)
+        kind, message = type(error).__name__, message if message is not None else str(error)
     obj: dict[str, Any] = {
         "event": "error",
         "type": kind,

@@ -42,6 +42,8 @@ from .download import (
 from .errors import (
     DockerDragError,
     InvalidManifestError,
+    Remedy,
+    Setting,
     UnsupportedFormatError,
     UsageError,
     leaf_error,
@@ -188,7 +190,10 @@ def archive_tags(reference: Reference, tag: str | None) -> tuple[str, ...]:
     if tag is not None:
         named = Reference.parse(tag)
         if named.digest is not None:
-            raise UsageError(f"--tag {tag!r}: a name written into an archive cannot hold a digest")
+            remedy = Remedy(Setting.TAG, tag)
+            raise UsageError(
+                f"{remedy}: a name written into an archive cannot hold a digest"
+            ).suggesting(remedy)
         familiar = named.familiar_tagged()
         return (familiar,) if familiar else ()
     familiar = reference.familiar_tagged()
@@ -522,11 +527,12 @@ class Puller:
             self.credentials.bind(ref)
         overrides = list(tags) if tags is not None else [None] * len(refs)
         if len(overrides) != len(refs):
-            raise UsageError("give one --tag per image")
+            raise UsageError(f"tags holds {len(overrides)} names for {len(refs)} images")
         repo_tags = [archive_tags(ref, t) for ref, t in zip(refs, overrides, strict=True)]
         wanted = parse_platforms(platform)
         if format == "docker" and (wanted == "all" or (wanted is not None and len(wanted) > 1)):
-            raise UsageError("several platforms need --format oci or oci-dir")
+            remedy = Remedy(Setting.FORMAT, "oci")
+            raise UsageError(f"several platforms need {remedy} or 'oci-dir'").suggesting(remedy)
         out_path = Path(output)
         self._prepare_output(out_path, format)
         resolved = [
@@ -643,11 +649,12 @@ class Puller:
         if not foreign or self.include_foreign:
             return frozenset()
         if output_format == "docker":
+            include, oci = Remedy(Setting.INCLUDE_FOREIGN), Remedy(Setting.FORMAT, "oci")
             raise UsageError(
                 f"the image has {len(foreign)} foreign layer(s) hosted outside the registry; "
-                "pass --include-foreign to fetch them from their URLs (without credentials), "
-                "or use --format oci to keep them as references"
-            )
+                f"pass {include} to fetch them from their URLs (without credentials), "
+                f"or use {oci} to keep them as references"
+            ).suggesting(include, oci)
         return frozenset(foreign)
 
     # ------------------------------------------------------------------ resolving

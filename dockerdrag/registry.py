@@ -23,6 +23,8 @@ from .errors import (
     ManifestUnknownError,
     PlatformNotFoundError,
     PlatformRequiredError,
+    Remedy,
+    Setting,
     UsageError,
 )
 from .manifest import (
@@ -85,10 +87,11 @@ def choose_entries(
         chosen += [entry for entry in index.manifests if entry not in chosen]
     elif wanted is None:
         if len(offered) != 1:
+            remedy = Remedy(Setting.PLATFORM)
             raise PlatformRequiredError(
-                f"{reference} is a multi-platform image; choose one with --platform",
+                f"{reference} is a multi-platform image; choose one with {remedy}",
                 available=offered,
-            )
+            ).suggesting(remedy)
         chosen = list(offered)
     else:
         chosen = []

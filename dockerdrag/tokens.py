@@ -24,8 +24,15 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from .credentials import Credentials, Identity, describe_identity, identity_of, login_hint
-from .errors import AuthenticationError, NetworkError, RegistryError, TLSError
+from .credentials import (
+    Credentials,
+    Identity,
+    describe_identity,
+    identity_of,
+    login_hint,
+    login_remedies,
+)
+from .errors import AuthenticationError, NetworkError, RegistryError, Remedy, Setting, TLSError
 from .retry import RETRY_STATUSES, RetriesExhausted, RetryPolicy, Unreachable
 
 log = logging.getLogger("dockerdrag")
@@ -148,7 +155,7 @@ def token_request(
     if withheld:
         log.warning(
             "not sending the credentials for %s to its plain-HTTP token realm %s "
-            "(name %s with --insecure to allow it)",
+            "(name %s as insecure to allow it)",
             registry_host,
             without_query(realm),
             realm_url.netloc,
@@ -225,7 +232,7 @@ async def fetch_token(
 
 def _checked_body(reply: TokenReply, request: TokenRequest, registry_host: str) -> bytes:
     if reply.status in (401, 403):
-        raise AuthenticationError(_refusal_message(reply.status, request, registry_host))
+        raise _refusal_error(reply.status, request, registry_host)
     if reply.status != 200:
         raise RegistryError(
             f"the token server of {registry_host} ({without_query(request.realm)}) answered "
@@ -237,17 +244,19 @@ def _checked_body(reply: TokenReply, request: TokenRequest, registry_host: str) 
     return reply.body
 
 
-def _refusal_message(status: int, request: TokenRequest, registry_host: str) -> str:
+def _refusal_error(status: int, request: TokenRequest, registry_host: str) -> AuthenticationError:
     who = describe_identity(request.credentials)
     text = f"the token server of {registry_host} refused {who} (HTTP {status})"
     if request.withheld:
-        realm_host = urlsplit(request.realm).netloc
-        return (
+        remedy = Remedy(Setting.INSECURE, urlsplit(request.realm).netloc)
+        return AuthenticationError(
             f"{text}; the credentials were not sent because the token realm "
-            f"{without_query(request.realm)} is plain HTTP (name it with "
-            f"--insecure {realm_host} to allow that)"
-        )
-    return f"{text}; {login_hint(identity_of(request.credentials), registry_host)}"
+            f"{without_query(request.realm)} is plain HTTP (name it with {remedy} to allow that)"
+        ).suggesting(remedy)
+    identity = identity_of(request.credentials)
+    return AuthenticationError(f"{text}; {login_hint(identity, registry_host)}").suggesting(
+        *login_remedies(identity)
+    )
 
 
 def _parse_token(body: bytes, registry_host: str) -> Token:

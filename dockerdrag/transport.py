@@ -50,6 +50,8 @@ from .errors import (
     NetworkError,
     NotFoundError,
     RegistryError,
+    Remedy,
+    Setting,
     TLSError,
 )
 from .events import RequestRetry
@@ -434,10 +436,11 @@ class Transport:
                 f"refusing to fetch {what} from {redact_url(url)}: not an http(s) URL"
             )
         if parts.scheme == "http" and not self.is_insecure(parts.netloc):
+            remedy = Remedy(Setting.INSECURE, parts.netloc)
             raise RegistryError(
                 f"refusing to fetch {what} over plain http from {parts.netloc}; name it with "
-                f"--insecure {parts.netloc} if you trust it"
-            )
+                f"{remedy} if you trust it"
+            ).suggesting(remedy)
         headers.pop("Authorization", None)
         return self._follow_redirects(method, url, headers, what)
 
@@ -548,16 +551,18 @@ def _connection_error(
         reason = getattr(exc.certificate_error, "verify_message", None) or describe_exception(
             exc.certificate_error
         )
+        ca_cert, insecure = Remedy(Setting.CA_CERT), Remedy(Setting.INSECURE, host)
         return TLSError(
             f"the TLS certificate of {host} could not be verified ({reason}); trust its CA "
-            f"with --ca-cert FILE or /etc/docker/certs.d/{host}/ca.crt, or pass "
-            f"--insecure {host} to skip verification for this registry"
-        )
+            f"with {ca_cert} or /etc/docker/certs.d/{host}/ca.crt, or pass "
+            f"{insecure} to skip verification for this registry"
+        ).suggesting(ca_cert, insecure)
     if isinstance(exc, aiohttp.ClientSSLError):
+        insecure = Remedy(Setting.INSECURE, host)
         return TLSError(
             f"the TLS handshake with {host} failed ({_plain_cause(exc)}); if it is a plain-HTTP "
-            f"registry, name it with --insecure {host}"
-        )
+            f"registry, name it with {insecure}"
+        ).suggesting(insecure)
     if isinstance(exc, aiohttp.ClientProxyConnectionError):
         return NetworkError(
             f"cannot reach the proxy {proxy_host(proxy)} for {host}: {_plain_cause(exc)}"

@@ -12,11 +12,11 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import ssl
 import stat
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -35,8 +35,9 @@ from dockerdrag import (
     RetryPolicy,
     TLSError,
 )
-from tests.support.archive_check import read_docker_archive
+from tests.support.archive_check import assert_archive_of, read_docker_archive
 from tests.support.client_options import client_options
+from tests.support.command import assert_names_no_option, assert_nothing_left_at, run_cli
 from tests.support.fault_proxy import FaultProxy, drop_after, redirect, throttle
 from tests.support.header_recorder import HeaderRecorder
 from tests.support.images import PushedImage, layer, push_image, text_layer
@@ -109,11 +110,6 @@ def tls_proxy(server: RegistryServer) -> Iterator[FaultProxy]:
 
 def blob_paths(image: PushedImage) -> dict[str, bytes]:
     return {f"/v2/{image.repo}/blobs/{digest}": data for digest, data in image.blobs().items()}
-
-
-def assert_nothing_written(tmp_path: Path, output: Path) -> None:
-    assert not output.exists()
-    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def write_docker_config(directory: Path, config: dict[str, Any]) -> Path:
@@ -224,7 +220,7 @@ async def test_wrong_password_is_authentication_error_naming_registry(
     assert server.host in message
     assert wrong not in message and wrong not in repr(info.value)
     assert "alice" in message
-    assert_nothing_written(tmp_path, output)
+    assert_nothing_left_at(output)
 
 
 @pytest.mark.parametrize("mode", ["basic", "token"])
@@ -455,7 +451,8 @@ async def test_plain_http_token_realm_gets_credentials_only_when_named_insecure(
     async with Puller(cache_dir=tmp_path / "c", **options) as puller:
         with pytest.raises(AuthenticationError) as info:
             await puller.pull(image.reference, output=tmp_path / "x.tar")
-    assert "plain HTTP" in str(info.value) and f"--insecure {realm_host}" in str(info.value)
+    assert "plain HTTP" in str(info.value) and f"insecure=[{realm_host!r}]" in str(info.value)
+    assert_names_no_option(str(info.value))
     assert [r.authorization for r in our_token_requests(server)] == [None]
     async with Puller(cache_dir=tmp_path / "c", **options_for(server)) as puller:
         await puller.pull(image.reference, output=tmp_path / "x.tar")  # realm named insecure
@@ -528,7 +525,7 @@ async def test_https_to_http_redirect_is_refused(
             with pytest.raises(RegistryError, match="refusing a redirect from https to http"):
                 await puller.pull(on_host(image, proxy.host), output=output)
         assert cdn.requests == []
-    assert_nothing_written(tmp_path, output)
+    assert_nothing_left_at(output)
 
 
 async def test_foreign_layer_urls_are_never_contacted(
@@ -558,8 +555,10 @@ async def test_untrusted_certificate_is_a_quick_tls_error(
             await puller.pull(image.reference, output=output)
     assert time.monotonic() - started < 5
     message = str(info.value)
-    assert tls_registry.host in message and "--ca-cert" in message and "certificate" in message
-    assert_nothing_written(tmp_path, output)
+    assert tls_registry.host in message and "ca_cert=" in message and "certificate" in message
+    assert f"insecure=[{tls_registry.host!r}]" in message
+    assert_names_no_option(message)
+    assert_nothing_left_at(output)
 
 
 async def test_plain_http_registry_not_named_insecure_is_never_tried_over_http(
@@ -572,7 +571,7 @@ async def test_plain_http_registry_not_named_insecure_is_never_tried_over_http(
             use_docker_config=False,
             retry=RetryPolicy(attempts=1),
         ) as puller:
-            with pytest.raises(TLSError, match=f"--insecure {proxy.host}"):
+            with pytest.raises(TLSError, match=re.escape(f"insecure=[{proxy.host!r}]")):
                 await puller.pull(on_host(image, proxy.host), output=tmp_path / "x.tar")
         assert proxy.requests == []  # no plain-HTTP request ever reached it
 
@@ -582,7 +581,8 @@ async def test_ca_cert_option(tls_registry: RegistryServer, tmp_path: Path) -> N
     async with Puller(
         cache_dir=tmp_path / "c", ca_cert=tls_registry.ca_pem_path, use_docker_config=False
     ) as puller:
-        await puller.pull(image.reference, output=tmp_path / "x.tar")
+        result = await puller.pull(image.reference, output=tmp_path / "x.tar")
+    assert_archive_of(result.output, image)
 
 
 async def test_ssl_cert_file_environment(
@@ -591,7 +591,8 @@ async def test_ssl_cert_file_environment(
     image = pushed_image(tls_registry)
     monkeypatch.setenv("SSL_CERT_FILE", str(tls_registry.ca_pem_path))
     async with Puller(cache_dir=tmp_path / "c", use_docker_config=False) as puller:
-        await puller.pull(image.reference, output=tmp_path / "x.tar")
+        result = await puller.pull(image.reference, output=tmp_path / "x.tar")
+    assert_archive_of(result.output, image)
 
 
 async def test_ssl_cert_dir_environment(
@@ -677,26 +678,6 @@ async def test_https_proxy_from_environment_tunnels_registry_and_realm(
 # --------------------------------------------------------------------------- CLI
 
 
-def run_cli(
-    args: list[str], tmp_path: Path, stdin: str = "", timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "DOCKER_CONFIG": str(tmp_path / "no-docker-config"),
-        "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
-        "PYTHONPATH": str(ROOT),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "dockerdrag", *args, "--cache-dir", str(tmp_path / "c")],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        check=False,
-    )
-
-
 def test_cli_password_stdin_with_ca_cert(
     basic_auth_registry: RegistryServer, tmp_path: Path
 ) -> None:
@@ -706,7 +687,7 @@ def test_cli_password_stdin_with_ca_cert(
     output = tmp_path / "x.tar"
     args = ["pull", image.reference, "--username", "alice", "--password-stdin"]
     args += ["--ca-cert", str(server.ca_pem_path), "-o", str(output)]
-    completed = run_cli(args, tmp_path, stdin=server.password + "\n")
+    completed = run_cli(*args, cwd=tmp_path, stdin=server.password + "\n")
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == str(output)
     assert server.password not in completed.stdout + completed.stderr
@@ -720,7 +701,9 @@ def test_cli_wrong_password_exits_3_without_the_secret(
     server = basic_auth_registry
     image = pushed_image(server)
     args = ["pull", image.reference, "-u", "alice", "--password-stdin", "-o", "x.tar"]
-    completed = run_cli([*args, "--ca-cert", str(server.ca_pem_path)], tmp_path, "bad-pw-123\n")
+    completed = run_cli(
+        *args, "--ca-cert", str(server.ca_pem_path), cwd=tmp_path, stdin="bad-pw-123\n"
+    )
     assert completed.returncode == 3
     assert "bad-pw-123" not in completed.stderr + completed.stdout
     assert server.host in completed.stderr
@@ -731,10 +714,13 @@ def test_cli_untrusted_certificate_is_one_line_and_nonzero(
 ) -> None:
     image = pushed_image(tls_registry)
     started = time.monotonic()
-    completed = run_cli(["pull", image.reference, "-o", str(tmp_path / "x.tar")], tmp_path)
+    completed = run_cli("pull", image.reference, "-o", str(tmp_path / "x.tar"), cwd=tmp_path)
     assert time.monotonic() - started < 15
     assert completed.returncode == 5
     lines = completed.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("dockerdrag: error: the TLS certificate")
+    # The library's remedies (ca_cert=, insecure=) in the command's words.
+    assert f"with --ca-cert FILE or /etc/docker/certs.d/{tls_registry.host}/ca.crt" in lines[0]
+    assert f"pass --insecure {tls_registry.host} to skip" in lines[0]
     assert "Traceback" not in completed.stderr
     assert not (tmp_path / "x.tar").exists()

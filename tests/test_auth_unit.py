@@ -284,7 +284,7 @@ async def test_plain_http_realm_gets_credentials_only_if_named(allowed: bool, se
 async def test_http_realm_refusal_explains_withheld_credentials() -> None:
     client = FakeTokenClient(TokenReply(401, b"{}"))
     auth = bearer_auth(realm="http://auth.example/token", credentials=Credentials("a", "pw-1"))
-    with pytest.raises(AuthenticationError, match=r"--insecure auth\.example") as info:
+    with pytest.raises(AuthenticationError, match=r"insecure=\['auth\.example'\]") as info:
         await auth.header_for(SCOPE, client)
     assert "pw-1" not in str(info.value)
 
@@ -378,7 +378,7 @@ def test_basic_password_refused_over_plain_http() -> None:
         credentials=Credentials("alice", "pw-1"),
         challenge=Challenge("basic", {"realm": "r"}),
     )
-    with pytest.raises(AuthenticationError, match=r"--insecure reg\.example") as info:
+    with pytest.raises(AuthenticationError, match=r"insecure=\['reg\.example'\]") as info:
         auth.cached_header(SCOPE, scheme="http")
     assert "pw-1" not in str(info.value)
     assert auth.cached_header(SCOPE) == Credentials("alice", "pw-1").basic_header()

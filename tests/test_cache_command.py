@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from dockerdrag.cache_admin import prune
-from tests.support.command import run_dockerdrag
+from tests.support.command import run_cli
 from tests.support.fault_proxy import FaultProxy, throttle
 from tests.support.images import PushedImage, layer, push_image
 from tests.support.registry_server import RegistryServer
@@ -29,7 +29,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 def _cache(tmp_path: Path, *args: str) -> dict[str, int]:
-    completed = run_dockerdrag(["cache", *args, "--json"], cwd=tmp_path, env=_env(tmp_path))
+    completed = run_cli("cache", *args, "--json", cwd=tmp_path, env=_env(tmp_path))
     assert completed.returncode == 0, completed.stderr
     found: dict[str, int] = json.loads(completed.stdout)
     return found
@@ -44,13 +44,13 @@ def _two_layer_image(registry: RegistryServer) -> PushedImage:
 
 def test_cache_shows_and_prunes(registry: RegistryServer, tmp_path: Path) -> None:
     pushed = _two_layer_image(registry)
-    pulled = run_dockerdrag(
-        [pushed.reference, "--insecure", registry.host, "-q"], cwd=tmp_path, env=_env(tmp_path)
+    pulled = run_cli(
+        pushed.reference, "--insecure", registry.host, "-q", cwd=tmp_path, env=_env(tmp_path)
     )
     assert pulled.returncode == 0, pulled.stderr
     blobs = tmp_path / "cache" / "blobs" / "sha256"
     (blobs / f"{'a' * 64}.partial").write_bytes(b"x" * 1000)
-    shown = run_dockerdrag(["cache"], cwd=tmp_path, env=_env(tmp_path))
+    shown = run_cli("cache", cwd=tmp_path, env=_env(tmp_path))
     assert shown.returncode == 0, shown.stderr
     assert f"Cache:     {tmp_path / 'cache'}" in shown.stdout
     summary = _cache(tmp_path)
@@ -116,8 +116,15 @@ def test_prune_while_a_pull_runs(registry: RegistryServer, tmp_path: Path) -> No
     assert f"blobs/sha256/{fast.split(':')[1]}" in names
     assert f"blobs/sha256/{slow.split(':')[1]}" in names
     # Nothing corrupt is left behind: a pull from what the cache holds has the same blobs.
-    again = run_dockerdrag(
-        [pushed.reference, "--insecure", registry.host, "--format", "oci", "-o", "again.tar", "-q"],
+    again = run_cli(
+        pushed.reference,
+        "--insecure",
+        registry.host,
+        "--format",
+        "oci",
+        "-o",
+        "again.tar",
+        "-q",
         cwd=tmp_path,
         env=_env(tmp_path),
     )

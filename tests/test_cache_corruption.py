@@ -13,7 +13,7 @@ import pytest
 
 from dockerdrag import DiffIDMismatchError, pull_image
 from tests.support.archive_check import read_docker_archive
-from tests.support.command import run_dockerdrag
+from tests.support.command import run_cli
 from tests.support.images import push_image, text_layer
 from tests.support.registry_server import RegistryServer
 
@@ -109,10 +109,10 @@ def test_the_command_prints_the_warning(seeded_registry: SeededRegistry, tmp_pat
     pushed = images["busybox"]
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg"), "DOCKER_CONFIG": str(tmp_path)}
     args = [pushed.reference, "--insecure", server.host, "-o", "bb.tar"]
-    assert run_dockerdrag(args, cwd=tmp_path, env=env).returncode == 0
+    assert run_cli(*args, cwd=tmp_path, env=env).returncode == 0
     layer = _cached_layer(tmp_path / "xdg" / "dockerdrag", pushed)
     _flip_middle_byte(layer)
-    completed = run_dockerdrag(args, cwd=tmp_path, env=env)
+    completed = run_cli(*args, cwd=tmp_path, env=env)
     assert completed.returncode == 0, completed.stderr
     assert f"cached blob {layer} is corrupt: removed it, fetching it again" in completed.stderr
     read_docker_archive(tmp_path / "bb.tar")

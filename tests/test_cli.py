@@ -12,22 +12,11 @@ from typing import Any
 import pytest
 
 from tests.support.archive_check import read_docker_archive
-from tests.support.command import run_dockerdrag
+from tests.support.command import assert_clean_failure, run_cli
 from tests.support.images import PushedImage, push_image, text_layer
 from tests.support.registry_server import RegistryServer
 
 SeededRegistry = tuple[RegistryServer, dict[str, Any]]
-
-
-def run_cli(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "XDG_CACHE_HOME": str(cwd / ".xdg-cache"), "DOCKER_CONFIG": str(cwd)}
-    return run_dockerdrag(list(args), cwd=cwd, env=env, stdin=stdin)
-
-
-def assert_clean_failure(completed: subprocess.CompletedProcess[str], code: int) -> None:
-    assert completed.returncode == code, completed.stderr
-    assert "Traceback" not in completed.stderr
-    assert completed.stderr.startswith("dockerdrag: error: ") or "usage:" in completed.stderr
 
 
 def test_default_output_name_like_the_original_script(

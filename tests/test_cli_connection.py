@@ -20,10 +20,11 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from tests.support.command import cli_env, run_cli
 from tests.support.fault_proxy import FaultProxy, status
 from tests.support.images import push_image, text_layer
 from tests.support.registry_server import RegistryServer
-from tests.test_cli_progress import cli_env, final_screen, run_cli, spawn_in_terminal
+from tests.test_cli_progress import final_screen, spawn_in_terminal
 
 # aiohttp's own texts that must never reach a user.
 INTERNALS = ("ssl:", "object at 0x", "Traceback", "ClientConnectorError", "Cannot connect to host")

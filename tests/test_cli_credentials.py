@@ -3,22 +3,15 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import pexpect
 
 from tests.support.archive_check import read_docker_archive
-from tests.support.command import run_dockerdrag
+from tests.support.command import cli_env, run_cli
 from tests.support.images import push_image, text_layer
 from tests.support.registry_server import RegistryServer
-
-
-def cli_env(cwd: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKERDRAG_")}
-    env.update(XDG_CACHE_HOME=str(cwd / ".xdg-cache"), DOCKER_CONFIG=str(cwd / "no-config"))
-    return env
 
 
 def test_password_prompt_on_a_terminal_never_echoes(
@@ -53,8 +46,12 @@ def test_password_prompt_on_a_terminal_never_echoes(
 def test_username_without_a_terminal_or_password_stdin_is_a_usage_error(
     tmp_path: Path,
 ) -> None:
-    completed = run_dockerdrag(
-        ["127.0.0.1:1/test/x", "--insecure", "127.0.0.1:1", "-u", "alice"],
+    completed = run_cli(
+        "127.0.0.1:1/test/x",
+        "--insecure",
+        "127.0.0.1:1",
+        "-u",
+        "alice",
         cwd=tmp_path,
         env=cli_env(tmp_path),
         stdin="secret\n",
@@ -67,8 +64,9 @@ def test_username_without_a_terminal_or_password_stdin_is_a_usage_error(
 
 
 def test_password_stdin_without_username_is_a_usage_error(tmp_path: Path) -> None:
-    completed = run_dockerdrag(
-        ["127.0.0.1:1/test/x", "--password-stdin"],
+    completed = run_cli(
+        "127.0.0.1:1/test/x",
+        "--password-stdin",
         cwd=tmp_path,
         env=cli_env(tmp_path),
         stdin="secret\n",

@@ -3,8 +3,6 @@ pull (a misspelled repository on a Hub-style registry) and an image for another 
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,18 +10,12 @@ from typing import Any
 import pytest
 
 from tests.support.archive_check import read_docker_archive
-from tests.support.command import run_dockerdrag
+from tests.support.command import run_cli
 from tests.support.images import push_image, text_layer
 from tests.support.registry_server import RegistryServer, start_registry
 from tests.support.token_server import TokenPolicy
 
 PUBLIC = "library/hello-world"
-
-
-def run_cli(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKERDRAG_")}
-    env.update(XDG_CACHE_HOME=str(cwd / ".xdg-cache"), DOCKER_CONFIG=str(cwd / "no-config"))
-    return run_dockerdrag(list(args), cwd=cwd, env=env, stdin=stdin)
 
 
 def hub_grant(account: str | None, kind: str, name: str, actions: list[str]) -> list[str]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -12,21 +10,12 @@ from typing import Any
 import pytest
 
 from tests.support.archive_check import read_docker_archive
-from tests.support.command import run_dockerdrag
+from tests.support.command import cli_env, run_cli
 from tests.support.images import push_image, text_layer
 from tests.support.registry_server import RegistryServer
 
 SeededRegistry = tuple[RegistryServer, dict[str, Any]]
 CLOSED_PORT_HOST = "127.0.0.1:9"
-
-
-def run_cli(*args: str, cwd: Path, platform: str | None = None) -> subprocess.CompletedProcess[str]:
-    """The command with ``DOCKERDRAG_PLATFORM`` set to ``platform`` (unset for None)."""
-    env = {**os.environ, "XDG_CACHE_HOME": str(cwd / ".xdg-cache"), "DOCKER_CONFIG": str(cwd)}
-    env.pop("DOCKERDRAG_PLATFORM", None)
-    if platform is not None:
-        env["DOCKERDRAG_PLATFORM"] = platform
-    return run_dockerdrag(list(args), cwd=cwd, env=env)
 
 
 def test_list_into_a_bundle_and_its_lock_then_locked_after_the_tag_moved(
@@ -87,13 +76,27 @@ def test_the_default_platform_applies_to_list_lines_not_to_a_lock_alone(
     server, images = seeded_registry
     (tmp_path / "l.txt").write_text(f"{images['multiarch'].reference}\n")
     insecure = ("--insecure", server.host)
-    listed = run_cli("-f", "l.txt", "-o", "b.tar", *insecure, cwd=tmp_path, platform="linux/arm/v7")
+    listed = run_cli(
+        "-f",
+        "l.txt",
+        "-o",
+        "b.tar",
+        *insecure,
+        cwd=tmp_path,
+        env=cli_env(tmp_path, DOCKERDRAG_PLATFORM="linux/arm/v7"),
+    )
     assert listed.returncode == 0, listed.stderr
     (locked,) = json.loads((tmp_path / "b.lock.json").read_text())["images"]
     assert locked["platform"] == "linux/arm/v7"
     # The lock records each line's platform: the environment's default does not apply...
     again = run_cli(
-        "--locked", "b.lock.json", "-o", "c.tar", *insecure, cwd=tmp_path, platform="s390x"
+        "--locked",
+        "b.lock.json",
+        "-o",
+        "c.tar",
+        *insecure,
+        cwd=tmp_path,
+        env=cli_env(tmp_path, DOCKERDRAG_PLATFORM="s390x"),
     )
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "c.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()

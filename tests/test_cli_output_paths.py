@@ -4,8 +4,6 @@ before any network I/O, and the note that a digest-only pull loads untagged."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +12,13 @@ import pytest
 
 from dockerdrag import Puller
 from tests.support.archive_check import read_docker_archive
-from tests.support.command import run_dockerdrag
+from tests.support.command import run_cli
 from tests.support.registry_server import RegistryServer
 
 SeededRegistry = tuple[RegistryServer, dict[str, Any]]
 # Nothing listens there: a command that tried the network would fail with exit 5.
 CLOSED = "127.0.0.1:1"
 UNTAGGED_NOTE = "the archive loads untagged"
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKERDRAG_")}
-    env.update(XDG_CACHE_HOME=str(cwd / ".xdg-cache"), DOCKER_CONFIG=str(cwd))
-    return run_dockerdrag(list(args), cwd=cwd, env=env)
 
 
 def test_oci_dir_default_name_has_no_tar(seeded_registry: SeededRegistry, tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ import dockerdrag
 from dockerdrag import errors
 from dockerdrag.human_units import format_bytes
 from tests.support.archive_check import read_docker_archive
+from tests.support.command import cli_command, cli_env, run_cli
 from tests.support.fault_proxy import FaultProxy, flip_byte, throttle
 from tests.support.images import PushedImage, layer, push_image, text_layer
 from tests.support.registry_server import RegistryServer
@@ -38,35 +39,9 @@ LAYER_LINE = re.compile(
     r"^([0-9a-f]{12}): (Waiting|Downloading|Verifying|Pull complete|Already exists)\b"
 )
 SUMMARY = re.compile(r"Downloaded (\d+(?:\.\d)? k?M?G?B) in \d+\.\d s(?: \((.*)\))?$", re.MULTILINE)
-# Variables that would change how rich sees the terminal.
-_TERMINAL_VARIABLES = ("FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def cli_env(cwd: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKERDRAG_")}
-    for name in (*_TERMINAL_VARIABLES, "COLUMNS", "LINES"):
-        env.pop(name, None)
-    env.update(XDG_CACHE_HOME=str(cwd / ".xdg-cache"), DOCKER_CONFIG=str(cwd), TERM="xterm")
-    env.update(extra)
-    return env
-
-
-def run_cli(
-    *args: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """The command in pipes (not a terminal)."""
-    return subprocess.run(
-        [sys.executable, "-m", "dockerdrag", *args],
-        cwd=cwd,
-        env=env if env is not None else cli_env(cwd),
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def spawn_in_terminal(*args: str, cwd: Path, env: dict[str, str] | None = None) -> pexpect.spawn:  # type: ignore[type-arg]
@@ -490,7 +465,7 @@ def test_inspect_raw_manifest_and_config(seeded_registry: SeededRegistry, tmp_pa
     pushed: PushedImage = images["busybox"]
     base = ["inspect", pushed.reference, "--insecure", server.host, "--raw"]
     manifest = subprocess.run(
-        [sys.executable, "-m", "dockerdrag", *base],
+        cli_command(*base),
         cwd=tmp_path,
         env=cli_env(tmp_path),
         capture_output=True,
@@ -498,7 +473,7 @@ def test_inspect_raw_manifest_and_config(seeded_registry: SeededRegistry, tmp_pa
     )
     assert manifest.stdout == pushed.manifest
     config = subprocess.run(
-        [sys.executable, "-m", "dockerdrag", *base, "--config"],
+        cli_command(*base, "--config"),
         cwd=tmp_path,
         env=cli_env(tmp_path),
         capture_output=True,
@@ -530,16 +505,7 @@ def test_inspect_multiarch(seeded_registry: SeededRegistry, tmp_path: Path) -> N
     assert found["manifest"]["digest"] == arm.manifest_digest
     assert found["config"]["platform"].startswith("linux/arm64")
     raw = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dockerdrag",
-            "inspect",
-            index.reference,
-            "--insecure",
-            server.host,
-            "--raw",
-        ],
+        cli_command("inspect", index.reference, "--insecure", server.host, "--raw"),
         cwd=tmp_path,
         env=cli_env(tmp_path),
         capture_output=True,

@@ -18,10 +18,11 @@ import pyte
 import pytest
 
 from dockerdrag.human_units import format_amount, format_bytes
+from tests.support.command import run_cli
 from tests.support.fault_proxy import FaultProxy, throttle
 from tests.support.images import PushedImage, push_image
 from tests.support.registry_server import RegistryServer
-from tests.test_cli_progress import COLS, ROWS, final_screen, run_cli, spawn_in_terminal
+from tests.test_cli_progress import COLS, ROWS, final_screen, spawn_in_terminal
 from tests.test_progress_events import cut_short, random_layer
 
 TOTAL_LINE = re.compile(

@@ -10,18 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.support import pusher
-from tests.support.command import run_dockerdrag
+from tests.support.command import run_cli
 from tests.support.images import SeededImages
 from tests.support.oci_layout import write_random_layout
 from tests.support.registry_server import RegistryServer
 
 SeededRegistry = tuple[RegistryServer, SeededImages]
 Factory = Callable[..., RegistryServer]
-
-
-def run_cli(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "XDG_CACHE_HOME": str(cwd / ".xdg-cache"), "DOCKER_CONFIG": str(cwd)}
-    return run_dockerdrag(list(args), cwd=cwd, env=env, stdin=stdin)
 
 
 def pulled(server: RegistryServer, reference: str, cwd: Path, *format_args: str) -> str:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from tests.support.archive_check import read_docker_archive
-from tests.support.command import run_dockerdrag
+from tests.support.command import run_cli
 from tests.support.images import PushedImage, push_image, text_layer
 from tests.support.registry_server import RegistryServer
 
@@ -43,7 +43,7 @@ def command(
     }
     if ca_file is not None:
         env["SSL_CERT_FILE"] = str(ca_file)
-    return run_dockerdrag(args, cwd=tmp_path, env=env)
+    return run_cli(*args, cwd=tmp_path, env=env)
 
 
 def test_the_command_verifies_tls_with_the_system_trust_store(

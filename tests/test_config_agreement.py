@@ -13,7 +13,7 @@ import tarfile
 from pathlib import Path
 
 from dockerdrag.manifest import parse_config
-from tests.support.command import run_dockerdrag
+from tests.support.command import run_cli
 from tests.support.images import build_image, push_built, text_layer
 from tests.support.registry_server import RegistryServer
 
@@ -48,17 +48,20 @@ def test_inspect_and_the_docker_archive_agree(registry: RegistryServer, tmp_path
     env = _env(tmp_path)
     insecure = ["--insecure", registry.host]
 
-    inspected = run_dockerdrag(
-        ["inspect", pushed.reference, *insecure, "--json"], cwd=tmp_path, env=env
-    )
+    inspected = run_cli("inspect", pushed.reference, *insecure, "--json", cwd=tmp_path, env=env)
     assert inspected.returncode == 0, inspected.stderr
     found = json.loads(inspected.stdout)
     assert found["config"]["labels"] == {"broken": BROKEN_LABEL, "j": "2"}
     assert found["config"]["cmd"] == ["run"]
     assert found["config"]["platform"] == "linux/arm64"
 
-    pulled = run_dockerdrag(
-        [pushed.reference, *insecure, "--platform", "linux/arm64", "-o", "out.tar"],
+    pulled = run_cli(
+        pushed.reference,
+        *insecure,
+        "--platform",
+        "linux/arm64",
+        "-o",
+        "out.tar",
         cwd=tmp_path,
         env=env,
     )

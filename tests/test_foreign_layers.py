@@ -47,7 +47,7 @@ async def test_docker_format_refuses_unless_asked(
 ) -> None:
     pushed = push_foreign_image(basic_auth_registry, foreign_host)
     async with Puller(**options(basic_auth_registry, tmp_path)) as puller:
-        with pytest.raises(UsageError, match="--include-foreign"):
+        with pytest.raises(UsageError, match="include_foreign=True"):
             await puller.pull(pushed.reference, output=tmp_path / "x.tar")
     assert foreign_host.requests == []
     assert not (tmp_path / "x.tar").exists()

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,18 +18,13 @@ import pytest
 
 from dockerdrag.cli_report import configure_logging
 from dockerdrag.safe_text import escape
-from tests.support.command import run_dockerdrag
+from tests.support.command import run_cli
 from tests.support.fault_proxy import FaultProxy, status
 from tests.support.images import build_image, build_index, push_built, push_index, text_layer
 from tests.support.registry_server import RegistryServer
 
 FORGED = "image ID sha256:forged"
 HOSTILE = f"x\x1b]0;pwned\x07\x1b[2J\r\n{FORGED}\x9b31m\x85\u2028\u202eend\x00"
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "XDG_CACHE_HOME": str(cwd / ".xdg-cache"), "DOCKER_CONFIG": str(cwd)}
-    return run_dockerdrag(list(args), cwd=cwd, env=env)
 
 
 def assert_terminal_safe(text: str) -> None:

@@ -297,7 +297,7 @@ async def test_several_platforms_on_a_docker_format_line_fail_before_any_io(
         f"{CLOSED_PORT_HOST}/a\n{CLOSED_PORT_HOST}/b --platform linux/amd64,linux/arm64\n", "l.txt"
     )
     async with Puller(insecure=[CLOSED_PORT_HOST], cache_dir=tmp_path / "c") as client:
-        with pytest.raises(ImageListError, match=r"^l.txt:2: several platforms need --format oci"):
+        with pytest.raises(ImageListError, match=r"^l.txt:2: several platforms need format='oci'"):
             await client.pull_list(listed, output=tmp_path / "x.tar")
     assert not (tmp_path / "x.tar").exists()
 

@@ -8,7 +8,6 @@ The two-process tests take 5-10 s each: the first pull must hold a layer's lock 
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import pytest
 from dockerdrag import OutputError, Puller
 from dockerdrag.blob_lock import LockWait
 from tests.support.archive_check import read_docker_archive
+from tests.support.command import cli_command, cli_env
 from tests.support.fault_proxy import FaultProxy, throttle
 from tests.support.registry_server import RegistryServer
 
@@ -35,9 +35,9 @@ class _Pull:
     """``python -m dockerdrag`` in the background, its stderr collected line by line."""
 
     def __init__(self, args: list[str], cwd: Path, cache: Path) -> None:
-        env = {**os.environ, "DOCKERDRAG_CACHE_DIR": str(cache), "DOCKER_CONFIG": str(cwd)}
+        env = cli_env(cwd, DOCKERDRAG_CACHE_DIR=str(cache))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "dockerdrag", *args],
+            cli_command(*args),
             cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,

@@ -20,7 +20,7 @@ from dockerdrag.config import load_settings
 from dockerdrag.errors import UsageError
 from dockerdrag.low_speed import LowSpeedLimit, SpeedWatch
 from tests.support.archive_check import read_docker_archive
-from tests.support.command import run_dockerdrag
+from tests.support.command import run_cli
 from tests.support.fault_proxy import FaultProxy, throttle
 from tests.support.images import PushedImage, push_image, text_layer
 from tests.support.registry_server import RegistryServer
@@ -109,8 +109,8 @@ def test_the_command_takes_the_limit_from_options_and_environment(
             "DOCKERDRAG_LOW_SPEED_TIME": "1",
         }
         arguments = ["pull", f"{proxy.host}/slow/trickle:v1", "--insecure", proxy.host]
-        completed = run_dockerdrag(
-            [*arguments, "--low-speed-limit", "100", "-o", "x.tar", "-q"], cwd=tmp_path, env=env
+        completed = run_cli(
+            *arguments, "--low-speed-limit", "100", "-o", "x.tar", "-q", cwd=tmp_path, env=env
         )
         assert completed.returncode == 0, completed.stderr
         assert len(proxy.requests_for(blob)) == 2  # cut after a second, then fetched again

@@ -7,13 +7,12 @@ when it is queued, and no writer holds a descriptor per layer. A slow test (abou
 
 from __future__ import annotations
 
-import os
 import resource
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
+from tests.support.command import cli_command, cli_env
 from tests.support.many_layers import push_many_layer_image
 from tests.support.registry_server import RegistryServer
 
@@ -26,9 +25,9 @@ def _limit_open_files() -> None:
 
 
 def _pull(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "XDG_CACHE_HOME": str(cwd / "cache"), "DOCKER_CONFIG": str(cwd)}
+    env = cli_env(cwd, XDG_CACHE_HOME=str(cwd / "cache"))
     return subprocess.run(
-        [sys.executable, "-m", "dockerdrag", *args, "-q"],
+        cli_command(*args, "-q"),
         cwd=cwd,
         env=env,
         preexec_fn=_limit_open_files,

@@ -11,12 +11,10 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import random
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -50,6 +48,7 @@ from dockerdrag.events import LayerPhase, LayerProgress, ProgressEvent
 from dockerdrag.pull import PullResult
 from dockerdrag.registry import RegistryClient
 from tests.support.archive_check import read_docker_archive
+from tests.support.command import assert_nothing_left_at, cli_command, cli_env
 from tests.support.fault_proxy import (
     FaultProxy,
     drop_after,
@@ -195,12 +194,6 @@ def assert_archive(result: PullResult, image: PushedImage) -> None:
     assert loaded.diff_ids == image.diff_ids
 
 
-def assert_clean_failure(output: Path) -> None:
-    assert not output.exists()
-    leftovers = [p.name for p in output.parent.iterdir() if p.name.startswith(f".{output.name}")]
-    assert leftovers == []
-
-
 async def warm_base(proxy: FaultProxy, images: Images, cache: Path, tmp_path: Path) -> None:
     """Pull ``other`` so the shared base layer is verified in the cache beforehand."""
     await pull(proxy, images.other, cache, tmp_path / "other.tar")
@@ -260,25 +253,8 @@ async def test_concurrent_pulls_in_one_process_fetch_each_blob_once(
 
 
 def cli(proxy: FaultProxy, image: PushedImage, cache: Path, output: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "dockerdrag",
-        "pull",
-        ref(proxy, image),
-        "-o",
-        str(output),
-        "--cache-dir",
-        str(cache),
-        "--insecure",
-        proxy.host,
-        "-q",
-    ]
-
-
-def cli_env() -> dict[str, str]:
-    root = str(Path(__file__).resolve().parent.parent)
-    return {**os.environ, "PYTHONPATH": root, "DOCKER_CONFIG": "/nonexistent"}
+    pull = ["pull", ref(proxy, image), "-o", str(output), "--cache-dir", str(cache)]
+    return cli_command(*pull, "--insecure", proxy.host, "-q")
 
 
 async def test_two_processes_pulling_the_same_blob_share_it(
@@ -289,7 +265,7 @@ async def test_two_processes_pulling_the_same_blob_share_it(
     procs = [
         subprocess.Popen(
             cli(proxy, images.app, cache, tmp_path / f"{n}.tar"),
-            env=cli_env(),
+            env=cli_env(tmp_path),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
@@ -337,7 +313,7 @@ async def test_reconnects_without_progress_give_up_and_the_next_run_resumes(
     proxy.add(drop_after(100_000), path=blob_re(images.big), times=None)
     with pytest.raises(NetworkError):
         await pull(proxy, images.app, cache, tmp_path / "x.tar")
-    assert_clean_failure(tmp_path / "x.tar")
+    assert_nothing_left_at(tmp_path / "x.tar")
     assert gets(proxy, images.big) == FAST.attempts
     kept = blob_file(cache, images.big, ".partial").stat().st_size
     assert kept == FAST.attempts * 100_000
@@ -368,7 +344,7 @@ async def test_cancelled_pull_keeps_the_partial_and_resumes_it(
 
         await pull(proxy, images.app, cache, output, transfer=MODES[mode], progress=cancel_halfway)
     assert scope.cancelled_caught
-    assert_clean_failure(output)
+    assert_nothing_left_at(output)
     assert blob_file(cache, images.big, ".partial").exists()
     assert blob_file(cache, images.big, ".ranges").exists() == (mode == "chunked")
     kept = recorded_bytes(cache, images.big)
@@ -387,7 +363,7 @@ async def test_killed_cli_pull_resumes_in_the_next_run(
     proxy.add(throttle(1_500_000), path=blob_re(images.big), times=None)
     proc = subprocess.Popen(
         cli(proxy, images.app, cache, output),
-        env=cli_env(),
+        env=cli_env(tmp_path),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -401,7 +377,7 @@ async def test_killed_cli_pull_resumes_in_the_next_run(
         proc.wait()
     kept = partial.stat().st_size
     assert 0 < kept < images.big.size
-    assert_clean_failure(output)
+    assert_nothing_left_at(output)
     proxy.reset()
     result = await pull(proxy, images.app, cache, output)
     assert_archive(result, images.app)
@@ -416,7 +392,7 @@ async def test_interrupted_cli_pull_exits_promptly_and_keeps_the_partial(
     proxy.add(throttle(1_500_000), path=blob_re(images.big), times=None)
     proc = subprocess.Popen(
         cli(proxy, images.app, cache, output),
-        env=cli_env(),
+        env=cli_env(tmp_path),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         # A shell's background job ignores SIGINT and its children inherit that.
@@ -436,7 +412,7 @@ async def test_interrupted_cli_pull_exits_promptly_and_keeps_the_partial(
     assert proc.returncode == 130, err.decode()
     assert b"interrupted" in err
     assert partial.stat().st_size >= 1 << 20
-    assert_clean_failure(output)
+    assert_nothing_left_at(output)
 
 
 async def test_complete_partial_is_verified_without_a_request(
@@ -676,7 +652,7 @@ async def test_retries_end_with_a_typed_error(
         await pull(proxy, images.app, cache, tmp_path / "x.tar")
     assert info.value.status == 503
     assert gets(proxy, images.big) == FAST.attempts
-    assert_clean_failure(tmp_path / "x.tar")
+    assert_nothing_left_at(tmp_path / "x.tar")
     assert blob_file(cache, images.base).exists()
 
 
@@ -697,7 +673,7 @@ async def test_permanent_statuses_are_not_retried(
     with pytest.raises(error):
         await pull(proxy, images.app, cache, tmp_path / "x.tar")
     assert gets(proxy, images.big) == 1
-    assert_clean_failure(tmp_path / "x.tar")
+    assert_nothing_left_at(tmp_path / "x.tar")
     assert blob_file(cache, images.base).exists()
 
 
@@ -761,7 +737,7 @@ async def test_416_is_not_read_and_starts_over(
     if not total_ok:
         with pytest.raises(SizeMismatchError):
             await pull(proxy, images.app, cache, tmp_path / "x.tar")
-        assert_clean_failure(tmp_path / "x.tar")
+        assert_nothing_left_at(tmp_path / "x.tar")
         assert blob_file(cache, images.big, ".partial").stat().st_size == 1_000_000
         return
     result = await pull(proxy, images.app, cache, tmp_path / "x.tar")
@@ -791,7 +767,7 @@ async def test_flipped_byte_twice_is_a_digest_mismatch(
     proxy.add(flip_byte(1234), path=blob_re(images.big), times=None)
     with pytest.raises(DigestMismatchError):
         await pull(proxy, images.app, cache, tmp_path / "x.tar", transfer=MODES[mode])
-    assert_clean_failure(tmp_path / "x.tar")
+    assert_nothing_left_at(tmp_path / "x.tar")
     assert not blob_file(cache, images.big).exists()
     assert blob_file(cache, images.big, ".partial").stat().st_size == 0
     assert blob_file(cache, images.base).exists()
@@ -807,7 +783,7 @@ async def test_lying_content_length_is_a_size_mismatch(
     proxy.add(lie_content_length(delta), path=blob_re(images.big))
     with pytest.raises(SizeMismatchError):
         await pull(proxy, images.app, cache, tmp_path / "x.tar")
-    assert_clean_failure(tmp_path / "x.tar")
+    assert_nothing_left_at(tmp_path / "x.tar")
     # aiohttp drops what it had buffered when the RST arrives (up to about 3 blocks); the rest
     # of the first 1 MB stays on disk, and the lying answer added nothing to it.
     kept = blob_file(cache, images.big, ".partial").stat().st_size
@@ -827,7 +803,7 @@ async def test_body_of_another_blob_is_rejected(
     if times is None:
         with pytest.raises(DigestMismatchError):
             await pull(proxy, images.twin, tmp_path / "c", output)
-        assert_clean_failure(output)
+        assert_nothing_left_at(output)
         assert not blob_file(tmp_path / "c", first).exists()
         return
     result = await pull(proxy, images.twin, tmp_path / "c", output)
@@ -840,5 +816,5 @@ async def test_swapped_body_of_another_size_fails_early(
     proxy.add(swap_body(f"/v2/{REPO}/blobs/{images.base.digest}"), path=blob_re(images.big))
     with pytest.raises(SizeMismatchError):
         await pull(proxy, images.app, tmp_path / "c", tmp_path / "x.tar")
-    assert_clean_failure(tmp_path / "x.tar")
+    assert_nothing_left_at(tmp_path / "x.tar")
     assert served(proxy, images.big) < images.big.size

@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.command import cli_command, cli_env
 from tests.support.registry_server import RegistryServer
 
 SeededRegistry = tuple[RegistryServer, dict[str, Any]]
@@ -22,9 +22,9 @@ def _pull(args: list[str], cwd: Path, umask: int) -> None:
     def set_umask() -> None:
         os.umask(umask)
 
-    env = {**os.environ, "XDG_CACHE_HOME": str(cwd / "xdg"), "DOCKER_CONFIG": str(cwd)}
+    env = cli_env(cwd, XDG_CACHE_HOME=str(cwd / "xdg"))
     completed = subprocess.run(
-        [sys.executable, "-m", "dockerdrag", *args, "-q"],
+        cli_command(*args, "-q"),
         cwd=cwd,
         env=env,
         preexec_fn=set_umask,

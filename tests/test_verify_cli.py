@@ -12,7 +12,7 @@ import tarfile
 import zlib
 from pathlib import Path
 
-from tests.support.command import run_dockerdrag
+from tests.support.command import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "docker-save-20.10"
@@ -24,7 +24,7 @@ def environment() -> dict[str, str]:
 
 
 def verify(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return run_dockerdrag(["verify", *args], cwd=cwd, env=environment())
+    return run_cli("verify", *args, cwd=cwd, env=environment())
 
 
 def with_members(source: Path, target: Path, replace: dict[str, bytes]) -> None:

@@ -13,6 +13,8 @@ from typing import Any
 
 import zstandard
 
+from .images import PushedImage
+
 
 @dataclass(frozen=True)
 class ArchiveImage:
@@ -57,6 +59,15 @@ def read_docker_archive(path: Path) -> list[ArchiveImage]:
                 assert "sha256:" + hashlib.sha256(data).hexdigest() == diff_id, layer_path
             images.append(ArchiveImage(config, entry["RepoTags"], diff_ids, entry["Layers"]))
         return images
+
+
+def assert_archive_of(path: Path, image: PushedImage) -> None:
+    """``path`` is a valid docker archive holding exactly ``image``: its config, its layers
+    (each checked against its diff_id) and its name."""
+    (archived,) = read_docker_archive(path)
+    assert archived.config == image.config
+    assert archived.diff_ids == image.diff_ids
+    assert archived.repo_tags == [image.reference]
 
 
 def tar_names(path: Path) -> list[str]:
