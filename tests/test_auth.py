@@ -234,7 +234,8 @@ async def test_missing_credentials_say_how_to_log_in(
     async with Puller(cache_dir=tmp_path / "c", **options) as puller:
         with pytest.raises(AuthenticationError) as info:
             await puller.pull(image.reference, output=tmp_path / "x.tar")
-    assert server.host in str(info.value) and "--password-stdin" in str(info.value)
+    assert server.host in str(info.value) and "credentials=" in str(info.value)
+    assert_names_no_option(str(info.value))
 
 
 async def test_config_json_auths_end_to_end(

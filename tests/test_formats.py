@@ -199,7 +199,7 @@ async def test_platform_list_matching_nothing(
 async def test_bad_format_and_platform_combinations(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedFormatError):
         await pull_image("busybox", output=tmp_path / "x.tar", format="zip")
-    with pytest.raises(UsageError, match="--format oci"):
+    with pytest.raises(UsageError, match="format='oci'"):
         await pull_image("busybox", output=tmp_path / "x.tar", platform="all")
     assert list(tmp_path.iterdir()) == []
 
