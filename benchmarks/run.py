@@ -13,10 +13,8 @@ import contextlib
 import dataclasses
 import datetime
 import os
-import platform
 import shlex
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -27,9 +25,9 @@ from pathlib import Path
 
 import anyio
 
-from tests.support import parent_death_signal, require_binary, stop_process
+from tests.support import require_binary
 from tests.support.dockerd import DockerDaemon
-from tests.support.registry_server import RegistryServer, start_registry
+from tests.support.registry_server import start_registry
 
 from . import (
     BENCH_DIR,
@@ -58,9 +56,11 @@ from .contenders import (
     Target,
     dockerdrag_formats,
 )
+from .endpoints import Endpoint, ShaperProcess, start_endpoints
 from .links import LinkProfile, parse_links
+from .machine import first_line, load_average, machine_info, versions
 from .measure import run_sequence, sha256_seconds, tree_cpu_seconds
-from .registries import PLAIN, Access, parse_modes, start_tls_token
+from .registries import PLAIN, parse_modes
 
 CONTENDER_ORDER = (
     "dockerdrag",
@@ -101,132 +101,8 @@ def compile_dockerdrag(notes: list[str], checkouts: Sequence[Path] = (REPO_ROOT,
 
 
 # ---------------------------------------------------------------------------------------
-# The shaping proxy as a child process
-# ---------------------------------------------------------------------------------------
-
-
-class ShaperProcess:
-    """``python -m benchmarks.shaper`` in front of the registry; counts connections."""
-
-    def __init__(self, upstream: str, link: LinkProfile, log_path: Path) -> None:
-        self.log_path = log_path
-        argv = [sys.executable, "-m", "benchmarks.shaper", "--upstream", upstream]
-        argv += ["--rtt-ms", str(link.rtt_ms), "--rate-mbps", str(link.rate_mbps)]
-        with open(log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                cwd=REPO_ROOT,
-                preexec_fn=parent_death_signal(signal.SIGTERM),
-            )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline().decode()
-        if not line.startswith("listening on "):
-            self.stop()
-            raise RuntimeError(f"shaper did not start: {line!r} {log_path.read_text()}")
-        self.host = line.split()[-1]
-
-    def connections_opened(self) -> int:
-        text = self.log_path.read_text(errors="replace")
-        return sum(1 for line in text.splitlines() if line.startswith("open "))
-
-    def stop(self) -> None:
-        stop_process(self.process, timeout=5)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-
-
-# ---------------------------------------------------------------------------------------
-# Machine and versions
-# ---------------------------------------------------------------------------------------
-
-
-def _first_line(argv: Sequence[str]) -> str:
-    try:
-        result = subprocess.run(
-            list(argv), capture_output=True, text=True, timeout=30, check=False, cwd=REPO_ROOT
-        )
-    except OSError:
-        return "not installed"
-    lines = (result.stdout or result.stderr).strip().splitlines()
-    return lines[0].strip() if lines else "unknown"
-
-
-def _load_average() -> str:
-    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def machine_info(load_at_start: str) -> list[tuple[str, str]]:
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    ram = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                ram = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-    distro = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                distro = line.split("=", 1)[1].strip('"')
-    disk = shutil.disk_usage(BENCH_DIR)
-    return [
-        ("CPU", cpu),
-        ("cores", str(os.cpu_count())),
-        ("RAM", ram),
-        ("kernel", platform.release()),
-        ("OS", distro),
-        ("disk (work dir)", f"{disk.free / 1e9:.0f} GB free of {disk.total / 1e9:.0f} GB"),
-        ("load average 1/5/15 min, at start", load_at_start),
-        ("load average 1/5/15 min, at end", _load_average()),
-    ]
-
-
-def versions(docker_daemon: DockerDaemon | None) -> list[tuple[str, str]]:
-    import isal
-
-    rev = _first_line(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"])
-    dirty = _first_line(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "dockerdrag"])
-    if dirty not in ("unknown", "not installed"):
-        rev += " + uncommitted changes in dockerdrag/"
-    docker = "not run (pass --with-docker)"
-    if docker_daemon is not None:
-        docker = (
-            f"dockerd {daemon.server_version(docker_daemon)}, "
-            f"storage driver {daemon.storage_driver(docker_daemon)}"
-        )
-    return [
-        ("python", platform.python_version()),
-        ("dockerdrag", f"{_first_line([sys.executable, '-m', 'dockerdrag', '--version'])} ({rev})"),
-        ("skopeo", _first_line(["skopeo", "--version"])),
-        ("docker", docker),
-        ("registry", _first_line(["docker-registry", "--version"])),
-        ("curl", _first_line(["curl", "--version"])),
-        ("isal (python-isal)", isal.__version__),
-    ]
-
-
-# ---------------------------------------------------------------------------------------
 # Running
 # ---------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Endpoint:
-    """One registry mode as the contenders reach it: the registry, how, and its proxies."""
-
-    registry: RegistryServer
-    access: Access
-    shapers: dict[str, ShaperProcess]  # link name -> the proxy in front of this registry
-
-    def host(self, link: LinkProfile) -> str:
-        return self.shapers[link.name].host if link.shaped else self.registry.host
 
 
 @dataclasses.dataclass
@@ -271,8 +147,8 @@ def run_one(
     try:
         outcome = contender.run(target, workdir, log)
         registry_after = None if registry_pid is None else tree_cpu_seconds(registry_pid)
-        flow = None if sampler is None else throughput.summarise(sampler.stop())
     finally:
+        sent = () if sampler is None else sampler.stop()
         shutil.rmtree(workdir, ignore_errors=True)
         contender.reset()
         os.sync()  # no write-back of this run's files during the next one
@@ -294,14 +170,14 @@ def run_one(
         error=error,
         registry_cpu=None if registry_after is None else registry_after - registry_before,
         registry=target.access.mode,
-        throughput=flow if contender.uses_registry else None,
+        throughput=throughput.summarise(sent) if contender.uses_registry else None,
     )
 
 
 def run_all(plan: Plan, endpoints: Sequence[Endpoint]) -> list[report.Sample]:
     samples: list[report.Sample] = []
     for name, image in plan.images.items():
-        for endpoint, link in ((e, link) for e in endpoints for link in plan.links):
+        for endpoint, link in ((e, link) for e in endpoints for link in e.links):
             process = endpoint.registry.process
             registry_pid = process.pid if process is not None else None
             target = Target(image, endpoint.host(link), link.name, endpoint.access)
@@ -359,7 +235,7 @@ def render(
     samples: Sequence[report.Sample],
     machine: Sequence[tuple[str, str]],
     tool_versions: Sequence[tuple[str, str]],
-    modes: Sequence[Access],
+    modes: Sequence[sections.Measured],
     notes: Sequence[str],
     duration: float,
     registry_host: str,
@@ -370,7 +246,7 @@ def render(
     stats = report.summarise(samples)
     floors = report.cpu_floors(stats, floor_costs, os.cpu_count() or 1)
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    all_cases = sections.cases(plan.images, modes, plan.links)
+    all_cases = sections.cases(plan.images, modes)
     out = [
         "# dockerdrag pull benchmark: results",
         "",
@@ -399,11 +275,14 @@ def render(
         "",
         "- registry: `docker-registry` on 127.0.0.1, filesystem storage "
         "(blobs in the page cache after the warm-up); modes: "
-        + "; ".join(f"**{access.mode}** = {access.title}" for access in modes)
+        + "; ".join(
+            f"**{access.mode}** = {access.title}, over {', '.join(link.name for link in links)}"
+            for access, links in modes
+        )
         + (
             " (HTTPS with a generated CA, anonymous bearer tokens from "
             "`tests/support/token_server.py`, reached directly, not through the proxy)"
-            if any(access.mode != PLAIN.mode for access in modes)
+            if any(access.mode != PLAIN.mode for access, _ in modes)
             else ""
         ),
         "- links: " + "; ".join(f"**{link.name}** = {link.describe()}" for link in plan.links),
@@ -508,6 +387,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(HTTPS + anonymous bearer tokens, as Docker Hub)",
     )
     parser.add_argument(
+        "--tls-token-links",
+        default="direct",
+        metavar="LINKS",
+        help="the links (of --link) the tls-token registry is measured over (direct)",
+    )
+    parser.add_argument(
         "--resume-mb",
         type=int,
         default=0,
@@ -560,34 +445,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def start_endpoints(
-    stack: contextlib.ExitStack,
-    plain: RegistryServer,
-    modes: Sequence[str],
-    links: Sequence[LinkProfile],
-    cache_dir: Path,
-    log_dir: Path,
-) -> list[Endpoint]:
-    """Each registry mode (the TLS + token one on ``plain``'s storage) with a shaping
-    proxy in front of it for each shaped link; stopped when ``stack`` closes."""
-    endpoints = []
-    for mode in modes:
-        registry, access = plain, PLAIN
-        if mode != PLAIN.mode:
-            shutil.rmtree(cache_dir / mode, ignore_errors=True)
-            registry, access = start_tls_token(cache_dir / mode, plain)
-            stack.callback(registry.stop)
-            _log(f"{access.title} registry on {registry.host}")
-        shapers = {}
-        for link in (link for link in links if link.shaped):
-            shaper = ShaperProcess(registry.host, link, log_dir / f"shaper-{mode}-{link.name}.log")
-            stack.callback(shaper.stop)
-            shapers[link.name] = shaper
-            _log(f"{link.name} proxy on {shaper.host} in front of the {mode} registry")
-        endpoints.append(Endpoint(registry, access, shapers))
-    return endpoints
-
-
 def _split(text: str, allowed: Sequence[str], what: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in allowed]
@@ -612,7 +469,7 @@ def choose_contenders(
             raise SystemExit("dockerdrag-baseline needs --baseline-checkout PATH")
         if not (baseline / "dockerdrag" / "__main__.py").is_file():
             raise SystemExit(f"--baseline-checkout {baseline}: no dockerdrag package there")
-        rev = _first_line(["git", "-C", str(baseline), "rev-parse", "--short", "HEAD"])
+        rev = first_line(["git", "-C", str(baseline), "rev-parse", "--short", "HEAD"])
         notes.append(f"dockerdrag-baseline runs the dockerdrag of {baseline} ({rev})")
         return DockerdragBaseline(baseline, dockerdrag_args)
 
@@ -653,7 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.runs < 1 or args.warmup < 0:
         raise SystemExit("--runs must be ≥ 1 and --warmup ≥ 0")
     started = time.monotonic()
-    load_at_start = _load_average()
+    load_at_start = load_average()
     command = "python -m benchmarks " + shlex.join(argv)
     cache_dir: Path = args.cache_dir.resolve()
     results_path: Path = args.results or (
@@ -690,7 +547,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for image in images.values():
             imagegen.push(registry, image)
         _log(f"registry on {registry.host}; images pushed")
-        endpoints = start_endpoints(stack, registry, modes, links, cache_dir, log_dir)
+        tls_links = [link.name for link in parse_links(args.tls_token_links, rtt_ms=0, rate_mbps=0)]
+        endpoints = start_endpoints(
+            stack, registry, modes, links, tls_links, cache_dir, log_dir, _log
+        )
         docker_daemon = None
         if args.with_docker and "docker" in contender_names:
             docker_daemon = daemon.start_dockerd(args.docker_storage_driver)
@@ -720,7 +580,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             samples=samples,
             machine=machine_info(load_at_start),
             tool_versions=versions(docker_daemon),
-            modes=[e.access for e in endpoints],
+            modes=[(e.access, e.links) for e in endpoints],
             notes=notes,
             duration=time.monotonic() - started,
             registry_host=registry.host,

@@ -14,6 +14,7 @@ from .links import LinkProfile
 from .registries import Access
 
 Case = tuple[str, Access, LinkProfile]
+Measured = tuple[Access, Sequence[LinkProfile]]  # a registry mode and the links it ran over
 
 
 def case_title(image: str, access: Access, link: LinkProfile) -> str:
@@ -21,10 +22,9 @@ def case_title(image: str, access: Access, link: LinkProfile) -> str:
     return f"{image}, {link.title}{suffix}"
 
 
-def cases(
-    images: Iterable[str], modes: Sequence[Access], links: Sequence[LinkProfile]
-) -> list[Case]:
-    return [(image, access, link) for image in images for access in modes for link in links]
+def cases(images: Iterable[str], modes: Sequence[Measured]) -> list[Case]:
+    """Every image, in each registry mode, over each of that mode's links."""
+    return [(image, access, link) for image in images for access, links in modes for link in links]
 
 
 def results(stats: Sequence[report.Stats], all_cases: Sequence[Case]) -> list[str]:

@@ -89,7 +89,7 @@ def test_the_report_shows_each_contenders_median_run() -> None:
     assert median is not None and median.wall == 2.0
     tls = Access("tls-token")
     lines = sections.throughput_sections(
-        runs, sections.cases(["many"], [PLAIN, tls], [PROFILES["slow"]])
+        runs, sections.cases(["many"], [(PLAIN, [PROFILES["slow"]]), (tls, [PROFILES["slow"]])])
     )
     text = "\n".join(lines)
     assert "### many, slow (proxy), TLS + token: bytes over time" in text
