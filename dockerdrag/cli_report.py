@@ -82,6 +82,8 @@ def option_text(remedy: Remedy) -> str:
             return "--include-foreign"
         case Setting.INCLUDE_ATTESTATIONS:
             return "--include-attestations"
+        case Setting.LOCKED:
+            return "--locked"
 
 
 def error_message(error: BaseException) -> str:

@@ -55,6 +55,7 @@ class Setting(enum.Enum):
     FORMAT = "format"
     INCLUDE_FOREIGN = "include_foreign"
     INCLUDE_ATTESTATIONS = "include_attestations"
+    LOCKED = "locked"
 
 
 @dataclass(frozen=True)

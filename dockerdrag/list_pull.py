@@ -125,11 +125,12 @@ def _platform_text(wanted: list[Platform] | Literal["all"] | None) -> str | None
 
 
 def _pinned(planned: list[PlannedImage], locked: Lockfile) -> list[PlannedImage]:
+    again = Remedy(Setting.LOCKED)
     if len(planned) != len(locked.images):
         raise LockfileError(
             f"the image list has {len(planned)} images, the lock file {len(locked.images)}: "
-            "pull without --locked to resolve the list and write a new lock file"
-        )
+            f"pull without {again} to resolve the list and write a new lock file"
+        ).suggesting(again)
     pinned = []
     for item, image in zip(planned, locked.images, strict=True):
         ours = (item.entry.reference, item.platform, item.entry.tag)
@@ -137,9 +138,9 @@ def _pinned(planned: list[PlannedImage], locked: Lockfile) -> list[PlannedImage]
         if ours != theirs:
             raise LockfileError(
                 f"{item.where}: {_describe(*ours)} differs from the lock file's "
-                f"{_describe(*theirs)}: pull without --locked to resolve the list and write "
+                f"{_describe(*theirs)}: pull without {again} to resolve the list and write "
                 "a new lock file"
-            )
+            ).suggesting(again)
         pinned.append(replace(item, pin=image))
     return pinned
 

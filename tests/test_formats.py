@@ -22,6 +22,7 @@ from dockerdrag import OutputError, PlatformNotFoundError, Puller, UsageError, p
 from dockerdrag.errors import UnsupportedFormatError
 from dockerdrag.pull import pull_images
 from tests.support.archive_check import read_docker_archive
+from tests.support.command import run_cli
 from tests.support.dockerd import DockerDaemon
 from tests.support.fault_proxy import FaultProxy
 from tests.support.images import busybox_layer, push_image, text_layer
@@ -248,35 +249,14 @@ def read_only_directory(path: Path) -> Iterator[None]:
 
 def test_cli_format_and_bundle(seeded_registry: SeededRegistry, tmp_path: Path) -> None:
     server, images = seeded_registry
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
-    base = ["python", "-m", "dockerdrag", "pull", "--insecure", server.host]
-    bundle = subprocess.run(
-        [*base, images["busybox"].reference, images["multilayer"].reference, "-o", "b.tar"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    base = ["pull", "--insecure", server.host]
+    both = [images["busybox"].reference, images["multilayer"].reference]
+    bundle = run_cli(*base, *both, "-o", "b.tar", cwd=tmp_path)
     assert bundle.returncode == 0, bundle.stderr
     assert len(read_docker_archive(tmp_path / "b.tar")) == 2
-    no_output = subprocess.run(
-        [*base, images["busybox"].reference, images["multilayer"].reference],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    no_output = run_cli(*base, *both, cwd=tmp_path)
     assert no_output.returncode == 2 and "-o" in no_output.stderr
-    bad_format = subprocess.run(
-        [*base, images["busybox"].reference, "--format", "zip"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    bad_format = run_cli(*base, images["busybox"].reference, "--format", "zip", cwd=tmp_path)
     assert bad_format.returncode == 2 and "invalid choice" in bad_format.stderr
 
 

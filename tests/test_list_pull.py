@@ -434,7 +434,10 @@ async def test_a_list_that_differs_from_the_lock_is_refused_before_any_io(tmp_pa
         ).encode()
     )
     async with Puller(insecure=[CLOSED_PORT_HOST], cache_dir=tmp_path / "c") as client:
-        with pytest.raises(LockfileError, match="the image list has 2 images, the lock file 1"):
+        with pytest.raises(
+            LockfileError,
+            match="the image list has 2 images, the lock file 1: pull without locked=",
+        ):
             await client.pull_list(listed, output=tmp_path / "x.tar", locked=lock)
         with pytest.raises(LockfileError, match=r"^l.txt:1: '.*/a:1 --platform linux/amd64'"):
             await client.pull_list(
