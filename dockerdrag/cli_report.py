@@ -84,6 +84,8 @@ def option_text(remedy: Remedy) -> str:
             return "--include-attestations"
         case Setting.LOCKED:
             return "--locked"
+        case Setting.RENAMES:
+            return f"--image {value}" if value else "--image"
 
 
 def error_message(error: BaseException) -> str:

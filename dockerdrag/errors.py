@@ -56,6 +56,7 @@ class Setting(enum.Enum):
     INCLUDE_FOREIGN = "include_foreign"
     INCLUDE_ATTESTATIONS = "include_attestations"
     LOCKED = "locked"
+    RENAMES = "renames"
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,9 @@ class Remedy:
             return f"{name}=PATH"
         if self.setting is Setting.CREDENTIALS:
             return f"{name}=Credentials(username, password)"
+        if self.setting is Setting.RENAMES and self.value:
+            image, _, target = self.value.partition("=")
+            return f"{name}={{{image!r}: {target or '...'!r}}}"
         if self.setting is Setting.TAG:
             return f"{name}=[{self.value!r}]" if self.value else f"{name}=[...]"
         if self.setting in (Setting.INCLUDE_FOREIGN, Setting.INCLUDE_ATTESTATIONS):

@@ -39,7 +39,7 @@ from .conventions import default_cache_dir
 from .credentials import Credentials
 from .digest import Digest
 from .download import DEFAULT_CONCURRENCY
-from .errors import OutputError, UsageError, leaf_error
+from .errors import OutputError, Remedy, Setting, UsageError, leaf_error
 from .events import (
     LayerPhase,
     LayerProgress,
@@ -127,10 +127,11 @@ def _under(destination: str, name: str) -> Reference:
     if repository:
         return Reference.parse(f"{destination}/{repository}:{tag}")
     if _is_registry_host(destination):
+        rename = Remedy(Setting.RENAMES)
         raise UsageError(
             f"the archive names an image only by its tag {tag!r}: give DEST a repository "
-            f"({destination}/NAME) or use --image"
-        )
+            f"({destination}/NAME) or use {rename}"
+        ).suggesting(rename)
     return Reference.parse(f"{destination}:{tag}")
 
 
@@ -141,10 +142,11 @@ def _check_destination(destination: str) -> str:
         return destination
     ref = Reference.parse(destination)
     if destination.rsplit("/", 1)[-1].count(":") or ref.digest is not None:
+        rename = Remedy(Setting.RENAMES, "NAME=HOST/PATH:TAG")
         raise UsageError(
             f"destination {destination!r} must be a repository (HOST/PATH, no tag) or a "
-            "registry (HOST:PORT); use --image NAME=HOST/PATH:TAG to choose a tag"
-        )
+            f"registry (HOST:PORT); use {rename} to choose a tag"
+        ).suggesting(rename)
     return ref.name
 
 
@@ -170,14 +172,17 @@ def plan_targets(
     for wanted, to in renames.items():
         found = [image for image in images if _matches(image, wanted)]
         if not found:
-            raise UsageError(f"--image {wanted}: the archive holds no image of that name")
+            named = Remedy(Setting.RENAMES, wanted)
+            raise UsageError(f"{named}: the archive holds no image of that name").suggesting(named)
         reference = Reference.parse(to)
         if reference.digest is not None:
-            raise UsageError(f"--image {wanted}={to}: push to a tag, not a digest")
+            named = Remedy(Setting.RENAMES, f"{wanted}={to}")
+            raise UsageError(f"{named}: push to a tag, not a digest").suggesting(named)
         targets.append(_Target(found[0], wanted, reference))
     if destination is None:
         if not targets:
-            raise UsageError("give a destination repository or --image NAME=DEST:TAG")
+            rename = Remedy(Setting.RENAMES, "NAME=DEST:TAG")
+            raise UsageError(f"give a destination repository or {rename}").suggesting(rename)
         return targets
     repository = _check_destination(destination)
     renamed = {target.image.key for target in targets}
@@ -185,10 +190,10 @@ def plan_targets(
         if image.key in renamed:
             continue
         if not image.names:
+            rename = Remedy(Setting.RENAMES, f"{image.key}=DEST:TAG")
             raise UsageError(
-                f"image {image.key} has no name in the archive; push it with "
-                f"--image {image.key}=DEST:TAG"
-            )
+                f"image {image.key} has no name in the archive; push it with {rename}"
+            ).suggesting(rename)
         for name in image.names:
             targets.append(_Target(image, name, _under(repository, name)))
     return targets

@@ -16,6 +16,7 @@ from dockerdrag.errors import (
 )
 from dockerdrag.platform import Platform, check_image_platform
 from dockerdrag.pull import archive_tags
+from dockerdrag.push import plan_targets
 from dockerdrag.reference import Reference
 from tests.support.command import assert_names_no_option
 
@@ -67,3 +68,11 @@ def test_a_platform_mismatch_names_the_parameter_or_the_option() -> None:
     assert_names_no_option(str(info.value))
     assert "platform='linux/amd64' pulls it" in str(info.value)
     assert "--platform linux/amd64 pulls it" in error_message(info.value)
+
+
+def test_a_push_without_destination_names_the_parameter_or_the_option() -> None:
+    with pytest.raises(UsageError) as info:
+        plan_targets([], None, {})
+    assert_names_no_option(str(info.value))
+    assert str(info.value) == "give a destination repository or renames={'NAME': 'DEST:TAG'}"
+    assert error_message(info.value) == "give a destination repository or --image NAME=DEST:TAG"
