@@ -52,6 +52,8 @@ if typing.TYPE_CHECKING:
     from .errors import PlatformRequiredError as PlatformRequiredError
     from .errors import PullAccessDeniedError as PullAccessDeniedError
     from .errors import RegistryError as RegistryError
+    from .errors import Remedy as Remedy
+    from .errors import Setting as Setting
     from .errors import SizeMismatchError as SizeMismatchError
     from .errors import TLSError as TLSError
     from .errors import UnsupportedEventLoopError as UnsupportedEventLoopError
@@ -133,13 +135,13 @@ _HOMES = {
     "LayerPhase": "events",
     "LayerProgress": "events",
     "LayerResult": "pull",
-    "LowSpeedLimit": "low_speed",
     "ListPullResult": "pull",
     "LockedImage": "lockfile",
     "LockedLayer": "lockfile",
     "LockedManifest": "lockfile",
     "Lockfile": "lockfile",
     "LockfileError": "errors",
+    "LowSpeedLimit": "low_speed",
     "ManifestPushed": "events",
     "ManifestUnknownError": "errors",
     "NetworkError": "errors",
@@ -161,8 +163,10 @@ _HOMES = {
     "PushedImage": "push",
     "Reference": "reference",
     "RegistryError": "errors",
+    "Remedy": "errors",
     "RequestRetry": "events",
     "RetryPolicy": "retry",
+    "Setting": "errors",
     "SizeMismatchError": "errors",
     "TLSError": "errors",
     "TagMoved": "events",
