@@ -13,7 +13,8 @@ How one blob is fetched (:meth:`BlobFetcher.fetch`):
 * Blobs up to ``TransferOptions.chunk_threshold`` bytes are streamed front to
   back into ``<hex>.partial`` and hashed as they are written. Larger blobs are
   fetched as ranged chunks in parallel, written at their offsets; the written
-  ranges are recorded in the sidecar every ``RANGES_SAVE_EVERY`` bytes and when
+  ranges are recorded in the sidecar every ``TransferOptions.ranges_save_every``
+  bytes and when
   a body ends or breaks, and the contiguous prefix is hashed in order (read back
   from disk) as it grows. The chunks are planned lazily, as they are taken, by at
   most ``concurrency`` tasks per blob. Both resume
@@ -59,7 +60,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -75,7 +75,6 @@ from .errors import (
     InvalidManifestError,
     NetworkError,
     OutputError,
-    RegistryError,
     SizeMismatchError,
     leaf_error,
 )
@@ -83,6 +82,7 @@ from .events import LayerPhase, LayerProgress, ProgressCallback
 from .low_speed import LowSpeedLimit, SpeedWatch
 from .manifest import MAX_CONFIG_BYTES, Descriptor
 from .osfiles import pread, pwrite_all
+from .range_checks import RangeUnusable, accepted_body
 from .reference import Reference
 from .registry import RegistryClient
 from .retry import RetryPolicy
@@ -93,14 +93,10 @@ log = logging.getLogger("dockerdrag")
 T = TypeVar("T")
 
 READ_CHUNK = 1 << 18  # 256 KiB blocks: measured, keeps peak RSS flat at little cost
-RANGES_SAVE_EVERY = 8 << 20
 HASH_STEP = 8 << 20  # bytes of a chunked blob's prefix hashed per worker-thread call
 DISK_THREADS = 2
 INITIAL_CONNECTIONS = 4
 """Blob connections a pull starts with; more are opened only while connections are slow."""
-SLOW_CONNECTION_BYTES_PER_SECOND = 32e6
-"""Below this rate per connection, more connections are worth their memory (~0.5 MB each)."""
-GROWTH_CHECK_SECONDS = 0.25
 GROWTH_STEP = 4
 OPEN_BLOBS_PER_CONNECTION = 2
 """Blobs with files open (lock, partial) at once, per connection of ``concurrency``.
@@ -113,19 +109,19 @@ another.
 
 
 def next_connection_limit(
-    limit: int, ceiling: int, *, waiting: int, received: int, seconds: float
+    limit: int, ceiling: int, *, waiting: int, received: int, seconds: float, slow_rate: float
 ) -> int:
     """The connection limit after one look at the traffic of the last ``seconds``.
 
     It grows by ``GROWTH_STEP`` (to at most ``ceiling``) when requests are waiting
-    for a connection and the busy ones carried less than
-    ``SLOW_CONNECTION_BYTES_PER_SECOND`` each: a far registry, or a CDN or proxy
+    for a connection and the busy ones carried less than ``slow_rate`` bytes per
+    second each: a far registry, or a CDN or proxy
     that caps each connection. On a fast link a few connections already carry
     what the client can take, and each more one only costs memory.
     """
     if limit >= ceiling or waiting <= 0 or seconds <= 0:
         return min(limit, ceiling)
-    if received / seconds / limit >= SLOW_CONNECTION_BYTES_PER_SECOND:
+    if received / seconds / limit >= slow_rate:
         return limit
     return min(ceiling, limit + GROWTH_STEP)
 
@@ -138,10 +134,6 @@ Many registries sit behind CDNs or proxies where one connection is slow and many
 fast; measured on the benchmark's shaped link (10 MB/s per connection, +50 ms), the
 1.07 GB image took 39 s with 3 connections, 16 s with 10 and 12 s with 16.
 """
-# Offsets of at most 19 ASCII digits (int() of a longer run costs time, and is no blob size).
-_CONTENT_RANGE_RE = re.compile(r"bytes ([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,19})")
-_UNSATISFIED_RANGE_RE = re.compile(r"bytes \*/([0-9]{1,19})")
-_CONTENT_LENGTH_RE = re.compile(r"[0-9]{1,19}")
 
 
 @dataclass(frozen=True)
@@ -167,16 +159,23 @@ class TransferOptions:
     """A descriptor claiming more bytes than this (1 TiB) fails before any request."""
     low_speed: LowSpeedLimit | None = field(default_factory=LowSpeedLimit)
     """A blob body slower than this is reconnected, then fails (None: no limit)."""
+    ranges_save_every: int = 8 << 20
+    """A chunked blob's ranges sidecar is saved each time this many more bytes are written
+    (and always when a body ends, breaks or is cancelled): after a crash, at most this
+    much written data is fetched again."""
+    slow_connection_rate: float = 32e6
+    """Bytes per second per connection below which more connections are worth their memory
+    (~0.5 MB each): the connection limit grows only while connections are this slow."""
+    growth_check_seconds: float = 0.25
+    """How often (seconds) the connection limit looks at the traffic to decide whether to grow."""
 
     def __post_init__(self) -> None:
         if self.chunk_size < 1 or self.chunk_threshold < 0:
             raise ValueError("chunk_size must be positive and chunk_threshold non-negative")
         if self.max_blob_size < 0:
             raise ValueError("max_blob_size must be non-negative")
-
-
-class _RangeUnusable(Exception):
-    """The registry ignored or mangled a Range request: fetch the blob whole."""
+        if self.ranges_save_every < 1 or self.growth_check_seconds <= 0:
+            raise ValueError("ranges_save_every and growth_check_seconds must be positive")
 
 
 class _BodyBroken(Exception):
@@ -319,14 +318,14 @@ class BlobFetcher:
     async def watch_connections(self) -> None:
         """Open more connections while every one is busy, work waits, and they are slow.
 
-        Runs until cancelled. Each ``GROWTH_CHECK_SECONDS`` it looks at the bytes
+        Runs until cancelled. Each ``TransferOptions.growth_check_seconds`` it looks at the bytes
         received meanwhile; see :func:`next_connection_limit`. It never lowers the limit.
         """
         limiter = self.limiter
         mark_bytes, mark_time = self._received, time.monotonic()
         slow_before = False  # two slow looks in a row: the first may be connection set-up
         while limiter.total_tokens < self._concurrency:
-            await anyio.sleep(GROWTH_CHECK_SECONDS)
+            await anyio.sleep(self.options.growth_check_seconds)
             now = time.monotonic()
             limit = int(limiter.total_tokens)
             grown = next_connection_limit(
@@ -335,6 +334,7 @@ class BlobFetcher:
                 waiting=limiter.statistics().tasks_waiting,
                 received=self._received - mark_bytes,
                 seconds=now - mark_time,
+                slow_rate=self.options.slow_connection_rate,
             )
             slow = grown > limit
             if slow and slow_before:
@@ -468,6 +468,7 @@ class _BlobDownload:
         self._in_flight = 0  # bytes read from bodies and not yet written, over all streams
         self._hashing = False
         self._unsaved_bytes = 0  # written by chunks since the ranges sidecar was saved
+        self._save_every = fetcher.options.ranges_save_every
         self._save_pending = False  # a background save of the sidecar is on its way
         self._sidecar_lock = anyio.Lock()  # one sidecar write at a time
         self._chunk_group: anyio.abc.TaskGroup | None = None
@@ -506,7 +507,7 @@ class _BlobDownload:
             try:
                 await self._chunked()
                 return
-            except _RangeUnusable as exc:
+            except RangeUnusable as exc:
                 log.info("blob %s: %s; fetching it whole", self.digest.short, exc)
                 self.use_ranges = False
                 await self._disk(self._restart)
@@ -564,7 +565,7 @@ class _BlobDownload:
             try:
                 async with self.fetcher.limiter:
                     await self._stream_once(cursor)
-            except _RangeUnusable as exc:
+            except RangeUnusable as exc:
                 log.info("blob %s: %s; fetching it whole", self.digest.short, exc)
                 self.use_ranges = False
                 await self._disk(self._restart)
@@ -656,7 +657,7 @@ class _BlobDownload:
             try:
                 async with self.fetcher.limiter, self._open(cursor.pos, end) as (response, body):
                     if body != range(cursor.pos, end):
-                        raise _RangeUnusable("the registry ignored Range")
+                        raise RangeUnusable("the registry ignored Range")
                     if announce is not None:
                         announce.set()
                     self._emit(LayerPhase.DOWNLOADING)
@@ -729,82 +730,22 @@ class _BlobDownload:
             if_range=self.etag if ranged else None,
             foreign_url=self._foreign_url(),
         ) as response:
-            if response.status == 416:
-                self._refuse_unsatisfiable(response, ranged)
-            first, last = self._body_range(response, ranged, start, end)
-            self._check_content_length(response.headers.get("Content-Length"), last - first)
+            body = accepted_body(
+                response.status,
+                response.headers,
+                range(start, end) if ranged else None,
+                self.size,
+                self.digest,
+            )
             etag = response.headers.get("ETag")
             if self.etag is None and etag and not etag.startswith("W/"):
                 self.etag = etag
-            yield response, range(first, last)
+            yield response, body
 
     def _foreign_url(self) -> str | None:
         """Where a foreign layer lives (None: the registry serves it like any blob)."""
         descriptor = self.descriptor
         return descriptor.urls[0] if descriptor.is_foreign and descriptor.urls else None
-
-    def _body_range(
-        self, response: Response, ranged: bool, start: int, end: int
-    ) -> tuple[int, int]:
-        """``[first, end)`` of the bytes this response carries, or raise."""
-        if response.status == 200:
-            return 0, self.size
-        if response.status != 206:
-            raise RegistryError(
-                f"registry answered HTTP {response.status} for blob {self.digest.short}",
-                response.status,
-            )
-        header = response.headers.get("Content-Range")
-        first, last = (start, end) if ranged else (0, self.size)
-        match = _CONTENT_RANGE_RE.fullmatch((header or "").strip())
-        if match and int(match[3]) != self.size:
-            raise SizeMismatchError(
-                f"registry says blob {self.digest} is {match[3]} bytes, "
-                f"the manifest says {self.size}"
-            )
-        if not match or (int(match[1]), int(match[2]), int(match[3])) != (
-            first,
-            last - 1,
-            self.size,
-        ):
-            if not ranged:
-                raise RegistryError(
-                    f"registry sent a partial answer ({header!r}) for the whole blob "
-                    f"{self.digest.short}",
-                    206,
-                )
-            raise _RangeUnusable(
-                f"the registry answered Content-Range {header!r} where bytes "
-                f"{first}-{last - 1}/{self.size} were asked for"
-            )
-        return first, last
-
-    def _refuse_unsatisfiable(self, response: Response, ranged: bool) -> None:
-        """Handle a 416 without reading its body (registries lie about its length)."""
-        match = _UNSATISFIED_RANGE_RE.fullmatch(
-            (response.headers.get("Content-Range") or "").strip()
-        )
-        if match and int(match[1]) != self.size:
-            raise SizeMismatchError(
-                f"registry says blob {self.digest} is {match[1]} bytes, "
-                f"the manifest says {self.size}"
-            )
-        if not ranged:
-            raise RegistryError(
-                f"registry answered 416 to a plain request for blob {self.digest.short}", 416
-            )
-        raise _RangeUnusable("the registry refused the range (HTTP 416)")
-
-    def _check_content_length(self, header: str | None, expected: int) -> None:
-        if (
-            header is not None
-            and _CONTENT_LENGTH_RE.fullmatch(header.strip())
-            and int(header) != expected
-        ):
-            raise SizeMismatchError(
-                f"blob {self.digest} announced {header.strip()} bytes where {expected} "
-                "were expected"
-            )
 
     async def _pump(
         self, response: Response, cursor: _Cursor, end: int, *, inline_hash: bool
@@ -881,7 +822,7 @@ class _BlobDownload:
                 await self._save_ranges()
             elif self._chunk_group is not None:
                 # In tasks of their own: this connection goes on reading meanwhile.
-                if self._unsaved_bytes >= RANGES_SAVE_EVERY and not self._save_pending:
+                if self._unsaved_bytes >= self._save_every and not self._save_pending:
                     self._save_pending = True
                     self._chunk_group.start_soon(self._save_ranges)
                 if not self._hashing:

@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dockerdrag"
 LAYERS: list[set[str]] = [
     {"errors", "osfiles", "human_units", "safe_text"},
     {"digest", "platform", "direct_io", "retry", "credentials", "blob_lock", "conventions"},
-    {"gojson", "direct_regions", "low_speed", "tls_proxy"},
+    {"gojson", "direct_regions", "low_speed", "tls_proxy", "range_checks"},
     {"reference", "manifest", "tarwriter", "tarstream", "events", "tokens"},
     {"auth", "store", "layers", "image_list"},
     {"cache_use", "blob_copy"},

@@ -9,6 +9,7 @@ fetched as one stream (``STREAM``) or as 512 KiB chunks (``CHUNKED``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import random
@@ -34,12 +35,10 @@ from dockerdrag import (
     Puller,
     RegistryError,
     RetryPolicy,
-    download,
 )
 from dockerdrag.download import (
     GROWTH_STEP,
     INITIAL_CONNECTIONS,
-    SLOW_CONNECTION_BYTES_PER_SECOND,
     TransferOptions,
     next_connection_limit,
 )
@@ -47,6 +46,7 @@ from dockerdrag.errors import BlobUnknownError, SizeMismatchError
 from dockerdrag.events import LayerPhase, LayerProgress, ProgressEvent
 from dockerdrag.pull import PullResult
 from dockerdrag.registry import RegistryClient
+from dockerdrag.store import BlobStore
 from tests.support.archive_check import read_docker_archive
 from tests.support.command import assert_nothing_left_at, cli_command, cli_env
 from tests.support.fault_proxy import (
@@ -476,10 +476,9 @@ async def test_sidecar_is_saved_off_the_event_loop_one_save_at_a_time(
     proxy: FaultProxy, images: Images, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A save every 64 KiB written: many saves while 6 chunks of the 3 MB blob stream in.
-    monkeypatch.setattr(download, "RANGES_SAVE_EVERY", 64 << 10)
     saves: list[tuple[bool, int, list[tuple[int, int]]]] = []
     active = [0, 0]  # saves running now, most ever at once
-    original = download.BlobStore.save_ranges
+    original = BlobStore.save_ranges
 
     def recording_save(store: Any, digest: Digest, size: int, ranges: Any) -> None:
         active[0] += 1
@@ -492,9 +491,12 @@ async def test_sidecar_is_saved_off_the_event_loop_one_save_at_a_time(
         finally:
             active[0] -= 1
 
-    monkeypatch.setattr(download.BlobStore, "save_ranges", recording_save)
+    monkeypatch.setattr(BlobStore, "save_ranges", recording_save)
     proxy.add(throttle(3_000_000), path=blob_re(images.big), times=None)
-    result = await pull(proxy, images.app, tmp_path / "c", tmp_path / "x.tar", transfer=CHUNKED)
+    saving_often = replace(CHUNKED, ranges_save_every=64 << 10)
+    result = await pull(
+        proxy, images.app, tmp_path / "c", tmp_path / "x.tar", transfer=saving_often
+    )
     assert_archive(result, images.app)
     assert len(saves) >= 5
     assert not any(on_loop for on_loop, _, _ in saves)
@@ -546,7 +548,11 @@ def _count_open_blobs(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
 
 
 async def pull_app_in_chunks(
-    proxy: FaultProxy, images: Images, tmp_path: Path, concurrency: int
+    proxy: FaultProxy,
+    images: Images,
+    tmp_path: Path,
+    concurrency: int,
+    transfer: TransferOptions = CHUNKED,
 ) -> None:
     """Pull the app image with its big layer in chunks, at most ``concurrency`` requests."""
     result = await pull(
@@ -554,7 +560,7 @@ async def pull_app_in_chunks(
         images.app,
         tmp_path / "c",
         tmp_path / "x.tar",
-        transfer=CHUNKED,
+        transfer=transfer,
         concurrency=concurrency,
     )
     assert_archive(result, images.app)
@@ -595,18 +601,18 @@ async def test_a_fast_link_keeps_the_initial_connections(
 ) -> None:
     """Connections fast enough (here: any rate counts as fast, so a loaded machine cannot make
     loopback look slow) are not multiplied, however many requests wait."""
-    monkeypatch.setattr(download, "SLOW_CONNECTION_BYTES_PER_SECOND", 0.0)
-    monkeypatch.setattr(download, "GROWTH_CHECK_SECONDS", 0.01)
+    always_fast = replace(CHUNKED, slow_connection_rate=0.0, growth_check_seconds=0.01)
     proxy.add(throttle(2_000_000), path=r"/blobs/", times=None)
     busiest = _count_open_blobs(monkeypatch)
-    await pull_app_in_chunks(proxy, images, tmp_path, 16)
+    await pull_app_in_chunks(proxy, images, tmp_path, 16, always_fast)
     assert 1 < busiest() <= INITIAL_CONNECTIONS
 
 
 def test_next_connection_limit_grows_only_for_slow_saturated_connections() -> None:
-    slow = int(SLOW_CONNECTION_BYTES_PER_SECOND * 4 * 0.25 / 2)  # half the rate, 4 connections
-    fast = int(SLOW_CONNECTION_BYTES_PER_SECOND * 4 * 0.25 * 2)
-    grow = next_connection_limit
+    rate = TransferOptions().slow_connection_rate
+    slow = int(rate * 4 * 0.25 / 2)  # half the rate, 4 connections
+    fast = int(rate * 4 * 0.25 * 2)
+    grow = functools.partial(next_connection_limit, slow_rate=rate)
     assert grow(4, 16, waiting=3, received=slow, seconds=0.25) == 4 + GROWTH_STEP
     assert grow(4, 16, waiting=3, received=fast, seconds=0.25) == 4  # the link is fast
     assert grow(4, 16, waiting=0, received=slow, seconds=0.25) == 4  # nothing waits
