@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from dockerdrag.blob_body import Reconnects
 from dockerdrag.digest import Digest
-from dockerdrag.download import TransferOptions, _Reconnects
+from dockerdrag.download import TransferOptions
 from dockerdrag.errors import NetworkError, SizeMismatchError
 from dockerdrag.retry import RetryPolicy, parse_retry_after
 from dockerdrag.store import BlobStore, ByteRanges
@@ -142,7 +143,7 @@ def test_retry_delay_is_capped() -> None:
 
 def test_reconnect_after_progress_is_free_and_capped() -> None:
     policy = RetryPolicy(base_delay=0.01, max_reconnects=3)
-    budget = _Reconnects(policy, 0)
+    budget = Reconnects(policy, 0)
     error = NetworkError("reset")
     step = policy.reconnect_progress_bytes
     assert [budget.delay_after(step * n, error) for n in (1, 2, 3)] == [0.0, 0.0, 0.0]
@@ -152,7 +153,7 @@ def test_reconnect_after_progress_is_free_and_capped() -> None:
 
 def test_reconnects_without_progress_back_off_then_give_up() -> None:
     policy = RetryPolicy(base_delay=0.01, attempts=3)
-    budget = _Reconnects(policy, 0)
+    budget = Reconnects(policy, 0)
     error = NetworkError("reset")
     delays = [budget.delay_after(10 * n, error) for n in (1, 2)]
     assert all(0 <= d <= 0.02 for d in delays)
@@ -166,7 +167,7 @@ def test_reconnects_without_progress_back_off_then_give_up() -> None:
 
 def test_a_slow_but_long_stream_counts_as_progress() -> None:
     policy = RetryPolicy(reconnect_progress_seconds=0.05, attempts=1)
-    budget = _Reconnects(policy, 0)
+    budget = Reconnects(policy, 0)
     time.sleep(0.06)
     assert budget.delay_after(1, NetworkError("reset")) == 0.0
 

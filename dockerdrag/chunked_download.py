@@ -1,0 +1,210 @@
+"""A big blob fetched as ranged chunks in parallel: the plan, the ranges sidecar, the prefix hash.
+
+The missing ranges are cut into chunks of ``TransferOptions.chunk_size`` and planned
+lazily, as they are taken, by at most ``concurrency`` tasks; each chunk is written at
+its offset. The written ranges are saved in the sidecar every
+``TransferOptions.ranges_save_every`` bytes (from a disk thread, one save at a time) and
+when a body ends, breaks or is cancelled; the contiguous prefix is hashed in order (read
+back from disk) as it grows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+import anyio
+import anyio.abc
+
+from .blob_body import BodyBroken, Cursor, Reconnects
+from .digest import Digest
+from .errors import leaf_error
+from .events import LayerPhase
+from .range_checks import RangeUnusable
+from .retry import RetryPolicy
+from .store import BlobStore, ByteRanges
+from .transport import Response
+
+log = logging.getLogger("dockerdrag")
+
+HASH_STEP = 8 << 20  # bytes of a chunked blob's prefix hashed per worker-thread call
+
+
+class ChunkSource(Protocol):
+    """What chunks need of their blob's download (``blob_download.BlobDownload``)."""
+
+    digest: Digest
+    size: int
+    ranges: ByteRanges
+    hashed: int
+
+    def open(self, start: int, end: int) -> AbstractAsyncContextManager[tuple[Response, range]]:
+        """Ask for bytes ``[start, end)``; the response and the byte range its body holds."""
+
+    async def pump(
+        self, response: Response, cursor: Cursor, end: int, chunks: ChunkedDownload | None
+    ) -> None:
+        """Copy the body into the partial from ``cursor.pos`` up to ``end``."""
+
+    def emit(self, phase: LayerPhase) -> None:
+        """Report the blob's progress."""
+
+    def announce_resume(self) -> None:
+        """Report the bytes kept from an earlier run, once."""
+
+    def hash_upto(self, end: int) -> None:
+        """Feed the hasher the bytes on disk up to ``end``."""
+
+
+class ChunkedDownload:
+    """The parallel chunks of one blob in one run, and the sidecar and hash that follow them."""
+
+    def __init__(
+        self,
+        blob: ChunkSource,
+        store: BlobStore,
+        *,
+        limiter: anyio.CapacityLimiter,
+        disk_limiter: anyio.CapacityLimiter,
+        retry: RetryPolicy,
+        concurrency: int,
+        chunk_size: int,
+        save_every: int,
+    ) -> None:
+        self._blob = blob
+        self._store = store
+        self._limiter = limiter
+        self._disk_limiter = disk_limiter
+        self._retry = retry
+        self._concurrency = concurrency
+        self._chunk_size = chunk_size
+        self._save_every = save_every
+        self._hashing = False
+        self._unsaved_bytes = 0  # written by chunks since the ranges sidecar was saved
+        self._save_pending = False  # a background save of the sidecar is on its way
+        self._sidecar_lock = anyio.Lock()  # one sidecar write at a time
+        self._group: anyio.abc.TaskGroup | None = None
+
+    async def run(self) -> None:
+        """Fetch the missing ranges as parallel chunks, then hash what is not hashed yet.
+
+        The first chunk alone finds out whether the registry honours ranges
+        (:class:`RangeUnusable` if not); then up to ``concurrency`` tasks take the next
+        chunk from one lazy plan, so a blob of any claimed size costs the same memory.
+        """
+        await self.save_ranges()
+        self._blob.announce_resume()
+        jobs = self._jobs()
+        first = next(jobs, None)
+        if first is not None:
+            ranges_work = anyio.Event()
+            try:
+                async with anyio.create_task_group() as group:
+                    self._group = group  # the prefix hasher runs beside the chunks
+                    group.start_soon(self._chunks, first, jobs, None, ranges_work)
+                    for _ in range(self._concurrency - 1):
+                        group.start_soon(self._chunks, None, jobs, ranges_work, None)
+            except BaseExceptionGroup as errors:
+                raise leaf_error(errors) from None
+            finally:
+                self._group = None
+                with anyio.CancelScope(shield=True):
+                    await self.save_ranges()
+        await self._advance_hash()
+
+    def after_block(self, written: int) -> None:
+        """Note ``written`` more bytes on disk: start a sidecar save every few MiB, and the
+        prefix hasher, each in a task of its own (the connection goes on reading meanwhile).
+
+        The sidecar may lag (bytes it omits are fetched again after a crash); a broken or
+        cancelled body calls :meth:`save_ranges` instead.
+        """
+        self._unsaved_bytes += written
+        if self._group is None:
+            return
+        if self._unsaved_bytes >= self._save_every and not self._save_pending:
+            self._save_pending = True
+            self._group.start_soon(self.save_ranges)
+        if not self._hashing:
+            self._group.start_soon(self._advance_hash)
+
+    async def save_ranges(self) -> None:
+        """Record the ranges written so far in the sidecar, from a disk thread.
+
+        A save takes a few ms (a new file renamed over the old one, while the disk is
+        busy with the blob), too long for the event loop. Saves of one blob run one at
+        a time, each writing a snapshot of the ranges taken when it starts.
+        """
+        self._unsaved_bytes = 0
+        async with self._sidecar_lock:
+            self._save_pending = False
+            blob = self._blob
+            snapshot = ByteRanges(blob.ranges.as_list())
+            await anyio.to_thread.run_sync(
+                self._store.save_ranges,
+                blob.digest,
+                blob.size,
+                snapshot,
+                limiter=self._disk_limiter,
+            )
+
+    def _jobs(self) -> Iterator[tuple[int, int]]:
+        """The ``[start, end)`` of every chunk still missing, in order, planned as taken."""
+        step = self._chunk_size
+        for lo, end in self._blob.ranges.gaps(self._blob.size):
+            for start in range(lo, end, step):
+                yield start, min(start + step, end)
+
+    async def _chunks(
+        self,
+        first: tuple[int, int] | None,
+        jobs: Iterator[tuple[int, int]],
+        wait_for: anyio.Event | None,
+        announce: anyio.Event | None,
+    ) -> None:
+        """Fetch ``first`` (announcing that ranges work), then chunks from ``jobs`` until none
+        is left (after ``wait_for``)."""
+        if first is not None:
+            await self._chunk(first, announce)
+        if wait_for is not None:
+            await wait_for.wait()
+        for job in jobs:  # one plan shared by every task: each chunk is taken once
+            await self._chunk(job, None)
+
+    async def _chunk(self, job: tuple[int, int], announce: anyio.Event | None) -> None:
+        """Fetch bytes ``[start, end)``; set ``announce`` once the registry honoured the range."""
+        start, end = job
+        blob = self._blob
+        cursor = Cursor(start)
+        budget = Reconnects(self._retry, start)
+        while cursor.pos < end:
+            try:
+                async with self._limiter, blob.open(cursor.pos, end) as (response, body):
+                    if body != range(cursor.pos, end):
+                        raise RangeUnusable("the registry ignored Range")
+                    if announce is not None:
+                        announce.set()
+                    blob.emit(LayerPhase.DOWNLOADING)
+                    await blob.pump(response, cursor, end, self)
+            except BodyBroken as broken:
+                delay = budget.delay_after(cursor.pos, broken.error)
+                log.info(
+                    "blob %s: %s; reconnecting at byte %d", blob.digest.short, broken, cursor.pos
+                )
+                await anyio.sleep(delay)
+
+    async def _advance_hash(self) -> None:
+        """Hash the contiguous prefix as far as it reaches (one hasher at a time)."""
+        if self._hashing:
+            return
+        self._hashing = True
+        blob = self._blob
+        try:
+            while (frontier := blob.ranges.prefix()) > blob.hashed:
+                # In steps, so the block writes of other connections get a thread between.
+                step_end = min(frontier, blob.hashed + HASH_STEP)
+                await anyio.to_thread.run_sync(blob.hash_upto, step_end, limiter=self._disk_limiter)
+        finally:
+            self._hashing = False
