@@ -11,32 +11,29 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol, TypeVar
 
 import anyio
 
 from .blob_body import Block, BodyBroken, Cursor, Reconnects
 from .chunked_download import ChunkedDownload
-from .digest import VerifyingHasher
 from .errors import DigestMismatchError, NetworkError, SizeMismatchError
 from .events import LayerPhase
 from .low_speed import SpeedWatch
 from .manifest import Descriptor
-from .osfiles import pread, pwrite_all
+from .partial_blob import READ_CHUNK, PartialBlob
 from .range_checks import RangeUnusable, accepted_body
 from .reference import Reference
 from .registry import RegistryClient
 from .retry import RetryPolicy
-from .store import BlobStore, ByteRanges
+from .store import BlobStore
 from .transfer_options import TransferOptions
 from .transport import READ_BUFFER_BYTES, Response
 
 log = logging.getLogger("dockerdrag")
 T = TypeVar("T")
-
-READ_CHUNK = 1 << 18  # 256 KiB blocks: measured, keeps peak RSS flat at little cost
 
 
 class Fetcher(Protocol):
@@ -86,12 +83,8 @@ class BlobDownload:
         self.digest = descriptor.digest
         self.size = descriptor.size
         self.report = report
-        self.use_ranges = True
-        self.etag: str | None = None
-        self.fd = -1
-        self.ranges = ByteRanges()
-        self.hasher = VerifyingHasher(self.digest, self.size)
-        self.hashed = 0
+        self.requests = BlobRequests(fetcher.client, reference, descriptor)
+        self.partial = PartialBlob(store, self.digest, self.size)
         self.resumed = 0  # bytes an earlier run left on disk that this download keeps
         self._resume_announced = False
         self._in_flight = 0  # bytes read from bodies and not yet written, over all streams
@@ -106,18 +99,18 @@ class BlobDownload:
 
     async def run(self) -> None:
         """Download until the partial holds the verified blob (or raise)."""
-        self.fd = await self._disk(self._open_partial)
+        await self._disk(self.partial.open)
         try:
             await self._download_verified()
         finally:
-            os.close(self.fd)
+            self.partial.close()
 
     async def _download_verified(self) -> None:
         for second_try in (False, True):
             await self._download()
             self.emit(LayerPhase.VERIFYING)
             try:
-                self.hasher.verify()
+                self.partial.hasher.verify()
                 return
             except (DigestMismatchError, SizeMismatchError) as exc:
                 await self._disk(self._restart)
@@ -126,7 +119,7 @@ class BlobDownload:
                 log.info("blob %s: %s; fetching it again from the start", self.digest.short, exc)
 
     async def _download(self) -> None:
-        if self.size > self.fetcher.options.chunk_threshold and self.use_ranges:
+        if self.size > self.fetcher.options.chunk_threshold and self.requests.use_ranges:
             chunks = ChunkedDownload(
                 self,
                 self.store,
@@ -142,21 +135,16 @@ class BlobDownload:
                 return
             except RangeUnusable as exc:
                 log.info("blob %s: %s; fetching it whole", self.digest.short, exc)
-                self.use_ranges = False
+                self.requests.use_ranges = False
                 await self._disk(self._restart)
         await self._stream()
-
-    def _open_partial(self) -> int:
-        """Load what earlier runs left on disk, then open the partial file."""
-        self.ranges = self.store.load_ranges(self.digest, self.size)
-        return self.store.open_partial(self.digest)
 
     def announce_resume(self) -> None:
         """Once the bytes kept from an earlier run are known: a ``resuming`` event, if any."""
         if self._resume_announced:
             return
         self._resume_announced = True
-        self.resumed = self.ranges.total()
+        self.resumed = self.partial.ranges.total()
         if self.resumed:
             log.info(
                 "blob %s: resuming with %d of %d bytes on disk",
@@ -168,11 +156,7 @@ class BlobDownload:
 
     def _restart(self) -> None:
         """Throw every byte on disk away: the next write starts a new blob at 0."""
-        os.ftruncate(self.fd, 0)
-        self.store.forget_ranges(self.digest)
-        self.ranges = ByteRanges()
-        self.hasher = VerifyingHasher(self.digest, self.size)
-        self.hashed = 0
+        self.partial.restart()
         self.resumed = 0
 
     def emit(self, phase: LayerPhase) -> None:
@@ -183,16 +167,16 @@ class BlobDownload:
         between, so the sum over all chunks never goes down while the partial is kept.
         """
         if self.report:
-            done = min(self.size, self.ranges.total() + self._in_flight)
+            done = min(self.size, self.partial.ranges.total() + self._in_flight)
             self.fetcher.emit(self.descriptor, phase, done, self.resumed)
 
     # ------------------------------------------------------------------ one stream
 
     async def _stream(self) -> None:
         """Fetch the rest of the blob front to back, reconnecting where it broke."""
-        await self._disk(self._prepare_stream)
+        await self._disk(self.partial.keep_prefix)
         self.announce_resume()
-        cursor = Cursor(self.hashed)
+        cursor = Cursor(self.partial.hashed)
         budget = Reconnects(self.fetcher.retry, cursor.pos)
         while cursor.pos < self.size:
             try:
@@ -200,7 +184,7 @@ class BlobDownload:
                     await self._stream_once(cursor)
             except RangeUnusable as exc:
                 log.info("blob %s: %s; fetching it whole", self.digest.short, exc)
-                self.use_ranges = False
+                self.requests.use_ranges = False
                 await self._disk(self._restart)
                 cursor.pos = 0
             except BodyBroken as broken:
@@ -210,67 +194,21 @@ class BlobDownload:
                 )
                 await anyio.sleep(delay)
 
-    def _prepare_stream(self) -> None:
-        """Keep only the contiguous prefix on disk (a stream appends) and hash it."""
-        prefix = self.ranges.prefix()
-        if self.ranges.total() != prefix or self.store.ranges_path(self.digest).exists():
-            os.ftruncate(self.fd, prefix)
-            self.store.forget_ranges(self.digest)
-            self.ranges = ByteRanges([(0, prefix)])
-        self.hash_upto(prefix)
-
     async def _stream_once(self, cursor: Cursor) -> None:
         async with self.open(cursor.pos, self.size) as (response, body):
             if body.start != cursor.pos:
                 log.info("blob %s: the registry ignored Range; starting over", self.digest.short)
-                self.use_ranges = False
+                self.requests.use_ranges = False
                 await self._disk(self._restart)
                 cursor.pos = 0
             self.emit(LayerPhase.DOWNLOADING)
             await self.pump(response, cursor, self.size, None)
 
-    def hash_upto(self, end: int) -> None:
-        """Feed the hasher the bytes on disk from where it stopped up to ``end``."""
-        while self.hashed < end:
-            block = pread(self.fd, min(READ_CHUNK, end - self.hashed), self.hashed)
-            if not block:
-                raise SizeMismatchError(f"partial blob {self.digest.short} is shorter than noted")
-            self.hasher.update(block)
-            self.hashed += len(block)
-
     # ------------------------------------------------------------------ requests and bodies
 
-    @contextlib.asynccontextmanager
-    async def open(self, start: int, end: int) -> AsyncIterator[tuple[Response, range]]:
-        """Ask for bytes ``[start, end)``; yield the response and the byte range its body holds.
-
-        Without usable ranges the whole blob is asked for (its body is ``range(0, size)``).
-        """
-        ranged = self.use_ranges and (start > 0 or end < self.size)
-        async with self.fetcher.client.open_blob(
-            self.reference,
-            self.digest,
-            start if ranged else 0,
-            end if ranged and end < self.size else None,
-            if_range=self.etag if ranged else None,
-            foreign_url=self._foreign_url(),
-        ) as response:
-            body = accepted_body(
-                response.status,
-                response.headers,
-                range(start, end) if ranged else None,
-                self.size,
-                self.digest,
-            )
-            etag = response.headers.get("ETag")
-            if self.etag is None and etag and not etag.startswith("W/"):
-                self.etag = etag
-            yield response, body
-
-    def _foreign_url(self) -> str | None:
-        """Where a foreign layer lives (None: the registry serves it like any blob)."""
-        descriptor = self.descriptor
-        return descriptor.urls[0] if descriptor.is_foreign and descriptor.urls else None
+    def open(self, start: int, end: int) -> AbstractAsyncContextManager[tuple[Response, range]]:
+        """Ask for bytes ``[start, end)``: see :meth:`BlobRequests.open`."""
+        return self.requests.open(start, end)
 
     async def pump(
         self, response: Response, cursor: Cursor, end: int, chunks: ChunkedDownload | None
@@ -339,11 +277,11 @@ class BlobDownload:
         if not buffer:
             return
         pos = cursor.pos
-        await self._disk(self._write_block, pos, buffer.view(), chunks is None)
+        await self._disk(self.partial.write, pos, buffer.view(), chunks is None)
         cursor.pos = pos + len(buffer)
         self._in_flight -= len(buffer)
         buffer.clear()
-        self.ranges.add(pos, cursor.pos)
+        self.partial.ranges.add(pos, cursor.pos)
         self.emit(LayerPhase.DOWNLOADING)
         if chunks is not None:
             if catch_up:
@@ -351,10 +289,49 @@ class BlobDownload:
             else:
                 await chunks.save_ranges()
 
-    def _write_block(self, pos: int, block: memoryview, inline_hash: bool) -> None:
-        """Write ``block`` at ``pos`` (the caller does not touch it meanwhile)."""
-        with block as view:
-            pwrite_all(self.fd, view, pos)
-            if inline_hash and pos == self.hashed:  # a repeated write is not hashed twice
-                self.hasher.update(view)
-                self.hashed += len(view)
+
+class BlobRequests:
+    """The requests of one blob: ``Range`` while ranges work, ``If-Range`` with the first
+    strong ``ETag`` seen, the foreign URL of a foreign layer; every answer checked."""
+
+    def __init__(
+        self, client: RegistryClient, reference: Reference, descriptor: Descriptor
+    ) -> None:
+        self.client = client
+        self.reference = reference
+        self.descriptor = descriptor
+        self.use_ranges = True
+        self.etag: str | None = None
+
+    @contextlib.asynccontextmanager
+    async def open(self, start: int, end: int) -> AsyncIterator[tuple[Response, range]]:
+        """Ask for bytes ``[start, end)``; yield the response and the byte range its body holds.
+
+        Without usable ranges the whole blob is asked for (its body is ``range(0, size)``).
+        """
+        digest, size = self.descriptor.digest, self.descriptor.size
+        ranged = self.use_ranges and (start > 0 or end < size)
+        async with self.client.open_blob(
+            self.reference,
+            digest,
+            start if ranged else 0,
+            end if ranged and end < size else None,
+            if_range=self.etag if ranged else None,
+            foreign_url=self._foreign_url(),
+        ) as response:
+            body = accepted_body(
+                response.status,
+                response.headers,
+                range(start, end) if ranged else None,
+                size,
+                digest,
+            )
+            etag = response.headers.get("ETag")
+            if self.etag is None and etag and not etag.startswith("W/"):
+                self.etag = etag
+            yield response, body
+
+    def _foreign_url(self) -> str | None:
+        """Where a foreign layer lives (None: the registry serves it like any blob)."""
+        descriptor = self.descriptor
+        return descriptor.urls[0] if descriptor.is_foreign and descriptor.urls else None

@@ -22,6 +22,7 @@ from .blob_body import BodyBroken, Cursor, Reconnects
 from .digest import Digest
 from .errors import leaf_error
 from .events import LayerPhase
+from .partial_blob import PartialBlob
 from .range_checks import RangeUnusable
 from .retry import RetryPolicy
 from .store import BlobStore, ByteRanges
@@ -37,8 +38,7 @@ class ChunkSource(Protocol):
 
     digest: Digest
     size: int
-    ranges: ByteRanges
-    hashed: int
+    partial: PartialBlob
 
     def open(self, start: int, end: int) -> AbstractAsyncContextManager[tuple[Response, range]]:
         """Ask for bytes ``[start, end)``; the response and the byte range its body holds."""
@@ -53,9 +53,6 @@ class ChunkSource(Protocol):
 
     def announce_resume(self) -> None:
         """Report the bytes kept from an earlier run, once."""
-
-    def hash_upto(self, end: int) -> None:
-        """Feed the hasher the bytes on disk up to ``end``."""
 
 
 class ChunkedDownload:
@@ -141,7 +138,7 @@ class ChunkedDownload:
         async with self._sidecar_lock:
             self._save_pending = False
             blob = self._blob
-            snapshot = ByteRanges(blob.ranges.as_list())
+            snapshot = ByteRanges(blob.partial.ranges.as_list())
             await anyio.to_thread.run_sync(
                 self._store.save_ranges,
                 blob.digest,
@@ -153,7 +150,7 @@ class ChunkedDownload:
     def _jobs(self) -> Iterator[tuple[int, int]]:
         """The ``[start, end)`` of every chunk still missing, in order, planned as taken."""
         step = self._chunk_size
-        for lo, end in self._blob.ranges.gaps(self._blob.size):
+        for lo, end in self._blob.partial.ranges.gaps(self._blob.size):
             for start in range(lo, end, step):
                 yield start, min(start + step, end)
 
@@ -200,11 +197,13 @@ class ChunkedDownload:
         if self._hashing:
             return
         self._hashing = True
-        blob = self._blob
+        partial = self._blob.partial
         try:
-            while (frontier := blob.ranges.prefix()) > blob.hashed:
+            while (frontier := partial.ranges.prefix()) > partial.hashed:
                 # In steps, so the block writes of other connections get a thread between.
-                step_end = min(frontier, blob.hashed + HASH_STEP)
-                await anyio.to_thread.run_sync(blob.hash_upto, step_end, limiter=self._disk_limiter)
+                step_end = min(frontier, partial.hashed + HASH_STEP)
+                await anyio.to_thread.run_sync(
+                    partial.hash_upto, step_end, limiter=self._disk_limiter
+                )
         finally:
             self._hashing = False

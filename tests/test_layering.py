@@ -14,7 +14,7 @@ LAYERS: list[set[str]] = [
     {"gojson", "direct_regions", "low_speed", "tls_proxy", "range_checks", "blob_body"},
     {"reference", "manifest", "tarwriter", "tarstream", "events", "tokens", "transfer_options"},
     {"auth", "store", "layers", "image_list"},
-    {"cache_use", "blob_copy"},
+    {"cache_use", "blob_copy", "partial_blob"},
     {"transport", "archive_scan", "lockfile", "outputs", "client_credentials", "eventloop"},
     {"registry", "upload", "chunked_download"},
     {"blob_download"},
