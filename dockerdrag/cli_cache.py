@@ -5,16 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
-from .cache_admin import CacheSummary, PruneResult, prune, summarize
 from .cli_parser import Subcommand, SubParsers, add_json_option, add_logging_options
 from .config import Settings
 from .conventions import default_cache_dir
 from .errors import OutputError, UsageError
 from .human_units import format_bytes
 from .store import describe_os_error
+
+if TYPE_CHECKING:
+    from .cache_admin import CacheSummary, PruneResult
 
 
 def _declare(commands: SubParsers) -> argparse.ArgumentParser:
@@ -70,6 +73,9 @@ def _report(result: PruneResult, as_json: bool) -> None:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    # Imported when the command runs, so that other commands do not load it at start-up.
+    from .cache_admin import prune, summarize
+
     given = args.cache_dir or settings.cache_dir
     root = Path(given).expanduser() if given else default_cache_dir()
     if args.action != "prune" and (args.partials or args.unused_for is not None):

@@ -17,7 +17,6 @@ from .cli_parser import (
 from .cli_session import merge_options
 from .config import Settings
 from .errors import UsageError
-from .push import push_archive
 from .push_progress import (
     JsonPushProgress,
     PlainPushProgress,
@@ -116,6 +115,9 @@ def _renderer(args: argparse.Namespace) -> PushRenderer:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    # Imported when the command runs, so that other commands do not load it at start-up.
+    from .push import push_archive
+
     options = merge_options(args, settings)
     renames = _renames(args.image)
     destination: str | None = args.destination

@@ -7,15 +7,17 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .cli_parser import Subcommand, SubParsers, add_json_option, add_logging_options
 from .config import Settings
 from .human_units import format_amount, format_bytes
 from .layers import Compression, sniff_compression
 from .manifest import INDEX_MEDIA_TYPES
-from .oci_archive import ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME
 from .safe_text import escape
-from .verify import VerifiedArchive, summary_json, verify_archive
+
+if TYPE_CHECKING:
+    from .verify import VerifiedArchive
 
 __all__ = ["VERIFY", "describe_archive"]
 
@@ -101,6 +103,8 @@ class _Meter:
 
 def _index_lines(archive: VerifiedArchive) -> list[str]:
     """One line per ``index.json`` entry: its name, what it is, its digest."""
+    from .oci_archive import ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME  # only verify loads it
+
     if archive.index is None:
         return []
     lines = []
@@ -153,6 +157,9 @@ def _meter(args: argparse.Namespace) -> _Meter | None:
 
 async def _run_verify(args: argparse.Namespace, _settings: Settings) -> int:
     """Run ``dockerdrag verify``; errors are raised (IntegrityError: exit 6)."""
+    # Imported when the command runs, so that other commands do not load it at start-up.
+    from .verify import summary_json, verify_archive
+
     meter = _meter(args)
     if meter is not None:
         meter.start()

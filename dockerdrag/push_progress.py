@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from .digest import Digest
 from .events import (
@@ -29,8 +29,10 @@ from .events import (
 )
 from .progress_json import JSON_UPDATES_PER_SECOND, dump_json, event_json
 from .progress_tally import retry_line
-from .push import PushResult
 from .safe_text import escape
+
+if TYPE_CHECKING:
+    from .push import PushResult
 
 PUSH_LABELS = {
     LayerPhase.COMPLETE: "Pushed",
