@@ -187,7 +187,7 @@ class Platform:
                 "expected os/arch[/variant] such as linux/amd64"
             )
         if len(parts) == 2 and _is_architecture(os_name, os_version):
-            # ``arm/v7``: an architecture and its variant, on this machine's OS.
+            # ``arm/v7``: an architecture and its variant, on host_platform()'s OS (linux).
             return cls(host_platform().os, os_name, parts[1]).normalized()
         variant = parts[2] if len(parts) == 3 else None
         return cls(os_name, parts[1], variant, os_version).normalized()

@@ -438,7 +438,7 @@ class Puller:
                 :class:`Reference`.
             ``platform``: which image of a multi-platform index to pull: a
                 :class:`Platform` or ``"os/arch[/variant]"`` (``"linux/arm64"``;
-                ``"arm64"`` or ``"arm/v7"`` alone complete the OS with this machine's).
+                ``"arm64"`` or ``"arm/v7"`` alone mean ``linux/arm64``, ``linux/arm/v7``).
                 With ``format="oci"``/``"oci-dir"`` also several (a sequence or a
                 comma-separated string) or ``"all"``. ``None``: an index offering
                 several platforms raises :class:`PlatformRequiredError` (listing them);
@@ -487,7 +487,7 @@ class Puller:
             ``output``: the archive's path (required: a bundle has no default name).
             ``platform``: for every reference, which image of a multi-platform index to pull: a
                 :class:`Platform` or ``"os/arch[/variant]"`` (``"linux/arm64"``;
-                ``"arm64"`` or ``"arm/v7"`` alone complete the OS with this machine's).
+                ``"arm64"`` or ``"arm/v7"`` alone mean ``linux/arm64``, ``linux/arm/v7``).
                 With ``format="oci"``/``"oci-dir"`` also several (a sequence or a
                 comma-separated string) or ``"all"``. ``None``: an index offering
                 several platforms raises :class:`PlatformRequiredError` (listing them);

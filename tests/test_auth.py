@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import logging
 import os
 import re
 import shutil
-import ssl
 import stat
 import subprocess
 import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +40,7 @@ from tests.support.header_recorder import HeaderRecorder
 from tests.support.images import PushedImage, layer, push_image, text_layer
 from tests.support.pusher import push_blob
 from tests.support.registry_server import RegistryServer
+from tests.support.tls_front import server_tls_context, tls_proxy
 from tests.support.token_server import TokenPolicy
 
 pytestmark = pytest.mark.anyio
@@ -87,25 +85,6 @@ def options_for(server: RegistryServer, host: str | None = None, **extra: Any) -
         options["credentials"] = {host: options["credentials"][server.host]}
     options.update(extra)
     return options
-
-
-def server_tls_context(server: RegistryServer) -> ssl.SSLContext:
-    """A server-side context with a certificate from ``server``'s CA (for proxies, CDNs)."""
-    assert server.ca is not None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-    return context
-
-
-@contextlib.contextmanager
-def tls_proxy(server: RegistryServer) -> Iterator[FaultProxy]:
-    """A FaultProxy serving https (same CA) in front of an https registry."""
-    with FaultProxy(
-        server.url,
-        ssl_context=server_tls_context(server),
-        upstream_ssl=server.ssl_context() or True,
-    ) as proxy:
-        yield proxy
 
 
 def blob_paths(image: PushedImage) -> dict[str, bytes]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +31,7 @@ from tests.support.fault_proxy import FaultProxy, redirect, status
 from tests.support.header_recorder import HeaderRecorder
 from tests.support.images import push_image, text_layer
 from tests.support.registry_server import RegistryServer
+from tests.support.tls_front import server_tls_context, tls_proxy
 
 pytestmark = pytest.mark.anyio
 
@@ -44,25 +44,6 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))
-
-
-def server_tls_context(server: RegistryServer) -> ssl.SSLContext:
-    """A server-side context with a certificate from ``server``'s CA."""
-    assert server.ca is not None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-    return context
-
-
-@contextlib.contextmanager
-def tls_proxy(server: RegistryServer) -> Iterator[FaultProxy]:
-    """A FaultProxy serving https (same CA) in front of an https registry."""
-    with FaultProxy(
-        server.url,
-        ssl_context=server_tls_context(server),
-        upstream_ssl=server.ssl_context() or True,
-    ) as proxy:
-        yield proxy
 
 
 def options_via(server: RegistryServer, host: str) -> dict[str, Any]:

@@ -146,6 +146,14 @@ def test_every_format_gives_the_bytes_of_a_linux_pull(
     assert not [name for name in names if name.startswith(".")], names  # no temp left
 
 
+def wait_until_a_mib_is_kept(partial: Path, process: subprocess.Popen[bytes]) -> None:
+    """Until ``partial`` holds 1 MiB of the layer (the pull still running; at most 60 s)."""
+    deadline = time.monotonic() + 60
+    while not (partial.exists() and partial.stat().st_size >= 1 << 20):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.02)
+
+
 @pytest.mark.parametrize("profile", PROFILES)
 def test_a_pull_killed_mid_layer_resumes(
     proxy: FaultProxy, image: PushedImage, tmp_path: Path, profile: str
@@ -161,10 +169,7 @@ def test_a_pull_killed_mid_layer_resumes(
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
-        while not (partial.exists() and partial.stat().st_size >= 1 << 20):
-            assert time.monotonic() < deadline and process.poll() is None
-            time.sleep(0.02)
+        wait_until_a_mib_is_kept(partial, process)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -196,10 +201,7 @@ def test_ctrl_c_keeps_the_blobs_and_leaves_no_temp_file(
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
-        deadline = time.monotonic() + 60
-        while not (partial.exists() and partial.stat().st_size >= 1 << 20):
-            assert time.monotonic() < deadline and process.poll() is None
-            time.sleep(0.02)
+        wait_until_a_mib_is_kept(partial, process)
         temps = [p.name for p in tmp_path.iterdir() if p.name.startswith(".x.tar.")]
         assert len(temps) == 1  # the archive is being written beside the output meanwhile
         process.send_signal(signal.SIGINT)
