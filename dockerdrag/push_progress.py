@@ -109,8 +109,6 @@ def push_event_json(event: PushEvent) -> dict[str, Any]:
             "source": event.source,
             "layers": [{"digest": str(d), "size": size} for d, size in event.layers],
         }
-    if isinstance(event, RequestRetry):
-        return event_json(event)
     if isinstance(event, ManifestPushed):
         return {
             "event": "manifest",
@@ -118,13 +116,7 @@ def push_event_json(event: PushEvent) -> dict[str, Any]:
             "digest": str(event.digest),
             "rewritten": event.rewritten,
         }
-    return {
-        "event": "layer",
-        "digest": str(event.digest),
-        "status": str(event.phase),
-        "done": event.done,
-        "total": event.total,
-    }
+    return event_json(event)  # a layer's progress or a retry, written as the pull writes them
 
 
 def push_result_json(result: PushResult, elapsed: float) -> dict[str, Any]:
