@@ -86,15 +86,15 @@ if typing.TYPE_CHECKING:
     from .manifest import ImageIndex as ImageIndex
     from .manifest import ImageManifest as ImageManifest
     from .platform import Platform as Platform
-    from .pull import ImageInspection as ImageInspection
-    from .pull import LayerResult as LayerResult
-    from .pull import ListPullResult as ListPullResult
     from .pull import Puller as Puller
-    from .pull import PullEvent as PullEvent
-    from .pull import PullFinished as PullFinished
-    from .pull import PullResult as PullResult
     from .pull import pull_image as pull_image
     from .pull import pull_images as pull_images
+    from .pull_results import ImageInspection as ImageInspection
+    from .pull_results import LayerResult as LayerResult
+    from .pull_results import ListPullResult as ListPullResult
+    from .pull_results import PullEvent as PullEvent
+    from .pull_results import PullFinished as PullFinished
+    from .pull_results import PullResult as PullResult
     from .push import PushedImage as PushedImage
     from .push import PushResult as PushResult
     from .push import push_archive as push_archive
@@ -124,7 +124,7 @@ _HOMES = {
     "DockerDragError": "errors",
     "ImageConfig": "manifest",
     "ImageIndex": "manifest",
-    "ImageInspection": "pull",
+    "ImageInspection": "pull_results",
     "ImageListEntry": "image_list",
     "ImageListError": "errors",
     "ImageManifest": "manifest",
@@ -134,8 +134,8 @@ _HOMES = {
     "InvalidReferenceError": "errors",
     "LayerPhase": "events",
     "LayerProgress": "events",
-    "LayerResult": "pull",
-    "ListPullResult": "pull",
+    "LayerResult": "pull_results",
+    "ListPullResult": "pull_results",
     "LockedImage": "lockfile",
     "LockedLayer": "lockfile",
     "LockedManifest": "lockfile",
@@ -152,9 +152,9 @@ _HOMES = {
     "PlatformRequiredError": "errors",
     "ProgressEvent": "events",
     "PullAccessDeniedError": "errors",
-    "PullEvent": "pull",
-    "PullFinished": "pull",
-    "PullResult": "pull",
+    "PullEvent": "pull_results",
+    "PullFinished": "pull_results",
+    "PullResult": "pull_results",
     "PullStarted": "events",
     "Puller": "pull",
     "PushEvent": "events",

@@ -20,7 +20,7 @@ from .config import Settings
 from .errors import PlatformRequiredError, UsageError
 from .manifest import Descriptor
 from .progress import descriptor_json, inspection_json
-from .pull import ImageInspection
+from .pull_results import ImageInspection
 from .safe_text import escape
 
 

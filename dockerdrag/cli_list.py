@@ -14,7 +14,8 @@ from .errors import UsageError
 from .image_list import ImageListEntry, read_image_list
 from .lockfile import Lockfile, default_lock_path, read_lockfile
 from .progress import Renderer
-from .pull import Puller, PullResult
+from .pull import Puller
+from .pull_results import PullResult
 
 __all__ = ["ListRequest", "add_list_options", "list_request", "pull_list"]
 

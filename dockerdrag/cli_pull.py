@@ -26,7 +26,8 @@ from .conventions import default_cache_dir
 from .errors import UsageError
 from .low_speed import LowSpeedLimit
 from .progress import Renderer, choose_renderer
-from .pull import DEFAULT_CONCURRENCY, FORMATS, Puller, PullResult
+from .pull import DEFAULT_CONCURRENCY, FORMATS, Puller
+from .pull_results import PullResult
 
 
 def _declare(commands: SubParsers) -> argparse.ArgumentParser:

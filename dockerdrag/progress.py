@@ -22,7 +22,7 @@ from .progress_json import (
     inspection_json,
 )
 from .progress_plain import PlainProgress, SilentProgress
-from .pull import PullResult
+from .pull_results import PullResult
 
 
 class Renderer(Protocol):

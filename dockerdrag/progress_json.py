@@ -30,7 +30,7 @@ from .events import (
 )
 from .manifest import Descriptor
 from .progress_tally import Clock, RendererBase, Tally
-from .pull import ImageInspection, PullResult
+from .pull_results import ImageInspection, PullResult
 
 JSON_UPDATES_PER_SECOND = 5
 

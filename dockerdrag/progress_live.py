@@ -35,7 +35,7 @@ from .progress_tally import (
     resume_line,
     retry_line,
 )
-from .pull import PullResult
+from .pull_results import PullResult
 from .safe_text import escape
 
 if TYPE_CHECKING:

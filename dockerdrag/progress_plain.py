@@ -34,7 +34,7 @@ from .progress_tally import (
     resume_line,
     retry_line,
 )
-from .pull import PullResult
+from .pull_results import PullResult
 from .safe_text import escape
 
 PLAIN_INTERVAL_SECONDS = 10.0

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -56,7 +55,6 @@ from .events import (
     ProgressCallback,
     ProgressEvent,
     PullStarted,
-    TagMoved,
 )
 from .image_list import ImageListEntry
 from .list_pull import find_tag_move, locked_image, plan_list, resolve_locked
@@ -72,6 +70,14 @@ from .manifest import (
 )
 from .outputs import check_output, output_path
 from .platform import Platform, PlatformSpec, check_image_platform, parse_platforms
+from .pull_results import (
+    ImageInspection,
+    LayerResult,
+    ListPullResult,
+    PullEvent,
+    PullFinished,
+    PullResult,
+)
 from .reference import Reference
 from .registry import RegistryClient, choose_entries, mirror_host
 from .retry import RetryPolicy
@@ -79,93 +85,6 @@ from .store import BlobStore, check_output_path
 from .transport import Transport, TransportConfig
 
 FORMATS: tuple[str, ...] = ("docker", "oci", "oci-dir")
-
-
-@dataclass(frozen=True)
-class LayerResult:
-    """One layer of a pulled image."""
-
-    digest: Digest
-    diff_id: Digest
-    size: int
-    media_type: str
-
-
-@dataclass(frozen=True)
-class PullResult:
-    """What a pull produced for one image (several share ``output`` in a bundle)."""
-
-    output: Path
-    reference: str
-    manifest_digest: Digest
-    index_digest: Digest | None
-    config_digest: Digest
-    layers: tuple[LayerResult, ...]
-    platform: Platform
-    repo_tags: tuple[str, ...]
-    format: str = "docker"
-    platforms: tuple[Platform, ...] = ()
-
-    @property
-    def image_id(self) -> str:
-        """The image ID Docker shows after loading: the config digest."""
-        return str(self.config_digest)
-
-
-@dataclass(frozen=True)
-class PullFinished:
-    """The last event of :meth:`Puller.pull_events`: the archive is written."""
-
-    results: tuple[PullResult, ...]
-
-    @property
-    def result(self) -> PullResult:
-        """The result of the (first) image."""
-        return self.results[0]
-
-
-PullEvent = ProgressEvent | PullFinished
-
-
-@dataclass(frozen=True)
-class ListPullResult:
-    """What :meth:`Puller.pull_list` produced: one archive, its lock, moved tags."""
-
-    results: tuple[PullResult, ...]  # one per line of the list, in its order
-    lock: Lockfile
-    moved_tags: tuple[TagMoved, ...] = ()
-
-
-@dataclass(frozen=True)
-class ImageInspection:
-    """What :meth:`Puller.inspect` found, without downloading any layer.
-
-    ``digest``, ``media_type`` and ``raw`` describe the document the reference
-    names (an index for a multi-platform image). ``platforms`` lists an index's
-    entries. ``manifest`` and ``config`` are those of the chosen platform's image;
-    both are ``None`` for a multi-platform image when no platform was chosen.
-    """
-
-    reference: str
-    digest: Digest
-    media_type: str
-    raw: bytes = field(repr=False)
-    platforms: tuple[Descriptor, ...] = ()
-    manifest: ImageManifest | None = None
-    config: ImageConfig | None = None
-
-    @property
-    def layers(self) -> tuple[LayerResult, ...]:
-        """The chosen image's layers with their diff_ids (empty without an image)."""
-        if self.manifest is None or self.config is None:
-            return ()
-        pairs = zip(self.manifest.layers, self.config.diff_ids, strict=False)
-        return tuple(LayerResult(d.digest, diff_id, d.size, d.media_type) for d, diff_id in pairs)
-
-    @property
-    def size(self) -> int:
-        """Bytes a pull downloads: the compressed layers (0 without an image)."""
-        return sum(layer.size for layer in self.layers)
 
 
 class _CallProgress:

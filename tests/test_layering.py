@@ -16,7 +16,7 @@ LAYERS: list[set[str]] = [
     {"auth", "store", "layers", "image_list"},
     {"cache_use", "blob_copy", "partial_blob"},
     {"transport", "archive_scan", "lockfile", "outputs", "client_credentials", "eventloop"},
-    {"registry", "upload", "chunked_download"},
+    {"registry", "upload", "chunked_download", "pull_results"},
     {"blob_download"},
     {"download"},
     {"docker_archive", "oci_archive", "verify_layout"},
