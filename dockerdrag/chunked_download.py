@@ -34,7 +34,7 @@ HASH_STEP = 8 << 20  # bytes of a chunked blob's prefix hashed per worker-thread
 
 
 class ChunkSource(Protocol):
-    """What chunks need of their blob's download (``blob_download.BlobDownload``)."""
+    """What chunks need of their blob's requests and bodies (``blob_bodies.BodyPump``)."""
 
     digest: Digest
     size: int

@@ -17,6 +17,7 @@ LAYERS: list[set[str]] = [
     {"cache_use", "blob_copy", "partial_blob"},
     {"transport", "archive_scan", "lockfile", "outputs", "client_credentials", "eventloop"},
     {"registry", "upload", "chunked_download", "pull_results"},
+    {"blob_bodies"},
     {"blob_download"},
     {"download"},
     {"docker_archive", "oci_archive", "verify_layout"},

@@ -1,0 +1,257 @@
+"""One blob's requests and bodies: each answer checked, each body copied to the partial file.
+
+:class:`BlobRequests` asks for a blob or a range of it and judges every answer with
+:func:`~dockerdrag.range_checks.accepted_body` before its body is read;
+:class:`BodyPump` copies a body into the blob's
+:class:`~dockerdrag.partial_blob.PartialBlob` in blocks and reports the blob's progress.
+Which requests are made, and what happens when a body breaks, is
+:class:`~dockerdrag.blob_download.BlobDownload`'s (a stream) or
+:class:`~dockerdrag.chunked_download.ChunkedDownload`'s (chunks) job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol, TypeVar
+
+import anyio
+
+from .blob_body import Block, BodyBroken, Cursor
+from .chunked_download import ChunkedDownload
+from .errors import NetworkError
+from .events import LayerPhase
+from .low_speed import SpeedWatch
+from .manifest import Descriptor
+from .partial_blob import READ_CHUNK, PartialBlob
+from .range_checks import accepted_body
+from .reference import Reference
+from .registry import RegistryClient
+from .retry import RetryPolicy
+from .transfer_options import TransferOptions
+from .transport import READ_BUFFER_BYTES, Response
+
+log = logging.getLogger("dockerdrag")
+T = TypeVar("T")
+
+
+class Fetcher(Protocol):
+    """What a blob download needs of its fetcher (``download.BlobFetcher``)."""
+
+    client: RegistryClient
+    options: TransferOptions
+
+    @property
+    def concurrency(self) -> int:
+        """How many blob requests may be open at once."""
+
+    @property
+    def limiter(self) -> anyio.CapacityLimiter:
+        """The connection limit shared by all blob requests."""
+
+    @property
+    def disk_limiter(self) -> anyio.CapacityLimiter:
+        """The worker threads that write and hash blocks."""
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The reconnect budget."""
+
+    def note_received(self, size: int) -> None:
+        """Count body bytes as they arrive."""
+
+    def emit(self, descriptor: Descriptor, phase: LayerPhase, done: int, resumed: int = 0) -> None:
+        """Report one blob's progress."""
+
+
+class BodyPump:
+    """Copies the bodies of one blob's answers into its partial file; reports its progress."""
+
+    def __init__(
+        self,
+        fetcher: Fetcher,
+        partial: PartialBlob,
+        requests: BlobRequests,
+        descriptor: Descriptor,
+        report: bool,
+    ) -> None:
+        self.fetcher = fetcher
+        self.partial = partial
+        self.requests = requests
+        self.descriptor = descriptor
+        self.digest = descriptor.digest
+        self.size = descriptor.size
+        self.report = report
+        self.resumed = 0  # bytes an earlier run left on disk that this download keeps
+        self._resume_announced = False
+        self._in_flight = 0  # bytes read from bodies and not yet written, over all streams
+
+    async def disk(self, work: Callable[..., T], *args: object) -> T:
+        """Run file work: inline for a small blob, else in a disk worker thread."""
+        if self.size <= self.fetcher.options.small_blob:
+            return work(*args)
+        return await anyio.to_thread.run_sync(work, *args, limiter=self.fetcher.disk_limiter)
+
+    def restart(self) -> None:
+        """Throw every byte on disk away: the next write starts a new blob at 0."""
+        self.partial.restart()
+        self.resumed = 0
+
+    def announce_resume(self) -> None:
+        """Once the bytes kept from an earlier run are known: a ``resuming`` event, if any."""
+        if self._resume_announced:
+            return
+        self._resume_announced = True
+        self.resumed = self.partial.ranges.total()
+        if self.resumed:
+            log.info(
+                "blob %s: resuming with %d of %d bytes on disk",
+                self.digest.short,
+                self.resumed,
+                self.size,
+            )
+            self.emit(LayerPhase.RESUMING)
+
+    def emit(self, phase: LayerPhase) -> None:
+        """Report the blob's bytes: those on disk plus those read and not written yet.
+
+        Every stream (the whole blob, or each chunk) adds what it reads to
+        ``_in_flight`` and moves it to ``ranges`` when it writes it, with no await in
+        between, so the sum over all chunks never goes down while the partial is kept.
+        """
+        if self.report:
+            done = min(self.size, self.partial.ranges.total() + self._in_flight)
+            self.fetcher.emit(self.descriptor, phase, done, self.resumed)
+
+    def open(
+        self, start: int, end: int
+    ) -> contextlib.AbstractAsyncContextManager[tuple[Response, range]]:
+        """Ask for bytes ``[start, end)``: see :meth:`BlobRequests.open`."""
+        return self.requests.open(start, end)
+
+    async def pump(
+        self, response: Response, cursor: Cursor, end: int, chunks: ChunkedDownload | None
+    ) -> None:
+        """Copy the body into the partial from ``cursor.pos`` up to ``end``.
+
+        Bytes are written in blocks of up to READ_CHUNK; whatever arrived before a
+        break or a cancellation is written too, so it is never fetched again.
+        """
+        buffer = Block(min(READ_CHUNK, end - cursor.pos))
+        speed = SpeedWatch(self.fetcher.options.low_speed, f"blob {self.digest.short}")
+        try:
+            with speed:  # too slow: a NetworkError, so a broken body
+                while cursor.pos + len(buffer) < end:
+                    # No read larger than the transport's buffer: aiohttp lets a response
+                    # buffer twice the largest read asked of it. The block never outgrows
+                    # READ_CHUNK.
+                    want = min(READ_BUFFER_BYTES, buffer.room(), end - cursor.pos - len(buffer))
+                    chunk = await response.read_chunk(want)
+                    if not chunk:
+                        break
+                    speed.note(len(chunk))
+                    self.fetcher.note_received(len(chunk))
+                    buffer.add(chunk)
+                    self._in_flight += len(chunk)
+                    del chunk  # not held (a second block's worth) while the block is written
+                    if not buffer.room():
+                        await self._store_block(cursor, buffer, chunks)  # reports progress
+                    else:
+                        self.emit(LayerPhase.DOWNLOADING)
+            await self._store_block(cursor, buffer, chunks)
+        except NetworkError as exc:
+            await self._store_block(cursor, buffer, chunks, catch_up=False)
+            raise BodyBroken(exc) from exc
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self._store_block(cursor, buffer, chunks, catch_up=False)
+            raise
+        finally:
+            self._in_flight -= len(buffer)  # a block that could not be written is dropped
+        if cursor.pos < end:
+            raise BodyBroken(
+                NetworkError(
+                    f"blob {self.digest.short}: the body ended at byte {cursor.pos} "
+                    f"instead of {end}"
+                )
+            )
+
+    async def _store_block(
+        self,
+        cursor: Cursor,
+        buffer: Block,
+        chunks: ChunkedDownload | None,
+        *,
+        catch_up: bool = True,
+    ) -> None:
+        """Write the buffered bytes at the cursor, note them, and empty the buffer.
+
+        The bookkeeping follows the write with no await in between, so a
+        cancellation either finds the buffer unwritten (and it is written by the
+        caller's shielded cleanup) or written, noted and empty. A stream
+        (``chunks`` None) hashes its blocks as it writes them; a chunk tells
+        ``chunks``, which saves the sidecar and hashes the grown prefix, or with
+        ``catch_up`` False (a broken or cancelled body) saves the sidecar now.
+        """
+        if not buffer:
+            return
+        pos = cursor.pos
+        await self.disk(self.partial.write, pos, buffer.view(), chunks is None)
+        cursor.pos = pos + len(buffer)
+        self._in_flight -= len(buffer)
+        buffer.clear()
+        self.partial.ranges.add(pos, cursor.pos)
+        self.emit(LayerPhase.DOWNLOADING)
+        if chunks is not None:
+            if catch_up:
+                chunks.after_block(cursor.pos - pos)
+            else:
+                await chunks.save_ranges()
+
+
+class BlobRequests:
+    """The requests of one blob: ``Range`` while ranges work, ``If-Range`` with the first
+    strong ``ETag`` seen, the foreign URL of a foreign layer; every answer checked."""
+
+    def __init__(
+        self, client: RegistryClient, reference: Reference, descriptor: Descriptor
+    ) -> None:
+        self.client = client
+        self.reference = reference
+        self.descriptor = descriptor
+        self.use_ranges = True
+        self.etag: str | None = None
+
+    @contextlib.asynccontextmanager
+    async def open(self, start: int, end: int) -> AsyncIterator[tuple[Response, range]]:
+        """Ask for bytes ``[start, end)``; yield the response and the byte range its body holds.
+
+        Without usable ranges the whole blob is asked for (its body is ``range(0, size)``).
+        """
+        digest, size = self.descriptor.digest, self.descriptor.size
+        ranged = self.use_ranges and (start > 0 or end < size)
+        async with self.client.open_blob(
+            self.reference,
+            digest,
+            start if ranged else 0,
+            end if ranged and end < size else None,
+            if_range=self.etag if ranged else None,
+            foreign_url=self._foreign_url(),
+        ) as response:
+            body = accepted_body(
+                response.status,
+                response.headers,
+                range(start, end) if ranged else None,
+                size,
+                digest,
+            )
+            etag = response.headers.get("ETag")
+            if self.etag is None and etag and not etag.startswith("W/"):
+                self.etag = etag
+            yield response, body
+
+    def _foreign_url(self) -> str | None:
+        """Where a foreign layer lives (None: the registry serves it like any blob)."""
+        descriptor = self.descriptor
+        return descriptor.urls[0] if descriptor.is_foreign and descriptor.urls else None
