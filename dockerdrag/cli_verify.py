@@ -103,7 +103,7 @@ class _Meter:
 
 def _index_lines(archive: VerifiedArchive) -> list[str]:
     """One line per ``index.json`` entry: its name, what it is, its digest."""
-    from .oci_archive import ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME  # only verify loads it
+    from .oci_layout import ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME  # only verify loads it
 
     if archive.index is None:
         return []

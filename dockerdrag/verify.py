@@ -53,7 +53,7 @@ from .manifest import (
     ImageManifest,
     parse_config,
 )
-from .oci_archive import ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME
+from .oci_layout import ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME
 from .platform import Platform
 from .reference import Reference
 from .verify_layout import (
