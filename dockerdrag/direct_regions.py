@@ -4,7 +4,10 @@ A file whose layout is known up front (every member's offset follows from the si
 is filled by :class:`DirectRegionFile`: each thread writes one region front to back
 through a :class:`RegionWriter` (its whole pages with ``O_DIRECT``, see
 :mod:`dockerdrag.direct_io`), and the bytes around the regions are written with
-:meth:`DirectRegionFile.write_at`. A file written front to back, with headers patched
+:meth:`DirectRegionFile.write_at`. A direct write returns only once the disk has the
+data, so each region's full blocks are written by a helper thread of the file while
+the region's own thread fills the next block (write-behind: the thread decompressing
+a layer does not wait for the disk). A file written front to back, with headers patched
 afterwards, is :class:`~dockerdrag.direct_io.DirectFileWriter`'s job: the two protocols
 never share a file, and :class:`DirectOutput` hands a new file to one of them at a time.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from .direct_io import (
     DIRECT_BLOCK,
@@ -33,14 +37,17 @@ class DirectRegionFile:
 
     ``fd`` must be open for writing and stays owned by the caller. :meth:`region` hands
     out a writer of the bytes from an offset on (one per thread), :meth:`write_at`
-    writes bytes between regions, :meth:`discard` empties the file again.
+    writes bytes between regions, :meth:`discard` empties the file again. The regions'
+    full blocks are written by up to ``writers`` helper threads (started on first use).
     """
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, *, writers: int = 4) -> None:
         self._fd = fd
         self._direct_fd = reopen_direct(fd)
         self._written = False
         self._closed = False
+        self._writers = writers
+        self._block_writer: ThreadPoolExecutor | None = None
 
     @property
     def direct(self) -> bool:
@@ -63,7 +70,11 @@ class DirectRegionFile:
         """A writer of the bytes from ``start`` on, for one thread; full pages go direct."""
         self._check_open()
         self._written = True
-        return RegionWriter(self._fd, self._direct_fd, start)
+        if self._block_writer is None:
+            self._block_writer = ThreadPoolExecutor(
+                self._writers, thread_name_prefix="dockerdrag-region-write"
+            )
+        return RegionWriter(self._fd, self._direct_fd, start, behind=self._block_writer)
 
     def discard(self) -> None:
         """Empty the file (every region writer has stopped) so it can be written afresh."""
@@ -72,10 +83,12 @@ class DirectRegionFile:
         self._written = False
 
     def close(self) -> None:
-        """Close the direct descriptor (not ``fd``)."""
+        """Stop the helper threads and close the direct descriptor (not ``fd``)."""
         if self._closed:
             return
         self._closed = True
+        if self._block_writer is not None:
+            self._block_writer.shutdown()  # every region has waited for its writes
         if self._direct_fd is not None:
             os.close(self._direct_fd)
             self._direct_fd = None
@@ -151,15 +164,27 @@ class RegionWriter:
     the whole pages with ``O_DIRECT`` when ``direct_fd`` is given, the partial pages
     at the region's ends through ``fd``. A region's whole pages hold no byte of any
     other region, so regions of one file can be written at once by several threads
-    and bytes around them with :meth:`DirectRegionFile.write_at`.
+    and bytes around them with :meth:`DirectRegionFile.write_at`. With ``behind``, a
+    full block is written by that executor while the caller fills a second block (one
+    write in flight at most); its error is raised by the next call that waits for it:
+    the next full block or :meth:`finish`.
     """
 
     def __init__(
-        self, fd: int, direct_fd: int | None, start: int, *, block_size: int = DIRECT_BLOCK
+        self,
+        fd: int,
+        direct_fd: int | None,
+        start: int,
+        *,
+        block_size: int = DIRECT_BLOCK,
+        behind: ThreadPoolExecutor | None = None,
     ) -> None:
         self._fd = fd
         self._direct_fd = direct_fd
+        self._behind = behind
         self._block = mmap.mmap(-1, block_size)
+        self._spare: mmap.mmap | None = None  # the block in flight, or free, with ``behind``
+        self._in_flight: Future[None] | None = None
         self._size = block_size
         self._base = start - start % PAGE  # file offset of the block's first byte
         self._done = start - self._base  # block bytes before this are written (or not ours)
@@ -186,15 +211,22 @@ class RegionWriter:
             count -= step
 
     def finish(self) -> None:
-        """Write what the block still holds."""
+        """Write what the block still holds, once the block in flight is written."""
+        self._wait()
         if self._fill > self._done:
-            self._write()
+            self._write(self._block, self._base, self._done, self._fill)
+            self._done = self._fill
 
     def close(self) -> None:
-        """Free the block (what was not finished is not written)."""
-        # A traceback may still hold a view of the block: then it is freed with the view.
-        with contextlib.suppress(BufferError):
-            self._block.close()
+        """Wait for the block in flight, free the blocks (what was not finished is not
+        written)."""
+        with contextlib.suppress(OSError):  # the caller is already failing: its error wins
+            self._wait()
+        # A traceback may still hold a view of a block: then it is freed with the view.
+        for block in (self._block, self._spare):
+            if block is not None:
+                with contextlib.suppress(BufferError):
+                    block.close()
 
     def __enter__(self) -> RegionWriter:
         return self
@@ -205,22 +237,39 @@ class RegionWriter:
     def _advance(self, count: int) -> None:
         self._fill += count
         if self._fill == self._size:
-            self._write()
+            self._hand_over()
             self._base += self._size
             self._done = self._fill = 0
 
-    def _write(self) -> None:
-        low, high = self._done, self._fill
+    def _hand_over(self) -> None:
+        """Write the full block: by the helper (swapping in the spare block) or here."""
+        full, base, low, high = self._block, self._base, self._done, self._fill
+        if self._behind is None:
+            self._write(full, base, low, high)
+            return
+        self._wait()
+        self._in_flight = self._behind.submit(self._write, full, base, low, high)
+        if self._spare is None:
+            self._spare = mmap.mmap(-1, self._size)
+        self._block, self._spare = self._spare, full
+
+    def _wait(self) -> None:
+        """Wait for the block in flight to be written; raise its error."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            in_flight.result()
+
+    def _write(self, block_buffer: mmap.mmap, base: int, low: int, high: int) -> None:
+        """Write bytes ``[low, high)`` of ``block_buffer``, whose byte 0 is at ``base``."""
         first_page = min(high, -(-low // PAGE) * PAGE)
         last_page = max(first_page, high - high % PAGE)
-        block = memoryview(self._block)
-        if low < first_page:
-            pwrite_all(self._fd, block[low:first_page], self._base + low)
-        if first_page < last_page:
-            self._write_pages(block[first_page:last_page], self._base + first_page)
-        if last_page < high:
-            pwrite_all(self._fd, block[last_page:high], self._base + last_page)
-        self._done = high
+        with memoryview(block_buffer) as block:
+            if low < first_page:
+                pwrite_all(self._fd, block[low:first_page], base + low)
+            if first_page < last_page:
+                self._write_pages(block[first_page:last_page], base + first_page)
+            if last_page < high:
+                pwrite_all(self._fd, block[last_page:high], base + last_page)
 
     def _write_pages(self, pages: memoryview, offset: int) -> None:
         if not pwrite_past_cache(self._direct_fd, self._fd, pages, offset):

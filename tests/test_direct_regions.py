@@ -1,0 +1,83 @@
+"""Regions written behind: a region's full blocks go to the file's helper threads while its
+own thread fills the next block; the bytes land exactly, and a helper's error is raised."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from dockerdrag import osfiles
+from dockerdrag.direct_io import DIRECT_BLOCK
+from dockerdrag.direct_regions import DirectRegionFile
+
+
+def test_full_blocks_are_written_by_helper_threads_and_land_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two regions (unaligned starts, several blocks each) written at once: every byte in
+    place, and the whole blocks were written by helper threads, not the region's own."""
+    real_pwrite = osfiles.pwrite
+    writers: set[str] = set()
+
+    def pwrite(fd: int, data: bytes, offset: int) -> int:
+        writers.add(threading.current_thread().name)
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(osfiles, "pwrite", pwrite)
+    first = os.urandom(3 * DIRECT_BLOCK + 12345)
+    second = os.urandom(2 * DIRECT_BLOCK + 777)
+    starts = (100, 100 + len(first) + 50)
+    path = tmp_path / "out.bin"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        with DirectRegionFile(fd) as out:
+
+            def fill(start: int, data: bytes) -> None:
+                with out.region(start) as region:
+                    stream = io.BytesIO(data)
+                    while region.fill_from(stream, len(data), hashlib.sha256()):
+                        pass
+                    region.finish()
+
+            threads = [
+                threading.Thread(target=fill, args=(start, data), name=f"region-{start}")
+                for start, data in zip(starts, (first, second), strict=True)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            out.write_at(b"H" * 100, 0)
+            out.write_at(b"M" * 50, 100 + len(first))
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"H" * 100 + first + b"M" * 50 + second
+    assert any(name.startswith("dockerdrag-region-write") for name in writers)
+
+
+def test_an_error_of_a_block_written_behind_reaches_the_region(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC while a helper writes a block is raised by the region's next block or finish."""
+
+    def full(fd: int, data: object, offset: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    fd = os.open(tmp_path / "out.bin", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        with DirectRegionFile(fd) as out, out.region(0) as region:
+            monkeypatch.setattr(osfiles, "pwrite", full)
+            stream = io.BytesIO(bytes(3 * DIRECT_BLOCK))
+            with pytest.raises(OSError) as caught:
+                while region.fill_from(stream, 3 * DIRECT_BLOCK, hashlib.sha256()):
+                    pass
+                region.finish()
+            assert caught.value.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
