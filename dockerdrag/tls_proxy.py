@@ -30,7 +30,13 @@ def describe_exception(exc: BaseException) -> str:
 
 
 class TLSSettings:
-    """Which registries are insecure, and a verifying context per other host (built once)."""
+    """Which registries are insecure, and the verifying context of each other host.
+
+    Loading the system CAs is the costly part of a context, so every host without a
+    ``certs.d`` directory shares one context (the system store plus ``ca_cert``), built
+    on first use; a host with one gets its own, built once, with that directory's CAs
+    and client certificates added.
+    """
 
     def __init__(
         self,
@@ -41,6 +47,7 @@ class TLSSettings:
         self._insecure = insecure_registries
         self._ca_cert = ca_cert
         self._certs_d_dirs = certs_d_dirs
+        self._shared: ssl.SSLContext | None = None
         self._by_host: dict[str, ssl.SSLContext | bool] = {}
 
     def is_insecure(self, host: str) -> bool:
@@ -48,7 +55,28 @@ class TLSSettings:
         return host in self._insecure or host.rsplit(":", 1)[0] in self._insecure
 
     def default_context(self) -> ssl.SSLContext:
-        """A verifying context: the system store plus ``ca_cert``."""
+        """The verifying context of hosts without ``certs.d``: the system store plus
+        ``ca_cert`` (built on the first call, then the same object)."""
+        if self._shared is None:
+            self._shared = self._new_context()
+        return self._shared
+
+    def for_host(self, host: str) -> ssl.SSLContext | bool:
+        """The TLS settings for ``host``: verified (with certs.d CAs), or off if insecure."""
+        if host in self._by_host:
+            return self._by_host[host]
+        setting: ssl.SSLContext | bool = False
+        if not self.is_insecure(host):
+            host_dirs = [base / certs_d_name(host) for base in self._certs_d_dirs]
+            host_dirs = [host_dir for host_dir in host_dirs if host_dir.is_dir()]
+            context = self._new_context() if host_dirs else self.default_context()
+            for host_dir in host_dirs:
+                _load_certs_d(context, host_dir)
+            setting = context
+        self._by_host[host] = setting
+        return setting
+
+    def _new_context(self) -> ssl.SSLContext:
         context = trusting_context()
         if self._ca_cert is not None:
             try:
@@ -58,19 +86,6 @@ class TLSSettings:
                     f"cannot load the CA certificate {self._ca_cert}: {describe_exception(exc)}"
                 ) from exc
         return context
-
-    def for_host(self, host: str) -> ssl.SSLContext | bool:
-        """The TLS settings for ``host``: verified (with certs.d CAs), or off if insecure."""
-        if host in self._by_host:
-            return self._by_host[host]
-        if self.is_insecure(host):
-            setting: ssl.SSLContext | bool = False
-        else:
-            setting = self.default_context()
-            for base in self._certs_d_dirs:
-                _load_certs_d(setting, base / certs_d_name(host))
-        self._by_host[host] = setting
-        return setting
 
 
 class Proxies:
@@ -119,8 +134,6 @@ def proxy_host(proxy: str | None) -> str:
 
 def _load_certs_d(context: ssl.SSLContext, host_dir: Path) -> None:
     """Add ``host_dir``'s ``*.crt`` CAs and ``*.cert``/``*.key`` client pairs, as dockerd does."""
-    if not host_dir.is_dir():
-        return
     try:
         for ca_file in sorted(host_dir.glob("*.crt")):
             context.load_verify_locations(cafile=str(ca_file))

@@ -167,7 +167,7 @@ class Transport:
             headers={"User-Agent": USER_AGENT},
             # Every request passes its own ``ssl_for(host)``; the connector's default is
             # aiohttp's verifying context (built at its import), unless --ca-cert is to be
-            # checked now. A third context would cost ~25-40 ms of start-up.
+            # checked now: then it is the context every host without certs.d shares.
             connector=aiohttp.TCPConnector(
                 limit=0,
                 ssl=self._tls.default_context() if self.config.ca_cert is not None else True,

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import anyio
 import pytest
+import trustme
 
 from dockerdrag import tls_proxy, transport
 from dockerdrag.auth import (
@@ -463,6 +464,41 @@ def test_insecure_registry_gets_unverified_tls_only_when_named() -> None:
     assert t.ssl_for("reg.example:5000") is False
     context = t.ssl_for("other.example")
     assert isinstance(context, ssl.SSLContext) and context.verify_mode == ssl.CERT_REQUIRED
+
+
+def test_hosts_without_certs_d_share_one_verifying_context(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The system CAs are loaded once per process, not once per host (registry, token
+    realm, CDN); a host with a certs.d directory still gets its own context with its CA."""
+    built: list[ssl.SSLContext] = []
+
+    def counting_context() -> ssl.SSLContext:
+        built.append(ssl.create_default_context())
+        return built[-1]
+
+    monkeypatch.setattr(tls_proxy, "trusting_context", counting_context)
+    ca_pem, extra_ca = trustme.CA(), trustme.CA()
+    ca_cert = tmp_path / "ca.pem"
+    ca_pem.cert_pem.write_to_path(str(ca_cert))
+    (tmp_path / "certs.d" / "own.example:5000").mkdir(parents=True)
+    extra_ca.cert_pem.write_to_path(str(tmp_path / "certs.d" / "own.example:5000" / "ca.crt"))
+    settings = tls_proxy.TLSSettings(
+        frozenset({"insecure.example:5000"}), ca_cert, (tmp_path / "certs.d",)
+    )
+    assert settings.for_host("insecure.example:5000") is False
+    assert built == []  # a plain-HTTP registry needs no context
+    shared = settings.for_host("registry.example")
+    assert settings.for_host("auth.example:443") is shared
+    assert settings.default_context() is shared
+    assert len(built) == 1
+    own = settings.for_host("own.example:5000")
+    assert isinstance(own, ssl.SSLContext) and own is not shared
+    assert settings.for_host("own.example:5000") is own
+    assert len(built) == 2
+    assert isinstance(shared, ssl.SSLContext)
+    # own: the system CAs, --ca-cert and the certs.d CA; the shared one lacks the last.
+    assert own.cert_store_stats()["x509_ca"] == shared.cert_store_stats()["x509_ca"] + 1
 
 
 def test_missing_ca_cert_is_a_usage_error(tmp_path: Path) -> None:
