@@ -11,9 +11,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from .config import VARIABLES, Settings
+from .user_numbers import non_negative_whole_number, positive_seconds, positive_whole_number
+
+_Number = TypeVar("_Number", int, float)
 
 EXAMPLES = """\
 examples:
@@ -81,37 +84,27 @@ class Subcommand:
     run: Callable[[argparse.Namespace, Settings], Awaitable[int]]
 
 
+def _argument(read: Callable[[str], _Number], text: str) -> _Number:
+    """``read(text)``, its complaint raised as the argparse error argparse shows."""
+    try:
+        return read(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def non_negative_int(text: str) -> int:
     """An argparse type: a whole number of at least 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be at least 0")
-    return value
+    return _argument(non_negative_whole_number, text)
 
 
 def positive_float(text: str) -> float:
     """An argparse type: a number of seconds above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError("must be above 0")
-    return value
+    return _argument(positive_seconds, text)
 
 
 def positive_int(text: str) -> int:
     """An argparse type: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+    return _argument(positive_whole_number, text)
 
 
 def add_connection_options(parser: argparse.ArgumentParser, *, mirrors: bool = True) -> None:

@@ -12,20 +12,25 @@
 
 An empty variable counts as unset. A command-line option replaces a single
 value; the repeatable options (``--insecure``, ``--registry-mirror``) add to
-the lists. A malformed value is a :class:`~dockerdrag.errors.UsageError`
-naming the variable. Only the command line reads these: the library takes the same
-settings only as arguments.
+the lists. A number is read as its option reads it (:mod:`dockerdrag.user_numbers`);
+a malformed value is a :class:`~dockerdrag.errors.UsageError` naming the variable.
+Only the command line reads these: the library takes the same settings only as
+arguments.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from .errors import DockerDragError, UsageError
 from .platform import Platform
 from .registry import mirror_host
+from .user_numbers import non_negative_whole_number, positive_seconds, positive_whole_number
+
+_Number = TypeVar("_Number", int, float)
 
 VARIABLES: dict[str, str] = {
     "DOCKERDRAG_CONCURRENCY": "parallel downloads (default 16)",
@@ -60,38 +65,18 @@ def _bad(name: str, value: str, expected: str) -> UsageError:
     return UsageError(f"environment variable {name}={value!r}: expected {expected}")
 
 
-def _concurrency(environ: Mapping[str, str]) -> int | None:
-    name = "DOCKERDRAG_CONCURRENCY"
-    value = _value(environ, name)
-    if value is None:
-        return None
-    if not value.isdigit() or int(value) < 1:
-        raise _bad(name, value, "a whole number of at least 1")
-    return int(value)
-
-
-def _low_speed_limit(environ: Mapping[str, str]) -> int | None:
-    name = "DOCKERDRAG_LOW_SPEED_LIMIT"
-    value = _value(environ, name)
-    if value is None:
-        return None
-    if not value.isascii() or not value.isdigit():
-        raise _bad(name, value, "a whole number of bytes a second (0: no limit)")
-    return int(value)
-
-
-def _low_speed_time(environ: Mapping[str, str]) -> float | None:
-    name = "DOCKERDRAG_LOW_SPEED_TIME"
+def _number(
+    environ: Mapping[str, str], name: str, read: Callable[[str], _Number], expected: str
+) -> _Number | None:
+    """Variable ``name`` read by ``read`` (a :mod:`~dockerdrag.user_numbers` reader, as
+    its option's); None when it is not set."""
     value = _value(environ, name)
     if value is None:
         return None
     try:
-        seconds = float(value)
+        return read(value)
     except ValueError:
-        seconds = 0.0
-    if not 0 < seconds < float("inf"):
-        raise _bad(name, value, "a number of seconds above 0")
-    return seconds
+        raise _bad(name, value, expected) from None
 
 
 def _list(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
@@ -140,13 +125,22 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     """Read and check every ``DOCKERDRAG_*`` variable; raise UsageError on a bad value."""
     cache_dir = _value(environ, "DOCKERDRAG_CACHE_DIR")
     return Settings(
-        concurrency=_concurrency(environ),
+        concurrency=_number(
+            environ, "DOCKERDRAG_CONCURRENCY", positive_whole_number, "a whole number of at least 1"
+        ),
         cache_dir=Path(cache_dir).expanduser() if cache_dir else None,
         registry_mirrors=_mirrors(environ),
         insecure_registries=_insecure(environ),
         platform=_platform(environ),
-        low_speed_limit=_low_speed_limit(environ),
-        low_speed_time=_low_speed_time(environ),
+        low_speed_limit=_number(
+            environ,
+            "DOCKERDRAG_LOW_SPEED_LIMIT",
+            non_negative_whole_number,
+            "a whole number of bytes a second (0: no limit)",
+        ),
+        low_speed_time=_number(
+            environ, "DOCKERDRAG_LOW_SPEED_TIME", positive_seconds, "a number of seconds above 0"
+        ),
     )
 
 
