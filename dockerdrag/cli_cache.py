@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from .cli_parser import Subcommand, SubParsers, add_json_option, add_logging_options
+from .cli_parser import (
+    Subcommand,
+    SubParsers,
+    add_cache_dir_option,
+    add_json_option,
+    add_logging_options,
+)
 from .config import Settings
 from .conventions import default_cache_dir
 from .errors import OutputError, UsageError
@@ -31,11 +37,7 @@ def _declare(commands: SubParsers) -> argparse.ArgumentParser:
     cache.add_argument(
         "action", nargs="?", choices=("show", "prune"), default="show", help="default: show"
     )
-    cache.add_argument(
-        "--cache-dir",
-        metavar="DIR",
-        help="blob cache (default ~/.cache/dockerdrag; env DOCKERDRAG_CACHE_DIR)",
-    )
+    add_cache_dir_option(cache, "blob cache", "~/.cache/dockerdrag")
     what = cache.add_argument_group("prune").add_mutually_exclusive_group()
     what.add_argument("--partials", action="store_true", help="only partial downloads")
     what.add_argument(

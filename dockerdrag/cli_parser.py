@@ -9,11 +9,14 @@ lives in a module of its own (as :mod:`dockerdrag.cli_pull`) and is added there.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from .config import VARIABLES, Settings
+from .pull import DEFAULT_CONCURRENCY
 from .user_numbers import non_negative_whole_number, positive_seconds, positive_whole_number
 
 _Number = TypeVar("_Number", int, float)
@@ -165,6 +168,53 @@ def add_json_option(group: argparse._ActionsContainer) -> None:
     )
 
 
+def add_quiet_or_json_options(
+    container: argparse._ActionsContainer, quiet_help: str
+) -> argparse._MutuallyExclusiveGroup:
+    """``-q``/``--quiet`` (``quiet_help`` says what it still prints) and ``--json``, which
+    exclude each other; their group is returned for options that exclude both."""
+    shown = container.add_mutually_exclusive_group()
+    shown.add_argument("-q", "--quiet", action="store_true", help=quiet_help)
+    add_json_option(shown)
+    return shown
+
+
+def add_progress_option(container: argparse._ActionsContainer, modes_help: str) -> None:
+    """``--progress auto|tty|plain`` (default auto); ``modes_help`` says what each shows."""
+    container.add_argument(
+        "--progress", choices=("auto", "tty", "plain"), default="auto", help=modes_help
+    )
+
+
+def stderr_is_terminal() -> bool:
+    """Whether stderr is a terminal that redraws (``TERM=dumb`` does not): what
+    ``--progress auto`` decides by."""
+    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+
+
+def add_cache_dir_option(
+    container: argparse._ActionsContainer, holds: str, default_shown: str
+) -> None:
+    """``--cache-dir DIR``, the directory that ``holds`` what it says (``DOCKERDRAG_CACHE_DIR``
+    when not given; ``default_shown`` is the default the help names)."""
+    container.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help=f"{holds} (default {default_shown}; env DOCKERDRAG_CACHE_DIR)",
+    )
+
+
+def add_concurrency_option(container: argparse._ActionsContainer, counts: str) -> None:
+    """``--concurrency N``: how many of what ``counts`` says at once (``DOCKERDRAG_CONCURRENCY``
+    when not given)."""
+    container.add_argument(
+        "--concurrency",
+        type=positive_int,
+        metavar="N",
+        help=f"{counts} (default {DEFAULT_CONCURRENCY}; env DOCKERDRAG_CONCURRENCY)",
+    )
+
+
 __all__ = [
     "EPILOG",
     "EXAMPLES",
@@ -172,8 +222,15 @@ __all__ = [
     "Parser",
     "SubParsers",
     "Subcommand",
+    "add_cache_dir_option",
+    "add_concurrency_option",
     "add_connection_options",
     "add_json_option",
     "add_logging_options",
+    "add_progress_option",
+    "add_quiet_or_json_options",
+    "non_negative_int",
+    "positive_float",
     "positive_int",
+    "stderr_is_terminal",
 ]

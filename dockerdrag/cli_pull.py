@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -13,12 +12,15 @@ from .cli_parser import (
     EPILOG,
     Subcommand,
     SubParsers,
+    add_cache_dir_option,
+    add_concurrency_option,
     add_connection_options,
-    add_json_option,
     add_logging_options,
+    add_progress_option,
+    add_quiet_or_json_options,
     non_negative_int,
     positive_float,
-    positive_int,
+    stderr_is_terminal,
 )
 from .cli_session import Options, make_puller, merge_options
 from .config import Settings
@@ -26,7 +28,7 @@ from .conventions import default_cache_dir
 from .errors import UsageError
 from .low_speed import LowSpeedLimit
 from .progress import Renderer, choose_renderer
-from .pull import DEFAULT_CONCURRENCY, FORMATS, Puller
+from .pull import FORMATS, Puller
 from .pull_results import PullResult
 
 
@@ -92,12 +94,7 @@ def _declare(commands: SubParsers) -> argparse.ArgumentParser:
         help="name to write into the archive instead of IMAGE's own (one per IMAGE)",
     )
     download = pull.add_argument_group("download")
-    download.add_argument(
-        "--concurrency",
-        type=positive_int,
-        metavar="N",
-        help=f"parallel downloads (default {DEFAULT_CONCURRENCY}; env DOCKERDRAG_CONCURRENCY)",
-    )
+    add_concurrency_option(download, "parallel downloads")
     download.add_argument(
         "--low-speed-limit",
         type=non_negative_int,
@@ -113,21 +110,13 @@ def _declare(commands: SubParsers) -> argparse.ArgumentParser:
         help=f"the window of --low-speed-limit (default {LowSpeedLimit().seconds:g}; "
         "env DOCKERDRAG_LOW_SPEED_TIME)",
     )
-    download.add_argument(
-        "--cache-dir",
-        metavar="DIR",
-        help=f"blob cache (default {default_cache_dir()}; env DOCKERDRAG_CACHE_DIR)",
-    )
+    add_cache_dir_option(download, "blob cache", str(default_cache_dir()))
     add_connection_options(pull)
     display = pull.add_argument_group("progress display")
-    shown = display.add_mutually_exclusive_group()
-    shown.add_argument("-q", "--quiet", action="store_true", help="print only the output path")
-    add_json_option(shown)
-    shown.add_argument(
-        "--progress",
-        choices=("auto", "tty", "plain"),
-        default="auto",
-        help="auto: a live display when stderr is a terminal, else one line per layer "
+    shown = add_quiet_or_json_options(display, "print only the output path")
+    add_progress_option(
+        shown,
+        "auto: a live display when stderr is a terminal, else one line per layer "
         "(default); tty: always the live display; plain: always lines",
     )
     add_list_options(pull)
@@ -137,8 +126,7 @@ def _declare(commands: SubParsers) -> argparse.ArgumentParser:
 
 def _renderer(args: argparse.Namespace) -> Renderer:
     mode = "json" if args.json else "quiet" if args.quiet else args.progress
-    terminal = sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
-    return choose_renderer(mode, stream_is_terminal=terminal)
+    return choose_renderer(mode, stream_is_terminal=stderr_is_terminal())
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:

@@ -9,9 +9,11 @@ from .cli_credentials import command_line_credentials
 from .cli_parser import (
     Subcommand,
     SubParsers,
+    add_cache_dir_option,
+    add_concurrency_option,
     add_connection_options,
-    add_json_option,
     add_logging_options,
+    add_quiet_or_json_options,
     positive_int,
 )
 from .cli_session import merge_options
@@ -65,12 +67,7 @@ def _declare(commands: SubParsers) -> argparse.ArgumentParser:
         "without DEST only these images are pushed)",
     )
     upload = push.add_argument_group("upload")
-    upload.add_argument(
-        "--concurrency",
-        type=positive_int,
-        metavar="N",
-        help="blobs uploaded at once (default 16; env DOCKERDRAG_CONCURRENCY)",
-    )
+    add_concurrency_option(upload, "blobs uploaded at once")
     upload.add_argument(
         "--chunk-size",
         type=positive_int,
@@ -79,19 +76,10 @@ def _declare(commands: SubParsers) -> argparse.ArgumentParser:
         help=f"bytes per upload request, in MiB (default {DEFAULT_CHUNK_SIZE >> 20}); an "
         "interrupted upload resumes after the last chunk the registry took",
     )
-    upload.add_argument(
-        "--cache-dir",
-        metavar="DIR",
-        help="where re-compressed layers wait (default ~/.cache/dockerdrag; "
-        "env DOCKERDRAG_CACHE_DIR)",
-    )
+    add_cache_dir_option(upload, "where re-compressed layers wait", "~/.cache/dockerdrag")
     add_connection_options(push, mirrors=False)
     display = push.add_argument_group("progress display")
-    shown = display.add_mutually_exclusive_group()
-    shown.add_argument(
-        "-q", "--quiet", action="store_true", help="print only the pushed references"
-    )
-    add_json_option(shown)
+    add_quiet_or_json_options(display, "print only the pushed references")
     add_logging_options(push)
     return push
 

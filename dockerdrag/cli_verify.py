@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .cli_parser import Subcommand, SubParsers, add_json_option, add_logging_options
+from .cli_parser import (
+    Subcommand,
+    SubParsers,
+    add_logging_options,
+    add_progress_option,
+    add_quiet_or_json_options,
+    stderr_is_terminal,
+)
 from .config import Settings
 from .human_units import format_amount, format_bytes
 from .layers import Compression, sniff_compression
@@ -46,14 +52,10 @@ def _declare_verify(subparsers: SubParsers) -> argparse.ArgumentParser:
         help="also refuse a sparse layout: an index whose listed manifests are not all "
         "stored (as a pull of some platforms of a multi-platform image writes)",
     )
-    shown = parser.add_mutually_exclusive_group()
-    shown.add_argument("-q", "--quiet", action="store_true", help="print nothing when it is fine")
-    add_json_option(shown)
-    parser.add_argument(
-        "--progress",
-        choices=("auto", "tty", "plain"),
-        default="auto",
-        help="auto: a line redrawn on stderr while reading when it is a terminal, else one "
+    add_quiet_or_json_options(parser, "print nothing when it is fine")
+    add_progress_option(
+        parser,
+        "auto: a line redrawn on stderr while reading when it is a terminal, else one "
         "line as it starts (default); tty: always the redrawn line; plain: always one line",
     )
     add_logging_options(parser)
@@ -150,8 +152,7 @@ def describe_archive(archive: VerifiedArchive) -> list[str]:
 def _meter(args: argparse.Namespace) -> _Meter | None:
     if args.json or args.quiet:
         return None
-    terminal = sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
-    redraw = args.progress == "tty" or (args.progress == "auto" and terminal)
+    redraw = args.progress == "tty" or (args.progress == "auto" and stderr_is_terminal())
     return _Meter(Path(args.archive), redraw)
 
 
