@@ -131,22 +131,25 @@ class BodyPump:
         return self.requests.open(start, end)
 
     async def pump(
-        self, response: Response, cursor: Cursor, end: int, chunks: ChunkedDownload | None
+        self, response: Response, cursor: Cursor, chunks: ChunkedDownload | None
     ) -> None:
-        """Copy the body into the partial from ``cursor.pos`` up to ``end``.
+        """Copy the body into the partial from ``cursor.pos`` up to ``cursor.end``.
 
         Bytes are written in blocks of up to READ_CHUNK; whatever arrived before a
-        break or a cancellation is written too, so it is never fetched again.
+        break or a cancellation is written too, so it is never fetched again. The end
+        is read before every read: a chunk split meanwhile stops at its new end.
         """
-        buffer = Block(min(READ_CHUNK, end - cursor.pos))
+        buffer = Block(min(READ_CHUNK, cursor.end - cursor.pos))
         speed = SpeedWatch(self.fetcher.options.low_speed, f"blob {self.digest.short}")
         try:
             with speed:  # too slow: a NetworkError, so a broken body
-                while cursor.pos + len(buffer) < end:
+                while cursor.pos + len(buffer) < cursor.end:
                     # No read larger than the transport's buffer: aiohttp lets a response
                     # buffer twice the largest read asked of it. The block never outgrows
                     # READ_CHUNK.
-                    want = min(READ_BUFFER_BYTES, buffer.room(), end - cursor.pos - len(buffer))
+                    want = min(
+                        READ_BUFFER_BYTES, buffer.room(), cursor.end - cursor.pos - len(buffer)
+                    )
                     chunk = await response.read_chunk(want)
                     if not chunk:
                         break
@@ -169,11 +172,11 @@ class BodyPump:
             raise
         finally:
             self._in_flight -= len(buffer)  # a block that could not be written is dropped
-        if cursor.pos < end:
+        if cursor.pos < cursor.end:
             raise BodyBroken(
                 NetworkError(
                     f"blob {self.digest.short}: the body ended at byte {cursor.pos} "
-                    f"instead of {end}"
+                    f"instead of {cursor.end}"
                 )
             )
 

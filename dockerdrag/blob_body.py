@@ -17,11 +17,16 @@ class BodyBroken(Exception):
         self.error = error
 
 
-@dataclass
+@dataclass(eq=False)
 class Cursor:
-    """The next offset one stream writes to."""
+    """The next offset one stream writes to, and the offset where it stops (exclusive).
+
+    ``end`` may move down while the body is read: :mod:`chunk_split` gives the second
+    half of a straggling chunk to another connection.
+    """
 
     pos: int
+    end: int
 
 
 class Block:

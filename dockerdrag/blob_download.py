@@ -83,6 +83,7 @@ class BlobDownload:
                 concurrency=self.fetcher.concurrency,
                 chunk_size=self.fetcher.options.chunk_size,
                 save_every=self.fetcher.options.ranges_save_every,
+                split_min=self.fetcher.options.split_min_bytes,
             )
             try:
                 await chunks.run()
@@ -97,9 +98,9 @@ class BlobDownload:
         """Fetch the rest of the blob front to back, reconnecting where it broke."""
         await self.bodies.disk(self.partial.keep_prefix)
         self.bodies.announce_resume()
-        cursor = Cursor(self.partial.hashed)
+        cursor = Cursor(self.partial.hashed, self.size)
         budget = Reconnects(self.fetcher.retry, cursor.pos)
-        while cursor.pos < self.size:
+        while cursor.pos < cursor.end:
             try:
                 async with self.fetcher.limiter:
                     await self._stream_once(cursor)
@@ -119,7 +120,7 @@ class BlobDownload:
                 log.info("blob %s: the registry ignored Range; starting over", self.digest.short)
                 await self._start_over(cursor)
             self.bodies.emit(LayerPhase.DOWNLOADING)
-            await self.bodies.pump(response, cursor, self.size, None)
+            await self.bodies.pump(response, cursor, None)
 
     async def _start_over(self, cursor: Cursor) -> None:
         """Without ranges: throw the bytes on disk away and stream the whole blob from 0."""

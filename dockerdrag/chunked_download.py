@@ -2,10 +2,12 @@
 
 The missing ranges are cut into chunks of ``TransferOptions.chunk_size`` and planned
 lazily, as they are taken, by at most ``concurrency`` tasks; each chunk is written at
-its offset. The written ranges are saved in the sidecar every
-``TransferOptions.ranges_save_every`` bytes (from a disk thread, one save at a time) and
-when a body ends, breaks or is cancelled; the contiguous prefix is hashed in order (read
-back from disk) as it grows.
+its offset. Once no chunk is left to start, a task waits for a connection and takes the
+second half of the chunk with the most bytes still to come (:mod:`chunk_split`), as
+long as one has at least twice ``TransferOptions.split_min_bytes`` left. The written
+ranges are saved in the sidecar every ``TransferOptions.ranges_save_every`` bytes (from
+a disk thread, one save at a time) and when a body ends, breaks or is cancelled; the
+contiguous prefix is hashed in order (read back from disk) as it grows.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import anyio
 import anyio.abc
 
 from .blob_body import BodyBroken, Cursor, Reconnects
+from .chunk_split import OpenChunks
 from .digest import Digest
 from .errors import leaf_error
 from .events import LayerPhase
@@ -44,9 +47,9 @@ class ChunkSource(Protocol):
         """Ask for bytes ``[start, end)``; the response and the byte range its body holds."""
 
     async def pump(
-        self, response: Response, cursor: Cursor, end: int, chunks: ChunkedDownload | None
+        self, response: Response, cursor: Cursor, chunks: ChunkedDownload | None
     ) -> None:
-        """Copy the body into the partial from ``cursor.pos`` up to ``end``."""
+        """Copy the body into the partial from ``cursor.pos`` up to ``cursor.end``."""
 
     def emit(self, phase: LayerPhase) -> None:
         """Report the blob's progress."""
@@ -69,6 +72,7 @@ class ChunkedDownload:
         concurrency: int,
         chunk_size: int,
         save_every: int,
+        split_min: int,
     ) -> None:
         self._blob = blob
         self._store = store
@@ -78,6 +82,7 @@ class ChunkedDownload:
         self._concurrency = concurrency
         self._chunk_size = chunk_size
         self._save_every = save_every
+        self._open = OpenChunks(split_min)
         self._hashing = False
         self._unsaved_bytes = 0  # written by chunks since the ranges sidecar was saved
         self._save_pending = False  # a background save of the sidecar is on its way
@@ -162,35 +167,66 @@ class ChunkedDownload:
         announce: anyio.Event | None,
     ) -> None:
         """Fetch ``first`` (announcing that ranges work), then chunks from ``jobs`` until none
-        is left (after ``wait_for``)."""
+        is left (after ``wait_for``), then halves of the chunks that straggle."""
         if first is not None:
-            await self._chunk(first, announce)
+            await self._chunk(Cursor(*first), announce)
         if wait_for is not None:
             await wait_for.wait()
-        for job in jobs:  # one plan shared by every task: each chunk is taken once
-            await self._chunk(job, None)
+        for start, end in jobs:  # one plan shared by every task: each chunk is taken once
+            await self._chunk(Cursor(start, end), None)
+        while True:
+            # A connection first, then the split: the half taken is fetched at once.
+            await self._limiter.acquire()
+            rest = self._open.split()
+            if rest is None:
+                self._limiter.release()
+                return
+            log.debug(
+                "blob %s: bytes %d-%d split off a straggling chunk",
+                self._blob.digest.short,
+                rest.pos,
+                rest.end,
+            )
+            await self._chunk(rest, None, connected=True)
 
-    async def _chunk(self, job: tuple[int, int], announce: anyio.Event | None) -> None:
-        """Fetch bytes ``[start, end)``; set ``announce`` once the registry honoured the range."""
-        start, end = job
-        blob = self._blob
-        cursor = Cursor(start)
-        budget = Reconnects(self._retry, start)
-        while cursor.pos < end:
+    async def _chunk(
+        self, cursor: Cursor, announce: anyio.Event | None, *, connected: bool = False
+    ) -> None:
+        """Fetch bytes ``[cursor.pos, cursor.end)``; set ``announce`` once the registry
+        honoured the range. ``connected``: the caller holds a connection token for the
+        first request (and it is released with that request)."""
+        budget = Reconnects(self._retry, cursor.pos)
+        while cursor.pos < cursor.end:
             try:
-                async with self._limiter, blob.open(cursor.pos, end) as (response, body):
-                    if body != range(cursor.pos, end):
-                        raise RangeUnusable("the registry ignored Range")
-                    if announce is not None:
-                        announce.set()
-                    blob.emit(LayerPhase.DOWNLOADING)
-                    await blob.pump(response, cursor, end, self)
+                await self._request(cursor, announce, connected)
             except BodyBroken as broken:
                 delay = budget.delay_after(cursor.pos, broken.error)
                 log.info(
-                    "blob %s: %s; reconnecting at byte %d", blob.digest.short, broken, cursor.pos
+                    "blob %s: %s; reconnecting at byte %d",
+                    self._blob.digest.short,
+                    broken,
+                    cursor.pos,
                 )
                 await anyio.sleep(delay)
+            connected = False
+
+    async def _request(self, cursor: Cursor, announce: anyio.Event | None, connected: bool) -> None:
+        """One request for the rest of the chunk, on a connection token held until it ends."""
+        blob = self._blob
+        if not connected:
+            await self._limiter.acquire()
+        try:
+            asked = range(cursor.pos, cursor.end)  # the end may move while the request is sent
+            async with blob.open(asked.start, asked.stop) as (response, body):
+                if body != asked:
+                    raise RangeUnusable("the registry ignored Range")
+                if announce is not None:
+                    announce.set()
+                blob.emit(LayerPhase.DOWNLOADING)
+                with self._open.receiving(cursor):
+                    await blob.pump(response, cursor, self)
+        finally:
+            self._limiter.release()
 
     async def _advance_hash(self) -> None:
         """Hash the contiguous prefix as far as it reaches (one hasher at a time)."""

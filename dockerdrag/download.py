@@ -12,7 +12,8 @@ How one blob is fetched (:meth:`BlobFetcher.fetch`):
   verified locally, without a request.
 * Blobs up to ``TransferOptions.chunk_threshold`` bytes are streamed front to
   back into ``<hex>.partial`` and hashed as they are written. Larger blobs are
-  fetched as ranged chunks in parallel, written at their offsets; the written
+  fetched as ranged chunks in parallel, written at their offsets (once none is left
+  to start, an idle connection takes the second half of a straggling chunk); the written
   ranges are recorded in the sidecar every ``TransferOptions.ranges_save_every``
   bytes and when
   a body ends or breaks, and the contiguous prefix is hashed in order (read back
@@ -44,15 +45,15 @@ How one blob is fetched (:meth:`BlobFetcher.fetch`):
 
 Connections: each blob request, whole-blob stream or chunk, holds one token of
 the fetcher's :class:`anyio.CapacityLimiter` while it is open, so layers and
-chunks share the limit. The limit starts at ``INITIAL_CONNECTIONS`` and grows
-towards ``concurrency`` only while requests wait and the open connections are
-slow (:func:`next_connection_limit`): a fast link keeps few buffers in memory, a
-link that caps each connection gets as many as it takes. No token is held while
-waiting for a lock, for other chunks, or between reconnects, so the fan-out
-cannot deadlock. Files: a blob opens its lock and partial files only once it
-holds one of ``OPEN_BLOBS_PER_CONNECTION * concurrency`` places (taken before the
-lock, never while holding a connection), so the descriptors of a pull stay
-bounded however many layers it has.
+chunks share the limit. The limit starts at ``INITIAL_CONNECTIONS`` and doubles
+towards ``concurrency`` while requests wait and the open connections are slow
+(:func:`next_connection_limit`, two looks in a row): a fast link keeps few buffers
+in memory, a link that caps each connection gets as many as it takes within a few
+looks. No token is held while waiting for a lock, for other chunks, or between
+reconnects, so the fan-out cannot deadlock. Files: a blob opens its lock and partial
+files only once it holds one of ``OPEN_BLOBS_PER_CONNECTION * concurrency`` places
+(taken before the lock, never while holding a connection), so the descriptors of a
+pull stay bounded however many layers it has.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ log = logging.getLogger("dockerdrag")
 DISK_THREADS = 2
 INITIAL_CONNECTIONS = 4
 """Blob connections a pull starts with; more are opened only while connections are slow."""
-GROWTH_STEP = 4
+GROWTH_FACTOR = 2
 OPEN_BLOBS_PER_CONNECTION = 2
 """Blobs with files open (lock, partial) at once, per connection of ``concurrency``.
 
@@ -96,17 +97,17 @@ def next_connection_limit(
 ) -> int:
     """The connection limit after one look at the traffic of the last ``seconds``.
 
-    It grows by ``GROWTH_STEP`` (to at most ``ceiling``) when requests are waiting
+    It doubles (``GROWTH_FACTOR``, to at most ``ceiling``) when requests are waiting
     for a connection and the busy ones carried less than ``slow_rate`` bytes per
-    second each: a far registry, or a CDN or proxy
-    that caps each connection. On a fast link a few connections already carry
-    what the client can take, and each more one only costs memory.
+    second each: a far registry, or a CDN or proxy that caps each connection, where
+    each more connection adds its share. On a fast link a few connections already
+    carry what the client can take, and each more one only costs memory.
     """
     if limit >= ceiling or waiting <= 0 or seconds <= 0:
         return min(limit, ceiling)
     if received / seconds / limit >= slow_rate:
         return limit
-    return min(ceiling, limit + GROWTH_STEP)
+    return min(ceiling, limit * GROWTH_FACTOR)
 
 
 DEFAULT_CONCURRENCY = 16

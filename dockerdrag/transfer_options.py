@@ -37,8 +37,13 @@ class TransferOptions:
     slow_connection_rate: float = 32e6
     """Bytes per second per connection below which more connections are worth their memory
     (~0.5 MB each): the connection limit grows only while connections are this slow."""
-    growth_check_seconds: float = 0.25
+    growth_check_seconds: float = 0.1
     """How often (seconds) the connection limit looks at the traffic to decide whether to grow."""
+    split_min_bytes: int = 2 << 20
+    """The least bytes each half of a split chunk gets: once no chunk of a blob is left to
+    start, an idle connection takes the second half of the chunk with the most bytes to
+    come, if it has at least twice this many left. At least 1 MiB (more than a body's
+    block buffer holds, so a split never cuts bytes already received)."""
 
     def __post_init__(self) -> None:
         if self.chunk_size < 1 or self.chunk_threshold < 0:
@@ -47,3 +52,5 @@ class TransferOptions:
             raise ValueError("max_blob_size must be non-negative")
         if self.ranges_save_every < 1 or self.growth_check_seconds <= 0:
             raise ValueError("ranges_save_every and growth_check_seconds must be positive")
+        if self.split_min_bytes < 1 << 20:
+            raise ValueError("split_min_bytes must be at least 1 MiB")

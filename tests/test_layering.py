@@ -13,6 +13,7 @@ LAYERS: list[set[str]] = [
     {"digest", "platform", "direct_io", "retry", "credentials", "blob_lock", "conventions"},
     {"gojson", "direct_regions", "low_speed", "tls_proxy", "range_checks", "blob_body"},
     {"reference", "manifest", "tarwriter", "tarstream", "events", "tokens", "transfer_options"},
+    {"chunk_split"},
     {"auth", "store", "layers", "image_list", "oci_layout"},
     {"cache_use", "blob_copy", "partial_blob", "oci_documents"},
     {"transport", "archive_scan", "lockfile", "outputs", "client_credentials", "eventloop"},

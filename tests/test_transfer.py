@@ -37,7 +37,7 @@ from dockerdrag import (
     RetryPolicy,
 )
 from dockerdrag.download import (
-    GROWTH_STEP,
+    GROWTH_FACTOR,
     INITIAL_CONNECTIONS,
     TransferOptions,
     next_connection_limit,
@@ -613,7 +613,8 @@ def test_next_connection_limit_grows_only_for_slow_saturated_connections() -> No
     slow = int(rate * 4 * 0.25 / 2)  # half the rate, 4 connections
     fast = int(rate * 4 * 0.25 * 2)
     grow = functools.partial(next_connection_limit, slow_rate=rate)
-    assert grow(4, 16, waiting=3, received=slow, seconds=0.25) == 4 + GROWTH_STEP
+    assert grow(4, 16, waiting=3, received=slow, seconds=0.25) == 4 * GROWTH_FACTOR
+    assert grow(8, 16, waiting=3, received=slow * 2, seconds=0.25) == 16  # doubles again
     assert grow(4, 16, waiting=3, received=fast, seconds=0.25) == 4  # the link is fast
     assert grow(4, 16, waiting=0, received=slow, seconds=0.25) == 4  # nothing waits
     assert grow(4, 6, waiting=3, received=slow, seconds=0.25) == 6  # never past the ceiling

@@ -575,6 +575,7 @@ class RecordedRequest:
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     bytes_sent: int = 0
     request_bytes: int = 0  # request body bytes read (and forwarded, unless dropped)
+    client_port: int | None = None  # the client's port: one per TCP connection
     aborted: bool = False
     done: bool = False
 
@@ -615,6 +616,11 @@ class _Origin:
 async def _iter_bytes(data: bytes, size: int) -> AsyncGenerator[bytes, None]:
     for i in range(0, len(data), size):
         yield data[i : i + size]
+
+
+def _client_port(request: web.Request) -> int | None:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return int(peer[1]) if isinstance(peer, tuple) and len(peer) >= 2 else None
 
 
 class _UpstreamBroke(Exception):
@@ -733,6 +739,10 @@ class FaultProxy(ThreadedServer):
             and (method is None or r.method.upper() == method.upper())
         ]
 
+    def connections(self, path_regex: str | None = None) -> int:
+        """How many TCP connections carried the requests whose path matches ``path_regex``."""
+        return len({r.client_port for r in self.requests_for(path_regex)})
+
     def bytes_served(self, path_regex: str | None = None) -> int:
         """Body bytes handed to clients, for requests whose path matches ``path_regex``."""
         return sum(r.bytes_sent for r in self.requests_for(path_regex))
@@ -804,6 +814,7 @@ class FaultProxy(ThreadedServer):
             headers=list(request.headers.items()),
             range_requested="Range" in request.headers,
             faults=faults,
+            client_port=_client_port(request),
         )
         with self._lock:
             self._records.append(rec)

@@ -1,0 +1,164 @@
+"""A slow link filled: the connection ramp and the split of straggling chunks.
+
+Every pull goes through a :class:`FaultProxy` in front of the real ``docker-registry``;
+connections are counted there (the client ports that carried blob requests), and a
+straggling chunk is made with a stall on its body. No timings are asserted.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import anyio
+import pytest
+
+from dockerdrag import Puller, RetryPolicy
+from dockerdrag.download import INITIAL_CONNECTIONS, TransferOptions
+from dockerdrag.events import LayerPhase, LayerProgress, ProgressEvent
+from dockerdrag.pull import PullResult
+from tests.support.archive_check import read_docker_archive
+from tests.support.fault_proxy import FaultProxy, stall, throttle
+from tests.support.images import BuiltLayer, PushedImage, layer, push_image
+from tests.support.registry_server import RegistryServer
+
+pytestmark = pytest.mark.anyio
+
+MIB = 1 << 20
+LAYER_SIZE = 3_000_000
+FAST = RetryPolicy(base_delay=0.01, max_delay=0.05)
+# Two chunks: [0, 2 MiB) and the rest; a straggling first chunk has 2 MiB left, twice the
+# least half, so it is split once, at 1 MiB.
+SPLITTING = TransferOptions(
+    chunk_threshold=MIB, chunk_size=2 * MIB, small_blob=0, split_min_bytes=MIB
+)
+# Many small chunks (never split): one request per chunk, enough to keep 16 connections busy.
+MANY_CHUNKS = TransferOptions(chunk_threshold=MIB, chunk_size=128 << 10, small_blob=0)
+
+_pushed: dict[str, PushedImage] = {}
+
+
+@pytest.fixture
+def image(registry: RegistryServer) -> PushedImage:
+    if registry.url not in _pushed:
+        data = random.Random(18).randbytes(LAYER_SIZE)
+        _pushed[registry.url] = push_image(
+            registry, "speed/app", "v1", [layer({"data.bin": data}, compression="none")]
+        )
+    return _pushed[registry.url]
+
+
+@pytest.fixture
+def proxy(registry: RegistryServer) -> Iterator[FaultProxy]:
+    with FaultProxy(registry.url) as fault_proxy:
+        yield fault_proxy
+
+
+def blob_re(data: BuiltLayer) -> str:
+    return rf"/blobs/{data.digest}$"
+
+
+async def pull(
+    proxy: FaultProxy,
+    image: PushedImage,
+    cache: Path,
+    transfer: TransferOptions,
+    *,
+    concurrency: int = 3,
+    progress: Callable[[ProgressEvent], None] | None = None,
+) -> PullResult:
+    async with Puller(
+        insecure=[proxy.host],
+        cache_dir=cache,
+        use_docker_config=False,
+        retry=FAST,
+        transfer=transfer,
+        concurrency=concurrency,
+        progress=progress,
+    ) as puller:
+        reference = f"{proxy.host}/{image.repo}:{image.tag}"
+        result = await puller.pull(reference, output=cache.parent / f"{cache.name}.tar")
+    (loaded,) = read_docker_archive(result.output)
+    assert loaded.diff_ids == image.diff_ids  # every layer verified and written
+    return result
+
+
+def ranges_asked(proxy: FaultProxy, data: BuiltLayer) -> list[str | None]:
+    proxy.wait_idle()
+    return [r.header("Range") for r in proxy.requests_for(blob_re(data))]
+
+
+# -- the split of a straggling chunk ------------------------------------------------------
+
+
+async def test_an_idle_connection_takes_the_second_half_of_a_straggling_chunk(
+    proxy: FaultProxy, image: PushedImage, tmp_path: Path
+) -> None:
+    """The first chunk stalls; once the other chunk is done, its connection asks for the
+    second half of the first one, and the blob still verifies."""
+    (data,) = image.layers
+    proxy.add(stall(2.0), path=blob_re(data))  # the first request: the first chunk
+    with anyio.fail_after(30):
+        await pull(proxy, image, tmp_path / "c", SPLITTING)
+    asked = ranges_asked(proxy, data)
+    assert asked[0] == f"bytes=0-{2 * MIB - 1}"
+    assert f"bytes={2 * MIB}-" in asked  # the rest of the blob
+    assert f"bytes={MIB}-{2 * MIB - 1}" in asked  # the split-off half
+    assert len(asked) == 3  # 1 MiB left of the straggler is not worth splitting again
+
+
+async def test_a_pull_stopped_after_a_split_resumes_only_what_is_missing(
+    proxy: FaultProxy, image: PushedImage, tmp_path: Path
+) -> None:
+    """The ranges sidecar records the split-off half and the other chunk, not the
+    straggler's unfetched bytes: the next run asks for exactly those."""
+    (data,) = image.layers
+    cache = tmp_path / "c"
+    proxy.add(stall(60.0), path=blob_re(data))  # the straggler never gets anywhere
+    with anyio.CancelScope() as scope:
+
+        def cancel_when_the_rest_is_in(event: ProgressEvent) -> None:
+            if (
+                isinstance(event, LayerProgress)
+                and event.phase is LayerPhase.DOWNLOADING
+                and event.done >= data.size - MIB
+            ):
+                scope.cancel()
+
+        with anyio.fail_after(30):
+            await pull(proxy, image, cache, SPLITTING, progress=cancel_when_the_rest_is_in)
+    assert scope.cancelled_caught
+    assert f"bytes={MIB}-{2 * MIB - 1}" in ranges_asked(proxy, data)
+    proxy.reset()
+    await pull(proxy, image, cache, SPLITTING)
+    assert ranges_asked(proxy, data) == [f"bytes=0-{MIB - 1}"]
+    assert proxy.bytes_served(blob_re(data)) == MIB
+
+
+def test_split_min_bytes_is_at_least_a_mebibyte() -> None:
+    with pytest.raises(ValueError, match="split_min_bytes"):
+        TransferOptions(split_min_bytes=MIB - 1)
+
+
+# -- the connection ramp --------------------------------------------------------------------
+
+
+async def test_a_slow_link_gets_more_connections_than_a_fast_one(
+    proxy: FaultProxy, image: PushedImage, tmp_path: Path
+) -> None:
+    """Every body paced (a CDN capping each connection): the limit doubles up to the
+    ceiling. The same pull where every rate counts as fast keeps the initial connections.
+    Connections are counted at the proxy: the client ports that carried blob requests."""
+    (data,) = image.layers
+    fast = replace(MANY_CHUNKS, slow_connection_rate=0.0)
+    await pull(proxy, image, tmp_path / "fast", fast, concurrency=16)
+    fast_connections = proxy.connections(r"/blobs/")
+    proxy.reset()
+    proxy.add(throttle(250_000), path=blob_re(data), times=None)
+    with anyio.fail_after(60):
+        await pull(proxy, image, tmp_path / "slow", MANY_CHUNKS, concurrency=16)
+    slow_connections = proxy.connections(r"/blobs/")
+    assert fast_connections <= INITIAL_CONNECTIONS
+    assert slow_connections >= 2 * INITIAL_CONNECTIONS
