@@ -22,6 +22,7 @@ from .blob_body import Block, BodyBroken, Cursor
 from .chunked_download import ChunkedDownload
 from .errors import NetworkError
 from .events import LayerPhase
+from .http_session import READ_BUFFER_BYTES
 from .low_speed import SpeedWatch
 from .manifest import Descriptor
 from .partial_blob import READ_CHUNK, PartialBlob
@@ -30,7 +31,7 @@ from .reference import Reference
 from .registry import RegistryClient
 from .retry import RetryPolicy
 from .transfer_options import TransferOptions
-from .transport import READ_BUFFER_BYTES, Response
+from .transport import Response
 
 log = logging.getLogger("dockerdrag")
 T = TypeVar("T")
@@ -144,7 +145,7 @@ class BodyPump:
         try:
             with speed:  # too slow: a NetworkError, so a broken body
                 while cursor.pos + len(buffer) < cursor.end:
-                    # No read larger than the transport's buffer: aiohttp lets a response
+                    # No read larger than the session's buffer: aiohttp lets a response
                     # buffer twice the largest read asked of it. The block never outgrows
                     # READ_CHUNK.
                     want = min(

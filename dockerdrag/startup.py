@@ -5,7 +5,7 @@ Measured on the benchmark machine (2 cores), per run:
 
 * aiohttp builds two TLS contexts when it is imported, and each loads the system
   CA bundle (about 27 ms each). dockerdrag never uses them: every request passes
-  the context :meth:`~dockerdrag.transport.Transport.ssl_for` built for its host
+  the context :meth:`~dockerdrag.tls_proxy.TLSSettings.for_host` built for its host
   (verified, with the system CAs and certs.d) or ``False`` for a registry named
   insecure. So this process imports aiohttp with CA loading skipped. Its two
   contexts then trust no CA at all: anything that reached them by mistake would

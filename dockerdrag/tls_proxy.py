@@ -1,4 +1,4 @@
-"""TLS contexts and proxies for registry connections (the set-up :mod:`transport` uses).
+"""TLS contexts and proxies for registry connections (the set-up :mod:`http_session` uses).
 
 * :class:`TLSSettings`: whether a registry is insecure (no TLS verification, plain HTTP
   allowed), and each verified host's context: the system store (OpenSSL's with
@@ -86,6 +86,13 @@ class TLSSettings:
                     f"cannot load the CA certificate {self._ca_cert}: {describe_exception(exc)}"
                 ) from exc
         return context
+
+    def fallback(self) -> ssl.SSLContext | bool:
+        """The setting of a connection that names none: ``True`` (aiohttp's own verifying
+        context, built when it is imported: no third context loads the CAs at start-up),
+        or with ``ca_cert`` the context every host without certs.d shares, built now so a
+        bad file fails before any request."""
+        return self.default_context() if self._ca_cert is not None else True
 
 
 class Proxies:

@@ -3,11 +3,11 @@
 A token request goes to the realm a registry's challenge named. Basic
 credentials and identity tokens go only to an https realm, or an http one the
 user named insecure; otherwise the token is asked for anonymously (and a refusal
-says why). The HTTP itself goes through a :class:`TokenClient` (the transport),
-which owns TLS, proxies and error mapping. A token is kept for its
-``expires_in`` clamped to ``[TOKEN_MIN_LIFETIME, TOKEN_MAX_LIFETIME]`` seconds
-(a missing, negative or non-finite lifetime counts as the minimum, as Docker
-does).
+says why). The HTTP itself goes through a :class:`TokenClient` (the transport's
+:class:`~dockerdrag.http_session.HttpSession`), which owns TLS, proxies and error
+mapping. A token is kept for its ``expires_in`` clamped to
+``[TOKEN_MIN_LIFETIME, TOKEN_MAX_LIFETIME]`` seconds (a missing, negative or
+non-finite lifetime counts as the minimum, as Docker does).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class TokenReply:
 
 
 class TokenClient(Protocol):
-    """The HTTP a token fetch needs; :class:`~dockerdrag.transport.Transport` has it.
+    """The HTTP a token fetch needs; :class:`~dockerdrag.http_session.HttpSession` has it.
 
     ``token_request`` raises :class:`~dockerdrag.errors.NetworkError` (or ``TLSError``)
     when the token server cannot be reached; any HTTP status is returned.

@@ -1,8 +1,11 @@
 """HTTP for registries: one aiohttp session, TLS, auth injection, redirects, retries.
 
-This is the only module that touches aiohttp (it also sends :mod:`tokens`' token
-requests); every aiohttp/OSError exception is mapped to :mod:`errors` here. Which
-``Authorization`` a request carries, and what a 401 means, :mod:`auth` decides.
+:class:`Transport` sends every request dockerdrag makes to a registry (and :mod:`tokens`'
+token requests). Its modules, one job each: :mod:`http_session` (the session's set-up),
+:mod:`redirects` (following them, and where credentials may go), :mod:`request_retries`
+(the retry loop), :mod:`http_failures` (every aiohttp/OSError exception and error status
+mapped to :mod:`errors`); only these use aiohttp. Which ``Authorization`` a request
+carries, and what a 401 means, :mod:`auth` decides.
 
 Rules it enforces:
 
@@ -28,51 +31,29 @@ Rules it enforces:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import socket
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import SplitResult, urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
-import yarl
 
 from .auth import RegistryAuth
 from .conventions import docker_certs_d_dirs
 from .credentials import Credentials
-from .errors import (
-    AuthenticationError,
-    DockerDragError,
-    NetworkError,
-    NotFoundError,
-    RegistryError,
-    Remedy,
-    Setting,
-    TLSError,
-)
+from .errors import NetworkError, NotFoundError, RegistryError, Remedy, Setting
 from .events import RequestRetry
-from .human_units import address
-from .retry import (
-    RETRY_STATUSES,
-    RetriesExhausted,
-    RetryPolicy,
-    Unreachable,
-    parse_retry_after,
-)
-from .safe_text import escape
-from .tls_proxy import Proxies, TLSSettings, describe_exception, proxy_host
-from .tokens import MAX_TOKEN_BODY, TokenReply
+from .http_failures import status_error
+from .http_session import HttpSession
+from .redirects import follow_redirects, redact_url, refuse_foreign_challenge
+from .request_retries import retried
+from .retry import RetryPolicy
+from .tls_proxy import TLSSettings, describe_exception
 
 log = logging.getLogger("dockerdrag")
-
-MAX_REDIRECTS = 10
-MAX_ERROR_BODY = 1 << 20
-READ_BUFFER_BYTES = 1 << 16  # aiohttp read_bufsize; blob bodies are never read in larger steps
-USER_AGENT = "dockerdrag/0.1"
 
 RequestBody = Callable[[], bytes | AsyncIterable[bytes]]
 """Makes a request body, afresh for each time the request is sent (retries, challenges)."""
@@ -90,12 +71,6 @@ class TransportConfig:
     connect_timeout: float = 30.0
     read_timeout: float = 60.0
     certs_d_dirs: tuple[Path, ...] = field(default_factory=lambda: docker_certs_d_dirs())
-
-
-def redact_url(url: str) -> str:
-    """A URL without its query string (signed CDN URLs carry secrets there)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}" + ("?…" if parts.query else "")
 
 
 class Response:
@@ -132,7 +107,8 @@ class Response:
 
 
 class Transport:
-    """An aiohttp session plus per-registry auth; use as an async context manager.
+    """Registry requests over an :class:`~dockerdrag.http_session.HttpSession`, with each
+    registry's auth; use as an async context manager.
 
     ``on_retry``, if set, hears of every request about to be retried.
     """
@@ -140,70 +116,41 @@ class Transport:
     def __init__(self, config: TransportConfig | None = None) -> None:
         self.config = config or TransportConfig()
         self.on_retry: Callable[[RequestRetry], None] | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self.http = HttpSession(
+            TLSSettings(
+                self.config.insecure_registries, self.config.ca_cert, self.config.certs_d_dirs
+            )
+        )
         self._auth: dict[str, RegistryAuth] = {}
         self._schemes: dict[str, str] = {}
         self._scheme_locks: dict[str, anyio.Lock] = {}
-        self._tls = TLSSettings(
-            self.config.insecure_registries, self.config.ca_cert, self.config.certs_d_dirs
-        )
-        self._proxies = Proxies()
 
     async def __aenter__(self) -> Transport:
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=self.config.connect_timeout,
-            sock_connect=self.config.connect_timeout,
-            sock_read=self.config.read_timeout,
-        )
-        self._session = aiohttp.ClientSession(
-            timeout=timeout,
-            trust_env=False,  # no ~/.netrc credentials; proxies come from proxy_for()
-            cookie_jar=aiohttp.DummyCookieJar(),  # cookies ignore ports: never carry them
-            auto_decompress=False,
-            # aiohttp buffers up to twice this per response (its default: 256 KiB, so
-            # 512 KiB a connection); blob bodies are read in 64 KiB steps anyway.
-            read_bufsize=READ_BUFFER_BYTES,
-            headers={"User-Agent": USER_AGENT},
-            # Every request passes its own ``ssl_for(host)``; the connector's default is
-            # aiohttp's verifying context (built at its import), unless --ca-cert is to be
-            # checked now: then it is the context every host without certs.d shares.
-            connector=aiohttp.TCPConnector(
-                limit=0,
-                ssl=self._tls.default_context() if self.config.ca_cert is not None else True,
-            ),
+        self.http.open(
+            connect_timeout=self.config.connect_timeout, read_timeout=self.config.read_timeout
         )
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._session is not None:
-            with anyio.CancelScope(shield=True):
-                await self._session.close()
-            self._session = None
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        """The underlying session (open only inside ``async with``)."""
-        if self._session is None:
-            raise RuntimeError("Transport is not open; use 'async with Transport(...)'")
-        return self._session
+        await self.http.close()
 
     # ------------------------------------------------------------------ TLS and schemes
 
     def is_insecure(self, host: str) -> bool:
         """True if the user named ``host`` (host:port or host) as an insecure registry."""
-        return self._tls.is_insecure(host)
+        return self.http.tls.is_insecure(host)
 
     def ssl_for(self, host: str) -> ssl.SSLContext | bool:
         """The TLS settings for ``host``: verified (with certs.d CAs), or off if insecure."""
-        return self._tls.for_host(host)
+        return self.http.tls.for_host(host)
 
     def proxy_for(self, url: str) -> str | None:
         """The proxy for ``url`` (environment, else the OS's settings), or None."""
-        return self._proxies.for_url(url)
+        return self.http.proxies.for_url(url)
 
     async def scheme_for(self, host: str) -> str:
-        """``https``, or for insecure registries whichever of https/http the server speaks.
+        """``https``, or for insecure registries whichever of https/http the server speaks
+        (like dockerd: https, unverified, if it speaks TLS), asked once per host.
 
         A registry not named insecure is only ever reached over https: there is no
         fallback to plain HTTP.
@@ -212,27 +159,14 @@ class Transport:
             return "https"
         if host in self._schemes:
             return self._schemes[host]
-        lock = self._scheme_locks.setdefault(host, anyio.Lock())
-        async with lock:
+        async with self._scheme_locks.setdefault(host, anyio.Lock()):
             if host not in self._schemes:
-                self._schemes[host] = await self._probe_scheme(host)
+                if await self.http.speaks_tls(host):
+                    self._schemes[host] = "https"
+                else:
+                    log.debug("insecure registry %s does not speak TLS; using plain http", host)
+                    self._schemes[host] = "http"
         return self._schemes[host]
-
-    async def _probe_scheme(self, host: str) -> str:
-        """Like dockerd for an insecure registry: https (unverified) if it speaks TLS, else http."""
-        url = f"https://{host}/v2/"
-        proxy, proxy_headers = self._proxies.options(url)
-        try:
-            async with self.session.get(
-                url, ssl=False, allow_redirects=False, proxy=proxy, proxy_headers=proxy_headers
-            ) as response:
-                await response.read()
-            return "https"
-        except (aiohttp.ClientSSLError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
-            log.debug("insecure registry %s does not speak TLS; using plain http", host)
-            return "http"
-        except (aiohttp.ClientError, TimeoutError):
-            return "https"
 
     # ------------------------------------------------------------------ auth
 
@@ -248,37 +182,6 @@ class Transport:
                 retry=self.config.retry,
             )
         return self._auth[host]
-
-    async def token_request(
-        self,
-        method: str,
-        url: str,
-        *,
-        query: Sequence[tuple[str, str]],
-        headers: Mapping[str, str],
-        form: Mapping[str, str] | None,
-    ) -> TokenReply:
-        """One request to a token realm (the :class:`~dockerdrag.auth.TokenClient` side)."""
-        host = urlsplit(url).netloc
-        proxy, proxy_headers = self._proxies.options(url)
-        log.debug("%s %s", method, redact_url(url))
-        try:
-            async with self.session.request(
-                method,
-                url,
-                params=list(query) or None,
-                data=dict(form) if form is not None else None,
-                headers=dict(headers),
-                allow_redirects=False,
-                ssl=self.ssl_for(host),
-                proxy=proxy,
-                proxy_headers=proxy_headers,
-            ) as raw:
-                body = await _read_capped(raw, MAX_TOKEN_BODY + 1)
-                retry_after = parse_retry_after(raw.headers.get("Retry-After"))
-                return TokenReply(raw.status, body, retry_after)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise _connection_error(exc, url, "a token", proxy) from exc
 
     # ------------------------------------------------------------------ requests
 
@@ -307,98 +210,35 @@ class Transport:
         each send; ``attempts`` overrides the retry policy's (1: never resent, for a
         request whose effect the caller must check before sending it again).
         """
-        retry = self.config.retry
-        attempt = 0
-        max_attempts = attempts or retry.attempts
-        while True:
-            async with contextlib.AsyncExitStack() as stack:
-                try:
-                    if foreign_url is not None:
-                        sending = self._anonymous(foreign_url, dict(headers or {}), what, method)
-                    else:
-                        sending = self._authorised(
-                            host,
-                            path,
-                            what=what,
-                            scope=scope,
-                            headers=headers or {},
-                            method=method,
-                            body=body,
-                        )
-                    raw = await stack.enter_async_context(sending)
-                except (TLSError, RetriesExhausted):
-                    raise
-                except Unreachable as exc:
-                    if not exc.worth_retrying or attempt + 1 >= max_attempts:
-                        if attempt == 0:
-                            raise
-                        raise NetworkError(f"{exc} (tried {attempt + 1} times)") from exc
-                    delay = retry.delay(attempt, None)
-                    if exc.refused:
-                        delay = min(delay, retry.refused_max_delay)
-                    self._announce_retry(exc.host, exc.port, what, exc.cause, attempt, delay)
-                except NetworkError as exc:
-                    if attempt + 1 >= max_attempts:
-                        raise
-                    delay = retry.delay(attempt, None)
-                    target = urlsplit(foreign_url or f"//{host}")
-                    self._announce_retry(
-                        target.hostname or host, target.port or 443, what, str(exc), attempt, delay
-                    )
-                else:
-                    if raw.status in RETRY_STATUSES and attempt + 1 < max_attempts:
-                        retry_after = parse_retry_after(raw.headers.get("Retry-After"))
-                        delay = retry.delay(attempt, retry_after)
-                        where, port = raw.url.host or host, raw.url.port or 443
-                        cause = f"HTTP {raw.status}"
-                        self._announce_retry(
-                            where, port, what, cause, attempt, delay, status=raw.status
-                        )
-                    elif 200 <= raw.status < 300 or raw.status in allow_statuses:
-                        yield Response(raw, what)
-                        return
-                    else:
-                        await self._raise_for_status(raw, host, what, not_found)
-            attempt += 1
-            await anyio.sleep(delay)
 
-    def _announce_retry(
-        self,
-        host: str,
-        port: int,
-        what: str,
-        cause: str,
-        attempt: int,
-        delay: float,
-        *,
-        status: int | None = None,
-    ) -> None:
-        """Log a coming retry (``INFO``, shown by ``-v``) and tell :attr:`on_retry`."""
-        retries = self.config.retry.attempts - 1
-        log.info(
-            "%s on %s: %s; retry %d of %d in %.1f s",
-            what,
-            address(host, port),
-            cause,
-            attempt + 1,
-            retries,
-            delay,
+        def send() -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]:
+            if foreign_url is not None:
+                return self._anonymous(foreign_url, dict(headers or {}), what, method)
+            return self._authorised(host, path, what, scope, headers or {}, method, body)
+
+        retrying = retried(
+            send,
+            policy=self.config.retry,
+            attempts=attempts or self.config.retry.attempts,
+            what=what,
+            target=urlsplit(foreign_url or f"//{host}"),
+            listener=self.on_retry,
         )
-        if self.on_retry is not None:
-            retry = RequestRetry(host, port, what, cause, attempt + 1, retries, delay, status)
-            self.on_retry(retry)
+        async with retrying as raw:
+            if not (200 <= raw.status < 300 or raw.status in allow_statuses):
+                raise await status_error(raw, host, what, not_found)
+            yield Response(raw, what)
 
     @contextlib.asynccontextmanager
     async def _authorised(
         self,
         host: str,
         path: str,
-        *,
         what: str,
         scope: str,
         headers: Mapping[str, str],
         method: str,
-        body: RequestBody | None = None,
+        body: RequestBody | None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Send the request with whatever Authorization ``host`` needs, answering its
         challenges (see :class:`~dockerdrag.auth.RequestAuthorization`); yield the first
@@ -412,16 +252,15 @@ class Transport:
         authorization = self.auth_for(host).for_request(scope, what, scheme)
         while True:
             request_headers = dict(headers)
-            sent = await authorization.header(self)
+            sent = await authorization.header(self.http)
             if sent:
                 request_headers["Authorization"] = sent
-            sending = self._follow_redirects(method, url, request_headers, what, body)
-            async with sending as raw:
+            async with self._send(method, url, request_headers, what, body) as raw:
                 if raw.status != 401:
                     authorization.accepted()
                     yield raw
                     return
-                _refuse_foreign_challenge(raw, url, what)
+                refuse_foreign_challenge(raw, url, what)
                 challenge_header = raw.headers.get("WWW-Authenticate", "")
             await authorization.refused(challenge_header, sent)
 
@@ -442,175 +281,22 @@ class Transport:
                 f"{remedy} if you trust it"
             ).suggesting(remedy)
         headers.pop("Authorization", None)
-        return self._follow_redirects(method, url, headers, what)
+        return self._send(method, url, headers, what)
 
-    @contextlib.asynccontextmanager
-    async def _follow_redirects(
+    def _send(
         self,
         method: str,
         url: str,
         headers: dict[str, str],
         what: str,
         body: RequestBody | None = None,
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Send ``method url``, following up to MAX_REDIRECTS redirects.
+    ) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        """Send ``method url`` and follow its redirects, with a fresh body for each hop."""
 
-        ``Authorization`` goes only to the origin it was made for (same scheme, host
-        and port); a redirect from https to anything but https is refused.
-        """
-        origin = urlsplit(url)
-        current = url
-        for _ in range(MAX_REDIRECTS + 1):
-            target = urlsplit(current)
-            send = dict(headers)
-            if (target.scheme, target.netloc) != (origin.scheme, origin.netloc):
-                send.pop("Authorization", None)
-            host = target.netloc
-            proxy, proxy_headers = self._proxies.options(current)
-            log.debug("%s %s", method, redact_url(current))
-            handed_out = False
-            try:
-                async with self.session.request(
-                    method,
-                    current,
-                    headers=send,
-                    data=body() if body is not None else None,
-                    allow_redirects=False,
-                    ssl=self.ssl_for(host),
-                    proxy=proxy,
-                    proxy_headers=proxy_headers,
-                ) as raw:
-                    if raw.status in (301, 302, 303, 307, 308) and "Location" in raw.headers:
-                        current = _redirect_target(current, raw.headers["Location"], origin, what)
-                        continue
-                    handed_out = True
-                    yield raw
-                    return
-            except DockerDragError:
-                raise
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                if handed_out:  # raised by the caller's own work (e.g. a full disk): not ours
-                    raise
-                raise _connection_error(exc, current, what, proxy) from exc
-        raise RegistryError(f"more than {MAX_REDIRECTS} redirects while fetching {what}")
+        def send_hop(
+            hop_url: str, hop_headers: dict[str, str]
+        ) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]:
+            data = body() if body is not None else None
+            return self.http.exchange(method, hop_url, hop_headers, what, data)
 
-    async def _raise_for_status(
-        self, raw: aiohttp.ClientResponse, host: str, what: str, not_found: type[NotFoundError]
-    ) -> None:
-        detail = ""
-        try:
-            body = await raw.content.read(MAX_ERROR_BODY)
-            errors = json.loads(body).get("errors") if body else None
-            if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-                detail = escape(str(errors[0].get("message") or errors[0].get("code") or ""))
-        except (ValueError, AttributeError, aiohttp.ClientError, TimeoutError):
-            pass
-        suffix = f": {detail}" if detail else ""
-        if raw.status == 404:
-            raise not_found(f"{what} not found on {host}{suffix}")
-        if raw.status in (401, 403):
-            raise AuthenticationError(
-                f"access to {what} on {host} denied (HTTP {raw.status}){suffix}"
-            )
-        raise RegistryError(f"{host} answered HTTP {raw.status} for {what}{suffix}", raw.status)
-
-
-def _refuse_foreign_challenge(raw: aiohttp.ClientResponse, url: str, what: str) -> None:
-    """Raise if the 401 ``raw`` came from another origin than ``url`` (after a redirect)."""
-    asked, answered = yarl.URL(url), raw.url
-    if (asked.scheme, asked.host, asked.port) == (answered.scheme, answered.host, answered.port):
-        return
-    raise AuthenticationError(
-        f"{asked.authority} redirected the request for {what} to {answered.authority}, "
-        "which asks for authentication (HTTP 401); credentials are only sent to the "
-        "registry named and the token server it names"
-    )
-
-
-def _redirect_target(current: str, location: str, origin: SplitResult, what: str) -> str:
-    """The absolute URL a redirect points to; refuses https -> http and odd schemes."""
-    target = urljoin(current, location)
-    scheme = urlsplit(target).scheme
-    if scheme not in ("http", "https"):
-        raise RegistryError(f"refusing a redirect to a {scheme!r} URL while fetching {what}")
-    if (origin.scheme == "https" or urlsplit(current).scheme == "https") and scheme != "https":
-        raise RegistryError(
-            f"refusing a redirect from https to {scheme} ({redact_url(target)}) "
-            f"while fetching {what}"
-        )
-    return target
-
-
-def _connection_error(
-    exc: BaseException, url: str, what: str, proxy: str | None
-) -> DockerDragError:
-    """Map an aiohttp/OS exception of a request to ``url`` to our hierarchy."""
-    parts = urlsplit(url)
-    host = parts.netloc
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        reason = getattr(exc.certificate_error, "verify_message", None) or describe_exception(
-            exc.certificate_error
-        )
-        ca_cert, insecure = Remedy(Setting.CA_CERT), Remedy(Setting.INSECURE, host)
-        return TLSError(
-            f"the TLS certificate of {host} could not be verified ({reason}); trust its CA "
-            f"with {ca_cert} or /etc/docker/certs.d/{host}/ca.crt, or pass "
-            f"{insecure} to skip verification for this registry"
-        ).suggesting(ca_cert, insecure)
-    if isinstance(exc, aiohttp.ClientSSLError):
-        insecure = Remedy(Setting.INSECURE, host)
-        return TLSError(
-            f"the TLS handshake with {host} failed ({_plain_cause(exc)}); if it is a plain-HTTP "
-            f"registry, name it with {insecure}"
-        ).suggesting(insecure)
-    if isinstance(exc, aiohttp.ClientProxyConnectionError):
-        return NetworkError(
-            f"cannot reach the proxy {proxy_host(proxy)} for {host}: {_plain_cause(exc)}"
-        )
-    via = f" via the proxy {proxy_host(proxy)}" if proxy else ""
-    name = parts.hostname or host
-    port = parts.port or (80 if parts.scheme == "http" else 443)
-    if isinstance(exc, aiohttp.ClientConnectorDNSError) or (
-        isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, socket.gaierror)
-    ):
-        detail = exc.os_error.strerror or "unknown name"
-        cause = f"the host name does not resolve ({detail}); check the name and the network"
-        return Unreachable(name, port, what, cause, via=via, worth_retrying=False)
-    refused = isinstance(exc, aiohttp.ClientConnectorError) and isinstance(
-        exc.os_error, ConnectionRefusedError
-    )
-    return Unreachable(name, port, what, _plain_cause(exc), via=via, refused=refused)
-
-
-def _plain_cause(exc: BaseException) -> str:
-    """Why a connection failed, in words (aiohttp's texts carry object reprs and URLs)."""
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        exc = exc.os_error
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (nothing listens on that port)"
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return "the connection timed out"
-    if isinstance(exc, aiohttp.SocketTimeoutError):
-        return "the server stopped answering (read timeout)"
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "the server closed the connection"
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return f"HTTP {exc.status} {exc.message}"  # its text carries the URL: not shown
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror[0].lower() + exc.strerror[1:]
-    return describe_exception(exc)
-
-
-async def _read_capped(raw: aiohttp.ClientResponse, limit: int) -> bytes:
-    """At most ``limit`` bytes of a body."""
-    chunks: list[bytes] = []
-    total = 0
-    while total < limit:
-        chunk = await raw.content.read(limit - total)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        total += len(chunk)
-    return b"".join(chunks)
+        return follow_redirects(send_hop, url, headers, what)

@@ -17,7 +17,7 @@ import anyio
 import pytest
 import trustme
 
-from dockerdrag import tls_proxy, transport
+from dockerdrag import redirects, tls_proxy, transport
 from dockerdrag.auth import (
     Challenge,
     RegistryAuth,
@@ -421,10 +421,10 @@ def test_refusal_of(known: str | None, header: str, reason: str) -> None:
 def test_redirect_targets(current: str, location: str, allowed: bool) -> None:
     origin = urlsplit(current)
     if allowed:
-        assert transport._redirect_target(current, location, origin, "blob").startswith("http")
+        assert redirects.redirect_target(current, location, origin, "blob").startswith("http")
     else:
         with pytest.raises(RegistryError, match="refusing a redirect") as info:
-            transport._redirect_target(current, location, origin, "blob")
+            redirects.redirect_target(current, location, origin, "blob")
         assert "sig=1" not in str(info.value)
 
 

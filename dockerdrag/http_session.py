@@ -1,0 +1,173 @@
+"""The wire under :mod:`transport`: one aiohttp session, one exchange at a time.
+
+:class:`HttpSession` sends a request once (no redirects followed, no retries) with the TLS
+setting and proxy its URL gets (:mod:`tls_proxy`), and maps every aiohttp/OS failure of
+the exchange (:func:`~dockerdrag.http_failures.connection_error`). The session:
+
+* No total timeout: a blob body may take as long as it needs; connecting fails after
+  ``connect_timeout`` and a stalled read after ``read_timeout``.
+* No ``~/.netrc`` credentials and no cookies (cookies ignore ports, so they could reach
+  another registry on the same host); each request names its own proxy.
+* Bodies as sent (no decompression: a blob's digest is of its bytes), read in steps of at
+  most :data:`READ_BUFFER_BYTES`; no limit on connections (the callers bound them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from urllib.parse import urlsplit
+
+import aiohttp
+import anyio
+
+from .errors import DockerDragError
+from .http_failures import connection_error
+from .redirects import redact_url
+from .retry import parse_retry_after
+from .tls_proxy import Proxies, TLSSettings
+from .tokens import MAX_TOKEN_BODY, TokenReply
+
+log = logging.getLogger("dockerdrag")
+
+READ_BUFFER_BYTES = 1 << 16  # aiohttp read_bufsize; blob bodies are never read in larger steps
+USER_AGENT = "dockerdrag/0.1"
+
+
+class HttpSession:
+    """An aiohttp session (between :meth:`open` and :meth:`close`) with each URL's TLS and proxy.
+
+    It is also the :class:`~dockerdrag.tokens.TokenClient` that token requests go through.
+    """
+
+    def __init__(self, tls: TLSSettings) -> None:
+        self.tls = tls
+        self.proxies = Proxies()
+        self._session: aiohttp.ClientSession | None = None
+
+    def open(self, *, connect_timeout: float, read_timeout: float) -> None:
+        """Start the session (loads ``ca_cert`` now, so a bad one fails before any request)."""
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                connect=connect_timeout,
+                sock_connect=connect_timeout,
+                sock_read=read_timeout,
+            ),
+            trust_env=False,  # no ~/.netrc credentials; each request names its proxy
+            cookie_jar=aiohttp.DummyCookieJar(),  # cookies ignore ports: never carry them
+            auto_decompress=False,
+            # aiohttp buffers up to twice this per response (its default: 256 KiB, so
+            # 512 KiB a connection); blob bodies are read in 64 KiB steps anyway.
+            read_bufsize=READ_BUFFER_BYTES,
+            headers={"User-Agent": USER_AGENT},
+            # Every request passes its own ``tls.for_host(host)``.
+            connector=aiohttp.TCPConnector(limit=0, ssl=self.tls.fallback()),
+        )
+
+    async def close(self) -> None:
+        """Close the session (shielded from cancellation: its connections are let go)."""
+        if self._session is not None:
+            with anyio.CancelScope(shield=True):
+                await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The underlying session (open only between :meth:`open` and :meth:`close`)."""
+        if self._session is None:
+            raise RuntimeError("Transport is not open; use 'async with Transport(...)'")
+        return self._session
+
+    @contextlib.asynccontextmanager
+    async def exchange(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        what: str,
+        data: bytes | AsyncIterable[bytes] | None = None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send ``method url`` once (a redirect is yielded like any answer); failures of
+        the connection become :mod:`errors`, those of the caller's own work stay as they are."""
+        proxy, proxy_headers = self.proxies.options(url)
+        log.debug("%s %s", method, redact_url(url))
+        handed_out = False
+        try:
+            async with self.session.request(
+                method,
+                url,
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+                ssl=self.tls.for_host(urlsplit(url).netloc),
+                proxy=proxy,
+                proxy_headers=proxy_headers,
+            ) as raw:
+                handed_out = True
+                yield raw
+        except DockerDragError:
+            raise
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            if handed_out:  # raised by the caller's own work (e.g. a full disk): not ours
+                raise
+            raise connection_error(exc, url, what, proxy) from exc
+
+    async def token_request(
+        self,
+        method: str,
+        url: str,
+        *,
+        query: Sequence[tuple[str, str]],
+        headers: Mapping[str, str],
+        form: Mapping[str, str] | None,
+    ) -> TokenReply:
+        """One request to a token realm (the :class:`~dockerdrag.tokens.TokenClient` side)."""
+        proxy, proxy_headers = self.proxies.options(url)
+        log.debug("%s %s", method, redact_url(url))
+        try:
+            async with self.session.request(
+                method,
+                url,
+                params=list(query) or None,
+                data=dict(form) if form is not None else None,
+                headers=dict(headers),
+                allow_redirects=False,
+                ssl=self.tls.for_host(urlsplit(url).netloc),
+                proxy=proxy,
+                proxy_headers=proxy_headers,
+            ) as raw:
+                body = await _read_capped(raw, MAX_TOKEN_BODY + 1)
+                retry_after = parse_retry_after(raw.headers.get("Retry-After"))
+                return TokenReply(raw.status, body, retry_after)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise connection_error(exc, url, "a token", proxy) from exc
+
+    async def speaks_tls(self, host: str) -> bool:
+        """Whether ``host`` answers TLS (unverified: asked only of an insecure registry)."""
+        url = f"https://{host}/v2/"
+        proxy, proxy_headers = self.proxies.options(url)
+        try:
+            async with self.session.get(
+                url, ssl=False, allow_redirects=False, proxy=proxy, proxy_headers=proxy_headers
+            ) as response:
+                await response.read()
+            return True
+        except (aiohttp.ClientSSLError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+            return False
+        except (aiohttp.ClientError, TimeoutError):
+            return True
+
+
+async def _read_capped(raw: aiohttp.ClientResponse, limit: int) -> bytes:
+    """At most ``limit`` bytes of a body."""
+    chunks: list[bytes] = []
+    total = 0
+    while total < limit:
+        chunk = await raw.content.read(limit - total)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
