@@ -1,6 +1,7 @@
 """List pulls: an image list planned into pulls, pinned by a lock file, and locked again.
 
-:meth:`~dockerdrag.pull.Puller.pull_list` drives these steps:
+:meth:`~dockerdrag.pull.Puller.pull_list` checks the list (step 1) and
+:func:`~dockerdrag.list_pull_run.run_list_pull` drives the rest:
 
 1. :func:`plan_list` checks every line before any network I/O: its reference,
    its platform (the line's own, else the pull's default), and with a lock file

@@ -1,0 +1,166 @@
+"""Resolved images written into one archive while their layers download.
+
+:class:`ArchiveAssembler` picks the writer for the format (the docker writer with its
+plans, or the OCI one), fetches every distinct layer blob in the order the writer reads
+them under one concurrency limit, runs the writer at the same time (repairing a corrupt
+cached blob once), and returns a :class:`~dockerdrag.pull_results.PullResult` per image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from .assemble import BlobGate, ResolvedPull, docker_plans, docker_writer, oci_writer, write_order
+from .cache_repair import BlobSources, write_repairing
+from .cache_use import BlobsInUse
+from .digest import Digest
+from .docker_archive import DockerArchiveOptions
+from .download import BlobFetcher, fetch_all
+from .errors import Remedy, Setting, UsageError, leaf_error
+from .events import ArchiveWriting, ProgressCallback, PullStarted
+from .manifest import Descriptor
+from .outputs import check_output
+from .pull_results import LayerResult, PullResult
+from .reference import Reference
+from .store import BlobStore
+
+
+@dataclass(frozen=True)
+class ArchiveAssembler:
+    """Writes archives from blobs ``fetcher`` brings into ``store``.
+
+    ``concurrency``: the most connections open at once; ``archive_options``: the docker
+    format's bytes; ``include_attestations``: keep attestation manifests in the OCI
+    formats; ``include_foreign``: fetch foreign layers from their URLs.
+    """
+
+    store: BlobStore
+    fetcher: BlobFetcher
+    concurrency: int
+    archive_options: DockerArchiveOptions
+    include_attestations: bool
+    include_foreign: bool
+
+    def prepare(self, out_path: Path, output_format: str) -> None:
+        """Fail before any network I/O if the archive cannot be written; create the cache."""
+        check_output(out_path, output_format)
+        self.store.ensure()
+
+    async def assemble(
+        self,
+        resolved: Sequence[ResolvedPull],
+        out_path: Path,
+        output_format: str,
+        emit: ProgressCallback,
+    ) -> list[PullResult]:
+        """Fetch the layers of ``resolved`` and write them into one archive at ``out_path``;
+        ``emit`` delivers the call's own events (``PullStarted``, ``ArchiveWriting``)."""
+        skipped = self._skipped_foreign_layers(resolved, output_format)
+        gate = BlobGate(self.store, resolved, skipped)
+        plans = docker_plans(resolved, self.archive_options) if output_format == "docker" else None
+        order = write_order(resolved, plans)
+        if plans is not None:
+            writer = docker_writer(out_path, resolved, gate, plans, self.archive_options)
+        else:
+            writer = oci_writer(out_path, resolved, gate, output_format, self.include_attestations)
+        sources = _blob_sources(resolved)
+        try:
+            # The archive is written while layers still download: the writer waits
+            # for each blob as it reaches it, and blobs are fetched in that order.
+            with BlobsInUse(self.store.root, sources, read_only=self.store.read_only):
+                async with anyio.create_task_group() as group:
+                    group.start_soon(self._fetch_layers, resolved, order, gate, out_path, emit)
+                    await write_repairing(writer, gate, self.fetcher, sources)
+        except BaseExceptionGroup as group_error:
+            raise leaf_error(group_error) from None
+        return [_pull_result(item, out_path, output_format) for item in resolved]
+
+    def _skipped_foreign_layers(
+        self, resolved: Sequence[ResolvedPull], output_format: str
+    ) -> frozenset[Digest]:
+        """Foreign layers (with ``urls``) not to fetch: all of them unless asked to.
+
+        The docker format needs every layer's bytes, so there they must be asked for.
+        """
+        foreign = {
+            layer.digest
+            for item in resolved
+            for image in item.images
+            for layer in image.manifest.layers
+            if layer.is_foreign and layer.urls
+        }
+        if not foreign or self.include_foreign:
+            return frozenset()
+        if output_format == "docker":
+            include, oci = Remedy(Setting.INCLUDE_FOREIGN), Remedy(Setting.FORMAT, "oci")
+            raise UsageError(
+                f"the image has {len(foreign)} foreign layer(s) hosted outside the registry; "
+                f"pass {include} to fetch them from their URLs (without credentials), "
+                f"or use {oci} to keep them as references"
+            ).suggesting(include, oci)
+        return frozenset(foreign)
+
+    async def _fetch_layers(
+        self,
+        resolved: Sequence[ResolvedPull],
+        order: Sequence[Digest],
+        gate: BlobGate,
+        output: Path,
+        emit: ProgressCallback,
+    ) -> None:
+        """Fetch every layer blob (in ``order``), then announce the archive's completion."""
+        by_source: dict[Reference, list[Descriptor]] = {}
+        for item in resolved:
+            for image in item.images:
+                layers = tuple((d.digest, d.size) for d in image.manifest.layers)
+                emit(PullStarted(str(item.reference), image.manifest.digest, layers))
+                wanted = [d for d in image.manifest.layers if d.digest in gate.paths]
+                by_source.setdefault(item.source, []).extend(wanted)
+        rank = {digest: position for position, digest in enumerate(order)}
+        seen: set[Digest] = set()
+        for source, descriptors in by_source.items():
+            fresh = [d for d in descriptors if d.digest not in seen]
+            seen.update(d.digest for d in fresh)
+            fresh.sort(key=lambda d: rank.get(d.digest, len(rank)))
+            await fetch_all(self.fetcher, source, fresh, self.concurrency, gate.mark_ready)
+        emit(ArchiveWriting(str(output)))
+
+
+def _blob_sources(resolved: Sequence[ResolvedPull]) -> BlobSources:
+    """Each layer blob of the pull with the repository it is fetched from."""
+    return {
+        layer.digest: (item.source, layer)
+        for item in resolved
+        for image in item.images
+        for layer in image.manifest.layers
+    }
+
+
+def _pull_result(item: ResolvedPull, output: Path, output_format: str) -> PullResult:
+    """What the pull wrote for ``item``: its primary image, and every platform it holds."""
+    primary = item.images[0]
+    manifest = primary.manifest
+    return PullResult(
+        output=output,
+        reference=str(item.reference),
+        manifest_digest=manifest.digest,
+        index_digest=item.index.digest if item.index else None,
+        config_digest=manifest.config.digest,
+        layers=tuple(
+            LayerResult(d.digest, diff_id, d.size, d.media_type)
+            for d, diff_id in zip(manifest.layers, primary.config.diff_ids, strict=True)
+        ),
+        platform=primary.config.platform,
+        repo_tags=item.repo_tags,
+        format=output_format,
+        platforms=tuple(
+            image.config.platform for image in item.images if image.decoded is not None
+        ),
+    )
+
+
+__all__ = ["ArchiveAssembler"]
