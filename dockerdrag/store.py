@@ -38,8 +38,6 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import anyio
-
 from .blob_lock import LockWait, take_blob_lock
 from .digest import Digest
 from .direct_regions import DirectOutput
@@ -130,7 +128,6 @@ class BlobStore:
     root: Path
     lock_wait: LockWait = field(default_factory=LockWait)
     read_only: bool = field(default=False, init=False)
-    _locks: dict[str, anyio.Lock] = field(default_factory=dict, repr=False)
     _scratch: BlobStore | None = field(default=None, init=False, repr=False)
     _unusable: set[Digest] = field(default_factory=set, init=False, repr=False)
 
@@ -287,21 +284,19 @@ class BlobStore:
 
     @contextlib.asynccontextmanager
     async def lock(self, digest: Digest) -> AsyncIterator[None]:
-        """Hold the per-digest lock: in this process (anyio) and across processes
-        (a lock file; see :mod:`blob_lock` for how another process's is waited for)."""
-        local = self._locks.setdefault(digest.hex, anyio.Lock())
-        async with local:
-            held = await take_blob_lock(
-                self.lock_dir / f"{digest.hex}.lock",
-                [self.partial_path(digest), self.ranges_path(digest)],
-                digest.short,
-                self.root,
-                self.lock_wait,
-            )
-            try:
-                yield
-            finally:
-                held.release()
+        """Hold the per-digest lock, in this process and across processes (a lock file;
+        see :mod:`blob_lock` for how a pull waits for it)."""
+        held = await take_blob_lock(
+            self.lock_dir / f"{digest.hex}.lock",
+            [self.partial_path(digest), self.ranges_path(digest)],
+            digest.short,
+            self.root,
+            self.lock_wait,
+        )
+        try:
+            yield
+        finally:
+            held.release()
 
 
 def check_output_path(output: Path) -> None:

@@ -1,6 +1,7 @@
 """Two processes, one cache: a pull waiting on another's blob lock says so, keeps
 waiting while that process lives and works, takes over when it dies, and fails
-clearly when it has stopped showing signs of life.
+clearly when it has stopped showing signs of life. Two pulls of one process: the
+second is handed the lock as the first releases it, never polls the lock file.
 
 The two-process tests take 5-10 s each: the first pull must hold a layer's lock past the
 3 s after which the second says it is waiting (the layer goes through a throttling proxy).
@@ -18,10 +19,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
-from dockerdrag import OutputError, Puller
-from dockerdrag.blob_lock import LockWait
+from dockerdrag import OutputError, Puller, store
+from dockerdrag.blob_lock import HeldLock, LockWait, take_blob_lock
+from dockerdrag.osfiles import ProcessLock
 from tests.support.archive_check import read_docker_archive
 from tests.support.command import cli_command, cli_env
 from tests.support.fault_proxy import FaultProxy, throttle
@@ -167,3 +170,61 @@ async def test_a_holder_that_shows_no_sign_of_life_is_an_error(
         holder.kill()
         holder.wait()
     assert not (tmp_path / "x.tar").exists()
+
+
+@pytest.mark.anyio
+async def test_two_pullers_of_one_process_hand_a_blob_lock_over_without_polling(
+    seeded_registry: SeededRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two Pullers on one cache pull one image at once: for every blob, the first to
+    take its lock holds it until the other is waiting for it; the waiting one is
+    handed the lock at release, never finding the lock file held (a poll)."""
+    registry, images = seeded_registry
+    pushed = images["busybox"]
+    cache = tmp_path / "cache"
+    arrivals: dict[Path, int] = {}
+    second_arrived: dict[Path, anyio.Event] = {}
+    order: list[str] = []
+    refused: list[str] = []
+    real_try_acquire = ProcessLock.try_acquire
+
+    def try_acquire(lock: ProcessLock) -> bool:
+        taken = real_try_acquire(lock)
+        if not taken:
+            refused.append("lock file held")
+        return taken
+
+    async def take(lock_path: Path, *args: Any) -> HeldLock:
+        arrivals[lock_path] = turn = arrivals.get(lock_path, 0) + 1
+        arrived = second_arrived.setdefault(lock_path, anyio.Event())
+        if turn == 2:
+            arrived.set()  # no await until this pull waits in line (or polls)
+        held = await take_blob_lock(lock_path, *args)
+        order.append(f"{lock_path.name} taken by pull {turn}")
+        if turn == 1:
+            with anyio.fail_after(60):  # generous: only "it did not hang"
+                await arrived.wait()
+        return held
+
+    monkeypatch.setattr(ProcessLock, "try_acquire", try_acquire)
+    monkeypatch.setattr(store, "take_blob_lock", take)
+    async with (
+        Puller(insecure=[registry.host], cache_dir=cache) as first,
+        Puller(insecure=[registry.host], cache_dir=cache) as second,
+    ):
+
+        async def pull(puller: Puller, name: str) -> None:
+            await puller.pull(pushed.reference, output=tmp_path / name)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(pull, first, "first.tar")
+            group.start_soon(pull, second, "second.tar")
+    assert set(arrivals.values()) == {2}, arrivals
+    assert len(arrivals) >= 2  # the config and the layer at least
+    for lock_path in arrivals:
+        mine = [line for line in order if line.startswith(lock_path.name)]
+        assert mine == [f"{lock_path.name} taken by pull 1", f"{lock_path.name} taken by pull 2"]
+    assert refused == []
+    (first_image,) = read_docker_archive(tmp_path / "first.tar")
+    (second_image,) = read_docker_archive(tmp_path / "second.tar")
+    assert second_image.config == first_image.config
