@@ -20,11 +20,12 @@ in a new session. Bodies stream from disk in ``READ_BLOCK`` steps; nothing holds
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypedDict, Unpack
 from urllib.parse import quote, urlsplit
 
 import anyio
@@ -40,7 +41,7 @@ from .errors import (
 )
 from .reference import Reference
 from .retry import RETRY_STATUSES
-from .transport import Transport
+from .transport import RequestBody, Response, Transport
 
 log = logging.getLogger("dockerdrag")
 
@@ -92,8 +93,25 @@ def _blob_url(repository: str, digest: Digest) -> str:
     return f"/v2/{repository}/blobs/{digest}"
 
 
-def _session_url(host: str, location: str | None, what: str) -> str:
-    """The path and query of an upload ``Location``; it must stay on the registry."""
+def _upload_what(repo: Reference, digest: Digest) -> str:
+    """How requests and errors name the upload of blob ``digest`` to ``repo``."""
+    return f"upload of blob {digest.short} to {repo.name}"
+
+
+class _SessionRequest(TypedDict, total=False):
+    """What the requests of one upload session set beyond URL, scope and description."""
+
+    method: str
+    headers: Mapping[str, str]
+    allow_statuses: frozenset[int]
+    body: RequestBody
+    attempts: int
+
+
+def _session_url(repo: Reference, digest: Digest, location: str | None) -> str:
+    """The path and query of the ``Location`` of ``digest``'s upload session; it must stay
+    on ``repo``'s registry."""
+    host, what = repo.registry_host, _upload_what(repo, digest)
     if not location:
         raise RegistryError(f"{host} started no upload session for {what} (no Location)")
     parts = urlsplit(location)
@@ -196,7 +214,7 @@ class BlobUploader:
         path = f"/v2/{repo.path}/blobs/uploads/"
         if mount_from is not None:
             path += f"?mount={quote(str(digest))}&from={quote(mount_from, safe='/')}"
-        what = f"upload of blob {digest.short} to {repo.name}"
+        what = _upload_what(repo, digest)
         async with self.transport.request(
             repo.registry_host,
             path,
@@ -214,7 +232,7 @@ class BlobUploader:
                     response.status,
                 )
             location = response.headers.get("Location")
-        return _Session(_session_url(repo.registry_host, location, what), 0)
+        return _Session(_session_url(repo, digest, location), 0)
 
     async def _upload(self, repo: Reference, source: BlobSource, session: _Session) -> None:
         """Send the blob in chunks, resuming at the registry's offset after a failure."""
@@ -260,12 +278,10 @@ class BlobUploader:
             self._report(source.digest, start)
             return _file_chunks(source, start, end, lambda done: self._report(source.digest, done))
 
-        what = f"upload of blob {source.digest.short} to {repo.name}"
-        async with self.transport.request(
-            repo.registry_host,
+        async with self._session_request(
+            repo,
+            source.digest,
             session.url,
-            what=what,
-            scope=push_scope(repo.path),
             method="PATCH",
             headers={
                 "Content-Type": _OCTET_STREAM,
@@ -277,37 +293,42 @@ class BlobUploader:
         ) as response:
             location = response.headers.get("Location")
             held = _range_end(response.headers.get("Range"))
-        return _Session(_session_url(repo.registry_host, location, what), held or end)
+        return _Session(_session_url(repo, source.digest, location), held or end)
 
     async def _resume(self, repo: Reference, digest: Digest, session: _Session) -> _Session:
         """Where ``session`` stands (``GET``), or a new session if the registry dropped it."""
-        what = f"upload of blob {digest.short} to {repo.name}"
-        async with self.transport.request(
-            repo.registry_host,
-            session.url,
-            what=what,
-            scope=push_scope(repo.path),
-            allow_statuses=frozenset({404}),
+        async with self._session_request(
+            repo, digest, session.url, allow_statuses=frozenset({404})
         ) as response:
             if response.status != 404:
                 location = response.headers.get("Location") or session.url
                 held = _range_end(response.headers.get("Range")) or 0
-                return _Session(_session_url(repo.registry_host, location, what), held)
+                return _Session(_session_url(repo, digest, location), held)
         log.info("%s dropped the upload of %s; starting it again", repo.registry_host, digest)
         fresh = await self._start(repo, digest, None)
         assert fresh is not None  # no mount was asked for
         return fresh
 
+    def _session_request(
+        self, repo: Reference, digest: Digest, url: str, **options: Unpack[_SessionRequest]
+    ) -> AbstractAsyncContextManager[Response]:
+        """A request of ``digest``'s upload session, at ``url`` on ``repo``'s registry."""
+        return self.transport.request(
+            repo.registry_host,
+            url,
+            what=_upload_what(repo, digest),
+            scope=push_scope(repo.path),
+            **options,
+        )
+
     async def _commit(self, repo: Reference, source: BlobSource, session: _Session) -> None:
         """``PUT <session>?digest=``: the registry checks the digest and stores the blob."""
         separator = "&" if "?" in session.url else "?"
-        what = f"upload of blob {source.digest.short} to {repo.name}"
         try:
-            async with self.transport.request(
-                repo.registry_host,
+            async with self._session_request(
+                repo,
+                source.digest,
                 f"{session.url}{separator}digest={quote(str(source.digest))}",
-                what=what,
-                scope=push_scope(repo.path),
                 method="PUT",
                 headers={"Content-Length": "0"},
             ) as response:
