@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from .closing import ClosedOnExit
 from .digest import Digest, VerifyingHasher
 from .direct_io import DirectFileWriter
 from .errors import IntegrityError, OutputError
@@ -72,7 +73,7 @@ class BlobFile:
     path: Path
 
 
-class _BlobReader:
+class _BlobReader(ClosedOnExit):
     """The blob file open for reading; a read error is an OutputError naming the file."""
 
     def __init__(self, path: Path) -> None:
@@ -102,12 +103,6 @@ class _BlobReader:
 
     def close(self) -> None:
         self._file.close()
-
-    def __enter__(self) -> _BlobReader:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def _error(self, exc: OSError) -> OutputError:
         return OutputError(describe_os_error(exc, f"reading blob {self._path}"))

@@ -19,6 +19,7 @@ import mmap
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from .closing import ClosedOnExit
 from .direct_io import (
     DIRECT_BLOCK,
     PAGE,
@@ -32,7 +33,7 @@ from .osfiles import pwrite_all, reopen_direct
 __all__ = ["DirectOutput", "DirectRegionFile", "RegionWriter"]
 
 
-class DirectRegionFile:
+class DirectRegionFile(ClosedOnExit):
     """An empty file filled in regions at offsets, over the open descriptor ``fd``.
 
     ``fd`` must be open for writing and stays owned by the caller. :meth:`region` hands
@@ -93,18 +94,12 @@ class DirectRegionFile:
             os.close(self._direct_fd)
             self._direct_fd = None
 
-    def __enter__(self) -> DirectRegionFile:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     def _check_open(self) -> None:
         if self._closed:
             raise ValueError("write to a closed DirectRegionFile")
 
 
-class DirectOutput:
+class DirectOutput(ClosedOnExit):
     """A new, empty output file handed to one writer: in regions or front to back.
 
     :meth:`regions` first, if at all; :meth:`sequential` only while the file is empty
@@ -150,14 +145,8 @@ class DirectOutput:
             if self._regions is not None:
                 self._regions.close()
 
-    def __enter__(self) -> DirectOutput:
-        return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-class RegionWriter:
+class RegionWriter(ClosedOnExit):
     """Writes one region of a file front to back, from ``start``, for one thread.
 
     Bytes are read into a page-aligned block (no copy) and written once it is full:
@@ -227,12 +216,6 @@ class RegionWriter:
             if block is not None:
                 with contextlib.suppress(BufferError):
                     block.close()
-
-    def __enter__(self) -> RegionWriter:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def _advance(self, count: int) -> None:
         self._fill += count

@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dockerdrag"
 
 # Rank of each module: a module may import only modules of a strictly lower rank.
 LAYERS: list[set[str]] = [
-    {"errors", "osfiles", "human_units", "safe_text", "user_numbers"},
+    {"errors", "osfiles", "human_units", "safe_text", "user_numbers", "closing"},
     {"digest", "platform", "direct_io", "retry", "credentials", "blob_lock", "conventions"},
     {"gojson", "direct_regions", "low_speed", "tls_proxy", "range_checks", "blob_body"},
     {"reference", "manifest", "tarwriter", "tarstream", "events", "tokens", "transfer_options"},
