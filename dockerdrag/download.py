@@ -87,7 +87,7 @@ OPEN_BLOBS_PER_CONNECTION = 2
 
 A blob opens its files when it starts, not when it is queued: an image of thousands
 of layers needs a few dozen descriptors, not two per layer. Twice the connections,
-so a blob busy with its files (opening, the final fsync) leaves its connection to
+so a blob busy with its files (opening, the commit) leaves its connection to
 another.
 """
 
@@ -298,8 +298,8 @@ class BlobFetcher:
     ) -> Path:
         download = BlobDownload(self, store, reference, descriptor, report)
         await download.run()
-        # Not on the disk limiter: an fsync may wait on the disk for a while, and the
-        # other downloads' block writes must not queue behind it.
+        # In a thread: a rename may be retried for a moment where a reader holds the file
+        # (Windows).
         path = await anyio.to_thread.run_sync(store.commit, descriptor.digest, descriptor.size)
         if report:
             self.emit(descriptor, LayerPhase.COMPLETE, descriptor.size, download.resumed)

@@ -266,17 +266,20 @@ class BlobStore:
             pass
 
     def commit(self, digest: Digest, size: int | None = None) -> Path:
-        """fsync the partial file and rename it to its digest (caller verified the hash).
+        """Rename the partial file to its digest (caller verified the hash).
 
-        ``size``, when given, is checked once more against the file on disk.
+        ``size``, when given, is checked once more against the file on disk. The file is
+        not fsynced: a pull would wait for the disk once per blob, and nothing relies
+        on a cached blob surviving an OS crash intact. Every reader checks a blob an
+        earlier run cached before its bytes count (the docker writer its diff_id, the
+        oci writers its digest, :mod:`cache_repair` fetches a rotten one again), and
+        each output is fsynced before it gets its name.
         """
         partial = self.partial_path(digest)
-        with open(partial, "rb+") as handle:
-            if size is not None and os.fstat(handle.fileno()).st_size != size:
-                raise SizeMismatchError(
-                    f"partial blob {digest} is not {size} bytes long; refusing to commit it"
-                )
-            os.fsync(handle.fileno())
+        if size is not None and partial.stat().st_size != size:
+            raise SizeMismatchError(
+                f"partial blob {digest} is not {size} bytes long; refusing to commit it"
+            )
         self.forget_ranges(digest)
         final = self.blob_path(digest)
         replace(partial, final)

@@ -1,0 +1,69 @@
+"""What a pull of many small layers costs beyond the bytes (issue 18): one token for the
+whole pull, no fsync per cached blob (the output alone is fsynced)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from dockerdrag import Puller
+from tests.support.archive_check import read_docker_archive
+from tests.support.client_options import client_options
+from tests.support.images import PushedImage, push_image, text_layer
+from tests.support.registry_server import RegistryServer
+
+pytestmark = pytest.mark.anyio
+
+LAYERS = 24
+
+
+def many_layers(server: RegistryServer, repository: str) -> PushedImage:
+    layers = [text_layer(f"f{i}.txt", f"layer {i}\n" * 50) for i in range(LAYERS)]
+    return push_image(server, repository, "v1", layers)
+
+
+async def test_a_many_layer_pull_asks_for_one_token(
+    token_registry: RegistryServer, tmp_path: Path
+) -> None:
+    token_server = token_registry.token_server
+    assert token_server is not None
+    image = many_layers(token_registry, "small/tokens")
+    token_server.clear_requests()
+    async with Puller(cache_dir=tmp_path / "c", **client_options(token_registry)) as puller:
+        await puller.pull(image.reference, output=tmp_path / "x.tar")
+    # The manifest's 401 asks for the token; the config and every layer reuse it,
+    # however many of them start at once.
+    assert len(token_server.requests_from("dockerdrag/")) == 1
+    (archived,) = read_docker_archive(tmp_path / "x.tar")
+    assert len(archived.layer_paths) == LAYERS
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="names descriptors through /proc/self/fd")
+async def test_cached_blobs_are_not_fsynced_the_output_is(
+    registry: RegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = many_layers(registry, "small/fsync")
+    synced: list[str] = []
+    guard = threading.Lock()
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        with guard:
+            synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    cache = tmp_path / "cache"
+    async with Puller(cache_dir=cache, **client_options(registry)) as puller:
+        await puller.pull(image.reference, output=out_dir / "x.tar")
+    assert [path for path in synced if path.startswith(str(cache))] == []
+    assert [path for path in synced if Path(path).parent == out_dir]  # the archive
+    assert len(list((cache / "blobs" / "sha256").iterdir())) == LAYERS + 1  # and the config
+    (archived,) = read_docker_archive(out_dir / "x.tar")
+    assert len(archived.layer_paths) == LAYERS
