@@ -14,7 +14,7 @@ then does the cancellation propagate.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -128,6 +128,15 @@ class BlobGate:
         path = self.wait(digest)
         self._read.add(digest)
         return path
+
+    def wait_for_any(self, digests: Collection[Digest]) -> Digest:
+        """Block (in the writer thread) until one of ``digests`` is ready (the least, if
+        several are) and return it; raise once cancelled."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._cancelled or not self._ready.isdisjoint(digests))
+            if self._cancelled:
+                raise WriterCancelled("pull cancelled")
+            return min(self._ready.intersection(digests))
 
     def wait(self, digest: Digest) -> Path:
         """Block (in the writer thread) until ``digest`` is ready; raise once cancelled."""
@@ -244,7 +253,7 @@ def oci_writer(
     everything the index lists so that the layout is complete.
     """
     # Imported here: a docker-format pull, the default, never loads the OCI writer.
-    from .oci_archive import OciImage, OciManifest, write_oci_archive, write_oci_dir
+    from .oci_archive import OciImage, OciManifest, write_oci_archive_in_regions, write_oci_dir
 
     images = [
         OciImage(
@@ -279,12 +288,13 @@ def oci_writer(
             )
             return
         with atomic_output(output) as handle:
-            write_oci_archive(
-                handle.sequential(),
+            write_oci_archive_in_regions(
+                handle.regions(),
                 images,
                 include_attestations=True,
                 on_chunk=check_cancelled,
                 before_blob=wait_for_blob,
+                next_ready=gate.wait_for_any,
             )
 
     return write

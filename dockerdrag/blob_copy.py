@@ -5,7 +5,8 @@ only the size. A blob cached by an earlier run is hashed again while it is copie
 cache may have rotted; the caller's ``before_blob`` tells the two apart).
 
 * Into the ``--format oci`` tar: when the tar goes to a
-  :class:`~dockerdrag.direct_io.DirectFileWriter`, the file is read straight into the
+  :class:`~dockerdrag.direct_io.DirectFileWriter` or the member's region of it
+  (:class:`~dockerdrag.direct_regions.RegionWriter`), the file is read straight into the
   writer's page-aligned block, which goes to disk past the page cache: one copy of each
   byte, no Python object per chunk. (A kernel copy into the tar would go through the
   page cache and cannot reflink: tar members sit at 512-byte offsets, not at the file
@@ -34,6 +35,7 @@ from typing import Final
 from .closing import ClosedOnExit
 from .digest import Digest, VerifyingHasher
 from .direct_io import DirectFileWriter
+from .direct_regions import RegionWriter
 from .errors import IntegrityError, OutputError
 from .osfiles import copy_file_range
 from .store import describe_os_error
@@ -138,16 +140,19 @@ def _copy_chunks(
 
 
 def copy_blob_into_tar(
-    out: TarOutput,
+    out: TarOutput | RegionWriter,
     blob: BlobFile,
     on_chunk: ChunkCallback | None = None,
     before_blob: BlobCallback | None = None,
 ) -> None:
     """Append the blob file's ``blob.size`` bytes to ``out`` (the member's data: its header
-    and padding are the caller's), checked; raises before a byte past the size is written."""
+    and padding are the caller's), checked; raises before a byte past the size is written.
+
+    ``out`` is the tar front to back, or a :class:`~dockerdrag.direct_regions.RegionWriter`
+    at the member's data (the caller finishes it)."""
     hasher = _hasher(blob, before_blob)
     with _naming_the_file(blob), _BlobReader(blob.path) as source:
-        if isinstance(out, DirectFileWriter):
+        if isinstance(out, DirectFileWriter | RegionWriter):
             # One byte more than is left tells a longer file from the end of the blob.
             while count := out.fill_from(source, blob.size - hasher.size + 1, hasher):
                 if on_chunk is not None:

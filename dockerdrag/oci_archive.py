@@ -20,6 +20,9 @@ What goes in it is planned by :mod:`dockerdrag.oci_layout` (the layout rules), i
 documents come from :mod:`dockerdrag.oci_documents`; ``--format oci-dir`` writes the
 same layout as a directory (:mod:`dockerdrag.oci_dir`).
 
+A pull writes the tar in regions (:func:`write_oci_archive_in_regions`): every member's
+offset follows from the sizes, so each blob file is copied into its place as soon as its
+download ends, whatever blobs before it in the tar are still downloading.
 A blob file is checked while copied: its size, and its digest unless ``before_blob``
 says it was verified a moment ago (a cache file could have been altered since an earlier
 run); see :mod:`dockerdrag.blob_copy` for how the bytes are copied.
@@ -38,15 +41,19 @@ always gives the same bytes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import io
+from collections.abc import Callable, Collection, Sequence
 from typing import Final
 
 from .blob_copy import BlobCallback, BlobFile, ChunkCallback, copy_blob_into_tar
+from .digest import Digest
+from .direct_regions import DirectRegionFile
 from .oci_dir import write_oci_dir
 from .oci_documents import BLOB_PREFIX, OCI_LAYOUT_BYTES, blob_name, metadata_files
 from .oci_layout import (
     ANNOTATION_IMAGE_NAME,
     ANNOTATION_REF_NAME,
+    LayoutPlan,
     OciImage,
     OciManifest,
     PlannedBlob,
@@ -62,31 +69,71 @@ __all__ = [
     "ChunkCallback",
     "OciImage",
     "OciManifest",
+    "ReadyCallback",
     "write_oci_archive",
+    "write_oci_archive_in_regions",
     "write_oci_dir",
 ]
 
 _HEADER_FLAVOUR: Final = "24"  # Docker 24+: no file-type bits, empty uname/gname
 
 
-def _write_tar_blob(
-    out: TarOutput,
-    tar: TarWriter,
-    blob: PlannedBlob,
-    on_chunk: ChunkCallback | None,
-    before_blob: BlobCallback | None,
+ReadyCallback = Callable[[Collection[Digest]], Digest]
+"""Blocks until one of the blobs named can be read; returns it (may raise to stop)."""
+
+
+def _write_members(
+    out: TarOutput, layout: LayoutPlan, write_blob_file: Callable[[PlannedBlob], None]
 ) -> None:
-    """One ``blobs/sha256/<hex>`` entry; a file is streamed under a header of known size."""
-    name = blob_name(blob.digest)
-    if blob.data is not None:
-        tar.add_bytes(name, blob.data, blob.mtime)
-        return
-    assert blob.path is not None
-    out.write(
-        build_header(name, TYPE_FILE, size=blob.size, mtime=blob.mtime, flavour=_HEADER_FLAVOUR)
-    )
-    copy_blob_into_tar(out, BlobFile(blob.digest, blob.size, blob.path), on_chunk, before_blob)
-    out.write(b"\0" * padding_for(blob.size))
+    """The tar of ``layout`` front to back; ``write_blob_file`` writes the data of each blob
+    kept in a file (exactly its size: the header before and the padding after are here)."""
+    tar = TarWriter(out, _HEADER_FLAVOUR)
+    tar.add_directory("blobs/", layout.blobs_mtime)
+    tar.add_directory(BLOB_PREFIX, 0)
+    for digest in sorted(layout.blobs):
+        blob = layout.blobs[digest]
+        name = blob_name(digest)
+        if blob.data is not None:
+            tar.add_bytes(name, blob.data, blob.mtime)
+            continue
+        header = build_header(
+            name, TYPE_FILE, size=blob.size, mtime=blob.mtime, flavour=_HEADER_FLAVOUR
+        )
+        out.write(header)
+        write_blob_file(blob)
+        out.write(bytes(padding_for(blob.size)))
+    for name, data in metadata_files(layout):
+        tar.add_bytes(name, data, 0)
+    tar.finish()
+
+
+class _Skeleton:
+    """The tar without the blob files' data: the bytes around them (headers, padding, the
+    small files) as runs at their offsets, and the offset where each blob file goes."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[int, bytearray]] = []
+        self.holes: dict[Digest, tuple[int, PlannedBlob]] = {}
+        self._pos = 0
+
+    def write(self, data: bytes, /) -> int:
+        if self.runs and self.runs[-1][0] + len(self.runs[-1][1]) == self._pos:
+            self.runs[-1][1].extend(data)
+        else:
+            self.runs.append((self._pos, bytearray(data)))
+        self._pos += len(data)
+        return len(data)
+
+    def leave_hole(self, blob: PlannedBlob) -> None:
+        """Note where ``blob``'s data goes and skip it."""
+        self.holes[blob.digest] = (self._pos, blob)
+        self._pos += blob.size
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0, /) -> int:
+        raise io.UnsupportedOperation("the tar skeleton is written front to back")
 
 
 def write_oci_archive(
@@ -111,11 +158,44 @@ def write_oci_archive(
     Layers stay as pulled: gzip ones load in Docker 20.10, zstd ones only in 23.0+.
     """
     layout = plan_layout(images, include_attestations)
-    tar = TarWriter(out, _HEADER_FLAVOUR)
-    tar.add_directory("blobs/", layout.blobs_mtime)
-    tar.add_directory(BLOB_PREFIX, 0)
-    for digest in sorted(layout.blobs):
-        _write_tar_blob(out, tar, layout.blobs[digest], on_chunk, before_blob)
-    for name, data in metadata_files(layout):
-        tar.add_bytes(name, data, 0)
-    tar.finish()
+
+    def copy_blob_file(blob: PlannedBlob) -> None:
+        assert blob.path is not None
+        source = BlobFile(blob.digest, blob.size, blob.path)
+        copy_blob_into_tar(out, source, on_chunk, before_blob)
+
+    _write_members(out, layout, copy_blob_file)
+
+
+def write_oci_archive_in_regions(
+    out: DirectRegionFile,
+    images: Sequence[OciImage],
+    *,
+    include_attestations: bool = False,
+    on_chunk: ChunkCallback | None = None,
+    before_blob: BlobCallback | None = None,
+    next_ready: ReadyCallback | None = None,
+) -> None:
+    """Write the same tar as :func:`write_oci_archive` into the empty file ``out``, each
+    blob file's data copied into its region as soon as the blob is ready.
+
+    Every member's offset follows from the sizes in the plan, so the bytes around the
+    blob files are written first and each blob file is copied, checked, into its
+    region; ``next_ready`` picks the next one among those left (by default, in digest
+    order). A copy starts as soon as its blob is ready, however many blobs before it
+    in the tar are still downloading. Errors are as for :func:`write_oci_archive`.
+    """
+    layout = plan_layout(images, include_attestations)
+    skeleton = _Skeleton()
+    _write_members(skeleton, layout, skeleton.leave_hole)
+    for offset, run in skeleton.runs:
+        out.write_at(bytes(run), offset)
+    holes = skeleton.holes
+    while holes:
+        digest = next_ready(holes.keys()) if next_ready is not None else min(holes)
+        offset, blob = holes.pop(digest)
+        assert blob.path is not None
+        with out.region(offset) as region:
+            source = BlobFile(blob.digest, blob.size, blob.path)
+            copy_blob_into_tar(region, source, on_chunk, before_blob)
+            region.finish()
