@@ -20,6 +20,7 @@ import anyio
 
 from .blob_body import Block, BodyBroken, Cursor
 from .chunked_download import ChunkedDownload
+from .connection_limit import ConnectionLimit
 from .errors import NetworkError
 from .events import LayerPhase
 from .http_session import READ_BUFFER_BYTES
@@ -48,7 +49,7 @@ class Fetcher(Protocol):
         """How many blob requests may be open at once."""
 
     @property
-    def limiter(self) -> anyio.CapacityLimiter:
+    def limiter(self) -> ConnectionLimit:
         """The connection limit shared by all blob requests."""
 
     @property

@@ -16,6 +16,7 @@ import anyio
 from .blob_bodies import BlobRequests, BodyPump, Fetcher
 from .blob_body import BodyBroken, Cursor, Reconnects
 from .chunked_download import ChunkedDownload
+from .connection_limit import FIRST_REQUEST_RANK
 from .errors import DigestMismatchError, SizeMismatchError
 from .events import LayerPhase
 from .manifest import Descriptor
@@ -37,8 +38,10 @@ class BlobDownload:
         reference: Reference,
         descriptor: Descriptor,
         report: bool,
+        rank: int = 0,
     ) -> None:
         self.fetcher = fetcher
+        self.rank = rank  # the blob's place in the writer's order: lower is served first
         self.store = store
         self.digest = descriptor.digest
         self.size = descriptor.size
@@ -78,6 +81,7 @@ class BlobDownload:
                 self.bodies,
                 self.store,
                 limiter=self.fetcher.limiter,
+                rank=self.rank,
                 disk_limiter=self.fetcher.disk_limiter,
                 retry=self.fetcher.retry,
                 concurrency=self.fetcher.concurrency,
@@ -102,7 +106,7 @@ class BlobDownload:
         budget = Reconnects(self.fetcher.retry, cursor.pos)
         while cursor.pos < cursor.end:
             try:
-                async with self.fetcher.limiter:
+                async with self.fetcher.limiter.place(FIRST_REQUEST_RANK):
                     await self._stream_once(cursor)
             except RangeUnusable as exc:
                 log.info("blob %s: %s; fetching it whole", self.digest.short, exc)

@@ -22,6 +22,7 @@ import anyio.abc
 
 from .blob_body import BodyBroken, Cursor, Reconnects
 from .chunk_split import OpenChunks
+from .connection_limit import FIRST_REQUEST_RANK, ConnectionLimit
 from .digest import Digest
 from .errors import leaf_error
 from .events import LayerPhase
@@ -66,7 +67,8 @@ class ChunkedDownload:
         blob: ChunkSource,
         store: BlobStore,
         *,
-        limiter: anyio.CapacityLimiter,
+        limiter: ConnectionLimit,
+        rank: int,
         disk_limiter: anyio.CapacityLimiter,
         retry: RetryPolicy,
         concurrency: int,
@@ -77,6 +79,7 @@ class ChunkedDownload:
         self._blob = blob
         self._store = store
         self._limiter = limiter
+        self._rank = rank
         self._disk_limiter = disk_limiter
         self._retry = retry
         self._concurrency = concurrency
@@ -106,7 +109,10 @@ class ChunkedDownload:
                 async with anyio.create_task_group() as group:
                     self._group = group  # the prefix hasher runs beside the chunks
                     group.start_soon(self._chunks, first, jobs, None, ranges_work)
-                    for _ in range(self._concurrency - 1):
+                    # Twice the connections: while this blob holds every place it may get,
+                    # it still has requests waiting, so a place it frees goes to it again
+                    # rather than to a blob of a later rank.
+                    for _ in range(2 * self._concurrency - 1):
                         group.start_soon(self._chunks, None, jobs, ranges_work, None)
             except BaseExceptionGroup as errors:
                 raise leaf_error(errors) from None
@@ -176,7 +182,7 @@ class ChunkedDownload:
             await self._chunk(Cursor(start, end), None)
         while True:
             # A connection first, then the split: the half taken is fetched at once.
-            await self._limiter.acquire()
+            await self._limiter.acquire(self._rank)
             rest = self._open.split()
             if rest is None:
                 self._limiter.release()
@@ -193,7 +199,7 @@ class ChunkedDownload:
         self, cursor: Cursor, announce: anyio.Event | None, *, connected: bool = False
     ) -> None:
         """Fetch bytes ``[cursor.pos, cursor.end)``; set ``announce`` once the registry
-        honoured the range. ``connected``: the caller holds a connection token for the
+        honoured the range. ``connected``: the caller holds a connection place for the
         first request (and it is released with that request)."""
         budget = Reconnects(self._retry, cursor.pos)
         while cursor.pos < cursor.end:
@@ -211,10 +217,11 @@ class ChunkedDownload:
             connected = False
 
     async def _request(self, cursor: Cursor, announce: anyio.Event | None, connected: bool) -> None:
-        """One request for the rest of the chunk, on a connection token held until it ends."""
+        """One request for the rest of the chunk, on a connection place held until it ends."""
         blob = self._blob
         if not connected:
-            await self._limiter.acquire()
+            # The first chunk finds out whether ranges work: it goes with every blob's first.
+            await self._limiter.acquire(FIRST_REQUEST_RANK if announce else self._rank)
         try:
             asked = range(cursor.pos, cursor.end)  # the end may move while the request is sent
             async with blob.open(asked.start, asked.stop) as (response, body):

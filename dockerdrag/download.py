@@ -43,17 +43,18 @@ How one blob is fetched (:meth:`BlobFetcher.fetch`):
   read and not yet written, summed over all chunks, so it never goes down
   (only a fetch from zero after a failed check starts it again at 0).
 
-Connections: each blob request, whole-blob stream or chunk, holds one token of
-the fetcher's :class:`anyio.CapacityLimiter` while it is open, so layers and
-chunks share the limit. The limit starts at ``INITIAL_CONNECTIONS`` and doubles
-towards ``concurrency`` while requests wait and the open connections are slow
-(:func:`next_connection_limit`, two looks in a row): a fast link keeps few buffers
-in memory, a link that caps each connection gets as many as it takes within a few
-looks. No token is held while waiting for a lock, for other chunks, or between
-reconnects, so the fan-out cannot deadlock. Files: a blob opens its lock and partial
-files only once it holds one of ``OPEN_BLOBS_PER_CONNECTION * concurrency`` places
-(taken before the lock, never while holding a connection), so the descriptors of a
-pull stay bounded however many layers it has.
+Connections: each blob request, whole-blob stream or chunk, holds one place of
+the fetcher's :class:`~dockerdrag.connection_limit.ConnectionLimit` while it is open,
+so layers and chunks share the limit; a freed place goes to the waiting request of
+the blob needed first (its rank in :func:`fetch_all`'s order). The limit starts at
+``INITIAL_CONNECTIONS`` and doubles towards ``concurrency`` while requests wait and
+the open connections are slow (:func:`next_connection_limit`, two looks in a row): a
+fast link keeps few buffers in memory, a link that caps each connection gets as many
+as it takes within a few looks. No place is held while waiting for a lock, for other
+chunks, or between reconnects, so the fan-out cannot deadlock. Files: a blob opens
+its lock and partial files only once it holds one of ``OPEN_BLOBS_PER_CONNECTION *
+concurrency`` places (taken before the lock, never while holding a connection), so
+the descriptors of a pull stay bounded however many layers it has.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ from pathlib import Path
 import anyio
 
 from .blob_download import BlobDownload
+from .connection_limit import ConnectionLimit
 from .digest import Digest
 from .errors import DigestMismatchError, InvalidManifestError, OutputError, leaf_error
 from .events import LayerPhase, LayerProgress, ProgressCallback
@@ -141,7 +143,7 @@ class BlobFetcher:
         self.progress = progress
         self.options = options or TransferOptions()
         self._concurrency = max(1, concurrency)
-        self._limiter: anyio.CapacityLimiter | None = None
+        self._limiter: ConnectionLimit | None = None
         self._open_blobs: anyio.CapacityLimiter | None = None
         self._disk_limiter: anyio.CapacityLimiter | None = None
         self._received = 0
@@ -160,7 +162,7 @@ class BlobFetcher:
             self._open_blobs.total_tokens = OPEN_BLOBS_PER_CONNECTION * self._concurrency
 
     @property
-    def limiter(self) -> anyio.CapacityLimiter:
+    def limiter(self) -> ConnectionLimit:
         """The connection limit shared by all blob requests of this fetcher.
 
         It starts at ``INITIAL_CONNECTIONS`` (at most ``concurrency``) and
@@ -168,7 +170,7 @@ class BlobFetcher:
         connections are slow.
         """
         if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(min(INITIAL_CONNECTIONS, self._concurrency))
+            self._limiter = ConnectionLimit(min(INITIAL_CONNECTIONS, self._concurrency))
         return self._limiter
 
     @property
@@ -198,7 +200,7 @@ class BlobFetcher:
             grown = next_connection_limit(
                 limit,
                 self._concurrency,
-                waiting=limiter.statistics().tasks_waiting,
+                waiting=limiter.waiting,
                 received=self._received - mark_bytes,
                 seconds=now - mark_time,
                 slow_rate=self.options.slow_connection_rate,
@@ -242,11 +244,18 @@ class BlobFetcher:
         return path
 
     async def fetch_noting_download(
-        self, reference: Reference, descriptor: Descriptor, *, report: bool = True
+        self,
+        reference: Reference,
+        descriptor: Descriptor,
+        *,
+        report: bool = True,
+        rank: int = 0,
     ) -> tuple[Path, bool]:
         """As :meth:`fetch`, and whether the blob was downloaded (and so verified) just now.
 
         False means it was found in the store, where it was verified by an earlier run.
+        ``rank``: the blob's place in the order it is needed; a freed connection goes to
+        the waiting request of the lowest rank (see :mod:`connection_limit`).
         """
         digest = descriptor.digest
         if descriptor.size > self.options.max_blob_size:
@@ -267,7 +276,8 @@ class BlobFetcher:
                     self.emit(descriptor, LayerPhase.EXISTS, descriptor.size)
                 return store.blob_path(digest), False
             try:
-                return await self._download_locked(store, reference, descriptor, report), True
+                path = await self._download_locked(store, reference, descriptor, report, rank)
+                return path, True
             except OSError as exc:
                 raise OutputError(
                     describe_os_error(exc, f"writing blob {digest.short} to the cache")
@@ -294,9 +304,14 @@ class BlobFetcher:
         raise DigestMismatchError(f"blob {descriptor.digest} keeps failing verification")
 
     async def _download_locked(
-        self, store: BlobStore, reference: Reference, descriptor: Descriptor, report: bool
+        self,
+        store: BlobStore,
+        reference: Reference,
+        descriptor: Descriptor,
+        report: bool,
+        rank: int,
     ) -> Path:
-        download = BlobDownload(self, store, reference, descriptor, report)
+        download = BlobDownload(self, store, reference, descriptor, report, rank)
         await download.run()
         # In a thread: a rename may be retried for a moment where a reader holds the file
         # (Windows).
@@ -316,18 +331,19 @@ async def fetch_all(
     """Fetch every distinct blob of ``descriptors`` into the store; return their paths.
 
     All blobs start at once, in the order given (so put first what is needed
-    first); the fetcher's limiter bounds the open requests (``concurrency``, when
-    given, resets that limit). ``on_ready`` hears of each blob as soon as it is
-    verified in the store, with its path and whether it was downloaded (and so
-    hashed) by this call rather than found in the store.
+    first): a freed connection goes to the first blob in that order with a request
+    waiting, so the blobs tend to finish in that order. The fetcher's limiter bounds the
+    open requests (``concurrency``, when given, resets that limit). ``on_ready`` hears
+    of each blob as soon as it is verified in the store, with its path and whether it
+    was downloaded (and so hashed) by this call rather than found in the store.
     """
     if concurrency is not None:
         fetcher.concurrency = concurrency
     paths: dict[Digest, Path] = {}
     unique = list({d.digest: d for d in descriptors}.values())
 
-    async def one(descriptor: Descriptor) -> None:
-        path, downloaded = await fetcher.fetch_noting_download(reference, descriptor)
+    async def one(rank: int, descriptor: Descriptor) -> None:
+        path, downloaded = await fetcher.fetch_noting_download(reference, descriptor, rank=rank)
         paths[descriptor.digest] = path
         if on_ready is not None:
             on_ready(descriptor.digest, path, downloaded)
@@ -336,9 +352,9 @@ async def fetch_all(
         async with anyio.create_task_group() as watching:
             watching.start_soon(fetcher.watch_connections)
             async with anyio.create_task_group() as group:
-                for descriptor in unique:
+                for rank, descriptor in enumerate(unique):
                     fetcher.emit(descriptor, LayerPhase.WAITING, 0)
-                    group.start_soon(one, descriptor)
+                    group.start_soon(one, rank, descriptor)
             watching.cancel_scope.cancel()
     except BaseExceptionGroup as group_error:
         raise leaf_error(group_error) from None

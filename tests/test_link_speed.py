@@ -38,6 +38,7 @@ SPLITTING = TransferOptions(
 MANY_CHUNKS = TransferOptions(chunk_threshold=MIB, chunk_size=128 << 10, small_blob=0)
 
 _pushed: dict[str, PushedImage] = {}
+_two_layers: dict[str, PushedImage] = {}
 
 
 @pytest.fixture
@@ -48,6 +49,17 @@ def image(registry: RegistryServer) -> PushedImage:
             registry, "speed/app", "v1", [layer({"data.bin": data}, compression="none")]
         )
     return _pushed[registry.url]
+
+
+@pytest.fixture
+def two_layers(registry: RegistryServer) -> PushedImage:
+    if registry.url not in _two_layers:
+        layers = [
+            layer({"data.bin": random.Random(seed).randbytes(1_500_000)}, compression="none")
+            for seed in (180, 181)
+        ]
+        _two_layers[registry.url] = push_image(registry, "speed/two", "v1", layers)
+    return _two_layers[registry.url]
 
 
 @pytest.fixture
@@ -162,3 +174,39 @@ async def test_a_slow_link_gets_more_connections_than_a_fast_one(
     slow_connections = proxy.connections(r"/blobs/")
     assert fast_connections <= INITIAL_CONNECTIONS
     assert slow_connections >= 2 * INITIAL_CONNECTIONS
+
+
+# -- the order blobs finish in ----------------------------------------------------------------
+
+
+async def test_a_freed_connection_goes_to_the_blob_the_writer_needs_first(
+    proxy: FaultProxy, two_layers: PushedImage, tmp_path: Path
+) -> None:
+    """Two layers in chunks over two connections: once each has its first chunk going,
+    every freed connection goes to the layer the OCI writer reads first (the lower
+    digest), so it finishes before the other gets a second request."""
+    first, second = sorted(two_layers.layers, key=lambda data: data.digest)
+    # Paced bodies: each layer's further chunks are queued before a first chunk ends.
+    proxy.add(throttle(2_000_000), path=r"/blobs/", times=None)
+    async with Puller(
+        insecure=[proxy.host],
+        cache_dir=tmp_path / "c",
+        use_docker_config=False,
+        retry=FAST,
+        transfer=MANY_CHUNKS,
+        concurrency=2,
+    ) as puller:
+        reference = f"{proxy.host}/{two_layers.repo}:{two_layers.tag}"
+        await puller.pull(reference, output=tmp_path / "x.tar", format="oci")
+    proxy.wait_idle()
+    order = [
+        record.path.rsplit("/", 1)[-1]
+        for record in proxy.requests_for(r"/blobs/sha256:")
+        if record.path.endswith((first.digest, second.digest))
+    ]
+    chunks = -(-first.size // MANY_CHUNKS.chunk_size)
+    assert order.count(first.digest) == chunks
+    last_of_first = max(i for i, digest in enumerate(order) if digest == first.digest)
+    second_requests = [i for i, digest in enumerate(order) if digest == second.digest]
+    assert second_requests[0] < last_of_first  # both started at once
+    assert all(i > last_of_first for i in second_requests[1:])

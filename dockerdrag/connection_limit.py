@@ -1,0 +1,119 @@
+"""The blob connections of a pull: a limit whose freed places go to the most wanted blob first.
+
+The archive writer reads the layers in one order and waits for each in turn; blobs that
+all finish together at the end of the download leave it nothing to do meanwhile and
+everything to do afterwards. So each request waits with a ``rank`` (the blob's place in
+the writer's order): a freed connection goes to the waiting request of the lowest rank,
+first come first served within a rank. The blobs then finish roughly in the order they
+are read, and the writer works on one layer while the next ones arrive.
+
+A blob's first request (a whole-blob stream, or the chunk that finds out whether the
+registry honours ranges) waits with ``FIRST_REQUEST_RANK``, ahead of every further
+chunk: every blob gets going at once, in the order asked, and a stream (which cannot be
+split between connections) does not start last and straggle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+from collections.abc import AsyncIterator
+
+import anyio
+import anyio.lowlevel
+
+FIRST_REQUEST_RANK = -1
+"""The rank of a blob's first request: ahead of the chunks of every blob."""
+
+
+class _Waiter:
+    __slots__ = ("event", "gone", "granted", "number", "rank")
+
+    def __init__(self, rank: int, number: int) -> None:
+        self.rank = rank
+        self.number = number
+        self.event = anyio.Event()
+        self.granted = False  # a place was handed to it
+        self.gone = False  # cancelled while waiting: skipped when places are handed out
+
+    def __lt__(self, other: _Waiter) -> bool:
+        return (self.rank, self.number) < (other.rank, other.number)
+
+
+class ConnectionLimit:
+    """At most ``total_tokens`` places held at once; waiters served by rank, then arrival.
+
+    Used from one event loop only. ``total_tokens`` may be raised or lowered at any time;
+    lowering it takes no place back, it only stops handing out new ones.
+    """
+
+    def __init__(self, total_tokens: int) -> None:
+        self._total = max(1, total_tokens)
+        self._held = 0
+        self._queue: list[_Waiter] = []
+        self._waiting = 0
+        self._numbers = itertools.count()
+
+    @property
+    def total_tokens(self) -> int:
+        return self._total
+
+    @total_tokens.setter
+    def total_tokens(self, value: int) -> None:
+        self._total = max(1, value)
+        self._hand_out()
+
+    @property
+    def held(self) -> int:
+        """Places held right now."""
+        return self._held
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a place."""
+        return self._waiting
+
+    async def acquire(self, rank: int = 0) -> None:
+        """Wait for a place (requests of a lower ``rank`` are served first)."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if self._held < self._total and not self._waiting:
+            self._held += 1
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+            return
+        waiter = _Waiter(rank, next(self._numbers))
+        heapq.heappush(self._queue, waiter)
+        self._waiting += 1
+        try:
+            await waiter.event.wait()
+        except BaseException:
+            if waiter.granted:
+                self.release()  # handed a place while being cancelled: pass it on
+            else:
+                waiter.gone = True
+                self._waiting -= 1
+            raise
+
+    def release(self) -> None:
+        """Give a place back; it goes to the best waiter, if any."""
+        self._held -= 1
+        self._hand_out()
+
+    @contextlib.asynccontextmanager
+    async def place(self, rank: int = 0) -> AsyncIterator[None]:
+        """Hold a place for the duration of the block."""
+        await self.acquire(rank)
+        try:
+            yield
+        finally:
+            self.release()
+
+    def _hand_out(self) -> None:
+        while self._held < self._total and self._queue:
+            waiter = heapq.heappop(self._queue)
+            if waiter.gone:
+                continue
+            waiter.granted = True
+            self._waiting -= 1
+            self._held += 1
+            waiter.event.set()

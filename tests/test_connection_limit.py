@@ -1,0 +1,99 @@
+"""The connection limit of a pull: places handed out by rank, then by arrival.
+
+Unit tests of :class:`ConnectionLimit` on its own (no HTTP); the pull that relies on it
+is tested through the fault proxy in tests/test_link_speed.py.
+"""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from dockerdrag.connection_limit import ConnectionLimit
+
+pytestmark = pytest.mark.anyio
+
+
+async def served_order(limit: ConnectionLimit, ranks: list[int]) -> list[int]:
+    """Queue one waiter per rank (in that order) behind a held place; the order served."""
+    served: list[int] = []
+
+    async def wait(number: int, rank: int) -> None:
+        async with limit.place(rank):
+            served.append(number)
+            await anyio.sleep(0)
+
+    await limit.acquire()
+    async with anyio.create_task_group() as group:
+        for number, rank in enumerate(ranks):
+            group.start_soon(wait, number, rank)
+        await anyio.wait_all_tasks_blocked()
+        assert limit.waiting == len(ranks)
+        limit.release()
+    return served
+
+
+async def test_the_lowest_rank_is_served_first_then_the_first_come() -> None:
+    assert await served_order(ConnectionLimit(1), [3, 1, 2, 1, 0]) == [4, 1, 3, 2, 0]
+
+
+async def test_raising_the_limit_lets_waiters_in_at_once() -> None:
+    limit = ConnectionLimit(1)
+    await limit.acquire()
+    entered = 0
+
+    async def enter() -> None:
+        nonlocal entered
+        await limit.acquire(5)
+        entered += 1
+
+    async with anyio.create_task_group() as group:
+        for _ in range(3):
+            group.start_soon(enter)
+        await anyio.wait_all_tasks_blocked()
+        assert (entered, limit.waiting) == (0, 3)
+        limit.total_tokens = 3
+        await anyio.wait_all_tasks_blocked()
+        assert (entered, limit.waiting, limit.held) == (2, 1, 3)
+        limit.release()
+    assert (entered, limit.waiting, limit.held) == (3, 0, 3)
+
+
+async def note_when_in(limit: ConnectionLimit, served: list[str], name: str, rank: int) -> None:
+    async with limit.place(rank):
+        served.append(name)
+
+
+async def test_a_waiter_cancelled_while_waiting_leaves_the_queue() -> None:
+    limit = ConnectionLimit(1)
+    await limit.acquire()
+    served: list[str] = []
+    async with anyio.create_task_group() as group:
+        async with anyio.create_task_group() as doomed:
+            doomed.start_soon(note_when_in, limit, served, "doomed", 0)
+            await anyio.wait_all_tasks_blocked()
+            group.start_soon(note_when_in, limit, served, "next", 1)
+            await anyio.wait_all_tasks_blocked()
+            assert limit.waiting == 2
+            doomed.cancel_scope.cancel()
+        assert limit.waiting == 1
+        limit.release()
+    assert served == ["next"]
+    assert (limit.held, limit.waiting) == (0, 0)
+
+
+async def test_a_waiter_cancelled_as_it_is_handed_a_place_loses_no_place() -> None:
+    """Whether the cancelled waiter still runs its block or passes the place on, the
+    place is not lost: the next waiter gets in and nothing stays held."""
+    limit = ConnectionLimit(1)
+    await limit.acquire()
+    served: list[str] = []
+    async with anyio.create_task_group() as group, anyio.create_task_group() as doomed:
+        doomed.start_soon(note_when_in, limit, served, "doomed", 0)
+        await anyio.wait_all_tasks_blocked()
+        group.start_soon(note_when_in, limit, served, "next", 1)
+        await anyio.wait_all_tasks_blocked()
+        limit.release()  # hands the place to "doomed", which has not run yet
+        doomed.cancel_scope.cancel()
+    assert served[-1] == "next"
+    assert (limit.held, limit.waiting) == (0, 0)
