@@ -30,9 +30,19 @@ from .events import (
 )
 from .manifest import Descriptor
 from .progress_tally import Clock, RendererBase, Tally
-from .pull_results import ImageInspection, PullResult
+from .pull_results import ImageInspection, LayerResult, PullResult
 
 JSON_UPDATES_PER_SECOND = 5
+
+
+def layer_json(layer: LayerResult) -> dict[str, Any]:
+    """A layer of a result or an inspection as a JSON object."""
+    return {
+        "digest": str(layer.digest),
+        "diff_id": str(layer.diff_id),
+        "size": layer.size,
+        "media_type": layer.media_type,
+    }
 
 
 def result_json(result: PullResult) -> dict[str, Any]:
@@ -46,15 +56,7 @@ def result_json(result: PullResult) -> dict[str, Any]:
         "platform": str(result.platform),
         "repo_tags": list(result.repo_tags),
         "format": result.format,
-        "layers": [
-            {
-                "digest": str(layer.digest),
-                "diff_id": str(layer.diff_id),
-                "size": layer.size,
-                "media_type": layer.media_type,
-            }
-            for layer in result.layers
-        ],
+        "layers": [layer_json(layer) for layer in result.layers],
         "size": sum(layer.size for layer in result.layers),
     }
 
@@ -159,15 +161,7 @@ def inspection_json(found: ImageInspection) -> dict[str, Any]:
             "working_dir": config.working_dir,
             "user": config.user,
         }
-    obj["layers"] = [
-        {
-            "digest": str(layer.digest),
-            "diff_id": str(layer.diff_id),
-            "size": layer.size,
-            "media_type": layer.media_type,
-        }
-        for layer in found.layers
-    ]
+    obj["layers"] = [layer_json(layer) for layer in found.layers]
     return obj
 
 
@@ -235,5 +229,6 @@ __all__ = [
     "error_json",
     "event_json",
     "inspection_json",
+    "layer_json",
     "result_json",
 ]
