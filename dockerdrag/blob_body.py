@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
+import anyio
+
 from .errors import NetworkError
 from .retry import RetryPolicy
+
+log = logging.getLogger("dockerdrag")
 
 
 class BodyBroken(Exception):
@@ -71,6 +76,13 @@ class Reconnects:
         self.count = 0
         self.fruitless = 0
         self._mark = (offset, time.monotonic())
+
+    async def wait_to_reconnect(self, offset: int, broken: BodyBroken, blob: str) -> None:
+        """Log ``broken`` (of ``blob``, a short digest) and wait before reconnecting at
+        ``offset``; raise its error when the budget is spent."""
+        delay = self.delay_after(offset, broken.error)
+        log.info("blob %s: %s; reconnecting at byte %d", blob, broken, offset)
+        await anyio.sleep(delay)
 
     def delay_after(self, offset: int, error: NetworkError) -> float:
         """Seconds to wait before reconnecting at ``offset``; raise ``error`` when spent."""

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 
-import anyio
-
 from .blob_bodies import BlobRequests, BodyPump, Fetcher
 from .blob_body import BodyBroken, Cursor, Reconnects
 from .chunked_download import ChunkedDownload
@@ -112,11 +110,7 @@ class BlobDownload:
                 log.info("blob %s: %s; fetching it whole", self.digest.short, exc)
                 await self._start_over(cursor)
             except BodyBroken as broken:
-                delay = budget.delay_after(cursor.pos, broken.error)
-                log.info(
-                    "blob %s: %s; reconnecting at byte %d", self.digest.short, broken, cursor.pos
-                )
-                await anyio.sleep(delay)
+                await budget.wait_to_reconnect(cursor.pos, broken, self.digest.short)
 
     async def _stream_once(self, cursor: Cursor) -> None:
         async with self.bodies.open(cursor.pos, self.size) as (response, body):

@@ -206,14 +206,7 @@ class ChunkedDownload:
             try:
                 await self._request(cursor, announce, connected)
             except BodyBroken as broken:
-                delay = budget.delay_after(cursor.pos, broken.error)
-                log.info(
-                    "blob %s: %s; reconnecting at byte %d",
-                    self._blob.digest.short,
-                    broken,
-                    cursor.pos,
-                )
-                await anyio.sleep(delay)
+                await budget.wait_to_reconnect(cursor.pos, broken, self._blob.digest.short)
             connected = False
 
     async def _request(self, cursor: Cursor, announce: anyio.Event | None, connected: bool) -> None:

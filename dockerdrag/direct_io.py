@@ -45,6 +45,7 @@ __all__ = [
     "Hasher",
     "Readable",
     "pwrite_past_cache",
+    "read_hashed",
 ]
 
 DIRECT_BLOCK: Final = 1 << 19
@@ -126,12 +127,7 @@ class DirectFileWriter:
             raise ValueError("fill_from() appends: seek to the end of the file first")
         if self._block is None:
             self._block = self._blocks.take()
-        start = self._fill
-        room = memoryview(self._block)[start : start + min(limit, self._block_size - start)]
-        count = stream.readinto(room) or 0
-        if count:
-            hasher.update(room[:count])
-        del room  # a block is reused: no view of it outlives the call
+        count = read_hashed(stream, self._block, self._fill, limit, hasher)
         if count:
             self._fill += count
             self._pos += count
@@ -341,6 +337,17 @@ class Hasher(Protocol):
     """What the ``fill_from`` methods of the writers feed the bytes they read to."""
 
     def update(self, data: memoryview, /) -> None: ...
+
+
+def read_hashed(stream: Readable, block: mmap.mmap, start: int, limit: int, hasher: Hasher) -> int:
+    """Read up to ``limit`` bytes of ``stream`` into ``block`` from ``start`` (no further
+    than its end), feeding them to ``hasher``; how many were read, 0 at its end."""
+    room = memoryview(block)[start : start + min(limit, len(block) - start)]
+    count = stream.readinto(room) or 0
+    if count:
+        hasher.update(room[:count])
+    del room  # a block is reused or freed: no view of it outlives the call
+    return count
 
 
 def pwrite_past_cache(direct_fd: int | None, fd: int, data: memoryview, offset: int) -> bool:

@@ -27,6 +27,7 @@ from .direct_io import (
     Hasher,
     Readable,
     pwrite_past_cache,
+    read_hashed,
 )
 from .osfiles import pwrite_all, reopen_direct
 
@@ -181,12 +182,7 @@ class RegionWriter(ClosedOnExit):
 
     def fill_from(self, stream: Readable, limit: int, hasher: Hasher) -> int:
         """Read up to ``limit`` bytes of ``stream`` into the region, hashing them; 0 at EOF."""
-        start = self._fill
-        room = memoryview(self._block)[start : start + min(limit, self._size - start)]
-        count = stream.readinto(room) or 0
-        if count:
-            hasher.update(room[:count])
-        del room  # no view may outlive a call: close() frees the block
+        count = read_hashed(stream, self._block, self._fill, limit, hasher)
         if count:
             self._advance(count)
         return count
