@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -27,7 +27,7 @@ from .http_failures import connection_error
 from .redirects import redact_url
 from .retry import parse_retry_after
 from .tls_proxy import Proxies, TLSSettings
-from .tokens import MAX_TOKEN_BODY, TokenReply
+from .tokens import MAX_TOKEN_BODY, TokenReply, TokenRequest
 
 log = logging.getLogger("dockerdrag")
 
@@ -114,25 +114,18 @@ class HttpSession:
                 raise
             raise connection_error(exc, url, what, proxy) from exc
 
-    async def token_request(
-        self,
-        method: str,
-        url: str,
-        *,
-        query: Sequence[tuple[str, str]],
-        headers: Mapping[str, str],
-        form: Mapping[str, str] | None,
-    ) -> TokenReply:
-        """One request to a token realm (the :class:`~dockerdrag.tokens.TokenClient` side)."""
+    async def send_token_request(self, request: TokenRequest) -> TokenReply:
+        """``request`` sent to its realm once (the :class:`~dockerdrag.tokens.TokenClient` side)."""
+        url, form = request.realm, request.form
         proxy, proxy_headers = self.proxies.options(url)
-        log.debug("%s %s", method, redact_url(url))
+        log.debug("%s %s", request.method, redact_url(url))
         try:
             async with self.session.request(
-                method,
+                request.method,
                 url,
-                params=list(query) or None,
+                params=list(request.query) or None,
                 data=dict(form) if form is not None else None,
-                headers=dict(headers),
+                headers=dict(request.headers),
                 allow_redirects=False,
                 ssl=self.tls.for_host(urlsplit(url).netloc),
                 proxy=proxy,

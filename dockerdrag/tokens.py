@@ -17,7 +17,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -57,20 +57,12 @@ class TokenReply:
 class TokenClient(Protocol):
     """The HTTP a token fetch needs; :class:`~dockerdrag.http_session.HttpSession` has it.
 
-    ``token_request`` raises :class:`~dockerdrag.errors.NetworkError` (or ``TLSError``)
-    when the token server cannot be reached; any HTTP status is returned.
+    ``send_token_request`` raises :class:`~dockerdrag.errors.NetworkError` (or
+    ``TLSError``) when the token server cannot be reached; any HTTP status is returned.
     """
 
-    async def token_request(
-        self,
-        method: str,
-        url: str,
-        *,
-        query: Sequence[tuple[str, str]],
-        headers: Mapping[str, str],
-        form: Mapping[str, str] | None,
-    ) -> TokenReply:
-        """Send one request to a token realm (no redirects followed)."""
+    async def send_token_request(self, request: TokenRequest) -> TokenReply:
+        """Send ``request`` to its realm once (no redirects followed)."""
         ...
 
 
@@ -200,13 +192,7 @@ async def fetch_token(
     for attempt in range(retry.attempts):
         last = attempt + 1 >= retry.attempts
         try:
-            reply = await client.token_request(
-                request.method,
-                request.realm,
-                query=request.query,
-                headers=request.headers,
-                form=request.form,
-            )
+            reply = await client.send_token_request(request)
         except TLSError:
             raise
         except NetworkError as exc:

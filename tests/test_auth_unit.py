@@ -9,7 +9,7 @@ import os
 import ssl
 import stat
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -34,7 +34,7 @@ from dockerdrag.errors import (
     UsageError,
 )
 from dockerdrag.retry import RetryPolicy
-from dockerdrag.tokens import TokenReply
+from dockerdrag.tokens import TokenReply, TokenRequest
 
 
 def test_parse_bearer_challenge_with_commas_in_quotes() -> None:
@@ -201,18 +201,11 @@ class FakeTokenClient:
         self.replies = list(replies)
         self.calls: list[dict[str, object]] = []
 
-    async def token_request(
-        self,
-        method: str,
-        url: str,
-        *,
-        query: Sequence[tuple[str, str]],
-        headers: Mapping[str, str],
-        form: Mapping[str, str] | None,
-    ) -> TokenReply:
+    async def send_token_request(self, request: TokenRequest) -> TokenReply:
+        form = request.form
         self.calls.append(
-            {"method": method, "url": url, "query": list(query), "headers": dict(headers)}
-            | {"form": dict(form) if form is not None else None}
+            {"method": request.method, "url": request.realm, "query": list(request.query)}
+            | {"headers": dict(request.headers), "form": dict(form) if form is not None else None}
         )
         await anyio.sleep(0)
         reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
