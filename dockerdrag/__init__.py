@@ -69,6 +69,7 @@ if typing.TYPE_CHECKING:
     from .events import PushStarted as PushStarted
     from .events import RequestRetry as RequestRetry
     from .events import TagMoved as TagMoved
+    from .image_config import ImageConfig as ImageConfig
     from .image_list import ImageListEntry as ImageListEntry
     from .image_list import parse_image_list as parse_image_list
     from .image_list import read_image_list as read_image_list
@@ -82,7 +83,6 @@ if typing.TYPE_CHECKING:
     from .lockfile import write_lockfile as write_lockfile
     from .low_speed import LowSpeedLimit as LowSpeedLimit
     from .manifest import Descriptor as Descriptor
-    from .manifest import ImageConfig as ImageConfig
     from .manifest import ImageIndex as ImageIndex
     from .manifest import ImageManifest as ImageManifest
     from .platform import Platform as Platform
@@ -122,7 +122,7 @@ _HOMES = {
     "DigestMismatchError": "errors",
     "DockerArchiveOptions": "docker_archive",
     "DockerDragError": "errors",
-    "ImageConfig": "manifest",
+    "ImageConfig": "image_config",
     "ImageIndex": "manifest",
     "ImageInspection": "pull_results",
     "ImageListEntry": "image_list",

@@ -34,8 +34,9 @@ from .docker_archive import (
 from .docker_parallel import write_docker_archive_in_parallel
 from .errors import InvalidManifestError
 from .gojson import DecodedConfig
+from .image_config import ImageConfig
 from .layers import announced_size, open_decompressed
-from .manifest import ImageConfig, ImageIndex, ImageManifest
+from .manifest import ImageIndex, ImageManifest
 from .reference import Reference
 from .store import BlobStore, atomic_output
 

@@ -19,7 +19,7 @@ from .cli_parser import (
 from .config import Settings
 from .human_units import format_amount, format_bytes
 from .layers import Compression, sniff_compression
-from .manifest import INDEX_MEDIA_TYPES
+from .media_types import INDEX_MEDIA_TYPES
 from .safe_text import escape
 
 if TYPE_CHECKING:

@@ -71,7 +71,8 @@ from .connection_limit import ConnectionLimit
 from .digest import Digest
 from .errors import DigestMismatchError, InvalidManifestError, OutputError, leaf_error
 from .events import LayerPhase, LayerProgress, ProgressCallback
-from .manifest import MAX_CONFIG_BYTES, Descriptor
+from .image_config import MAX_CONFIG_BYTES
+from .manifest import Descriptor
 from .reference import Reference
 from .registry import RegistryClient
 from .retry import RetryPolicy

@@ -1,4 +1,4 @@
-"""Manifests, indexes, descriptors and image configs: media types, parsing, validation.
+"""Manifests, indexes and descriptors: parsing, validation, platform selection.
 
 Both families are accepted: the OCI image manifest and index, and Docker's
 schema 2 manifest and manifest list. Parsing is strict, because a registry (or
@@ -17,10 +17,7 @@ anything between us and it) controls these bytes:
 * Every descriptor has a string ``mediaType``, a sha256 ``digest`` and a
   non-negative integer ``size``; ``urls`` are http(s) only.
 
-Image configs are decoded the way Docker's Go code decodes them (case-insensitive
-keys, later duplicates win or merge, invalid UTF-8 replaced), so that what we
-read agrees with what ``docker load`` will read; only what the pull needs is
-checked: ``rootfs.type == "layers"`` and ``rootfs.diff_ids`` are sha256 digests.
+Media types live in :mod:`media_types`, image configs in :mod:`image_config`.
 
 Every failure raises InvalidManifestError. Nothing here does I/O.
 """
@@ -36,136 +33,28 @@ from urllib.parse import urlsplit
 
 from .digest import Digest
 from .errors import InvalidManifestError, PlatformNotFoundError
-from .gojson import ZERO_TIME, DecodedConfig, decode_image_config, fold_key, strings
+from .gojson import fold_key
+from .media_types import (
+    FOREIGN_LAYER_MEDIA_TYPES,
+    INDEX_MEDIA_TYPES,
+    MANIFEST_MEDIA_TYPES,
+    MEDIA_TYPE_OCI_INDEX,
+    MEDIA_TYPE_OCI_MANIFEST,
+    SCHEMA1_MEDIA_TYPES,
+)
 from .platform import Platform, platform_rank
 
 __all__ = [
-    "ACCEPT_MANIFEST_TYPES",
-    "CONFIG_MEDIA_TYPES",
-    "FOREIGN_LAYER_MEDIA_TYPES",
-    "INDEX_MEDIA_TYPES",
-    "LAYER_MEDIA_TYPES",
-    "MANIFEST_MEDIA_TYPES",
-    "MAX_CONFIG_BYTES",
     "MAX_MANIFEST_BYTES",
-    "MEDIA_TYPE_DOCKER_CONFIG",
-    "MEDIA_TYPE_DOCKER_FOREIGN_LAYER",
-    "MEDIA_TYPE_DOCKER_LAYER",
-    "MEDIA_TYPE_DOCKER_LAYER_GZIP",
-    "MEDIA_TYPE_DOCKER_LAYER_ZSTD",
-    "MEDIA_TYPE_DOCKER_MANIFEST",
-    "MEDIA_TYPE_DOCKER_MANIFEST_LIST",
-    "MEDIA_TYPE_DOCKER_SCHEMA1_MANIFEST",
-    "MEDIA_TYPE_DOCKER_SCHEMA1_SIGNED_MANIFEST",
-    "MEDIA_TYPE_OCI_CONFIG",
-    "MEDIA_TYPE_OCI_INDEX",
-    "MEDIA_TYPE_OCI_LAYER",
-    "MEDIA_TYPE_OCI_LAYER_GZIP",
-    "MEDIA_TYPE_OCI_LAYER_NONDISTRIBUTABLE",
-    "MEDIA_TYPE_OCI_LAYER_NONDISTRIBUTABLE_GZIP",
-    "MEDIA_TYPE_OCI_LAYER_NONDISTRIBUTABLE_ZSTD",
-    "MEDIA_TYPE_OCI_LAYER_ZSTD",
-    "MEDIA_TYPE_OCI_MANIFEST",
-    "SCHEMA1_MEDIA_TYPES",
     "Descriptor",
-    "ImageConfig",
     "ImageIndex",
     "ImageManifest",
-    "decode_config",
-    "image_config",
-    "parse_config",
     "parse_manifest",
     "select_manifest",
 ]
 
-# --- media types -----------------------------------------------------------------
-
-MEDIA_TYPE_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-"""Docker image manifest, schema 2."""
-MEDIA_TYPE_DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-"""Docker manifest list (multi-platform)."""
-MEDIA_TYPE_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-"""OCI image manifest."""
-MEDIA_TYPE_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-"""OCI image index (multi-platform)."""
-
-MEDIA_TYPE_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-"""Docker image config."""
-MEDIA_TYPE_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-"""OCI image config."""
-
-MEDIA_TYPE_DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
-"""Uncompressed Docker layer."""
-MEDIA_TYPE_DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-"""gzip-compressed Docker layer."""
-MEDIA_TYPE_DOCKER_LAYER_ZSTD = "application/vnd.docker.image.rootfs.diff.tar.zstd"
-"""zstd-compressed Docker layer (written by some tools; not in the schema 2 spec)."""
-MEDIA_TYPE_DOCKER_FOREIGN_LAYER = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
-"""Foreign (nondistributable) Docker layer, typically Windows base layers."""
-MEDIA_TYPE_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
-"""Uncompressed OCI layer."""
-MEDIA_TYPE_OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-"""gzip-compressed OCI layer."""
-MEDIA_TYPE_OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
-"""zstd-compressed OCI layer."""
-MEDIA_TYPE_OCI_LAYER_NONDISTRIBUTABLE = "application/vnd.oci.image.layer.nondistributable.v1.tar"
-"""Nondistributable (foreign) OCI layer, uncompressed (deprecated by OCI)."""
-MEDIA_TYPE_OCI_LAYER_NONDISTRIBUTABLE_GZIP = MEDIA_TYPE_OCI_LAYER_NONDISTRIBUTABLE + "+gzip"
-"""Nondistributable (foreign) OCI layer, gzip (deprecated by OCI)."""
-MEDIA_TYPE_OCI_LAYER_NONDISTRIBUTABLE_ZSTD = MEDIA_TYPE_OCI_LAYER_NONDISTRIBUTABLE + "+zstd"
-"""Nondistributable (foreign) OCI layer, zstd (deprecated by OCI)."""
-
-MEDIA_TYPE_DOCKER_SCHEMA1_MANIFEST = "application/vnd.docker.distribution.manifest.v1+json"
-"""Docker schema 1 manifest (refused)."""
-MEDIA_TYPE_DOCKER_SCHEMA1_SIGNED_MANIFEST = (
-    "application/vnd.docker.distribution.manifest.v1+prettyjws"
-)
-"""Signed Docker schema 1 manifest (refused)."""
-
-MANIFEST_MEDIA_TYPES = frozenset({MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_OCI_MANIFEST})
-"""Media types of single-platform image manifests."""
-INDEX_MEDIA_TYPES = frozenset({MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_OCI_INDEX})
-"""Media types of multi-platform indexes."""
-CONFIG_MEDIA_TYPES = frozenset({MEDIA_TYPE_DOCKER_CONFIG, MEDIA_TYPE_OCI_CONFIG})
-"""Media types of image configs (other configs belong to artifacts)."""
-FOREIGN_LAYER_MEDIA_TYPES = frozenset(
-    {
-        MEDIA_TYPE_DOCKER_FOREIGN_LAYER,
-        MEDIA_TYPE_OCI_LAYER_NONDISTRIBUTABLE,
-        MEDIA_TYPE_OCI_LAYER_NONDISTRIBUTABLE_GZIP,
-        MEDIA_TYPE_OCI_LAYER_NONDISTRIBUTABLE_ZSTD,
-    }
-)
-"""Layer media types whose blobs may live outside the registry (descriptor ``urls``)."""
-LAYER_MEDIA_TYPES = frozenset(
-    {
-        MEDIA_TYPE_DOCKER_LAYER,
-        MEDIA_TYPE_DOCKER_LAYER_GZIP,
-        MEDIA_TYPE_DOCKER_LAYER_ZSTD,
-        MEDIA_TYPE_OCI_LAYER,
-        MEDIA_TYPE_OCI_LAYER_GZIP,
-        MEDIA_TYPE_OCI_LAYER_ZSTD,
-    }
-    | FOREIGN_LAYER_MEDIA_TYPES
-)
-"""Image layer media types (an artifact's layers, such as in-toto statements, are others)."""
-SCHEMA1_MEDIA_TYPES = frozenset(
-    {MEDIA_TYPE_DOCKER_SCHEMA1_MANIFEST, MEDIA_TYPE_DOCKER_SCHEMA1_SIGNED_MANIFEST}
-)
-"""Docker schema 1 manifest types (all refused)."""
-
-ACCEPT_MANIFEST_TYPES: tuple[str, ...] = (
-    MEDIA_TYPE_OCI_INDEX,
-    MEDIA_TYPE_OCI_MANIFEST,
-    MEDIA_TYPE_DOCKER_MANIFEST_LIST,
-    MEDIA_TYPE_DOCKER_MANIFEST,
-)
-"""What to send in ``Accept`` for manifests: all four, or registries hide OCI images."""
-
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 """Largest manifest or index body we read (the registry's own PUT limit)."""
-MAX_CONFIG_BYTES = 4 * 1024 * 1024
-"""Largest image config we read."""
 
 # Content-Types that say nothing about which manifest this is.
 _GENERIC_CONTENT_TYPES = frozenset(
@@ -562,89 +451,3 @@ def select_manifest(index: ImageIndex, wanted: Platform) -> Descriptor:
         f"(available platforms: {offered})",
         available=available,
     )
-
-
-# --- image config ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ImageConfig:
-    """The parts of an image config the pull and ``inspect`` need.
-
-    ``raw`` keeps the exact bytes (the image ID is their sha256, ``digest``).
-    ``labels`` is read-only and not part of the hash.
-    """
-
-    raw: bytes = field(repr=False)
-    digest: Digest
-    diff_ids: tuple[Digest, ...]
-    platform: Platform
-    created: str | None = None
-    entrypoint: tuple[str, ...] | None = None
-    cmd: tuple[str, ...] | None = None
-    env: tuple[str, ...] = ()
-    labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
-    working_dir: str | None = None
-    user: str | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.labels, MappingProxyType):
-            object.__setattr__(self, "labels", _frozen_annotations(self.labels))
-
-
-def _optional_strings(value: object) -> tuple[str, ...] | None:
-    return None if value is None else tuple(strings(value))
-
-
-def decode_config(raw: bytes) -> DecodedConfig:
-    """Decode an image config as Docker does (:mod:`dockerdrag.gojson`) and check it.
-
-    Requires at most ``MAX_CONFIG_BYTES``, ``rootfs.type == "layers"`` and
-    ``rootfs.diff_ids`` a list of sha256 digests (possibly empty; the caller compares it
-    with the layers). Raises InvalidManifestError otherwise.
-    """
-    if not isinstance(raw, bytes | bytearray | memoryview):
-        raise TypeError("raw must be bytes")
-    raw = bytes(raw)
-    if len(raw) > MAX_CONFIG_BYTES:
-        _invalid(f"image config is too large ({len(raw)} bytes, limit {MAX_CONFIG_BYTES})")
-    decoded = decode_image_config(raw)
-    if decoded.rootfs_type != "layers":
-        _invalid(
-            f"image config: unsupported rootfs.type {decoded.rootfs_type!r} (expected 'layers')"
-        )
-    return decoded
-
-
-def image_config(decoded: DecodedConfig) -> ImageConfig:
-    """What the pull and ``inspect`` show of a decoded config."""
-    platform = Platform(
-        os=decoded.os,
-        architecture=decoded.string("architecture"),
-        variant=decoded.string("variant") or None,
-        os_version=decoded.os_version or None,
-        os_features=decoded.os_features,
-    ).normalized()
-    container = decoded.container_config() or {}
-    labels = container.get("Labels")
-    created = decoded.created
-    return ImageConfig(
-        raw=decoded.raw,
-        digest=Digest.of(decoded.raw),
-        diff_ids=decoded.diff_ids,
-        platform=platform,
-        created=None if created == ZERO_TIME else created.format_rfc3339nano(),
-        entrypoint=_optional_strings(container.get("Entrypoint")),
-        cmd=_optional_strings(container.get("Cmd")),
-        env=tuple(strings(container.get("Env"))),
-        labels=MappingProxyType(
-            {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
-        ),
-        working_dir=str(container.get("WorkingDir", "")) or None,
-        user=str(container.get("User", "")) or None,
-    )
-
-
-def parse_config(raw: bytes) -> ImageConfig:
-    """:func:`decode_config`, then :func:`image_config`."""
-    return image_config(decode_config(raw))

@@ -11,7 +11,8 @@ from typing import Final
 
 from .digest import Digest
 from .gojson import encode_value, go_map_order
-from .manifest import MEDIA_TYPE_OCI_INDEX, Descriptor
+from .manifest import Descriptor
+from .media_types import MEDIA_TYPE_OCI_INDEX
 from .oci_layout import DockerItem, LayoutPlan
 
 __all__ = ["BLOB_PREFIX", "OCI_LAYOUT_BYTES", "blob_name", "metadata_files"]

@@ -14,9 +14,10 @@ from .assemble import PlatformImage, ResolvedPull
 from .digest import Digest
 from .download import BlobFetcher
 from .errors import DockerDragError, InvalidManifestError
+from .image_config import ImageConfig, decode_config, image_config, parse_config
 from .list_pull import resolve_locked
 from .lockfile import LockedImage
-from .manifest import ImageConfig, ImageManifest, decode_config, image_config, parse_config
+from .manifest import ImageManifest
 from .platform import Platform, check_image_platform
 from .reference import Reference
 from .registry import RegistryClient

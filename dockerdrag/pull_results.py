@@ -14,8 +14,9 @@ from pathlib import Path
 
 from .digest import Digest
 from .events import ProgressEvent, TagMoved
+from .image_config import ImageConfig
 from .lockfile import Lockfile
-from .manifest import Descriptor, ImageConfig, ImageManifest
+from .manifest import Descriptor, ImageManifest
 from .platform import Platform
 
 

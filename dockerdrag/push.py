@@ -48,7 +48,7 @@ from .events import (
     PushProgressCallback,
     PushStarted,
 )
-from .manifest import (
+from .media_types import (
     MEDIA_TYPE_DOCKER_CONFIG,
     MEDIA_TYPE_DOCKER_LAYER_GZIP,
     MEDIA_TYPE_DOCKER_MANIFEST,

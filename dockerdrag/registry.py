@@ -28,7 +28,6 @@ from .errors import (
     UsageError,
 )
 from .manifest import (
-    ACCEPT_MANIFEST_TYPES,
     MAX_MANIFEST_BYTES,
     Descriptor,
     ImageIndex,
@@ -36,6 +35,7 @@ from .manifest import (
     parse_manifest,
     select_manifest,
 )
+from .media_types import ACCEPT_MANIFEST_TYPES
 from .platform import Platform
 from .reference import Reference
 from .transport import Response, Transport

@@ -46,13 +46,9 @@ from .errors import (
     InvalidManifestError,
     InvalidReferenceError,
 )
+from .image_config import parse_config
 from .layers import Compression
-from .manifest import (
-    Descriptor,
-    ImageIndex,
-    ImageManifest,
-    parse_config,
-)
+from .manifest import Descriptor, ImageIndex, ImageManifest
 from .oci_layout import ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME
 from .platform import Platform
 from .reference import Reference

@@ -27,16 +27,13 @@ from .errors import (
     InvalidManifestError,
     SizeMismatchError,
 )
-from .manifest import (
+from .image_config import parse_config
+from .manifest import Descriptor, ImageIndex, ImageManifest, parse_manifest
+from .media_types import (
     CONFIG_MEDIA_TYPES,
     INDEX_MEDIA_TYPES,
     LAYER_MEDIA_TYPES,
     MANIFEST_MEDIA_TYPES,
-    Descriptor,
-    ImageIndex,
-    ImageManifest,
-    parse_config,
-    parse_manifest,
 )
 from .platform import Platform
 

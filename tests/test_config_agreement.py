@@ -12,7 +12,7 @@ import os
 import tarfile
 from pathlib import Path
 
-from dockerdrag.manifest import parse_config
+from dockerdrag.image_config import parse_config
 from tests.support.command import run_cli
 from tests.support.images import build_image, push_built, text_layer
 from tests.support.registry_server import RegistryServer

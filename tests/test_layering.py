@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dockerdrag"
 
 # Rank of each module: a module may import only modules of a strictly lower rank.
 LAYERS: list[set[str]] = [
-    {"errors", "osfiles", "human_units", "safe_text", "user_numbers", "closing"},
+    {"errors", "osfiles", "human_units", "safe_text", "user_numbers", "closing", "media_types"},
     {"digest", "platform", "direct_io", "retry", "credentials", "blob_lock", "conventions"},
     {"gojson", "direct_regions", "low_speed", "tls_proxy", "range_checks", "blob_body"},
     {"reference", "manifest", "tarwriter", "tarstream", "events", "tokens", "transfer_options"},
@@ -20,6 +20,7 @@ LAYERS: list[set[str]] = [
         "redirects",
         "call_progress",
         "pull_plan",
+        "image_config",
     },
     {"auth", "store", "layers", "image_list", "oci_layout", "http_session", "request_retries"},
     {"cache_use", "blob_copy", "partial_blob", "oci_documents"},

@@ -14,10 +14,17 @@ from dockerdrag.errors import (
     InvalidManifestError,
     PlatformNotFoundError,
 )
+from dockerdrag.image_config import MAX_CONFIG_BYTES, ImageConfig, parse_config
 from dockerdrag.manifest import (
-    ACCEPT_MANIFEST_TYPES,
-    MAX_CONFIG_BYTES,
     MAX_MANIFEST_BYTES,
+    Descriptor,
+    ImageIndex,
+    ImageManifest,
+    parse_manifest,
+    select_manifest,
+)
+from dockerdrag.media_types import (
+    ACCEPT_MANIFEST_TYPES,
     MEDIA_TYPE_DOCKER_CONFIG,
     MEDIA_TYPE_DOCKER_FOREIGN_LAYER,
     MEDIA_TYPE_DOCKER_LAYER_GZIP,
@@ -28,13 +35,6 @@ from dockerdrag.manifest import (
     MEDIA_TYPE_OCI_INDEX,
     MEDIA_TYPE_OCI_LAYER_GZIP,
     MEDIA_TYPE_OCI_MANIFEST,
-    Descriptor,
-    ImageConfig,
-    ImageIndex,
-    ImageManifest,
-    parse_config,
-    parse_manifest,
-    select_manifest,
 )
 from dockerdrag.platform import Platform
 
