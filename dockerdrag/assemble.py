@@ -286,6 +286,8 @@ def oci_writer(
                 include_attestations=True,
                 on_chunk=check_cancelled,
                 before_blob=wait_for_blob,
+                next_ready=gate.wait_for_any,
+                link_blob_files=True,
             )
             return
         with atomic_output(output) as handle:

@@ -13,9 +13,15 @@ cache may have rotted; the caller's ``before_blob`` tells the two apart).
   system's block boundaries.) Any other output gets the file in 256 KiB reads.
 * Into a file of its own (``--format oci-dir``): a blob verified in this pull is copied
   inside the kernel (:func:`~dockerdrag.osfiles.copy_file_range`, a reflink where the
-  file system shares blocks: never a hard link, so editing the output cannot touch the
-  cache); where that is missing or refused, and for blobs hashed while copied, the bytes
-  are read and written in 256 KiB chunks.
+  file system shares blocks); where that is missing or refused, and for blobs hashed
+  while copied, the bytes are read and written in 256 KiB chunks.
+* Into the ``oci-dir`` layout of a pull, where it is safe (:func:`link_blob_file`): the
+  cache file itself, under a second name (a hard link: no byte copied). The cache never
+  writes into a committed blob file (it writes a new file and renames it) nor changes its
+  mtime (a use is noted in its access time), so the layout's file never changes under
+  it; a layout file edited in place changes the
+  cache's too, which the next reader of the cache finds (a blob cached by an earlier
+  run is always checked again) and fetches again.
 
 Errors: a file that is not the blob it should be raises the integrity error naming the
 file (``blob file PATH is corrupt: ...``); a file that cannot be read, OutputError; an
@@ -27,7 +33,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from collections.abc import Callable, Iterator
+import stat
+import time
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -37,7 +45,7 @@ from .digest import Digest, VerifyingHasher
 from .direct_io import DirectFileWriter
 from .direct_regions import RegionWriter
 from .errors import IntegrityError, OutputError
-from .osfiles import copy_file_range
+from .osfiles import copy_file_range, link_file, owned_by_this_user
 from .store import describe_os_error
 from .tarwriter import TarOutput
 
@@ -47,8 +55,10 @@ __all__ = [
     "BlobCallback",
     "BlobFile",
     "ChunkCallback",
+    "ReadyCallback",
     "copy_blob_into_tar",
     "copy_blob_to_file",
+    "link_blob_file",
 ]
 
 ChunkCallback = Callable[[int], None]
@@ -59,6 +69,9 @@ BlobCallback = Callable[[Digest], bool | None]
 Returning True says the caller verified the file's digest itself a moment ago (it
 hashed the bytes as it wrote them), so the copy checks only the size.
 """
+
+ReadyCallback = Callable[[Collection[Digest]], Digest]
+"""Blocks until one of the blobs named can be read; returns it (may raise to stop)."""
 
 CHUNK_SIZE: Final = 1 << 18
 """Bytes per read where the bytes pass through Python (memory, not speed)."""
@@ -198,3 +211,54 @@ def copy_blob_to_file(
         hasher.verify()
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def _discard(chunk: bytes) -> None:
+    """Where the bytes of a blob that is only hashed go."""
+
+
+def link_blob_file(
+    target: Path,
+    blob: BlobFile,
+    mode: int,
+    mtime: int,
+    on_chunk: ChunkCallback | None = None,
+    before_blob: BlobCallback | None = None,
+) -> bool:
+    """Give the blob file, checked, the second name ``target`` (a hard link) and the
+    modification time ``mtime``, if that is safe; False (nothing done) where it is not,
+    and the caller copies it instead.
+
+    Linked only a regular file of this user whose permission bits are ``mode`` (the
+    bits a file the caller creates gets, so the link looks like a file it wrote), with
+    no other name yet or already that ``mtime`` (so another layout linking it keeps its
+    mtime), and only where the system links the pair (one file system). A blob that was
+    not just verified is hashed first (read, not copied). The name is checked to point
+    at the very file checked (a file replaced meanwhile is not linked). Its access time
+    becomes now (a cache counts it as a use).
+    """
+    hasher = _hasher(blob, before_blob)
+    with _naming_the_file(blob), _BlobReader(blob.path) as source:
+        found = os.fstat(source.fileno())
+        if not (
+            stat.S_ISREG(found.st_mode)
+            and stat.S_IMODE(found.st_mode) == mode
+            and owned_by_this_user(found)
+            and (found.st_nlink == 1 or found.st_mtime_ns == mtime * 10**9)
+        ):
+            return False
+        if hasher.hashes_content:
+            _copy_chunks(source, _discard, hasher, on_chunk)
+        else:
+            hasher.count_unseen(found.st_size)
+            if on_chunk is not None:
+                on_chunk(found.st_size)
+        hasher.verify()
+        if not link_file(blob.path, target):
+            return False
+        linked = os.stat(target)
+        if (linked.st_dev, linked.st_ino) != (found.st_dev, found.st_ino):
+            target.unlink()
+            return False
+        os.utime(target, ns=(time.time_ns(), mtime * 10**9))
+    return True

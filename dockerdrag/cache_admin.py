@@ -137,11 +137,13 @@ def _prune_one(
 
 
 def _unused(path: Path, cutoff: float | None) -> bool:
-    """Whether ``path`` was last used (modified) before ``cutoff`` (always without one)."""
+    """Whether ``path`` was last used before ``cutoff`` (always without one): written or
+    marked used (its access time: see :meth:`BlobStore.note_use`), whichever is later."""
     if cutoff is None:
         return True
     try:
-        return path.stat().st_mtime < cutoff
+        found = path.stat()
+        return max(found.st_atime, found.st_mtime) < cutoff
     except FileNotFoundError:
         return True
 

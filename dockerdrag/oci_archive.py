@@ -42,10 +42,10 @@ always gives the same bytes.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
-from .blob_copy import BlobCallback, BlobFile, ChunkCallback, copy_blob_into_tar
+from .blob_copy import BlobCallback, BlobFile, ChunkCallback, ReadyCallback, copy_blob_into_tar
 from .digest import Digest
 from .direct_regions import DirectRegionFile
 from .oci_dir import write_oci_dir
@@ -76,10 +76,6 @@ __all__ = [
 ]
 
 _HEADER_FLAVOUR: Final = "24"  # Docker 24+: no file-type bits, empty uname/gname
-
-
-ReadyCallback = Callable[[Collection[Digest]], Digest]
-"""Blocks until one of the blobs named can be read; returns it (may raise to stop)."""
 
 
 def _write_members(

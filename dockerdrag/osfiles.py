@@ -25,7 +25,12 @@ What stands in where a feature is missing:
 * malloc tuning: only where the C library is glibc;
 * a copy between two files inside the kernel (``copy_file_range``, which reflinks
   where the file system can): where it is missing or refused for the pair of files,
-  nothing is copied and the caller copies the bytes itself.
+  nothing is copied and the caller copies the bytes itself;
+* a second name for a file (a hard link): where the system has none, or refuses it
+  for the pair (another file system, no links there, too many links, not permitted),
+  nothing is done and the caller copies the file;
+* the owner of a file (no ``os.geteuid``, as on Windows): every file counts as this
+  user's.
 """
 
 from __future__ import annotations
@@ -49,8 +54,10 @@ __all__ = [
     "copy_file_range",
     "fsync_dir",
     "limit_malloc_arenas",
+    "link_file",
     "move_dir_into_place",
     "open_read_write",
+    "owned_by_this_user",
     "pread",
     "pwrite",
     "pwrite_all",
@@ -215,6 +222,41 @@ def copy_file_range(
             return done
         done += copied
     return done
+
+
+_LINK_REFUSED: Final = frozenset(
+    {
+        errno.EXDEV,
+        errno.EPERM,
+        errno.EACCES,
+        errno.EMLINK,
+        errno.ENOSYS,
+        errno.EOPNOTSUPP,
+        errno.ENOTSUP,
+    }
+)
+_link: Callable[[str, str], None] | None = getattr(os, "link", None)
+_geteuid: Callable[[], int] | None = getattr(os, "geteuid", None)
+
+
+def link_file(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> bool:
+    """Give the file ``source`` the new, second name ``target`` (a hard link: one file,
+    two names). False, and nothing done, where the system has no links or refuses this
+    one (another file system, one without links, too many links, not permitted)."""
+    if _link is None:
+        return False
+    try:
+        _link(os.fspath(source), os.fspath(target))
+    except OSError as exc:
+        if exc.errno in _LINK_REFUSED:
+            return False
+        raise
+    return True
+
+
+def owned_by_this_user(found: os.stat_result) -> bool:
+    """Whether the file ``found`` describes belongs to the user this process runs as."""
+    return _geteuid is None or found.st_uid == _geteuid()
 
 
 # ---------------------------------------------------------------------- publishing files

@@ -34,6 +34,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,9 +204,12 @@ class BlobStore:
             return False
 
     def note_use(self, digest: Digest) -> None:
-        """Mark the blob as used now (its mtime), for pruning blobs unused for a while."""
+        """Mark the blob as used now, for pruning blobs unused for a while: its access
+        time (the later of it and the mtime counts); the mtime stays, as an ``oci-dir``
+        layout that links the file gave it."""
         with contextlib.suppress(OSError):
-            os.utime(self.blob_path(digest))
+            path = self.blob_path(digest)
+            os.utime(path, ns=(time.time_ns(), path.stat().st_mtime_ns))
 
     def ranges_path(self, digest: Digest) -> Path:
         """Where the written ranges of a chunked partial are recorded."""

@@ -333,12 +333,14 @@ async def test_a_cached_blob_that_rotted_is_caught_on_copy(
 async def test_oci_dir_blobs_are_kernel_copied_and_the_fallback_gives_the_same_layout(
     seeded_registry: SeededRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Layers this pull downloaded go from the cache into the layout by copy_file_range;
-    where the call is missing or refused (EXDEV) they are read and written instead, with
-    the same files and mtimes (fresh cache each run, so every layer is verified on arrival).
+    """Where no hard link can be made, layers this pull downloaded go from the cache into
+    the layout by copy_file_range; where the call is missing or refused (EXDEV) they are
+    read and written instead, with the same files and mtimes (fresh cache each run, so
+    every layer is verified on arrival).
     """
     from dockerdrag import osfiles
 
+    monkeypatch.setattr(osfiles, "_link", None)
     server, images = seeded_registry
     pushed = images["multilayer"]
     real_copy = os.copy_file_range
