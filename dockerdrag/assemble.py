@@ -13,6 +13,7 @@ then does the cancellation propagate.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import BinaryIO
 import anyio
 import anyio.lowlevel
 
+from .blob_follow import open_following
 from .digest import Digest
 from .docker_archive import (
     ArchiveImage,
@@ -71,7 +73,13 @@ class WriterCancelled(Exception):
 
 
 class BlobGate:
-    """Lets the writer thread wait for blobs the event loop is still fetching."""
+    """Lets the writer thread wait for blobs the event loop is still fetching.
+
+    It also hears, from any thread, the uncompressed size a big layer claims before its
+    blob arrives (:mod:`size_claims`) and how far each blob's download has its bytes on
+    disk (:meth:`note_prefix`): a decoder reads a layer while it arrives through it
+    (:class:`~dockerdrag.blob_follow.GrowingBlobs`).
+    """
 
     def __init__(
         self,
@@ -92,6 +100,9 @@ class BlobGate:
         self._cancelled = False
         self._hashed_now: set[Digest] = set()
         self._read: set[Digest] = set()
+        self._claimed_sizes: dict[Digest, int] = {}
+        self._claims_pending = False
+        self._prefixes: dict[Digest, tuple[Path, int]] = {}  # partial file, bytes on disk
 
     def mark_ready(self, digest: Digest, path: Path, downloaded: bool = False) -> None:
         """Called on the event loop once ``digest`` is verified at ``path``.
@@ -104,6 +115,68 @@ class BlobGate:
                 self._hashed_now.add(digest)
             self._ready.add(digest)
             self._changed.notify_all()
+
+    def expect_claims(self) -> None:
+        """Size claims are on their way: :meth:`wait_for_size` waits until they settle, so
+        the writer places every layer it can before decoders take the largest."""
+        with self._changed:
+            self._claims_pending = True
+
+    def claims_settled(self) -> None:
+        """Every size claim expected was heard or given up."""
+        with self._changed:
+            self._claims_pending = False
+            self._changed.notify_all()
+
+    def note_claimed_size(self, digest: Digest, size: int) -> None:
+        """The blob ``digest`` claims ``size`` uncompressed bytes (to be checked)."""
+        with self._changed:
+            self._claimed_sizes[digest] = size
+            self._changed.notify_all()
+
+    def note_prefix(self, digest: Digest, partial: Path, end: int) -> None:
+        """The download of ``digest`` has its bytes ``[0, end)`` on disk in ``partial``
+        (``end`` goes back to 0 when it starts the blob over). Any thread may call it."""
+        if digest not in self.paths:
+            return
+        with self._changed:
+            self._prefixes[digest] = (partial, end)
+            self._changed.notify_all()
+
+    def size_known(self, digest: Digest) -> bool:
+        """Whether :meth:`wait_for_size` answers at once (claims settled, and the blob is
+        ready or claims a size)."""
+        return not self._claims_pending and (digest in self._ready or digest in self._claimed_sizes)
+
+    def wait_for_size(self, digest: Digest) -> Path | int:
+        """Block until the claims expected have settled and ``digest`` is ready (its path)
+        or claims a size (that size)."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.size_known(digest) or self._cancelled)
+            if self._cancelled:
+                raise WriterCancelled("pull cancelled")
+            if digest in self._ready:
+                return self.paths[digest]
+            return self._claimed_sizes[digest]
+
+    def wait_beyond(self, digest: Digest, position: int) -> tuple[Path, int, bool]:
+        """Block until the blob's bytes on disk reach past ``position`` (or fell short of
+        it: the download started over) or it is ready; the file, how far its bytes reach,
+        whether it is ready (verified). Raise once cancelled."""
+
+        def moved() -> bool:
+            end = self._prefixes.get(digest, (None, position))[1]
+            return end != position or digest in self._ready or self._cancelled
+
+        with self._changed:
+            self._changed.wait_for(moved)
+            if self._cancelled:
+                raise WriterCancelled("pull cancelled")
+            self._read.add(digest)
+            if digest in self._ready:
+                return self.paths[digest], -1, True
+            partial, end = self._prefixes[digest]
+            return partial, end, False
 
     def cancel(self) -> None:
         """Wake every waiting writer thread: from now on :meth:`wait` raises."""
@@ -213,8 +286,13 @@ def docker_writer(
     gate: BlobGate,
     plans: Mapping[Digest, DockerImagePlan],
     options: DockerArchiveOptions,
+    follow: bool = False,
 ) -> Writer:
-    """The legacy ``docker save`` archive of the primary image of each pull, as planned."""
+    """The legacy ``docker save`` archive of the primary image of each pull, as planned.
+
+    ``follow``: the gate hears how far each download has its bytes on disk, so a layer
+    may be decompressed as it arrives.
+    """
 
     def write(stop: threading.Event) -> None:
         images = [
@@ -226,6 +304,8 @@ def docker_writer(
                         diff_id,
                         _stoppable_opener(gate, d.digest, stop),
                         _announced_size(gate, d.digest),
+                        functools.partial(gate.size_known, d.digest),
+                        _following_opener(gate, d.digest, stop) if follow else None,
                     )
                     for d, diff_id in zip(image.manifest.layers, image.config.diff_ids, strict=True)
                 ],
@@ -313,9 +393,22 @@ def _stoppable_opener(
     return open_layer
 
 
+def _following_opener(
+    gate: BlobGate, digest: Digest, stop: threading.Event
+) -> Callable[[], BinaryIO]:
+    def open_layer() -> BinaryIO:
+        return _StoppableReader(open_following(gate, digest), stop)  # type: ignore[return-value]
+
+    return open_layer
+
+
 def _announced_size(gate: BlobGate, digest: Digest) -> Callable[[], int | None]:
+    """The size the blob's trailer claimed, as soon as it did, else the one the verified
+    blob announces."""
+
     def size() -> int | None:
-        return announced_size(gate.wait(digest))
+        found = gate.wait_for_size(digest)
+        return announced_size(found) if isinstance(found, Path) else found
 
     return size
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Protocol, TypeVar
 
 import anyio
@@ -21,6 +22,7 @@ import anyio
 from .blob_body import Block, BodyBroken, Cursor
 from .chunked_download import ChunkedDownload
 from .connection_limit import ConnectionLimit
+from .digest import Digest
 from .errors import NetworkError
 from .events import LayerPhase
 from .http_session import READ_BUFFER_BYTES
@@ -43,6 +45,9 @@ class Fetcher(Protocol):
 
     client: RegistryClient
     options: TransferOptions
+    on_prefix: Callable[[Digest, Path, int], None] | None
+    """Hears how far a downloading blob's bytes reach from its start, on disk in its
+    partial file (see ``PartialBlob.on_prefix``), if anyone listens."""
 
     @property
     def concurrency(self) -> int:

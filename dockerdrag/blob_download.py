@@ -9,6 +9,7 @@ where it broke. The requests and the copy of their bodies into the partial file 
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from .blob_bodies import BlobRequests, BodyPump, Fetcher
@@ -45,6 +46,9 @@ class BlobDownload:
         self.size = descriptor.size
         self.requests = BlobRequests(fetcher.client, reference, descriptor)
         self.partial = PartialBlob(store, self.digest, self.size)
+        if fetcher.on_prefix is not None:
+            partial_path = store.partial_path(self.digest)
+            self.partial.on_prefix = functools.partial(fetcher.on_prefix, self.digest, partial_path)
         self.bodies = BodyPump(fetcher, self.partial, self.requests, descriptor, report)
 
     @property

@@ -75,6 +75,11 @@ class ArchiveLayer:
     """Opens a fresh stream of the uncompressed layer bytes."""
     announced_size: Callable[[], int | None] | None = None
     """The uncompressed size the blob claims (checked while writing), None if it claims none."""
+    size_known: Callable[[], bool] | None = None
+    """Whether :attr:`announced_size` answers without waiting (None: it may wait)."""
+    open_early: Callable[[], BinaryIO] | None = None
+    """Opens a stream of the uncompressed bytes as the blob arrives, before it is verified
+    (the parallel writer checks the diff_id and falls back to :attr:`open`)."""
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,9 @@ class BlobFetcher:
         self._open_blobs: anyio.CapacityLimiter | None = None
         self._disk_limiter: anyio.CapacityLimiter | None = None
         self._received = 0
+        self.on_prefix: Callable[[Digest, Path, int], None] | None = None
+        """Hears how far each downloading blob's bytes on disk reach from its start
+        (the docker writer follows big layers as they arrive); None: nobody listens."""
 
     @property
     def concurrency(self) -> int:

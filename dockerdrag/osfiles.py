@@ -275,6 +275,29 @@ def _retrying(rename: Callable[[str, str], None], source: str, target: str) -> N
     rename(source, target)
 
 
+_renames_open_files: bool | None = None
+
+
+def renames_open_files(directory: Path) -> bool:
+    """Whether a file in ``directory`` may be renamed while it is open: not on Windows,
+    where Python opens files without ``FILE_SHARE_DELETE``. Tried once per process."""
+    global _renames_open_files
+    if _renames_open_files is None:
+        probe = directory / f".rename-probe-{os.urandom(6).hex()}"
+        moved = probe.with_name(probe.name + "-moved")
+        try:
+            with open(probe, "wb"):
+                os.replace(probe, moved)
+            _renames_open_files = True
+        except OSError:
+            _renames_open_files = False
+        finally:
+            for path in (probe, moved):
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
+    return _renames_open_files
+
+
 def replace(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
     """``os.replace``, tried again for a moment while it is refused with ``PermissionError``."""
     _retrying(os.replace, os.fspath(source), os.fspath(target))

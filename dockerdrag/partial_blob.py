@@ -2,12 +2,16 @@
 
 The ranges come from what earlier runs recorded (:meth:`BlobStore.load_ranges`); the
 hasher has been fed the bytes ``[0, hashed)``, in order. The methods do blocking file
-work: the caller runs them inline or in a worker thread.
+work: the caller runs them inline or in a worker thread. ``on_prefix``, when set, hears
+``hashed`` as it grows (every ``PUBLISH_STEP`` bytes and at the end) and 0 when the
+blob is started over, so a reader can follow the blob as it arrives
+(:mod:`dockerdrag.blob_follow`).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from .digest import Digest, VerifyingHasher
 from .errors import SizeMismatchError
@@ -15,6 +19,7 @@ from .osfiles import pread, pwrite_all
 from .store import BlobStore, ByteRanges
 
 READ_CHUNK = 1 << 18  # 256 KiB blocks: measured, keeps peak RSS flat at little cost
+PUBLISH_STEP = 1 << 20  # hashed bytes between two calls of ``on_prefix``
 
 
 class PartialBlob:
@@ -28,6 +33,8 @@ class PartialBlob:
         self.ranges = ByteRanges()
         self.hasher = VerifyingHasher(digest, size)
         self.hashed = 0
+        self.on_prefix: Callable[[int], None] | None = None
+        self._published = 0
 
     def open(self) -> None:
         """Load what earlier runs left on disk, then open the partial file."""
@@ -44,6 +51,7 @@ class PartialBlob:
         self.ranges = ByteRanges()
         self.hasher = VerifyingHasher(self.digest, self.size)
         self.hashed = 0
+        self._publish(force=True)
 
     def keep_prefix(self) -> None:
         """Keep only the contiguous prefix on disk (a stream appends) and hash it."""
@@ -62,6 +70,7 @@ class PartialBlob:
                 raise SizeMismatchError(f"partial blob {self.digest.short} is shorter than noted")
             self.hasher.update(block)
             self.hashed += len(block)
+        self._publish(force=True)
 
     def write(self, pos: int, block: memoryview, inline_hash: bool) -> None:
         """Write ``block`` at ``pos`` (the caller does not touch it meanwhile); with
@@ -71,3 +80,10 @@ class PartialBlob:
             if inline_hash and pos == self.hashed:  # a repeated write is not hashed twice
                 self.hasher.update(view)
                 self.hashed += len(view)
+                self._publish(force=self.hashed == self.size)
+
+    def _publish(self, *, force: bool) -> None:
+        """Tell ``on_prefix`` how far the hashed bytes reach (every ``PUBLISH_STEP``)."""
+        if self.on_prefix is not None and (force or self.hashed - self._published >= PUBLISH_STEP):
+            self._published = self.hashed
+            self.on_prefix(self.hashed)

@@ -23,9 +23,11 @@ from .download import BlobFetcher, fetch_all
 from .errors import Remedy, Setting, UsageError, leaf_error
 from .events import ArchiveWriting, ProgressCallback, PullStarted
 from .manifest import Descriptor
+from .osfiles import renames_open_files
 from .outputs import check_output
 from .pull_results import LayerResult, PullResult
 from .reference import Reference
+from .size_claims import claim_trailer_sizes
 from .store import BlobStore
 
 
@@ -63,21 +65,48 @@ class ArchiveAssembler:
         gate = BlobGate(self.store, resolved, skipped)
         plans = docker_plans(resolved, self.archive_options) if output_format == "docker" else None
         order = write_order(resolved, plans)
+        # The docker writer may decompress a layer as it arrives: the downloads tell the
+        # gate how far each blob has come (one writer at a time listens).
+        follow = (
+            plans is not None
+            and self.fetcher.on_prefix is None
+            and not self.store.read_only
+            and renames_open_files(self.store.blob_dir)
+        )
         if plans is not None:
-            writer = docker_writer(out_path, resolved, gate, plans, self.archive_options)
+            writer = docker_writer(out_path, resolved, gate, plans, self.archive_options, follow)
         else:
             writer = oci_writer(out_path, resolved, gate, output_format, self.include_attestations)
         sources = _blob_sources(resolved)
+        if follow:
+            self.fetcher.on_prefix = gate.note_prefix
         try:
             # The archive is written while layers still download: the writer waits
             # for each blob as it reaches it, and blobs are fetched in that order.
             with BlobsInUse(self.store.root, sources, read_only=self.store.read_only):
                 async with anyio.create_task_group() as group:
+                    if plans is not None:
+                        gate.expect_claims()
+                        claimed = self._claimable(sources)
+                        group.start_soon(claim_trailer_sizes, self.fetcher.client, claimed, gate)
                     group.start_soon(self._fetch_layers, resolved, order, gate, out_path, emit)
                     await write_repairing(writer, gate, self.fetcher, sources)
         except BaseExceptionGroup as group_error:
             raise leaf_error(group_error) from None
+        finally:
+            if follow:
+                self.fetcher.on_prefix = None
         return [_pull_result(item, out_path, output_format) for item in resolved]
+
+    def _claimable(self, sources: BlobSources) -> list[tuple[Reference, Descriptor]]:
+        """The layers whose size the registry may be asked for: not in the cache, and not
+        over the size limit (such a blob is refused before any request)."""
+        limit = self.fetcher.options.max_blob_size
+        return [
+            (source, layer)
+            for source, layer in sources.values()
+            if layer.size <= limit and not self.store.has(layer.digest, layer.size)
+        ]
 
     def _skipped_foreign_layers(
         self, resolved: Sequence[ResolvedPull], output_format: str

@@ -548,15 +548,21 @@ class Rule:
     method: str | None = "GET"
     times: int | None = 1
     hits: int = 0
+    range_header: re.Pattern[str] | None = None
 
     @property
     def exhausted(self) -> bool:
         """True once the rule was applied ``times`` times."""
         return self.times is not None and self.hits >= self.times
 
-    def matches(self, method: str, path: str) -> bool:
-        """Whether a request with this method and path is subject to the rule (ignores hits)."""
+    def matches(self, method: str, path: str, range_header: str | None = None) -> bool:
+        """Whether a request with this method, path and ``Range`` header is subject to the
+        rule (ignores hits)."""
         if self.method is not None and self.method.upper() != method.upper():
+            return False
+        if self.range_header is not None and (
+            range_header is None or self.range_header.fullmatch(range_header) is None
+        ):
             return False
         return self.path.search(path) is not None
 
@@ -688,19 +694,23 @@ class FaultProxy(ThreadedServer):
         path: str | re.Pattern[str] = ".*",
         method: str | None = "GET",
         times: int | None = 1,
+        range_header: str | None = None,
     ) -> Rule:
         """Apply ``faults`` together to the next ``times`` requests matching ``method``/``path``.
 
         ``path`` is searched (``re.search``) in the request path, e.g. ``r"/blobs/sha256:ab"``;
         ``method=None`` matches any method (the default ``"GET"`` leaves HEAD probes alone);
-        ``times=None`` applies forever.  Returns the rule (its ``hits`` counts applications).
+        ``range_header``, a regex, must match the whole ``Range`` header (a request without
+        one does not match); ``times=None`` applies forever.  Returns the rule (its ``hits``
+        counts applications).
         """
         if not faults:
             raise ValueError("add() needs at least one fault")
         if times is not None and times < 1:
             raise ValueError("times must be >= 1 or None")
         pattern = path if isinstance(path, re.Pattern) else re.compile(path)
-        rule = Rule(tuple(faults), pattern, method, times)
+        ranges = None if range_header is None else re.compile(range_header)
+        rule = Rule(tuple(faults), pattern, method, times, range_header=ranges)
         with self._lock:
             self._rules.append(rule)
         return rule
@@ -792,10 +802,10 @@ class FaultProxy(ThreadedServer):
             await self._session.close()
             self._session = None
 
-    def _take_rule(self, method: str, path: str) -> tuple[Fault, ...]:
+    def _take_rule(self, method: str, path: str, range_header: str | None) -> tuple[Fault, ...]:
         with self._lock:
             for rule in self._rules:
-                if not rule.exhausted and rule.matches(method, path):
+                if not rule.exhausted and rule.matches(method, path, range_header):
                     rule.hits += 1
                     return rule.faults
         return ()
@@ -806,7 +816,7 @@ class FaultProxy(ThreadedServer):
                 setattr(rec, key, value)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        faults = self._take_rule(request.method, request.path)
+        faults = self._take_rule(request.method, request.path, request.headers.get("Range"))
         rec = RecordedRequest(
             method=request.method,
             path=request.path,
