@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from .cli_credentials import command_line_credentials
 from .cli_parser import (
@@ -19,14 +20,11 @@ from .cli_parser import (
 from .cli_session import merge_options
 from .config import Settings
 from .errors import UsageError
-from .push_progress import (
-    JsonPushProgress,
-    PlainPushProgress,
-    PushRenderer,
-    SilentPushProgress,
-)
 from .safe_text import escape
-from .upload import DEFAULT_CHUNK_SIZE
+from .transfer_options import UPLOAD_CHUNK_SIZE
+
+if TYPE_CHECKING:
+    from .push_progress import PushRenderer
 
 EXAMPLES = """\
 examples:
@@ -71,9 +69,9 @@ def _declare(commands: SubParsers) -> argparse.ArgumentParser:
     upload.add_argument(
         "--chunk-size",
         type=positive_int,
-        default=DEFAULT_CHUNK_SIZE >> 20,
+        default=UPLOAD_CHUNK_SIZE >> 20,
         metavar="MiB",
-        help=f"bytes per upload request, in MiB (default {DEFAULT_CHUNK_SIZE >> 20}); an "
+        help=f"bytes per upload request, in MiB (default {UPLOAD_CHUNK_SIZE >> 20}); an "
         "interrupted upload resumes after the last chunk the registry took",
     )
     add_cache_dir_option(upload, "where re-compressed layers wait", "~/.cache/dockerdrag")
@@ -95,6 +93,8 @@ def _renames(pairs: list[str]) -> dict[str, str]:
 
 
 def _renderer(args: argparse.Namespace) -> PushRenderer:
+    from .push_progress import JsonPushProgress, PlainPushProgress, SilentPushProgress
+
     if args.json:
         return JsonPushProgress()
     if args.quiet:

@@ -57,8 +57,9 @@ from .recompress import CompressedLayer, compress_layer
 from .reference import Reference
 from .retry import RetryPolicy
 from .store import describe_os_error
+from .transfer_options import UPLOAD_CHUNK_SIZE
 from .transport import Transport, TransportConfig
-from .upload import DEFAULT_CHUNK_SIZE, BlobOutcome, BlobSource, BlobUploader
+from .upload import BlobOutcome, BlobSource, BlobUploader
 from .verify import verify_archive
 
 __all__ = ["PushResult", "PushedImage", "push_archive"]
@@ -337,7 +338,7 @@ async def push_archive(
     credentials: Mapping[str, Credentials] | None = None,
     use_docker_config: bool = True,
     concurrency: int = DEFAULT_CONCURRENCY,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int = UPLOAD_CHUNK_SIZE,
     retry: RetryPolicy | None = None,
     cache_dir: str | Path | None = None,
     progress: PushProgressCallback | None = None,

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 from .low_speed import LowSpeedLimit
 
+UPLOAD_CHUNK_SIZE = 32 << 20
+"""Bytes per upload request (one PATCH) unless a push asks for another size."""
+
 
 @dataclass(frozen=True)
 class TransferOptions:

@@ -41,11 +41,11 @@ from .errors import (
 )
 from .reference import Reference
 from .retry import RETRY_STATUSES
+from .transfer_options import UPLOAD_CHUNK_SIZE
 from .transport import RequestBody, Response, Transport
 
 log = logging.getLogger("dockerdrag")
 
-DEFAULT_CHUNK_SIZE = 32 << 20
 READ_BLOCK = 1 << 18
 _OCTET_STREAM = "application/octet-stream"
 
@@ -168,7 +168,7 @@ class BlobUploader:
         self,
         transport: Transport,
         *,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        chunk_size: int = UPLOAD_CHUNK_SIZE,
         progress: UploadProgress | None = None,
     ) -> None:
         if chunk_size < 1:

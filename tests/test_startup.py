@@ -1,5 +1,6 @@
 """Start-up stays light: a pull without the live display imports neither rich nor
-zstandard (each costs time and memory on every run)."""
+zstandard (each costs time and memory on every run), and a docker-format pull none of
+the modules of the other commands and formats."""
 
 from __future__ import annotations
 
@@ -83,6 +84,36 @@ def test_a_pull_without_the_live_display_imports_no_deferred_module(
     modules = modules_after_pull(seeded_registry, tmp_path, *display)
     assert "dockerdrag.pull" in modules
     assert deferred_in(modules) == []
+
+
+# What a docker-format pull to a file never needs: the other commands (push, verify,
+# cache) and formats (oci, oci-dir), and the live display.
+NOT_FOR_A_DOCKER_PULL = (
+    "push",
+    "upload",
+    "push_progress",
+    "archive_images",
+    "recompress",
+    "verify",
+    "verify_layout",
+    "archive_scan",
+    "cache_admin",
+    "oci_archive",
+    "oci_dir",
+    "oci_documents",
+    "oci_layout",
+    "blob_copy",
+    "progress_live",
+)
+
+
+def test_a_docker_pull_imports_only_what_it_uses(
+    seeded_registry: SeededRegistry, tmp_path: Path
+) -> None:
+    modules = modules_after_pull(seeded_registry, tmp_path, "--quiet")
+    assert {"dockerdrag.pull", "dockerdrag.docker_archive"} <= modules
+    unused = [f"dockerdrag.{name}" for name in NOT_FOR_A_DOCKER_PULL]
+    assert sorted(modules.intersection(unused)) == []
 
 
 def test_the_live_display_still_loads_rich(seeded_registry: SeededRegistry, tmp_path: Path) -> None:
