@@ -33,6 +33,7 @@ from .credentials import (
     login_remedies,
 )
 from .errors import AuthenticationError, DockerDragError, PullAccessDeniedError, Remedy, Setting
+from .request_retries import RetryListener
 from .retry import RetryPolicy
 from .tokens import Token, TokenClient, fetch_token, token_request
 
@@ -136,7 +137,8 @@ class RegistryAuth:
     ``plain_http_allowed(host)`` says whether the user named ``host`` insecure; only
     then does a plain-HTTP registry or token realm receive credentials. With
     ``use_docker_config`` and no ``credentials``, Docker's config is read on the
-    first challenge. ``retry`` governs token requests.
+    first challenge. ``retry`` governs token requests; ``on_retry``, if set, hears of each
+    token request about to be retried.
     """
 
     registry_host: str
@@ -145,6 +147,7 @@ class RegistryAuth:
     challenge: Challenge | None = None
     use_docker_config: bool = False
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    on_retry: RetryListener | None = None
     _credentials_resolved: bool = field(default=False, init=False)
     _credentials_lock: anyio.Lock = field(default_factory=anyio.Lock, init=False)
     _tokens: dict[tuple[str, str, str], Token] = field(default_factory=dict, init=False)
@@ -236,7 +239,9 @@ class RegistryAuth:
                 self.credentials,
                 self.plain_http_allowed,
             )
-            token = await fetch_token(request, client, self.retry, self.registry_host)
+            token = await fetch_token(
+                request, client, self.retry, self.registry_host, self.on_retry
+            )
             self._tokens[key] = token
             return token.header
 

@@ -12,17 +12,16 @@ non-finite lifetime counts as the minimum, as Docker does).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
-
-import anyio
 
 from .credentials import (
     Credentials,
@@ -33,7 +32,8 @@ from .credentials import (
     login_remedies,
 )
 from .errors import AuthenticationError, NetworkError, RegistryError, Remedy, Setting, TLSError
-from .retry import RETRY_STATUSES, RetriesExhausted, RetryPolicy, Unreachable
+from .request_retries import Answered, RetryListener, destination, retried
+from .retry import RetriesExhausted, RetryPolicy
 
 log = logging.getLogger("dockerdrag")
 
@@ -180,40 +180,51 @@ def token_request(
 
 
 async def fetch_token(
-    request: TokenRequest, client: TokenClient, retry: RetryPolicy, registry_host: str
+    request: TokenRequest,
+    client: TokenClient,
+    retry: RetryPolicy,
+    registry_host: str,
+    listener: RetryListener | None = None,
 ) -> Token:
-    """Send ``request`` (retrying as ``retry`` says) and read the token it is answered with."""
+    """Send ``request`` (retried by :mod:`request_retries` as ``retry`` says, each retry told
+    to ``listener``) and read the token it is answered with.
+
+    A token server given up on is a :class:`~dockerdrag.retry.RetriesExhausted`: the
+    registry request that waited on it is not sent again.
+    """
     log.debug(
         "fetching a token from %s for %s as %s",
         request.realm,
         request.scope,
         describe_identity(request.credentials),
     )
-    for attempt in range(retry.attempts):
-        last = attempt + 1 >= retry.attempts
-        try:
-            reply = await client.send_token_request(request)
-        except TLSError:
-            raise
-        except NetworkError as exc:
-            hopeless = isinstance(exc, Unreachable) and not exc.worth_retrying
-            if last or hopeless:
-                tried = "" if attempt == 0 else f" (tried {attempt + 1} times)"
-                raise RetriesExhausted(
-                    f"cannot reach the token server of {registry_host}: {exc}{tried}"
-                ) from exc
-            delay = retry.delay(attempt, None)
-            if isinstance(exc, Unreachable) and exc.refused:
-                delay = min(delay, retry.refused_max_delay)
-            log.info("token server of %s: %s; retrying in %.1f s", registry_host, exc, delay)
-            await anyio.sleep(delay)
-            continue
-        if reply.status in RETRY_STATUSES and not last:
-            log.debug("token server of %s answered HTTP %s; retrying", registry_host, reply.status)
-            await anyio.sleep(retry.delay(attempt, reply.retry_after))
-            continue
-        return _parse_token(_checked_body(reply, request, registry_host), registry_host)
-    raise AssertionError("unreachable")
+    realm = urlsplit(request.realm)
+    host, port = destination(realm)
+
+    @contextlib.asynccontextmanager
+    async def send() -> AsyncIterator[TokenReply]:
+        yield await client.send_token_request(request)
+
+    def answered(reply: TokenReply) -> Answered:
+        return Answered(reply.status, reply.retry_after, host, port)
+
+    retrying = retried(
+        send,
+        answered,
+        policy=retry,
+        attempts=retry.attempts,
+        what=f"a token for {registry_host}",
+        target=realm,
+        listener=listener,
+    )
+    try:
+        async with retrying as reply:
+            pass
+    except TLSError:
+        raise
+    except NetworkError as exc:
+        raise RetriesExhausted(f"cannot reach the token server of {registry_host}: {exc}") from exc
+    return _parse_token(_checked_body(reply, request, registry_host), registry_host)
 
 
 def _checked_body(reply: TokenReply, request: TokenRequest, registry_host: str) -> bytes:

@@ -2,10 +2,10 @@
 
 :class:`Transport` sends every request dockerdrag makes to a registry (and :mod:`tokens`'
 token requests). Its modules, one job each: :mod:`http_session` (the session's set-up),
-:mod:`redirects` (following them, and where credentials may go), :mod:`request_retries`
-(the retry loop), :mod:`http_failures` (every aiohttp/OSError exception and error status
-mapped to :mod:`errors`); only these use aiohttp. Which ``Authorization`` a request
-carries, and what a 401 means, :mod:`auth` decides.
+:mod:`redirects` (following them, and where credentials may go), :mod:`http_failures`
+(every aiohttp/OSError exception and error status mapped to :mod:`errors`); only these use
+aiohttp. The retry loop, which token requests go through too, is :mod:`request_retries`.
+Which ``Authorization`` a request carries, and what a 401 means, :mod:`auth` decides.
 
 Rules it enforces:
 
@@ -49,8 +49,8 @@ from .events import RequestRetry
 from .http_failures import status_error
 from .http_session import HttpSession
 from .redirects import follow_redirects, redact_url, refuse_foreign_challenge
-from .request_retries import retried
-from .retry import RetryPolicy
+from .request_retries import Answered, retried
+from .retry import RetryPolicy, parse_retry_after
 from .tls_proxy import TLSSettings, describe_exception
 
 log = logging.getLogger("dockerdrag")
@@ -180,8 +180,14 @@ class Transport:
                 plain_http_allowed=self.is_insecure,
                 use_docker_config=self.config.use_docker_config,
                 retry=self.config.retry,
+                on_retry=self._tell_retry,
             )
         return self._auth[host]
+
+    def _tell_retry(self, retry: RequestRetry) -> None:
+        """Tell :attr:`on_retry` (as it is now) of a token request about to be retried."""
+        if self.on_retry is not None:
+            self.on_retry(retry)
 
     # ------------------------------------------------------------------ requests
 
@@ -216,12 +222,21 @@ class Transport:
                 return self._anonymous(foreign_url, dict(headers or {}), what, method)
             return self._authorised(host, path, what, scope, headers or {}, method, body)
 
+        target = urlsplit(foreign_url or f"//{host}")
+
+        def answered(raw: aiohttp.ClientResponse) -> Answered:
+            retry_after = parse_retry_after(raw.headers.get("Retry-After"))
+            return Answered(
+                raw.status, retry_after, raw.url.host or target.netloc, raw.url.port or 443
+            )
+
         retrying = retried(
             send,
+            answered,
             policy=self.config.retry,
             attempts=attempts or self.config.retry.attempts,
             what=what,
-            target=urlsplit(foreign_url or f"//{host}"),
+            target=target,
             listener=self.on_retry,
         )
         async with retrying as raw:

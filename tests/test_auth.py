@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import stat
 import subprocess
 import threading
@@ -27,8 +28,10 @@ import pytest
 from dockerdrag import (
     AuthenticationError,
     Credentials,
+    NetworkError,
     Puller,
     RegistryError,
+    RequestRetry,
     RetryPolicy,
     TLSError,
 )
@@ -360,9 +363,17 @@ async def test_token_server_errors_are_retried(
     assert server.token_server is not None
     image = pushed_image(server)
     server.token_server.fail_next(503, 429, 500, retry_after="0")
-    async with Puller(cache_dir=tmp_path / "c", **options_for(server)) as puller:
+    events: list[object] = []
+    options = options_for(server, progress=events.append)
+    async with Puller(cache_dir=tmp_path / "c", **options) as puller:
         await puller.pull(image.reference, output=tmp_path / "x.tar")
     assert [r.status for r in our_token_requests(server)] == [503, 429, 500, 200]
+    # Each retry is told as any request's is, naming the token server.
+    retries = [e for e in events if isinstance(e, RequestRetry)]
+    token_server = ("127.0.0.1", server.token_server.port, f"a token for {server.host}")
+    assert [(e.host, e.port, e.what, e.status, e.retry, e.delay) for e in retries] == [
+        (*token_server, status, n, 0.0) for n, status in enumerate((503, 429, 500), 1)
+    ]
 
 
 async def test_insufficient_scope_is_asked_once_then_fails(
@@ -653,6 +664,24 @@ async def test_https_proxy_from_environment_tunnels_registry_and_realm(
             await puller.pull(image.reference, output=tmp_path / "x.tar")
     assert f"CONNECT {server.host}" in forward.requests
     assert f"CONNECT 127.0.0.1:{server.token_server.port}" in forward.requests
+
+
+async def test_an_unreachable_proxy_is_tried_as_the_policy_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+        policy = RetryPolicy(attempts=2, base_delay=0.01)
+        options: dict[str, Any] = {"use_docker_config": False, "retry": policy}
+        async with Puller(cache_dir=tmp_path / "c", **options) as puller:
+            with pytest.raises(NetworkError) as info:
+                await puller.pull("127.0.0.1:1/test/app:1", output=tmp_path / "x.tar")
+    assert str(info.value) == (
+        f"cannot reach the proxy 127.0.0.1:{port} for 127.0.0.1:1: connection refused "
+        "(nothing listens on that port) (tried 2 times)"
+    )
 
 
 # --------------------------------------------------------------------------- CLI

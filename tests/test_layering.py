@@ -11,9 +11,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dockerdrag"
 LAYERS: list[set[str]] = [
     {"errors", "osfiles", "human_units", "safe_text", "user_numbers", "closing", "media_types"},
     {"digest", "platform", "direct_io", "retry", "credentials", "blob_lock", "conventions"},
-    {"gojson", "direct_regions", "low_speed", "tls_proxy", "range_checks", "blob_body"},
-    {"reference", "manifest", "tarwriter", "tarstream", "events", "tokens", "transfer_options"},
+    {"gojson", "direct_regions", "low_speed", "tls_proxy", "range_checks", "blob_body", "events"},
+    {"reference", "manifest", "tarwriter", "tarstream", "request_retries", "transfer_options"},
     {
+        "tokens",
         "chunk_split",
         "connection_limit",
         "http_failures",
@@ -22,7 +23,7 @@ LAYERS: list[set[str]] = [
         "pull_plan",
         "image_config",
     },
-    {"auth", "store", "layers", "image_list", "oci_layout", "http_session", "request_retries"},
+    {"auth", "store", "layers", "image_list", "oci_layout", "http_session"},
     {"cache_use", "blob_copy", "partial_blob", "oci_documents", "blob_follow"},
     {"transport", "archive_scan", "lockfile", "outputs", "client_credentials", "eventloop"},
     {"registry", "upload", "chunked_download", "pull_results", "oci_dir"},
@@ -85,7 +86,7 @@ def test_modules_import_only_lower_layers() -> None:
 
 
 # The modules of the HTTP layer (docs/DESIGN.md): no other module imports aiohttp.
-HTTP_MODULES = {"transport", "http_session", "http_failures", "redirects", "request_retries"}
+HTTP_MODULES = {"transport", "http_session", "http_failures", "redirects"}
 
 
 def test_only_the_http_modules_use_aiohttp() -> None:
