@@ -37,9 +37,11 @@ class TransferOptions:
     """A chunked blob's ranges sidecar is saved each time this many more bytes are written
     (and always when a body ends, breaks or is cancelled): after a crash, at most this
     much written data is fetched again."""
-    slow_connection_rate: float = 32e6
+    slow_connection_rate: float = 16e6
     """Bytes per second per connection below which more connections are worth their memory
-    (~0.5 MB each): the connection limit grows only while connections are this slow."""
+    (~0.5 MB each): the connection limit grows only while connections are this slow. Over
+    loopback a pull that inflates layers is bound by the CPU, not the link, at about twice
+    this per connection: more connections would only cost memory there."""
     growth_check_seconds: float = 0.1
     """How often (seconds) the connection limit looks at the traffic to decide whether to grow."""
     split_min_bytes: int = 2 << 20
