@@ -24,6 +24,7 @@ import anyio
 import anyio.lowlevel
 
 from .blob_follow import open_following
+from .closing import ClosedOnExit
 from .digest import Digest
 from .docker_archive import (
     ArchiveImage,
@@ -221,7 +222,7 @@ class BlobGate:
             return self.paths[digest]
 
 
-class _StoppableReader:
+class _StoppableReader(ClosedOnExit):
     """A read-only stream that raises once ``stop`` is set (prompt cancellation)."""
 
     def __init__(self, inner: BinaryIO, stop: threading.Event) -> None:
@@ -240,12 +241,6 @@ class _StoppableReader:
 
     def close(self) -> None:
         self._inner.close()
-
-    def __enter__(self) -> _StoppableReader:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 def docker_plans(

@@ -35,6 +35,7 @@ import queue
 import threading
 from typing import Final, Protocol
 
+from .closing import ClosedOnExit
 from .osfiles import pwrite_all, reopen_direct
 
 __all__ = [
@@ -57,7 +58,7 @@ _MAX_PATCH_BYTES: Final = 1 << 20  # deferred overwrites kept in memory at most
 _DEPTH: Final = 1  # full blocks queued for the helper at most (memory: DEPTH + 2 blocks)
 
 
-class DirectFileWriter:
+class DirectFileWriter(ClosedOnExit):
     """A write-only, sequential, seek-to-patch file writer over the open descriptor ``fd``.
 
     ``fd`` must be open for writing (and stays owned by the caller); the file must be
@@ -156,12 +157,6 @@ class DirectFileWriter:
             return
         self._closed = True
         self._blocks.close()
-
-    def __enter__(self) -> DirectFileWriter:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     @property
     def direct(self) -> bool:

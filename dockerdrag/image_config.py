@@ -16,6 +16,7 @@ from types import MappingProxyType
 from .digest import Digest
 from .errors import InvalidManifestError
 from .gojson import ZERO_TIME, DecodedConfig, decode_image_config, strings
+from .manifest import bounded_bytes
 from .platform import Platform
 
 __all__ = [
@@ -66,13 +67,7 @@ def decode_config(raw: bytes) -> DecodedConfig:
     ``rootfs.diff_ids`` a list of sha256 digests (possibly empty; the caller compares it
     with the layers). Raises InvalidManifestError otherwise.
     """
-    if not isinstance(raw, bytes | bytearray | memoryview):
-        raise TypeError("raw must be bytes")
-    raw = bytes(raw)
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise InvalidManifestError(
-            f"image config is too large ({len(raw)} bytes, limit {MAX_CONFIG_BYTES})"
-        )
+    raw = bounded_bytes(raw, MAX_CONFIG_BYTES, "image config")
     decoded = decode_image_config(raw)
     if decoded.rootfs_type != "layers":
         raise InvalidManifestError(

@@ -49,6 +49,7 @@ __all__ = [
     "Descriptor",
     "ImageIndex",
     "ImageManifest",
+    "bounded_bytes",
     "parse_manifest",
     "select_manifest",
 ]
@@ -145,8 +146,26 @@ class Descriptor:
         return obj
 
 
+class _ServedDocument:
+    """What a manifest and an index share: the bytes exactly as served, their sha256
+    ``digest`` and their ``media_type`` (the dataclasses below hold the fields)."""
+
+    media_type: str
+    digest: Digest
+    raw: bytes
+
+    @property
+    def size(self) -> int:
+        """The size of the raw document."""
+        return len(self.raw)
+
+    def descriptor(self, platform: Platform | None = None) -> Descriptor:
+        """A descriptor pointing at this document (for an index's entry, its platform)."""
+        return Descriptor(self.media_type, self.digest, self.size, platform)
+
+
 @dataclass(frozen=True)
-class ImageManifest:
+class ImageManifest(_ServedDocument):
     """A single-platform image manifest (OCI or Docker schema 2).
 
     ``raw`` holds the bytes exactly as served and ``digest`` is their sha256.
@@ -159,18 +178,9 @@ class ImageManifest:
     digest: Digest
     raw: bytes = field(repr=False)
 
-    @property
-    def size(self) -> int:
-        """The size of the raw manifest."""
-        return len(self.raw)
-
-    def descriptor(self, platform: Platform | None = None) -> Descriptor:
-        """A descriptor pointing at this manifest."""
-        return Descriptor(self.media_type, self.digest, self.size, platform)
-
 
 @dataclass(frozen=True)
-class ImageIndex:
+class ImageIndex(_ServedDocument):
     """A multi-platform index (OCI image index or Docker manifest list)."""
 
     media_type: str
@@ -178,18 +188,9 @@ class ImageIndex:
     digest: Digest
     raw: bytes = field(repr=False)
 
-    @property
-    def size(self) -> int:
-        """The size of the raw index."""
-        return len(self.raw)
-
     def platforms(self) -> list[Descriptor]:
         """The entries that are images for a real platform (never attestations)."""
         return [d for d in self.manifests if d.platform is not None and not d.is_attestation]
-
-    def descriptor(self) -> Descriptor:
-        """A descriptor pointing at this index."""
-        return Descriptor(self.media_type, self.digest, self.size)
 
 
 # --- strict JSON (manifests) --------------------------------------------------------------
@@ -331,6 +332,17 @@ def _schema1_error() -> NoReturn:
     )
 
 
+def bounded_bytes(raw: bytes, limit: int, what: str) -> bytes:
+    """``raw`` (bytes-like, else TypeError) as bytes; InvalidManifestError naming ``what``
+    (a manifest, an image config) when it is over ``limit`` bytes."""
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise TypeError("raw must be bytes")
+    raw = bytes(raw)
+    if len(raw) > limit:
+        _invalid(f"{what} is too large ({len(raw)} bytes, limit {limit})")
+    return raw
+
+
 def parse_manifest(raw: bytes, content_type: str | None) -> ImageManifest | ImageIndex:
     """Parse and validate a manifest or index as served with ``content_type``.
 
@@ -338,11 +350,7 @@ def parse_manifest(raw: bytes, content_type: str | None) -> ImageManifest | Imag
     the sha256 of ``raw``. Raises InvalidManifestError for anything oversized,
     malformed, ambiguous or unsupported (see the module docstring).
     """
-    if not isinstance(raw, bytes | bytearray | memoryview):
-        raise TypeError("raw must be bytes")
-    raw = bytes(raw)
-    if len(raw) > MAX_MANIFEST_BYTES:
-        _invalid(f"manifest is too large ({len(raw)} bytes, limit {MAX_MANIFEST_BYTES})")
+    raw = bounded_bytes(raw, MAX_MANIFEST_BYTES, "manifest")
 
     header_type = _normalize_content_type(content_type)
     if header_type in SCHEMA1_MEDIA_TYPES:
