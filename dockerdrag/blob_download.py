@@ -90,6 +90,7 @@ class BlobDownload:
                 chunk_size=self.fetcher.options.chunk_size,
                 save_every=self.fetcher.options.ranges_save_every,
                 split_min=self.fetcher.options.split_min_bytes,
+                split_min_seconds=self.fetcher.options.split_min_seconds,
             )
             try:
                 await chunks.run()

@@ -3,8 +3,9 @@
 The missing ranges are cut into chunks of ``TransferOptions.chunk_size`` and planned
 lazily, as they are taken, by at most ``concurrency`` tasks; each chunk is written at
 its offset. Once no chunk is left to start, a task waits for a connection and takes the
-second half of the chunk with the most bytes still to come (:mod:`chunk_split`), as
-long as one has at least twice ``TransferOptions.split_min_bytes`` left. The written
+second half of the chunk that would take the longest to finish (:mod:`chunk_split`), as
+long as one has at least twice ``TransferOptions.split_min_bytes`` left and would take at
+least ``TransferOptions.split_min_seconds`` more at its rate so far. The written
 ranges are saved in the sidecar every ``TransferOptions.ranges_save_every`` bytes (from
 a disk thread, one save at a time) and when a body ends, breaks or is cancelled; the
 contiguous prefix is hashed in order (read back from disk) as it grows.
@@ -75,6 +76,7 @@ class ChunkedDownload:
         chunk_size: int,
         save_every: int,
         split_min: int,
+        split_min_seconds: float,
     ) -> None:
         self._blob = blob
         self._store = store
@@ -85,7 +87,7 @@ class ChunkedDownload:
         self._concurrency = concurrency
         self._chunk_size = chunk_size
         self._save_every = save_every
-        self._open = OpenChunks(split_min)
+        self._open = OpenChunks(split_min, split_min_seconds)
         self._hashing = False
         self._unsaved_bytes = 0  # written by chunks since the ranges sidecar was saved
         self._save_pending = False  # a background save of the sidecar is on its way
@@ -186,7 +188,12 @@ class ChunkedDownload:
             rest = self._open.split()
             if rest is None:
                 self._limiter.release()
-                return
+                # A chunk whose rate cannot be told yet may still turn out to straggle.
+                wait = self._open.seconds_until_judged()
+                if wait is None:
+                    return
+                await anyio.sleep(wait)
+                continue
             log.debug(
                 "blob %s: bytes %d-%d split off a straggling chunk",
                 self._blob.digest.short,

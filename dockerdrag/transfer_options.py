@@ -49,6 +49,11 @@ class TransferOptions:
     start, an idle connection takes the second half of the chunk with the most bytes to
     come, if it has at least twice this many left. At least 1 MiB (more than a body's
     block buffer holds, so a split never cuts bytes already received)."""
+    split_min_seconds: float = 0.5
+    """A straggling chunk is split only if, at the rate its body has come so far, the rest
+    would take at least this many seconds: the straggler's connection is closed at the
+    split and the bytes in flight on it are lost, which over a fast link costs more than
+    the split saves."""
 
     def __post_init__(self) -> None:
         if self.chunk_size < 1 or self.chunk_threshold < 0:
@@ -59,3 +64,5 @@ class TransferOptions:
             raise ValueError("ranges_save_every and growth_check_seconds must be positive")
         if self.split_min_bytes < 1 << 20:
             raise ValueError("split_min_bytes must be at least 1 MiB")
+        if self.split_min_seconds < 0:
+            raise ValueError("split_min_seconds must not be negative")

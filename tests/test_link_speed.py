@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +17,8 @@ import anyio
 import pytest
 
 from dockerdrag import Puller, RetryPolicy
+from dockerdrag.blob_body import Cursor
+from dockerdrag.chunk_split import OpenChunks
 from dockerdrag.download import INITIAL_CONNECTIONS, TransferOptions
 from dockerdrag.events import LayerPhase, LayerProgress, ProgressEvent
 from dockerdrag.pull import PullResult
@@ -210,3 +213,72 @@ async def test_a_freed_connection_goes_to_the_blob_the_writer_needs_first(
     second_requests = [i for i, digest in enumerate(order) if digest == second.digest]
     assert second_requests[0] < last_of_first  # both started at once
     assert all(i > last_of_first for i in second_requests[1:])
+
+
+# -- which straggler is worth a split (the rule alone, on a clock of its own) --------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _receiving(chunks: OpenChunks, stack: ExitStack, pos: int, end: int) -> Cursor:
+    cursor = Cursor(pos, end)
+    stack.enter_context(chunks.receiving(cursor))
+    return cursor
+
+
+def test_a_chunk_that_will_finish_soon_is_not_split() -> None:
+    """Over a fast link the rest of a chunk comes sooner than a new request would pay
+    (the split would also lose the bytes in flight on its connection)."""
+    clock = _Clock()
+    chunks = OpenChunks(MIB, 0.5, clock)
+    with ExitStack() as stack:
+        cursor = _receiving(chunks, stack, 0, 16 * MIB)
+        clock.now += 0.2
+        cursor.pos = 8 * MIB  # 40 MiB/s: the other 8 MiB take 0.2 s
+        assert chunks.split() is None
+        assert chunks.seconds_until_judged() is None
+        assert cursor.end == 16 * MIB
+
+
+def test_the_chunk_that_would_take_longest_is_split_in_the_middle() -> None:
+    clock = _Clock()
+    chunks = OpenChunks(MIB, 0.5, clock)
+    with ExitStack() as stack:
+        slow = _receiving(chunks, stack, 0, 16 * MIB)
+        slower = _receiving(chunks, stack, 16 * MIB, 24 * MIB)
+        clock.now += 0.5
+        slow.pos = 4 * MIB  # 8 MiB/s: 1.5 s to go
+        slower.pos = 17 * MIB  # 2 MiB/s: 3.5 s to go
+        rest = chunks.split()
+        assert rest is not None
+        assert (rest.pos, rest.end) == (20 * MIB + MIB // 2, 24 * MIB)
+        assert slower.end == rest.pos
+        assert slow.end == 16 * MIB
+
+
+def test_a_chunk_is_judged_only_once_its_body_has_come_for_a_while() -> None:
+    """A body that has only just begun has no rate yet: the idle connection is told how
+    long to wait; a body that sends nothing in that time is a straggler."""
+    clock = _Clock()
+    chunks = OpenChunks(MIB, 0.5, clock)
+    with ExitStack() as stack:
+        stalled = _receiving(chunks, stack, 0, 16 * MIB)
+        clock.now += 0.05
+        assert chunks.split() is None
+        wait = chunks.seconds_until_judged()
+        assert wait == pytest.approx(0.075)
+        clock.now += 0.075
+        rest = chunks.split()
+        assert rest is not None
+        assert (rest.pos, rest.end, stalled.end) == (8 * MIB, 16 * MIB, 8 * MIB)
+
+
+def test_split_min_seconds_is_not_negative() -> None:
+    with pytest.raises(ValueError, match="split_min_seconds"):
+        TransferOptions(split_min_seconds=-1.0)
