@@ -12,7 +12,7 @@ cache may have rotted; the caller's ``before_blob`` tells the two apart).
   page cache and cannot reflink: tar members sit at 512-byte offsets, not at the file
   system's block boundaries.) Any other output gets the file in 256 KiB reads.
 * Into a file of its own (``--format oci-dir``): a blob verified in this pull is copied
-  inside the kernel (:func:`~dockerdrag.osfiles.copy_file_range`, a reflink where the
+  inside the kernel (:func:`~dockerdrag.os_copies.copy_file_range`, a reflink where the
   file system shares blocks); where that is missing or refused, and for blobs hashed
   while copied, the bytes are read and written in 256 KiB chunks.
 * Into the ``oci-dir`` layout of a pull, where it is safe (:func:`link_blob_file`): the
@@ -45,7 +45,7 @@ from .digest import Digest, VerifyingHasher
 from .direct_io import DirectFileWriter
 from .direct_regions import RegionWriter
 from .errors import IntegrityError, OutputError
-from .osfiles import copy_file_range, link_file, owned_by_this_user
+from .os_copies import copy_file_range, link_file, owned_by_this_user
 from .store import describe_os_error
 from .tarwriter import TarOutput
 

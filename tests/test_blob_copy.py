@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dockerdrag import blob_copy, osfiles
+from dockerdrag import blob_copy, os_copies
 from dockerdrag.blob_copy import BlobFile, copy_blob_into_tar, copy_blob_to_file
 from dockerdrag.digest import Digest
 from dockerdrag.direct_io import DirectFileWriter
@@ -52,7 +52,7 @@ def spy_kernel_copy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         copied.append(done)
         return done
 
-    monkeypatch.setattr(osfiles, "_copy_file_range", spy)
+    monkeypatch.setattr(os_copies, "_copy_file_range", spy)
     monkeypatch.setattr(blob_copy, "KERNEL_COPY_STEP", 1 << 20)
     return copied
 
@@ -93,7 +93,7 @@ def test_without_the_kernel_copy_the_bytes_are_copied_by_reading(
     monkeypatch: pytest.MonkeyPatch,
     kernel_copy: Callable[[int, int, int, int, int], int] | None,
 ) -> None:
-    monkeypatch.setattr(osfiles, "_copy_file_range", kernel_copy)
+    monkeypatch.setattr(os_copies, "_copy_file_range", kernel_copy)
     chunks: list[int] = []
     copy_blob_to_file(tmp_path / "out", blob_file(tmp_path), chunks.append, verified)
     assert (tmp_path / "out").read_bytes() == DATA

@@ -338,9 +338,9 @@ async def test_oci_dir_blobs_are_kernel_copied_and_the_fallback_gives_the_same_l
     read and written instead, with the same files and mtimes (fresh cache each run, so
     every layer is verified on arrival).
     """
-    from dockerdrag import osfiles
+    from dockerdrag import os_copies
 
-    monkeypatch.setattr(osfiles, "_link", None)
+    monkeypatch.setattr(os_copies, "_link", None)
     server, images = seeded_registry
     pushed = images["multilayer"]
     real_copy = os.copy_file_range
@@ -363,7 +363,7 @@ async def test_oci_dir_blobs_are_kernel_copied_and_the_fallback_gives_the_same_l
 
     layouts = []
     for run, kernel_copy in (("kernel", counted), ("missing", None), ("refused", refused)):
-        monkeypatch.setattr(osfiles, "_copy_file_range", kernel_copy)
+        monkeypatch.setattr(os_copies, "_copy_file_range", kernel_copy)
         target = tmp_path / f"layout-{run}"
         await pull_image(
             pushed.reference,

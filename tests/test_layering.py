@@ -9,7 +9,16 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dockerdrag"
 
 # Rank of each module: a module may import only modules of a strictly lower rank.
 LAYERS: list[set[str]] = [
-    {"errors", "osfiles", "human_units", "safe_text", "user_numbers", "closing", "media_types"},
+    {
+        "errors",
+        "osfiles",
+        "os_copies",
+        "human_units",
+        "safe_text",
+        "user_numbers",
+        "closing",
+        "media_types",
+    },
     {"digest", "platform", "direct_io", "retry", "credentials", "blob_lock", "conventions"},
     {"gojson", "direct_regions", "low_speed", "tls_proxy", "range_checks", "blob_body", "events"},
     {"reference", "manifest", "tarwriter", "tarstream", "request_retries", "transfer_options"},

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from dockerdrag import osfiles, pull_image
+from dockerdrag import os_copies, pull_image
 from dockerdrag.digest import Digest
 from dockerdrag.oci_archive import write_oci_dir
 from dockerdrag.store import BlobStore
@@ -53,7 +53,7 @@ async def test_the_layout_links_the_cache_files_and_matches_a_copy(
     pushed = images["multilayer"]
     for name in ("linked", "copied"):
         if name == "copied":
-            monkeypatch.setattr(osfiles, "_link", None)
+            monkeypatch.setattr(os_copies, "_link", None)
         await pull_image(
             pushed.reference,
             output=tmp_path / name,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from dockerdrag import osfiles
+from dockerdrag import os_copies, osfiles
 from tests.support import msvcrt_standin
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -295,7 +295,7 @@ def test_copy_file_range_copies_between_offsets_in_the_kernel(tmp_path: Path) ->
     source, target = _copy_files(tmp_path, data)
     try:
         os.write(target, b"head")
-        copied = osfiles.copy_file_range(
+        copied = os_copies.copy_file_range(
             source, target, len(data) - 100, src_offset=100, dst_offset=4
         )
         assert copied == len(data) - 100
@@ -303,7 +303,7 @@ def test_copy_file_range_copies_between_offsets_in_the_kernel(tmp_path: Path) ->
         assert os.lseek(source, 0, os.SEEK_CUR) == len(data)
         # Past the source's end: what there is.
         assert (
-            osfiles.copy_file_range(source, target, 500, src_offset=len(data) - 10, dst_offset=0)
+            os_copies.copy_file_range(source, target, 500, src_offset=len(data) - 10, dst_offset=0)
             == 10
         )
     finally:
@@ -315,10 +315,10 @@ def test_copy_file_range_copies_between_offsets_in_the_kernel(tmp_path: Path) ->
 def test_copy_file_range_copies_nothing_where_the_system_has_none(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(osfiles, "_copy_file_range", None)
+    monkeypatch.setattr(os_copies, "_copy_file_range", None)
     source, target = _copy_files(tmp_path, b"x" * 1000)
     try:
-        assert osfiles.copy_file_range(source, target, 1000, src_offset=0, dst_offset=0) == 0
+        assert os_copies.copy_file_range(source, target, 1000, src_offset=0, dst_offset=0) == 0
     finally:
         os.close(source)
         os.close(target)
@@ -340,11 +340,11 @@ def test_copy_file_range_refused_part_way_says_how_much_it_copied(
             return real(src, dst, 300, src_off, dst_off)
         raise OSError(refusal, os.strerror(refusal))
 
-    monkeypatch.setattr(osfiles, "_copy_file_range", first_then_refused)
+    monkeypatch.setattr(os_copies, "_copy_file_range", first_then_refused)
     data = os.urandom(1000)
     source, target = _copy_files(tmp_path, data)
     try:
-        assert osfiles.copy_file_range(source, target, 1000, src_offset=0, dst_offset=0) == 300
+        assert os_copies.copy_file_range(source, target, 1000, src_offset=0, dst_offset=0) == 300
     finally:
         os.close(source)
         os.close(target)
@@ -358,11 +358,11 @@ def test_copy_file_range_raises_what_is_not_a_refusal(
     def full(*args: int) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(osfiles, "_copy_file_range", full)
+    monkeypatch.setattr(os_copies, "_copy_file_range", full)
     source, target = _copy_files(tmp_path, b"x" * 10)
     try:
         with pytest.raises(OSError) as caught:
-            osfiles.copy_file_range(source, target, 10, src_offset=0, dst_offset=0)
+            os_copies.copy_file_range(source, target, 10, src_offset=0, dst_offset=0)
         assert caught.value.errno == errno.ENOSPC
     finally:
         os.close(source)
