@@ -37,7 +37,7 @@ def _declare(commands: SubParsers) -> argparse.ArgumentParser:
     cache.add_argument(
         "action", nargs="?", choices=("show", "prune"), default="show", help="default: show"
     )
-    add_cache_dir_option(cache, "blob cache", "~/.cache/dockerdrag")
+    add_cache_dir_option(cache, "blob cache")
     what = cache.add_argument_group("prune").add_mutually_exclusive_group()
     what.add_argument("--partials", action="store_true", help="only partial downloads")
     what.add_argument(

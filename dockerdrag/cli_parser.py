@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from .config import VARIABLES, Settings
+from .conventions import default_cache_dir
 from .pull import DEFAULT_CONCURRENCY
 from .user_numbers import non_negative_whole_number, positive_seconds, positive_whole_number
 
@@ -192,15 +193,13 @@ def stderr_is_terminal() -> bool:
     return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
 
 
-def add_cache_dir_option(
-    container: argparse._ActionsContainer, holds: str, default_shown: str
-) -> None:
+def add_cache_dir_option(container: argparse._ActionsContainer, holds: str) -> None:
     """``--cache-dir DIR``, the directory that ``holds`` what it says (``DOCKERDRAG_CACHE_DIR``
-    when not given; ``default_shown`` is the default the help names)."""
+    when not given; the help names this system's default cache directory)."""
     container.add_argument(
         "--cache-dir",
         metavar="DIR",
-        help=f"{holds} (default {default_shown}; env DOCKERDRAG_CACHE_DIR)",
+        help=f"{holds} (default {default_cache_dir()}; env DOCKERDRAG_CACHE_DIR)",
     )
 
 

@@ -24,7 +24,6 @@ from .cli_parser import (
 )
 from .cli_session import Options, make_puller, merge_options
 from .config import Settings
-from .conventions import default_cache_dir
 from .errors import UsageError
 from .low_speed import LowSpeedLimit
 from .progress import Renderer, choose_renderer
@@ -110,7 +109,7 @@ def _declare(commands: SubParsers) -> argparse.ArgumentParser:
         help=f"the window of --low-speed-limit (default {LowSpeedLimit().seconds:g}; "
         "env DOCKERDRAG_LOW_SPEED_TIME)",
     )
-    add_cache_dir_option(download, "blob cache", str(default_cache_dir()))
+    add_cache_dir_option(download, "blob cache")
     add_connection_options(pull)
     display = pull.add_argument_group("progress display")
     shown = add_quiet_or_json_options(display, "print only the output path")

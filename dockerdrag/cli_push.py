@@ -74,7 +74,7 @@ def _declare(commands: SubParsers) -> argparse.ArgumentParser:
         help=f"bytes per upload request, in MiB (default {UPLOAD_CHUNK_SIZE >> 20}); an "
         "interrupted upload resumes after the last chunk the registry took",
     )
-    add_cache_dir_option(upload, "where re-compressed layers wait", "~/.cache/dockerdrag")
+    add_cache_dir_option(upload, "where re-compressed layers wait")
     add_connection_options(push, mirrors=False)
     display = push.add_argument_group("progress display")
     add_quiet_or_json_options(display, "print only the pushed references")

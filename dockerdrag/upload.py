@@ -117,7 +117,7 @@ def _session_url(repo: Reference, digest: Digest, location: str | None) -> str:
     parts = urlsplit(location)
     if parts.netloc and parts.netloc != host:
         raise RegistryError(
-            f"{host} sent the upload of {what} to another host ({parts.netloc}); "
+            f"{host} sent the {what} to another host ({parts.netloc}); "
             "uploads through another host are not supported"
         )
     if not parts.path.startswith("/v2/"):

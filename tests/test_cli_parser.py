@@ -15,6 +15,7 @@ from dockerdrag.cli_parser import (
     add_quiet_or_json_options,
     stderr_is_terminal,
 )
+from dockerdrag.conventions import default_cache_dir
 from dockerdrag.pull import DEFAULT_CONCURRENCY
 
 
@@ -32,12 +33,17 @@ def test_quiet_and_json_exclude_each_other_and_what_joins_their_group() -> None:
         parser.parse_args(["--progress", "fancy"])
 
 
-def test_cache_dir_and_concurrency_help_name_default_and_variable() -> None:
+def test_cache_dir_and_concurrency_help_name_default_and_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A path without hyphens: argparse may wrap a help line after one.
+    monkeypatch.setenv("XDG_CACHE_HOME", "/xdgcache")
     parser = Parser(prog="t")
-    add_cache_dir_option(parser, "blob cache", "/somewhere")
+    add_cache_dir_option(parser, "blob cache")
     add_concurrency_option(parser, "parallel things")
-    text = parser.format_help()
-    assert "blob cache (default /somewhere; env DOCKERDRAG_CACHE_DIR)" in text
+    text = " ".join(parser.format_help().split())  # argparse wraps long help lines
+    assert f"blob cache (default {default_cache_dir()}; env DOCKERDRAG_CACHE_DIR)" in text
+    assert "(default /xdgcache/dockerdrag;" in text  # this system's default, not a fixed one
     assert f"parallel things (default {DEFAULT_CONCURRENCY}; env" in text
     assert parser.parse_args(["--concurrency", "3", "--cache-dir", "d"]).concurrency == 3
     with pytest.raises(ArgumentError, match="must be at least 1"):
