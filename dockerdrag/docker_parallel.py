@@ -57,11 +57,10 @@ __all__ = ["DECODERS", "write_docker_archive_in_parallel"]
 
 log = logging.getLogger("dockerdrag")
 
-DECODERS = 3
-"""Layers decompressed at once. One more than the 2 cores of the machine this was tuned
-on: a decoder following a blob as it arrives waits for its bytes, and meanwhile another
-decodes a blob that is complete. A fourth cost ~10 MB of peak RSS (blocks and inflate
-state) and gained nothing there."""
+DECODERS = 2
+"""Layers decompressed at once: as many as the cores of the machine this was tuned on
+(2). Each decoder holds its blocks and inflate state (a few MB of peak RSS); a third
+gained nothing in the benchmark (big/direct, alternating runs), a fourth cost ~10 MB."""
 
 
 def write_docker_archive_in_parallel(
