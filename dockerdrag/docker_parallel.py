@@ -59,8 +59,8 @@ log = logging.getLogger("dockerdrag")
 
 DECODERS = 2
 """Layers decompressed at once: as many as the cores of the machine this was tuned on
-(2). Each decoder holds its blocks and inflate state (a few MB of peak RSS); a third
-gained nothing in the benchmark (big/direct, alternating runs), a fourth cost ~10 MB."""
+(2). Each decoder holds its blocks and inflate state in memory; a third gained nothing
+in the benchmark (big/direct, alternating runs) and raised the peak RSS."""
 
 
 def write_docker_archive_in_parallel(

@@ -82,8 +82,11 @@ from .transfer_options import TransferOptions as TransferOptions
 log = logging.getLogger("dockerdrag")
 
 DISK_THREADS = 2
-INITIAL_CONNECTIONS = 4
-"""Blob connections a pull starts with; more are opened only while connections are slow."""
+INITIAL_CONNECTIONS = 6
+"""Blob connections a pull starts with; more are opened only while connections are slow.
+Six, not four: on a slow link a pull of many small layers is mostly ramp, and over
+loopback six cost no more time or memory than four (benchmarks/README.md says how this
+is measured)."""
 GROWTH_FACTOR = 2
 OPEN_BLOBS_PER_CONNECTION = 2
 """Blobs with files open (lock, partial) at once, per connection of ``concurrency``.
