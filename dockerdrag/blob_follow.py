@@ -5,7 +5,7 @@ A download publishes how far its partial file holds the blob's bytes from the st
 there, waits for the prefix to grow, and reads to the end once the blob is verified.
 The partial file is renamed to the verified blob while it is open, which the reader
 does not notice: it reads the same file. Where an open file cannot be renamed
-(Windows, see :data:`~dockerdrag.osfiles.RENAME_WHILE_OPEN`) nothing is followed.
+(Windows, found by :func:`~dockerdrag.osfiles.renames_open_files`) nothing is followed.
 
 What is read before the blob is verified is unverified: a download that starts the blob
 over (a digest mismatch, a changed ``ETag``) rewrites bytes the reader may have read
