@@ -22,15 +22,21 @@ from typing import IO, Any, BinaryIO, Final, cast
 from .errors import IntegrityError
 
 _GZIP_ERROR: type[Exception]
+_RAW_GZIP_READER: Callable[[IO[bytes], int], IO[bytes]] | None
 try:
     from isal import igzip as _gzip
+    from isal import isal_zlib
     from isal.igzip_lib import IsalError
 
     _GZIP_ERROR = cast("type[Exception]", IsalError)  # the stub declares an instance
+    # The C reader under igzip.GzipFile: it inflates straight into the caller's buffer,
+    # where GzipFile's buffered layer hands out a new bytes object copied into it.
+    _RAW_GZIP_READER = getattr(isal_zlib, "_GzipReader", None)
 except ImportError:  # isal is installed only where a wheel exists: zlib then decompresses
     import gzip as _gzip  # type: ignore[no-redef]
 
     _GZIP_ERROR = zlib.error
+    _RAW_GZIP_READER = None
 
 __all__ = [
     "CHUNK_SIZE",
@@ -141,6 +147,8 @@ def _open_inner(
     them out of the start-up of every pull (gzip layers are the common case).
     """
     if compression is Compression.GZIP:
+        if _RAW_GZIP_READER is not None:
+            return _RAW_GZIP_READER(source, CHUNK_SIZE), _DECOMPRESSION_ERRORS
         gzip_module: Any = _gzip  # isal ships no type hints
         stream = cast(IO[bytes], gzip_module.GzipFile(fileobj=source, mode="rb"))
         return stream, _DECOMPRESSION_ERRORS

@@ -8,6 +8,7 @@ import io
 import lzma
 import os
 import tarfile
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -83,6 +84,26 @@ def test_large_layer_is_read_in_chunks(tmp_path: Path) -> None:
         first = stream.read(CHUNK_SIZE)
         assert 0 < len(first) <= CHUNK_SIZE
         assert first + read_all(stream) == layer
+
+
+def test_gzip_is_inflated_straight_into_the_callers_buffer(tmp_path: Path) -> None:
+    """With isal, readinto fills the caller's buffer without a bytes object as big as it
+    (igzip.GzipFile's buffered layer made one per call and copied it)."""
+    pytest.importorskip("isal")
+    layer = make_layer_tar(payload_size=16 * CHUNK_SIZE)
+    path = tmp_path / "blob"
+    path.write_bytes(gzip.compress(layer, compresslevel=1))
+    target = bytearray(8 * CHUNK_SIZE)
+    with open_decompressed(path) as stream:
+        tracemalloc.start()
+        try:
+            count = stream.readinto(target)  # type: ignore[attr-defined]
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert count > 0
+    assert target[:count] == layer[:count]
+    assert peak < CHUNK_SIZE
 
 
 @pytest.mark.parametrize(
