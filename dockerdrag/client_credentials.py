@@ -34,21 +34,22 @@ class ClientCredentials:
         elif spec is not None:
             self.by_host.update(spec)
 
-    def bind(self, reference: Reference) -> None:
-        """Before any request for ``reference``: one set of credentials given without a
-        host becomes its registry's; raise UsageError for a second registry."""
+    def bind(self, *references: Reference) -> None:
+        """Before any request for ``references``: one set of credentials given without a
+        host becomes the first one's registry's; raise UsageError for a second registry."""
         if self._unbound is None:
             return
-        host = reference.registry_host
-        if self._bound_host is None:
-            self._bound_host = host
-            self.by_host[host] = self._unbound
-        elif host != self._bound_host:
-            raise UsageError(
-                f"the credentials were given for one registry ({self._bound_host}), and "
-                f"{reference} is on {host}: pass credentials={{host: Credentials(...)}} "
-                "to pull from several registries"
-            )
+        for reference in references:
+            host = reference.registry_host
+            if self._bound_host is None:
+                self._bound_host = host
+                self.by_host[host] = self._unbound
+            elif host != self._bound_host:
+                raise UsageError(
+                    f"the credentials were given for one registry ({self._bound_host}), and "
+                    f"{reference} is on {host}: pass credentials={{host: Credentials(...)}} "
+                    "to pull from several registries"
+                )
 
 
 __all__ = ["ClientCredentials", "CredentialsSpec"]

@@ -36,6 +36,7 @@ from .image_list import ImageListEntry
 from .lockfile import LockedImage, LockedLayer, LockedManifest, Lockfile
 from .manifest import ImageIndex, ImageManifest
 from .platform import Platform, parse_platforms
+from .pull_plan import check_format
 from .reference import Reference
 from .registry import RegistryClient, Resolution
 
@@ -81,8 +82,10 @@ def plan_list(
 
     Lines without a platform get ``default_platform``. With ``locked``, the list
     must name the same images with the same platforms and tags in the same order
-    (raises LockfileError at the first difference).
+    (raises LockfileError at the first difference). An unknown ``output_format`` is an
+    UnsupportedFormatError.
     """
+    check_format(output_format)
     if entries is None:
         if locked is None:
             raise ImageListError("give an image list or a lock file")

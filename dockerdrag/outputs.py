@@ -50,13 +50,26 @@ def check_layout_dir(target: Path) -> None:
         raise OutputError(f"output directory {parent} is not writable")
 
 
+def check_file_output(path: Path) -> None:
+    """Fail, before any download, if a file (an archive, a lock file) cannot be written
+    at ``path``."""
+    check_output_name(path)
+    check_output_path(path)
+
+
 def check_output(path: Path, output_format: str) -> None:
     """Fail, before any download, if a pull in ``output_format`` cannot write ``path``."""
-    check_output_name(path)
     if output_format == LAYOUT_DIR_FORMAT:
+        check_output_name(path)
         check_layout_dir(path)
     else:
-        check_output_path(path)
+        check_file_output(path)
 
 
-__all__ = ["check_layout_dir", "check_output", "default_output_name", "output_path"]
+__all__ = [
+    "check_file_output",
+    "check_layout_dir",
+    "check_output",
+    "default_output_name",
+    "output_path",
+]

@@ -8,18 +8,20 @@ every reference is resolved first (tag -> digest -> platform manifests -> config
 :mod:`pull_resolve`), then all distinct layer blobs are fetched under one
 concurrency limit while the archive is written in a worker thread
 (:mod:`pull_assembly`). Who hears which event is :mod:`call_progress`'s job; the
-results are :mod:`pull_results`' values.
+results are :mod:`pull_results`' values; each parameter's documentation is written
+once, in :mod:`parameter_docs`, and put into every docstring here that needs it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 
 from .call_progress import ProgressRouter
 from .client_credentials import ClientCredentials, CredentialsSpec
-from .conventions import check_output_name, default_cache_dir
+from .conventions import default_cache_dir
 from .docker_archive import DockerArchiveOptions
 from .download import DEFAULT_CONCURRENCY, BlobFetcher, TransferOptions
 from .errors import leaf_error
@@ -30,13 +32,20 @@ from .list_pull import plan_list
 from .list_pull_run import run_list_pull
 from .lockfile import Lockfile
 from .manifest import Descriptor
-from .outputs import output_path
+from .outputs import check_file_output, output_path
+from .parameter_docs import (
+    BUNDLE_OUTPUT,
+    CALL_PROGRESS,
+    INSPECT_PLATFORM,
+    LIST_PLATFORM,
+    documented,
+)
 from .platform import Platform, PlatformSpec
 from .pull_assembly import ArchiveAssembler
 from .pull_inspect import image_platforms, inspect_image
 from .pull_plan import FORMATS as FORMATS
 from .pull_plan import archive_tags as archive_tags
-from .pull_plan import as_reference, check_format, plan_images, references_to_pull
+from .pull_plan import as_reference, plan_images
 from .pull_resolve import ImageResolver
 from .pull_results import ImageInspection as ImageInspection
 from .pull_results import LayerResult as LayerResult
@@ -48,47 +57,17 @@ from .pull_stream import pull_event_stream
 from .reference import Reference
 from .registry import RegistryClient, mirror_host
 from .retry import RetryPolicy
-from .store import BlobStore, check_output_path
+from .store import BlobStore
 from .transport import Transport, TransportConfig
 
 
+@documented()
 class Puller:
     """A reusable client: several pulls share one HTTP session, token cache and blob cache.
 
     Use as ``async with Puller(...) as puller: await puller.pull("busybox")``; the
     methods are coroutines of an asyncio event loop (see :mod:`dockerdrag.eventloop`).
     Every option is keyword-only; the library reads no ``DOCKERDRAG_*`` variable.
-
-    Parameters:
-        ``insecure``: registries (``host[:port]``) that may be reached over plain
-            HTTP or with unverified TLS; never implied for any other host.
-        ``ca_cert``: a PEM file of extra CA certificates to trust (besides the
-            system store and Docker's ``certs.d``).
-        ``credentials``: a mapping of registry hosts (``ghcr.io``, ``host:port``,
-            ``registry-1.docker.io`` for Docker Hub) to :class:`Credentials`, or one
-            :class:`Credentials` for the registry of the images this client pulls
-            (bound to the first image's registry; an image from another registry is
-            then a :class:`UsageError`). Hosts without explicit credentials use the
-            Docker config, as ``docker pull`` does.
-        ``use_docker_config``: whether to look credentials up in
-            ``$DOCKER_CONFIG/config.json`` (credential helpers included).
-        ``registry_mirrors``: Docker Hub mirror URLs (``https://mirror:5000``;
-            an ``http://`` URL allows that mirror plain HTTP), tried in order before
-            Docker Hub for Docker Hub images, as dockerd's ``registry-mirrors``.
-        ``cache_dir``: the blob cache directory (default ``$XDG_CACHE_HOME/dockerdrag``).
-        ``concurrency``: the most connections open at once, layers and chunks together.
-        ``retry``: how transient failures are retried (:class:`RetryPolicy`).
-        ``progress``: a callback receiving every pull's events (:class:`PullStarted`,
-            :class:`LayerProgress`, :class:`ArchiveWriting`), on the event loop.
-        ``archive_options``: how the docker format's bytes vary between Docker
-            versions (:class:`DockerArchiveOptions`; the default is Docker 20.10's).
-        ``include_attestations``: keep attestation manifests (SBOM, provenance) in
-            the OCI formats.
-        ``include_foreign``: fetch foreign (non-distributable) layers from the URLs
-            their descriptors name, without credentials; the docker format needs it
-            for images that have such layers.
-        ``transfer``: when blobs are split into parallel ranged chunks
-            (:class:`TransferOptions`).
     """
 
     def __init__(
@@ -130,7 +109,6 @@ class Puller:
         self._assembler = ArchiveAssembler(
             self.store,
             self.fetcher,
-            concurrency=concurrency,
             archive_options=archive_options or DockerArchiveOptions(),
             include_attestations=include_attestations,
             include_foreign=include_foreign,
@@ -148,25 +126,19 @@ class Puller:
         finally:
             self.store.close()
 
+    @documented()
     async def platforms(self, reference: str | Reference) -> list[Descriptor]:
-        """The platform entries of a multi-platform image (empty for a single image).
-
-        ``reference``: the image (``busybox``, ``ghcr.io/org/app:1``, a
-        :class:`Reference`). Attestation entries are left out.
-        """
+        """The platform entries of a multi-platform image (empty for a single image);
+        attestation entries are left out."""
         ref = as_reference(reference)
         self.credentials.bind(ref)
         return await image_platforms(self.client, ref)
 
+    @documented(platform=INSPECT_PLATFORM)
     async def inspect(
         self, reference: str | Reference, *, platform: Platform | str | None = None
     ) -> ImageInspection:
-        """Describe an image (manifest, platforms, config, layers) without pulling layers.
-
-        ``reference``: the image. ``platform``: for a multi-platform image, the
-        platform whose manifest and config are read (as for :meth:`pull`); without
-        it only the index is described (unless it offers exactly one platform).
-        """
+        """Describe an image (manifest, platforms, config, layers) without pulling layers."""
         ref = as_reference(reference)
         self.credentials.bind(ref)
         wanted = Platform.parse(platform) if isinstance(platform, str) else platform
@@ -174,6 +146,7 @@ class Puller:
         return await inspect_image(self._resolver, ref, wanted)
 
     @contextlib.asynccontextmanager
+    @documented()
     async def pull_events(
         self,
         reference: str | Reference,
@@ -192,24 +165,16 @@ class Puller:
                     ...  # PullStarted, LayerProgress, ArchiveWriting, then PullFinished
 
         The iteration ends with :class:`PullFinished` (holding the result) or raises
-        the pull's error. Leaving the block early cancels the pull. ``reference``,
-        ``platform``, ``output``, ``tag`` and ``format`` are :meth:`pull`'s; pending
+        the pull's error. Leaving the block early cancels the pull. Pending
         ``downloading`` updates of a layer are merged, so a slow consumer costs no memory.
         """
-
-        async def run(progress: ProgressCallback) -> PullResult:
-            return await self.pull(
-                reference,
-                platform=platform,
-                output=output,
-                tag=tag,
-                format=format,
-                progress=progress,
-            )
-
+        run = functools.partial(
+            self.pull, reference, platform=platform, output=output, tag=tag, format=format
+        )
         async with pull_event_stream(run) as stream:
             yield stream
 
+    @documented(progress=CALL_PROGRESS)
     async def pull(
         self,
         reference: str | Reference,
@@ -222,33 +187,6 @@ class Puller:
     ) -> PullResult:
         """Pull one image into an archive and return what was written.
 
-        Parameters:
-            ``reference``: the image: ``busybox``, ``busybox:1.36``,
-                ``ghcr.io/org/app:1``, ``app@sha256:…`` (Docker's grammar), or a
-                :class:`Reference`.
-            ``platform``: which image of a multi-platform index to pull: a
-                :class:`Platform` or ``"os/arch[/variant]"`` (``"linux/arm64"``;
-                ``"arm64"`` or ``"arm/v7"`` alone mean ``linux/arm64``, ``linux/arm/v7``).
-                With ``format="oci"``/``"oci-dir"`` also several (a sequence or a
-                comma-separated string) or ``"all"``. ``None``: an index offering
-                several platforms raises :class:`PlatformRequiredError` (listing them);
-                a single-platform image is pulled whatever its platform. Given, a
-                single-platform image for another platform raises
-                :class:`PlatformNotFoundError` before any layer is fetched.
-            ``output``: the archive's path; default: the repository with ``/`` turned
-                into ``_`` in the current directory (``library_busybox.tar``; without
-                ``.tar`` for ``oci-dir``); an existing directory gets the archive
-                inside it under that name (not for ``oci-dir``).
-            ``tag``: the ``name:tag`` written into the archive (default: the
-                reference's own tag; none for a digest-only reference, which then
-                loads untagged, as ``docker save IMAGE@DIGEST`` does).
-            ``format``: ``"docker"`` (the legacy ``docker save`` archive, layers
-                decompressed), ``"oci"`` (an OCI layout and ``manifest.json`` in one
-                tar, layers as pulled) or ``"oci-dir"`` (the OCI layout as a directory,
-                which must not exist or be empty).
-            ``progress``: a callback receiving this pull's events (besides the
-                client's ``progress``).
-
         Raises a :class:`DockerDragError` subclass; nothing is left at ``output``
         then, and the blobs already verified stay in the cache.
         """
@@ -260,6 +198,7 @@ class Puller:
         )
         return result
 
+    @documented(output=BUNDLE_OUTPUT, progress=CALL_PROGRESS)
     async def pull_many(
         self,
         references: Sequence[str | Reference],
@@ -270,32 +209,18 @@ class Puller:
         format: str = "docker",
         progress: ProgressCallback | None = None,
     ) -> list[PullResult]:
-        """Pull several images into ONE archive; each blob is stored once.
-
-        Parameters:
-            ``references``: the images, in the order ``manifest.json`` lists them.
-            ``output``: the archive's path (required: a bundle has no default name).
-            ``platform``: for every reference, which image of a multi-platform index to
-                pull, as for :meth:`pull`.
-            ``tags``: the ``name:tag`` written for each image (parallel to
-                ``references``; ``None`` in it, or no ``tags``: the reference's own).
-            ``format``, ``progress``: as for :meth:`pull` (``progress`` receives this
-                call's events).
-        """
+        """Pull several images into ONE archive; each blob is stored once."""
         with self._progress.call(progress) as emit:
-            check_format(format)
-            refs = references_to_pull(references)
-            for ref in refs:
-                self.credentials.bind(ref)
-            plan = plan_images(refs, platform, tags, format)
+            plan = plan_images(references, platform, tags, format, self.credentials)
             out_path = Path(output)
             self._assembler.prepare(out_path, format)
             resolved = [
                 await self._resolver.resolve(ref, plan.wanted, names)
-                for ref, names in zip(refs, plan.repo_tags, strict=True)
+                for ref, names in zip(plan.references, plan.repo_tags, strict=True)
             ]
             return await self._assembler.assemble(resolved, out_path, format, emit)
 
+    @documented(output=BUNDLE_OUTPUT, platform=LIST_PLATFORM, progress=CALL_PROGRESS)
     async def pull_list(
         self,
         entries: Sequence[ImageListEntry] | None = None,
@@ -309,27 +234,16 @@ class Puller:
     ) -> ListPullResult:
         """Pull an image list into ONE archive (each blob stored once) and lock it.
 
-        ``entries`` come from :func:`~dockerdrag.image_list.read_image_list` (or are
-        built by hand); ``platform`` is the default of lines naming none. Every line
-        is checked before any network I/O. The result's ``lock`` records what each
-        line resolved to; ``lock_output`` (e.g. ``default_lock_path(output)``) is where
-        it is written, atomically, once the archive is complete.
-
-        With ``locked`` (:func:`~dockerdrag.lockfile.read_lockfile`) exactly the locked
-        digests are pulled, without resolving any tag; ``entries`` may then be
-        ``None`` (the lock's own list) or must name the same images with the same
-        platforms and tags. A tag that moved since is logged as a warning, sent to
-        ``progress`` as a :class:`~dockerdrag.events.TagMoved` and listed in
-        ``moved_tags``; the locked digest is pulled all the same.
+        Every line is checked before any network I/O; the result's ``lock`` records what
+        each line resolved to. With ``locked``, a tag that moved since is logged as a
+        warning, sent to ``progress`` as a :class:`~dockerdrag.events.TagMoved` and listed
+        in ``moved_tags``; the locked digest is pulled all the same.
         """
-        check_format(format)
         plan = plan_list(entries, platform, format, locked)
-        for item in plan:
-            self.credentials.bind(item.reference)
-        out_path = Path(output)
+        self.credentials.bind(*(item.reference for item in plan))
         if lock_output is not None:
-            check_output_name(Path(lock_output))
-            check_output_path(Path(lock_output))
+            check_file_output(Path(lock_output))
+        out_path = Path(output)
         self._assembler.prepare(out_path, format)
         with self._progress.call(progress) as emit:
             return await run_list_pull(
@@ -343,6 +257,7 @@ class Puller:
             )
 
 
+@documented()
 async def pull_image(
     reference: str | Reference,
     *,
@@ -361,18 +276,8 @@ async def pull_image(
 ) -> PullResult:
     """Pull ``reference`` into a ``docker load``-able archive and return what was written.
 
-    A one-call :class:`Puller`. Parameters:
-        ``reference``, ``platform``, ``output``, ``format``, ``tag``: as for
-            :meth:`Puller.pull` (``output`` defaults to ``library_busybox.tar`` in the
-            current directory, or in ``output`` when that is a directory).
-        ``insecure``, ``ca_cert``, ``cache_dir``, ``concurrency``, ``progress``,
-            ``registry_mirrors``, ``include_foreign``: as for :class:`Puller`.
-        ``credentials``: as for :class:`Puller`: one :class:`Credentials` for the
-            registry of the image, or a mapping of registry hosts
-            (``registry-1.docker.io``, ``host:port``) to credentials.
-
-    Needs an asyncio event loop (``asyncio.run``, or anyio's asyncio backend);
-    anything else raises :class:`UnsupportedEventLoopError`. Errors are
+    A one-call :class:`Puller`. Needs an asyncio event loop (``asyncio.run``, or anyio's
+    asyncio backend); anything else raises :class:`UnsupportedEventLoopError`. Errors are
     :class:`DockerDragError` subclasses; nothing is left at ``output`` then.
     """
     ref = as_reference(reference)
@@ -394,6 +299,7 @@ async def pull_image(
     return result
 
 
+@documented(output=BUNDLE_OUTPUT)
 async def pull_images(
     references: Sequence[str | Reference],
     *,
@@ -412,17 +318,8 @@ async def pull_images(
 ) -> list[PullResult]:
     """Pull several images into one archive (a bundle ``docker load`` loads at once).
 
-    A one-call :class:`Puller`. Parameters:
-        ``references``, ``output``, ``platform``, ``format``, ``tags``: as for
-            :meth:`Puller.pull_many`.
-        ``insecure``, ``ca_cert``, ``cache_dir``, ``concurrency``, ``progress``,
-            ``registry_mirrors``, ``include_foreign``: as for :class:`Puller`.
-        ``credentials``: as for :class:`Puller`: one :class:`Credentials` for the
-            registry of the images (all on one registry), or a mapping of registry hosts
-            (``registry-1.docker.io``, ``host:port``) to credentials.
-
-    Needs an asyncio event loop (``asyncio.run``, or anyio's asyncio backend);
-    anything else raises :class:`UnsupportedEventLoopError`. Errors are
+    A one-call :class:`Puller`. Needs an asyncio event loop (``asyncio.run``, or anyio's
+    asyncio backend); anything else raises :class:`UnsupportedEventLoopError`. Errors are
     :class:`DockerDragError` subclasses; nothing is left at ``output`` then.
     """
     async with Puller(

@@ -35,14 +35,13 @@ from .store import BlobStore
 class ArchiveAssembler:
     """Writes archives from blobs ``fetcher`` brings into ``store``.
 
-    ``concurrency``: the most connections open at once; ``archive_options``: the docker
-    format's bytes; ``include_attestations``: keep attestation manifests in the OCI
+    The fetcher's connection limit bounds the layer downloads; ``archive_options``: the
+    docker format's bytes; ``include_attestations``: keep attestation manifests in the OCI
     formats; ``include_foreign``: fetch foreign layers from their URLs.
     """
 
     store: BlobStore
     fetcher: BlobFetcher
-    concurrency: int
     archive_options: DockerArchiveOptions
     include_attestations: bool
     include_foreign: bool
@@ -155,7 +154,7 @@ class ArchiveAssembler:
             fresh = [d for d in descriptors if d.digest not in seen]
             seen.update(d.digest for d in fresh)
             fresh.sort(key=lambda d: rank.get(d.digest, len(rank)))
-            await fetch_all(self.fetcher, source, fresh, self.concurrency, gate.mark_ready)
+            await fetch_all(self.fetcher, source, fresh, on_ready=gate.mark_ready)
         emit(ArchiveWriting(str(output)))
 
 

@@ -1,5 +1,6 @@
-"""A pull's arguments checked before any network I/O: the output format, the references,
-the names written into the archive and the platforms asked for."""
+"""A pull's arguments checked before any network I/O: the output format, the references
+(each on the registry the credentials were given for), the names written into the archive
+and the platforms asked for."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from .client_credentials import ClientCredentials
 from .errors import Remedy, Setting, UnsupportedFormatError, UsageError
 from .platform import Platform, PlatformSpec, parse_platforms
 from .reference import Reference
@@ -52,21 +54,28 @@ def archive_tags(reference: Reference, tag: str | None) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class ImagesPlan:
-    """What to write for the images of one pull: each one's archive names, and the
-    platforms wanted of every one."""
+    """What to write for the images of one pull: the references, each one's archive
+    names, and the platforms wanted of every one."""
 
+    references: list[Reference]
     repo_tags: tuple[tuple[str, ...], ...]  # parallel to the references
     wanted: list[Platform] | Literal["all"] | None
 
 
 def plan_images(
-    refs: Sequence[Reference],
+    references: Sequence[str | Reference],
     platform: PlatformSpec,
     tags: Sequence[str | None] | None,
     output_format: str,
+    credentials: ClientCredentials,
 ) -> ImagesPlan:
-    """Check the names (``tags``, parallel to ``refs``; ``None``: the reference's own)
-    and the platforms (several only in the OCI formats) of a pull of ``refs``."""
+    """Check a pull of ``references`` into one archive in ``output_format``: the format,
+    the references (bound to ``credentials``), their names (``tags``, parallel to the
+    references; ``None``: the reference's own) and the platforms (several only in the
+    OCI formats)."""
+    check_format(output_format)
+    refs = references_to_pull(references)
+    credentials.bind(*refs)
     overrides = list(tags) if tags is not None else [None] * len(refs)
     if len(overrides) != len(refs):
         raise UsageError(f"tags holds {len(overrides)} names for {len(refs)} images")
@@ -75,7 +84,7 @@ def plan_images(
     if output_format == "docker" and (wanted == "all" or (wanted is not None and len(wanted) > 1)):
         remedy = Remedy(Setting.FORMAT, "oci")
         raise UsageError(f"several platforms need {remedy} or 'oci-dir'").suggesting(remedy)
-    return ImagesPlan(repo_tags, wanted)
+    return ImagesPlan(refs, repo_tags, wanted)
 
 
 __all__ = [

@@ -6,7 +6,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
+from typing import Protocol
 
 import anyio
 
@@ -14,8 +15,11 @@ from .errors import leaf_error
 from .events import EventStream, ProgressCallback
 from .pull_results import PullEvent, PullFinished, PullResult
 
-PullRun = Callable[[ProgressCallback], Awaitable[PullResult]]
-"""A pull, given the callback that receives its events."""
+
+class PullRun(Protocol):
+    """A pull, given the callback that receives its events."""
+
+    def __call__(self, *, progress: ProgressCallback) -> Awaitable[PullResult]: ...
 
 
 @contextlib.asynccontextmanager
@@ -29,7 +33,7 @@ async def pull_event_stream(pull: PullRun) -> AsyncIterator[EventStream[PullEven
 
     async def run() -> None:
         try:
-            result = await pull(stream.push)
+            result = await pull(progress=stream.push)
         except Exception as exc:
             stream.finish(leaf_error(exc))
             return

@@ -22,6 +22,7 @@ from dockerdrag import (
     pull_image,
     pull_images,
 )
+from dockerdrag.parameter_docs import documented
 from tests.support.archive_check import read_docker_archive
 from tests.support.images import PushedImage, push_image, text_layer
 from tests.support.registry_server import RegistryServer
@@ -34,6 +35,7 @@ DOCUMENTED: list[Callable[..., Any]] = [
     Puller.inspect,
     Puller.pull,
     Puller.pull_many,
+    Puller.pull_list,
     Puller.pull_events,
 ]
 
@@ -46,6 +48,26 @@ def test_every_parameter_is_documented(function: Callable[..., Any]) -> None:
     assert parameters
     missing = [name for name in parameters if f"``{name}``" not in doc]
     assert not missing, f"{function.__qualname__} does not document {missing}"
+
+
+@pytest.mark.parametrize("function", [pull_image, pull_images, Puller])
+def test_help_shows_each_client_option_in_full(function: Callable[..., Any]) -> None:
+    # One text per parameter (dockerdrag.parameter_docs), shown wherever it is taken.
+    doc = " ".join((inspect.getdoc(function) or "").split())
+    assert "``insecure``: registries (``host[:port]``) that may be reached over plain" in doc
+    assert "as for" not in doc  # no "see elsewhere" for a parameter
+    assert "``credentials``: a mapping of registry hosts" in doc
+
+
+def test_a_parameter_without_a_text_is_refused() -> None:
+    def takes(reference: str, colour: str) -> None:
+        """Takes a colour."""
+
+    with pytest.raises(TypeError, match=r"\['colour'\]"):
+        documented()(takes)
+    documented(colour="the colour to pull in.")(takes)
+    assert "``colour``: the colour to pull in." in (takes.__doc__ or "")
+    assert "``reference``: the image:" in (takes.__doc__ or "")
 
 
 @pytest.fixture

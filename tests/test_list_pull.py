@@ -32,6 +32,7 @@ from dockerdrag import (
     Puller,
     PullStarted,
     TagMoved,
+    UnsupportedFormatError,
     default_lock_path,
     parse_image_list,
     read_image_list,
@@ -479,6 +480,14 @@ async def test_an_unwritable_lock_path_fails_before_any_network_io(tmp_path: Pat
             await client.pull_list(
                 listed, output=tmp_path / "x.tar", lock_output=tmp_path / "missing" / "x.json"
             )
+
+
+async def test_an_unknown_format_fails_before_any_network_io(tmp_path: Path) -> None:
+    listed = parse_image_list(f"{CLOSED_PORT_HOST}/a:1\n", "l.txt")
+    async with Puller(insecure=[CLOSED_PORT_HOST], cache_dir=tmp_path / "c") as client:
+        with pytest.raises(UnsupportedFormatError, match="unknown format 'zip'"):
+            await client.pull_list(listed, output=tmp_path / "x.tar", format="zip")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_lock_file_is_written_whole_and_readable(tmp_path: Path) -> None:
