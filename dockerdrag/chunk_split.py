@@ -1,14 +1,15 @@
 """The chunks of one blob being received, and the split that gives a straggler's rest away.
 
-When no chunk of a blob is left to start, a connection that falls idle takes the second
-half of the bytes still to come of the chunk that would take the longest to finish at
-the rate its body has come so far (:meth:`OpenChunks.split`): that chunk's cursor stops
-at the middle, the idle connection asks for the rest. So the last chunks of a pull do
-not each crawl along on one connection while the others stand idle. A chunk that would
-finish soon is left alone: the straggler's connection is closed at the middle, and the
-bytes already in flight on it are lost, so over a fast link a split costs more than it
-saves. Only what was written counts in the blob's ranges, so a split changes who fetches
-which bytes, not what is recorded for a resume.
+When no chunk of a blob is left to start and no other request of the pull waits for a
+connection (:func:`~dockerdrag.connection_limit.spare_rank`), a connection that falls
+idle takes the second half of the bytes still to come of the chunk that would take the
+longest to finish at the rate its body has come so far (:meth:`OpenChunks.split`): that
+chunk's cursor stops at the middle, the idle connection asks for the rest. So the last
+chunks of a pull do not each crawl along on one connection while the others stand idle.
+A chunk that would finish soon is left alone: the straggler's connection is closed at
+the middle, and the bytes already in flight on it are lost, so over a fast link a split
+costs more than it saves. Only what was written counts in the blob's ranges, so a split
+changes who fetches which bytes, not what is recorded for a resume.
 """
 
 from __future__ import annotations

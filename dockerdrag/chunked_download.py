@@ -2,13 +2,15 @@
 
 The missing ranges are cut into chunks of ``TransferOptions.chunk_size`` and planned
 lazily, as they are taken, by at most ``concurrency`` tasks; each chunk is written at
-its offset. Once no chunk is left to start, a task waits for a connection and takes the
-second half of the chunk that would take the longest to finish (:mod:`chunk_split`), as
-long as one has at least twice ``TransferOptions.split_min_bytes`` left and would take at
-least ``TransferOptions.split_min_seconds`` more at its rate so far. The written
-ranges are saved in the sidecar every ``TransferOptions.ranges_save_every`` bytes (from
-a disk thread, one save at a time) and when a body ends, breaks or is cancelled; the
-contiguous prefix is hashed in order (read back from disk) as it grows.
+its offset. Once no chunk is left to start, a task waits for a connection (behind every
+request of the pull still waiting, see :func:`~dockerdrag.connection_limit.spare_rank`)
+and takes the second half of the chunk that would take the longest to finish
+(:mod:`chunk_split`), as long as one has at least twice ``TransferOptions.split_min_bytes``
+left and would take at least ``TransferOptions.split_min_seconds`` more at its rate so
+far. The written ranges are saved in the sidecar every
+``TransferOptions.ranges_save_every`` bytes (from a disk thread, one save at a time) and
+when a body ends, breaks or is cancelled; the contiguous prefix is hashed in order (read
+back from disk) as it grows.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import anyio.abc
 
 from .blob_body import BodyBroken, Cursor, Reconnects
 from .chunk_split import OpenChunks
-from .connection_limit import FIRST_REQUEST_RANK, ConnectionLimit
+from .connection_limit import FIRST_REQUEST_RANK, ConnectionLimit, spare_rank
 from .digest import Digest
 from .errors import leaf_error
 from .events import LayerPhase
@@ -183,8 +185,9 @@ class ChunkedDownload:
         for start, end in jobs:  # one plan shared by every task: each chunk is taken once
             await self._chunk(Cursor(start, end), None)
         while True:
-            # A connection first, then the split: the half taken is fetched at once.
-            await self._limiter.acquire(self._rank)
+            # A connection first, then the split: the half taken is fetched at once. It
+            # waits behind every request still to start (a split loses bytes in flight).
+            await self._limiter.acquire(spare_rank(self._rank))
             rest = self._open.split()
             if rest is None:
                 self._limiter.release()

@@ -11,6 +11,10 @@ A blob's first request (a whole-blob stream, or the chunk that finds out whether
 registry honours ranges) waits with ``FIRST_REQUEST_RANK``, ahead of every further
 chunk: every blob gets going at once, in the order asked, and a stream (which cannot be
 split between connections) does not start last and straggle.
+
+A connection looking for a straggling chunk to split waits with :func:`spare_rank`,
+behind every request of every blob: a split closes the straggler's connection and loses
+the bytes in flight on it, so it is worth it only once no other work is left to start.
 """
 
 from __future__ import annotations
@@ -25,6 +29,14 @@ import anyio.lowlevel
 
 FIRST_REQUEST_RANK = -1
 """The rank of a blob's first request: ahead of the chunks of every blob."""
+
+_SPARE_RANKS = 1 << 62  # above the rank of any blob's request
+
+
+def spare_rank(rank: int) -> int:
+    """The rank of spare work (a split) for the blob of ``rank``: behind every request of
+    every blob, and among spare work, by the blob's rank."""
+    return _SPARE_RANKS + rank
 
 
 class _Waiter:

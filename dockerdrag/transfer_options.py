@@ -46,9 +46,9 @@ class TransferOptions:
     """How often (seconds) the connection limit looks at the traffic to decide whether to grow."""
     split_min_bytes: int = 2 << 20
     """The least bytes each half of a split chunk gets: once no chunk of a blob is left to
-    start, an idle connection takes the second half of the chunk with the most bytes to
-    come, if it has at least twice this many left. At least 1 MiB (more than a body's
-    block buffer holds, so a split never cuts bytes already received)."""
+    start and no other request waits for a connection, an idle connection takes the second
+    half of a straggling chunk only if it has at least twice this many left. At least 1 MiB
+    (more than a body's block buffer holds, so a split never cuts bytes already received)."""
     split_min_seconds: float = 0.5
     """A straggling chunk is split only if, at the rate its body has come so far, the rest
     would take at least this many seconds: the straggler's connection is closed at the

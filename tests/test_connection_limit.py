@@ -9,7 +9,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from dockerdrag.connection_limit import ConnectionLimit
+from dockerdrag.connection_limit import FIRST_REQUEST_RANK, ConnectionLimit, spare_rank
 
 pytestmark = pytest.mark.anyio
 
@@ -97,3 +97,10 @@ async def test_a_waiter_cancelled_as_it_is_handed_a_place_loses_no_place() -> No
         doomed.cancel_scope.cancel()
     assert served[-1] == "next"
     assert (limit.held, limit.waiting) == (0, 0)
+
+
+async def test_spare_work_waits_behind_every_request() -> None:
+    """A connection looking for a chunk to split (spare_rank) is served after every
+    request of any blob, then by its blob's rank."""
+    ranks = [spare_rank(1), 1000, spare_rank(0), FIRST_REQUEST_RANK]
+    assert await served_order(ConnectionLimit(1), ranks) == [3, 1, 2, 0]

@@ -42,6 +42,7 @@ MANY_CHUNKS = TransferOptions(chunk_threshold=MIB, chunk_size=128 << 10, small_b
 
 _pushed: dict[str, PushedImage] = {}
 _two_layers: dict[str, PushedImage] = {}
+_two_big_layers: dict[str, PushedImage] = {}
 
 
 @pytest.fixture
@@ -63,6 +64,18 @@ def two_layers(registry: RegistryServer) -> PushedImage:
         ]
         _two_layers[registry.url] = push_image(registry, "speed/two", "v1", layers)
     return _two_layers[registry.url]
+
+
+@pytest.fixture
+def two_big_layers(registry: RegistryServer) -> PushedImage:
+    """Two layers of two chunks each with ``SPLITTING``."""
+    if registry.url not in _two_big_layers:
+        layers = [
+            layer({"data.bin": random.Random(seed).randbytes(LAYER_SIZE)}, compression="none")
+            for seed in (182, 183)
+        ]
+        _two_big_layers[registry.url] = push_image(registry, "speed/two-big", "v1", layers)
+    return _two_big_layers[registry.url]
 
 
 @pytest.fixture
@@ -155,6 +168,39 @@ async def test_a_pull_stopped_after_a_split_resumes_only_what_is_missing(
 def test_split_min_bytes_is_at_least_a_mebibyte() -> None:
     with pytest.raises(ValueError, match="split_min_bytes"):
         TransferOptions(split_min_bytes=MIB - 1)
+
+
+async def test_a_straggler_is_split_only_once_no_other_chunk_waits(
+    proxy: FaultProxy, two_big_layers: PushedImage, tmp_path: Path
+) -> None:
+    """Two layers of two chunks over two connections; the first chunk of the layer read
+    first stalls. Once that layer has no chunk left to start, its idle connection could
+    split the straggler, but it waits until the other layer's second chunk has a
+    connection: a split closes the straggler's connection and loses its bytes in flight."""
+    first, second = sorted(two_big_layers.layers, key=lambda data: data.digest)
+    proxy.add(stall(2.5), path=blob_re(first), range_header=f"bytes=0-{2 * MIB - 1}")
+    # Paced bodies: the straggler has stalled long enough to be judged when the first
+    # layer's other chunk is done.
+    proxy.add(throttle(2_000_000), path=r"/blobs/", times=None)
+    async with Puller(
+        insecure=[proxy.host],
+        cache_dir=tmp_path / "c",
+        use_docker_config=False,
+        retry=FAST,
+        transfer=SPLITTING,
+        concurrency=2,
+    ) as puller:
+        reference = f"{proxy.host}/{two_big_layers.repo}:{two_big_layers.tag}"
+        with anyio.fail_after(30):
+            await puller.pull(reference, output=tmp_path / "x.tar", format="oci")
+    proxy.wait_idle()
+    asked = [
+        (record.path.rsplit("/", 1)[-1], record.header("Range"))
+        for record in proxy.requests_for(r"/blobs/sha256:")
+    ]
+    split_off = asked.index((str(first.digest), f"bytes={MIB}-{2 * MIB - 1}"))
+    other_rest = asked.index((str(second.digest), f"bytes={2 * MIB}-"))
+    assert other_rest < split_off
 
 
 # -- the connection ramp --------------------------------------------------------------------
