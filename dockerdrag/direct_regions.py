@@ -7,9 +7,12 @@ through a :class:`RegionWriter` (its whole pages with ``O_DIRECT``, see
 :meth:`DirectRegionFile.write_at`. A direct write returns only once the disk has the
 data, so each region's full blocks are written by a helper thread of the file while
 the region's own thread fills the next block (write-behind: the thread decompressing
-a layer does not wait for the disk). A file written front to back, with headers patched
-afterwards, is :class:`~dockerdrag.direct_io.DirectFileWriter`'s job: the two protocols
-never share a file, and :class:`DirectOutput` hands a new file to one of them at a time.
+a layer does not wait for the disk). The blocks of a region that is done serve the next
+region (:class:`BlockPool`): the kernel faults in and zeroes every page of a new block on
+first touch, a cost an image of many small layers would pay per layer. A file written
+front to back, with headers patched afterwards, is
+:class:`~dockerdrag.direct_io.DirectFileWriter`'s job: the two protocols never share a
+file, and :class:`DirectOutput` hands a new file to one of them at a time.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from .closing import ClosedOnExit
@@ -31,7 +35,39 @@ from .direct_io import (
 )
 from .osfiles import pwrite_all, reopen_direct
 
-__all__ = ["DirectOutput", "DirectRegionFile", "RegionWriter"]
+__all__ = ["BlockPool", "DirectOutput", "DirectRegionFile", "RegionWriter"]
+
+
+class BlockPool:
+    """Page-aligned blocks of ``block_size`` bytes, handed out and taken back by the
+    regions of one file (any thread); a block taken back serves the next region. It keeps
+    only blocks given back, so it never holds more than were in use at once."""
+
+    def __init__(self, block_size: int) -> None:
+        self.block_size = block_size
+        self._free: list[mmap.mmap] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> mmap.mmap:
+        """A block (its bytes are whatever its last user left)."""
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return mmap.mmap(-1, self.block_size)
+
+    def give(self, block: mmap.mmap) -> None:
+        """Take ``block`` back (no write of it may be in flight)."""
+        with self._lock:
+            self._free.append(block)
+
+    def close(self) -> None:
+        """Free the blocks held (a traceback may still hold a view of one: then it is
+        freed with the view)."""
+        with self._lock:
+            free, self._free = self._free, []
+        for block in free:
+            with contextlib.suppress(BufferError):
+                block.close()
 
 
 class DirectRegionFile(ClosedOnExit):
@@ -40,7 +76,9 @@ class DirectRegionFile(ClosedOnExit):
     ``fd`` must be open for writing and stays owned by the caller. :meth:`region` hands
     out a writer of the bytes from an offset on (one per thread), :meth:`write_at`
     writes bytes between regions, :meth:`discard` empties the file again. The regions'
-    full blocks are written by up to ``writers`` helper threads (started on first use).
+    full blocks are written by up to ``writers`` helper threads (started on first use);
+    the blocks of a closed region are kept for the next one (as many as were in use at
+    once, at most).
     """
 
     def __init__(self, fd: int, *, writers: int = 4) -> None:
@@ -50,6 +88,7 @@ class DirectRegionFile(ClosedOnExit):
         self._closed = False
         self._writers = writers
         self._block_writer: ThreadPoolExecutor | None = None
+        self._blocks = BlockPool(DIRECT_BLOCK)
 
     @property
     def direct(self) -> bool:
@@ -76,7 +115,9 @@ class DirectRegionFile(ClosedOnExit):
             self._block_writer = ThreadPoolExecutor(
                 self._writers, thread_name_prefix="dockerdrag-region-write"
             )
-        return RegionWriter(self._fd, self._direct_fd, start, behind=self._block_writer)
+        return RegionWriter(
+            self._fd, self._direct_fd, start, behind=self._block_writer, blocks=self._blocks
+        )
 
     def discard(self) -> None:
         """Empty the file (every region writer has stopped) so it can be written afresh."""
@@ -91,6 +132,7 @@ class DirectRegionFile(ClosedOnExit):
         self._closed = True
         if self._block_writer is not None:
             self._block_writer.shutdown()  # every region has waited for its writes
+        self._blocks.close()
         if self._direct_fd is not None:
             os.close(self._direct_fd)
             self._direct_fd = None
@@ -157,7 +199,8 @@ class RegionWriter(ClosedOnExit):
     and bytes around them with :meth:`DirectRegionFile.write_at`. With ``behind``, a
     full block is written by that executor while the caller fills a second block (one
     write in flight at most); its error is raised by the next call that waits for it:
-    the next full block or :meth:`finish`.
+    the next full block or :meth:`finish`. The blocks come from ``blocks`` and go back
+    to it on :meth:`close` (a pool of its own if none is given).
     """
 
     def __init__(
@@ -166,16 +209,19 @@ class RegionWriter(ClosedOnExit):
         direct_fd: int | None,
         start: int,
         *,
-        block_size: int = DIRECT_BLOCK,
         behind: ThreadPoolExecutor | None = None,
+        blocks: BlockPool | None = None,
     ) -> None:
         self._fd = fd
         self._direct_fd = direct_fd
         self._behind = behind
-        self._block = mmap.mmap(-1, block_size)
+        self._own_pool = blocks is None
+        self._pool = BlockPool(DIRECT_BLOCK) if blocks is None else blocks
+        self._block = self._pool.take()
         self._spare: mmap.mmap | None = None  # the block in flight, or free, with ``behind``
         self._in_flight: Future[None] | None = None
-        self._size = block_size
+        self._closed = False
+        self._size = self._pool.block_size
         self._base = start - start % PAGE  # file offset of the block's first byte
         self._done = start - self._base  # block bytes before this are written (or not ours)
         self._fill = self._done  # block bytes before this hold data
@@ -203,15 +249,19 @@ class RegionWriter(ClosedOnExit):
             self._done = self._fill
 
     def close(self) -> None:
-        """Wait for the block in flight, free the blocks (what was not finished is not
-        written)."""
+        """Wait for the block in flight, hand the blocks back to the pool (what was not
+        finished is not written)."""
+        if self._closed:
+            return
+        self._closed = True
         with contextlib.suppress(OSError):  # the caller is already failing: its error wins
             self._wait()
-        # A traceback may still hold a view of a block: then it is freed with the view.
         for block in (self._block, self._spare):
             if block is not None:
-                with contextlib.suppress(BufferError):
-                    block.close()
+                self._pool.give(block)
+        self._spare = None
+        if self._own_pool:
+            self._pool.close()
 
     def _advance(self, count: int) -> None:
         self._fill += count
@@ -229,7 +279,7 @@ class RegionWriter(ClosedOnExit):
         self._wait()
         self._in_flight = self._behind.submit(self._write, full, base, low, high)
         if self._spare is None:
-            self._spare = mmap.mmap(-1, self._size)
+            self._spare = self._pool.take()
         self._block, self._spare = self._spare, full
 
     def _wait(self) -> None:

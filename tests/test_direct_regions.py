@@ -6,13 +6,14 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
+import mmap
 import os
 import threading
 from pathlib import Path
 
 import pytest
 
-from dockerdrag import osfiles
+from dockerdrag import direct_regions, osfiles
 from dockerdrag.direct_io import DIRECT_BLOCK
 from dockerdrag.direct_regions import DirectRegionFile
 
@@ -81,3 +82,42 @@ def test_an_error_of_a_block_written_behind_reaches_the_region(
             assert caught.value.errno == errno.ENOSPC
     finally:
         os.close(fd)
+
+
+def test_the_blocks_of_a_region_that_is_done_serve_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ten regions one after another (as a decoder writes the layers of an image) take
+    their blocks from those the previous regions gave back: two blocks allocated in all,
+    not two per region. What a block held before is never written: regions at unaligned
+    starts, with the bytes between them written after them, land exactly."""
+    allocated: list[int] = []
+    real_mmap = direct_regions.mmap.mmap
+
+    def counting_mmap(fileno: int, length: int) -> mmap.mmap:
+        allocated.append(length)
+        return real_mmap(fileno, length)
+
+    monkeypatch.setattr(direct_regions.mmap, "mmap", counting_mmap)
+    pieces = [os.urandom(2 * DIRECT_BLOCK + 1000 * number + 1) for number in range(10)]
+    gap = b"G" * 333
+    path = tmp_path / "out.bin"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        with DirectRegionFile(fd) as out:
+            position, gaps = 0, []
+            for piece in pieces:
+                gaps.append(position)
+                position += len(gap)
+                with out.region(position) as region:
+                    stream = io.BytesIO(piece)
+                    while region.fill_from(stream, len(piece), hashlib.sha256()):
+                        pass
+                    region.finish()
+                position += len(piece)
+            for offset in gaps:
+                out.write_at(gap, offset)
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"".join(gap + piece for piece in pieces)
+    assert allocated == [DIRECT_BLOCK, DIRECT_BLOCK]
