@@ -177,10 +177,6 @@ class BlobUploader:
         self.chunk_size = chunk_size
         self.progress = progress
 
-    def _report(self, digest: Digest, done: int) -> None:
-        if self.progress is not None:
-            self.progress(digest, done)
-
     async def exists(self, repo: Reference, digest: Digest) -> bool:
         """Whether ``repo`` holds blob ``digest`` (``HEAD``)."""
         async with self.transport.request(
@@ -200,13 +196,13 @@ class BlobUploader:
         """Put ``source`` into ``repo``: skipped if there, mounted if possible, else uploaded."""
         if await self.exists(repo, source.digest):
             return BlobOutcome.EXISTS
-        session = await self._start(repo, source.digest, mount_from)
+        session = await self.start_session(repo, source.digest, mount_from)
         if session is None:
             return BlobOutcome.MOUNTED
-        await self._upload(repo, source, session)
+        await _BlobUpload(self, repo, source, session).send()
         return BlobOutcome.UPLOADED
 
-    async def _start(
+    async def start_session(
         self, repo: Reference, digest: Digest, mount_from: str | None
     ) -> _Session | None:
         """A new upload session, or None when the registry mounted ``digest`` from
@@ -234,115 +230,6 @@ class BlobUploader:
             location = response.headers.get("Location")
         return _Session(_session_url(repo, digest, location), 0)
 
-    async def _upload(self, repo: Reference, source: BlobSource, session: _Session) -> None:
-        """Send the blob in chunks, resuming at the registry's offset after a failure."""
-        retry = self.transport.config.retry
-        failures = reconnects = 0
-        while session.offset < source.size:
-            end = min(session.offset + self.chunk_size, source.size)
-            try:
-                session = await self._patch(repo, source, session, end)
-                failures = 0
-                continue
-            except (RegistryError, NotFoundError) as exc:
-                if not _resumable(exc):
-                    raise
-                reconnects += 1
-                if reconnects > retry.max_reconnects:
-                    raise
-                error = exc
-            before = session.offset
-            session = await self._resume(repo, source.digest, session)
-            log.info(
-                "upload of %s to %s broke (%s); continuing at byte %d",
-                source.digest.short,
-                repo.name,
-                error,
-                session.offset,
-            )
-            if session.offset <= before:
-                failures += 1
-                if failures >= retry.attempts:
-                    raise error
-                await anyio.sleep(retry.delay(failures - 1, None))
-        await self._commit(repo, source, session)
-
-    async def _patch(
-        self, repo: Reference, source: BlobSource, session: _Session, end: int
-    ) -> _Session:
-        """Send bytes ``session.offset`` to ``end`` once; the session as the registry
-        answered."""
-        start = session.offset
-
-        def body() -> AsyncIterator[bytes]:
-            self._report(source.digest, start)
-            return _file_chunks(source, start, end, lambda done: self._report(source.digest, done))
-
-        async with self._session_request(
-            repo,
-            source.digest,
-            session.url,
-            method="PATCH",
-            headers={
-                "Content-Type": _OCTET_STREAM,
-                "Content-Length": str(end - start),
-                "Content-Range": f"{start}-{end - 1}",
-            },
-            body=body,
-            attempts=1,
-        ) as response:
-            location = response.headers.get("Location")
-            held = _range_end(response.headers.get("Range"))
-        return _Session(_session_url(repo, source.digest, location), held or end)
-
-    async def _resume(self, repo: Reference, digest: Digest, session: _Session) -> _Session:
-        """Where ``session`` stands (``GET``), or a new session if the registry dropped it."""
-        async with self._session_request(
-            repo, digest, session.url, allow_statuses=frozenset({404})
-        ) as response:
-            if response.status != 404:
-                location = response.headers.get("Location") or session.url
-                held = _range_end(response.headers.get("Range")) or 0
-                return _Session(_session_url(repo, digest, location), held)
-        log.info("%s dropped the upload of %s; starting it again", repo.registry_host, digest)
-        fresh = await self._start(repo, digest, None)
-        assert fresh is not None  # no mount was asked for
-        return fresh
-
-    def _session_request(
-        self, repo: Reference, digest: Digest, url: str, **options: Unpack[_SessionRequest]
-    ) -> AbstractAsyncContextManager[Response]:
-        """A request of ``digest``'s upload session, at ``url`` on ``repo``'s registry."""
-        return self.transport.request(
-            repo.registry_host,
-            url,
-            what=_upload_what(repo, digest),
-            scope=push_scope(repo.path),
-            **options,
-        )
-
-    async def _commit(self, repo: Reference, source: BlobSource, session: _Session) -> None:
-        """``PUT <session>?digest=``: the registry checks the digest and stores the blob."""
-        separator = "&" if "?" in session.url else "?"
-        try:
-            async with self._session_request(
-                repo,
-                source.digest,
-                f"{session.url}{separator}digest={quote(str(source.digest))}",
-                method="PUT",
-                headers={"Content-Length": "0"},
-            ) as response:
-                claimed = response.headers.get("Docker-Content-Digest")
-        except (NotFoundError, RegistryError):
-            # A commit whose answer was lost leaves no session behind: check the blob.
-            if await self.exists(repo, source.digest):
-                return
-            raise
-        if claimed and claimed != str(source.digest):
-            raise DigestMismatchError(
-                f"{repo.registry_host} stored blob {source.digest} as {claimed[:80]}"
-            )
-
     async def put_manifest(
         self, repo: Reference, target: str, raw: bytes, media_type: str
     ) -> Digest:
@@ -364,3 +251,124 @@ class BlobUploader:
                 f"{repo.registry_host} stored the manifest {digest} as {claimed[:80]}"
             )
         return digest
+
+
+class _BlobUpload:
+    """One blob's upload to one repository in an upload session: its chunks ``PATCH``ed
+    once each, continued at the registry's offset after a failure (in a new session when
+    the registry dropped this one), then committed."""
+
+    def __init__(
+        self, uploader: BlobUploader, repo: Reference, source: BlobSource, session: _Session
+    ) -> None:
+        self.uploader = uploader
+        self.repo = repo
+        self.source = source
+        self.session = session
+
+    async def send(self) -> None:
+        """Send the blob in chunks, resuming at the registry's offset after a failure."""
+        retry = self.uploader.transport.config.retry
+        failures = reconnects = 0
+        while self.session.offset < self.source.size:
+            end = min(self.session.offset + self.uploader.chunk_size, self.source.size)
+            try:
+                self.session = await self._patch(end)
+                failures = 0
+                continue
+            except (RegistryError, NotFoundError) as exc:
+                if not _resumable(exc):
+                    raise
+                reconnects += 1
+                if reconnects > retry.max_reconnects:
+                    raise
+                error = exc
+            before = self.session.offset
+            self.session = await self._resume()
+            log.info(
+                "upload of %s to %s broke (%s); continuing at byte %d",
+                self.source.digest.short,
+                self.repo.name,
+                error,
+                self.session.offset,
+            )
+            if self.session.offset <= before:
+                failures += 1
+                if failures >= retry.attempts:
+                    raise error
+                await anyio.sleep(retry.delay(failures - 1, None))
+        await self._commit()
+
+    def _report(self, done: int) -> None:
+        if self.uploader.progress is not None:
+            self.uploader.progress(self.source.digest, done)
+
+    async def _patch(self, end: int) -> _Session:
+        """Send bytes ``session.offset`` to ``end`` once; the session as the registry
+        answered."""
+        start = self.session.offset
+
+        def body() -> AsyncIterator[bytes]:
+            self._report(start)
+            return _file_chunks(self.source, start, end, self._report)
+
+        async with self._request(
+            self.session.url,
+            method="PATCH",
+            headers={
+                "Content-Type": _OCTET_STREAM,
+                "Content-Length": str(end - start),
+                "Content-Range": f"{start}-{end - 1}",
+            },
+            body=body,
+            attempts=1,
+        ) as response:
+            location = response.headers.get("Location")
+            held = _range_end(response.headers.get("Range"))
+        return _Session(_session_url(self.repo, self.source.digest, location), held or end)
+
+    async def _resume(self) -> _Session:
+        """Where the session stands (``GET``), or a new session if the registry dropped it."""
+        repo, digest = self.repo, self.source.digest
+        async with self._request(self.session.url, allow_statuses=frozenset({404})) as response:
+            if response.status != 404:
+                location = response.headers.get("Location") or self.session.url
+                held = _range_end(response.headers.get("Range")) or 0
+                return _Session(_session_url(repo, digest, location), held)
+        log.info("%s dropped the upload of %s; starting it again", repo.registry_host, digest)
+        fresh = await self.uploader.start_session(repo, digest, None)
+        assert fresh is not None  # no mount was asked for
+        return fresh
+
+    def _request(
+        self, url: str, **options: Unpack[_SessionRequest]
+    ) -> AbstractAsyncContextManager[Response]:
+        """A request of the upload session, at ``url`` on the repository's registry."""
+        return self.uploader.transport.request(
+            self.repo.registry_host,
+            url,
+            what=_upload_what(self.repo, self.source.digest),
+            scope=push_scope(self.repo.path),
+            **options,
+        )
+
+    async def _commit(self) -> None:
+        """``PUT <session>?digest=``: the registry checks the digest and stores the blob."""
+        repo, digest = self.repo, self.source.digest
+        separator = "&" if "?" in self.session.url else "?"
+        try:
+            async with self._request(
+                f"{self.session.url}{separator}digest={quote(str(digest))}",
+                method="PUT",
+                headers={"Content-Length": "0"},
+            ) as response:
+                claimed = response.headers.get("Docker-Content-Digest")
+        except (NotFoundError, RegistryError):
+            # A commit whose answer was lost leaves no session behind: check the blob.
+            if await self.uploader.exists(repo, digest):
+                return
+            raise
+        if claimed and claimed != str(digest):
+            raise DigestMismatchError(
+                f"{repo.registry_host} stored blob {digest} as {claimed[:80]}"
+            )
