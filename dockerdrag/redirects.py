@@ -5,6 +5,8 @@
 * ``Authorization`` goes only to the origin it was made for (same scheme, host and port):
   a hop to another origin goes without it, and a 401 from another origin is an error
   (:func:`refuse_foreign_challenge`), never a challenge to answer.
+* A URL outside the registry's API (a foreign layer's) is fetched only over http(s), and
+  over plain http only from a host named insecure (:func:`check_foreign_url`).
 * URLs in messages and logs go without their query (signed CDN URLs carry secrets there).
 """
 
@@ -17,7 +19,7 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 import aiohttp
 import yarl
 
-from .errors import AuthenticationError, RegistryError
+from .errors import AuthenticationError, RegistryError, Remedy, Setting
 
 MAX_REDIRECTS = 10
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -32,6 +34,20 @@ def redact_url(url: str) -> str:
     """A URL without its query string (signed CDN URLs carry secrets there)."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}{parts.path}" + ("?…" if parts.query else "")
+
+
+def check_foreign_url(url: str, what: str, is_insecure: Callable[[str], bool]) -> None:
+    """Refuse to fetch ``what`` from ``url``, a URL outside the registry's API, unless it
+    is http(s), and https unless ``is_insecure`` says its host was named insecure."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise RegistryError(f"refusing to fetch {what} from {redact_url(url)}: not an http(s) URL")
+    if parts.scheme == "http" and not is_insecure(parts.netloc):
+        remedy = Remedy(Setting.INSECURE, parts.netloc)
+        raise RegistryError(
+            f"refusing to fetch {what} over plain http from {parts.netloc}; name it with "
+            f"{remedy} if you trust it"
+        ).suggesting(remedy)
 
 
 @contextlib.asynccontextmanager

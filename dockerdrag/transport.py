@@ -44,11 +44,11 @@ import anyio
 from .auth import RegistryAuth
 from .conventions import docker_certs_d_dirs
 from .credentials import Credentials
-from .errors import NetworkError, NotFoundError, RegistryError, Remedy, Setting
+from .errors import NetworkError, NotFoundError, RegistryError
 from .events import RequestRetry
 from .http_failures import status_error
 from .http_session import HttpSession
-from .redirects import follow_redirects, redact_url, refuse_foreign_challenge
+from .redirects import check_foreign_url, follow_redirects, refuse_foreign_challenge
 from .request_retries import Answered, retried
 from .retry import RetryPolicy, parse_retry_after
 from .tls_proxy import TLSSettings, describe_exception
@@ -284,17 +284,7 @@ class Transport:
     ) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]:
         """A request to a URL that is not a registry endpoint: no credentials, https only
         (unless its host was named insecure)."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise RegistryError(
-                f"refusing to fetch {what} from {redact_url(url)}: not an http(s) URL"
-            )
-        if parts.scheme == "http" and not self.is_insecure(parts.netloc):
-            remedy = Remedy(Setting.INSECURE, parts.netloc)
-            raise RegistryError(
-                f"refusing to fetch {what} over plain http from {parts.netloc}; name it with "
-                f"{remedy} if you trust it"
-            ).suggesting(remedy)
+        check_foreign_url(url, what, self.is_insecure)
         headers.pop("Authorization", None)
         return self._send(method, url, headers, what)
 

@@ -421,6 +421,28 @@ def test_redirect_targets(current: str, location: str, allowed: bool) -> None:
         assert "sig=1" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("https://cdn.example/layer?sig=1", None),
+        ("http://insecure.example:5000/layer", None),
+        ("http://cdn.example/layer?sig=1", "over plain http from cdn.example"),
+        ("ftp://cdn.example/layer", "not an http\\(s\\) URL"),
+        ("/relative/layer", "not an http\\(s\\) URL"),
+    ],
+)
+def test_foreign_urls_are_http_s_and_https_unless_insecure(url: str, problem: str | None) -> None:
+    def insecure(host: str) -> bool:
+        return host == "insecure.example:5000"
+
+    if problem is None:
+        redirects.check_foreign_url(url, "foreign layer", insecure)
+        return
+    with pytest.raises(RegistryError, match=problem) as info:
+        redirects.check_foreign_url(url, "foreign layer", insecure)
+    assert "sig=1" not in str(info.value)
+
+
 def test_proxy_for_honours_no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
