@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -23,6 +24,7 @@ from .blob_body import Block, BodyBroken, Cursor
 from .chunked_download import ChunkedDownload
 from .connection_limit import ConnectionLimit
 from .digest import Digest
+from .disk_threads import DiskThreads
 from .errors import NetworkError
 from .events import LayerPhase
 from .http_session import READ_BUFFER_BYTES
@@ -38,6 +40,10 @@ from .transport import Response
 
 log = logging.getLogger("dockerdrag")
 T = TypeVar("T")
+
+REPORT_INTERVAL = 0.1
+"""Seconds between two progress reports of a body while its block fills (a full block
+is reported when it is written)."""
 
 
 class Fetcher(Protocol):
@@ -59,7 +65,11 @@ class Fetcher(Protocol):
 
     @property
     def disk_limiter(self) -> anyio.CapacityLimiter:
-        """The worker threads that write and hash blocks."""
+        """The worker threads that hash chunked blobs and save their sidecars."""
+
+    @property
+    def disk_threads(self) -> DiskThreads:
+        """The threads that write (and hash) the blocks of bodies."""
 
     @property
     def retry(self) -> RetryPolicy:
@@ -95,10 +105,10 @@ class BodyPump:
         self._in_flight = 0  # bytes read from bodies and not yet written, over all streams
 
     async def disk(self, work: Callable[..., T], *args: object) -> T:
-        """Run file work: inline for a small blob, else in a disk worker thread."""
+        """Run file work: inline for a small blob, else in a disk thread."""
         if self.size <= self.fetcher.options.small_blob:
             return work(*args)
-        return await anyio.to_thread.run_sync(work, *args, limiter=self.fetcher.disk_limiter)
+        return await self.fetcher.disk_threads.run(work, *args)
 
     def restart(self) -> None:
         """Throw every byte on disk away: the next write starts a new blob at 0."""
@@ -142,12 +152,14 @@ class BodyPump:
     ) -> None:
         """Copy the body into the partial from ``cursor.pos`` up to ``cursor.end``.
 
-        Bytes are written in blocks of up to READ_CHUNK; whatever arrived before a
-        break or a cancellation is written too, so it is never fetched again. The end
-        is read before every read: a chunk split meanwhile stops at its new end.
+        Bytes are written in blocks of up to READ_CHUNK (reported when written, and at
+        most every REPORT_INTERVAL while a block fills); whatever arrived before a break
+        or a cancellation is written too, so it is never fetched again. The end is read
+        before every read: a chunk split meanwhile stops at its new end.
         """
         buffer = Block(min(READ_CHUNK, cursor.end - cursor.pos))
         speed = SpeedWatch(self.fetcher.options.low_speed, f"blob {self.digest.short}")
+        next_report = 0.0
         try:
             with speed:  # too slow: a NetworkError, so a broken body
                 while cursor.pos + len(buffer) < cursor.end:
@@ -167,7 +179,8 @@ class BodyPump:
                     del chunk  # not held (a second block's worth) while the block is written
                     if not buffer.room():
                         await self._store_block(cursor, buffer, chunks)  # reports progress
-                    else:
+                    elif (now := time.monotonic()) >= next_report:
+                        next_report = now + REPORT_INTERVAL
                         self.emit(LayerPhase.DOWNLOADING)
             await self._store_block(cursor, buffer, chunks)
         except NetworkError as exc:

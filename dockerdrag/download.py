@@ -69,6 +69,7 @@ import anyio
 from .blob_download import BlobDownload
 from .connection_limit import ConnectionLimit
 from .digest import Digest
+from .disk_threads import DiskThreads
 from .errors import DigestMismatchError, InvalidManifestError, OutputError, leaf_error
 from .events import LayerPhase, LayerProgress, ProgressCallback
 from .image_config import MAX_CONFIG_BYTES
@@ -150,6 +151,7 @@ class BlobFetcher:
         self._limiter: ConnectionLimit | None = None
         self._open_blobs: anyio.CapacityLimiter | None = None
         self._disk_limiter: anyio.CapacityLimiter | None = None
+        self._disk_threads = DiskThreads(DISK_THREADS)
         self._received = 0
         self.on_prefix: Callable[[Digest, Path, int], None] | None = None
         """Hears how far each downloading blob's bytes on disk reach from its start
@@ -222,13 +224,21 @@ class BlobFetcher:
 
     @property
     def disk_limiter(self) -> anyio.CapacityLimiter:
-        """Worker threads that write and hash blocks at once (not one per connection).
-
-        Each thread costs memory (a stack, malloc state); two keep both cores busy.
-        """
+        """Worker threads that hash chunked blobs and save their sidecars at once (not
+        one per connection). Each thread costs memory (a stack, malloc state)."""
         if self._disk_limiter is None:
             self._disk_limiter = anyio.CapacityLimiter(DISK_THREADS)
         return self._disk_limiter
+
+    @property
+    def disk_threads(self) -> DiskThreads:
+        """The threads that write and hash the blocks of bodies (not one per connection):
+        each costs memory (a stack, malloc state); two keep both cores busy."""
+        return self._disk_threads
+
+    def close(self) -> None:
+        """Let the disk threads end (they start again if the fetcher is used again)."""
+        self._disk_threads.close()
 
     @property
     def retry(self) -> RetryPolicy:

@@ -124,6 +124,7 @@ class Puller:
         try:
             await self.transport.__aexit__(*exc_info)
         finally:
+            self.fetcher.close()
             self.store.close()
 
     @documented()

@@ -19,6 +19,7 @@ LAYERS: list[set[str]] = [
         "closing",
         "media_types",
         "parameter_docs",
+        "disk_threads",
     },
     {"digest", "platform", "direct_io", "retry", "credentials", "blob_lock", "conventions"},
     {"gojson", "direct_regions", "low_speed", "tls_proxy", "range_checks", "blob_body", "events"},
