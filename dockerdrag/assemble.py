@@ -23,7 +23,7 @@ from typing import BinaryIO
 import anyio
 import anyio.lowlevel
 
-from .blob_follow import open_following
+from .blob_follow import GrowingBlobReader, open_following
 from .closing import ClosedOnExit
 from .digest import Digest
 from .docker_archive import (
@@ -104,6 +104,7 @@ class BlobGate:
         self._claimed_sizes: dict[Digest, int] = {}
         self._claims_pending = False
         self._prefixes: dict[Digest, tuple[Path, int]] = {}  # partial file, bytes on disk
+        self._restarts: dict[Digest, int] = {}  # times each download started its blob over
 
     def mark_ready(self, digest: Digest, path: Path, downloaded: bool = False) -> None:
         """Called on the event loop once ``digest`` is verified at ``path``.
@@ -141,8 +142,16 @@ class BlobGate:
         if digest not in self.paths:
             return
         with self._changed:
+            if end < self._prefixes.get(digest, (partial, 0))[1]:
+                self._restarts[digest] = self._restarts.get(digest, 0) + 1
             self._prefixes[digest] = (partial, end)
             self._changed.notify_all()
+
+    def restarts(self, digest: Digest) -> int:
+        """How often the download of ``digest`` went back below bytes it had on disk (a
+        reader of its partial file that saw bytes before may have read unverified ones)."""
+        with self._changed:
+            return self._restarts.get(digest, 0)
 
     def size_known(self, digest: Digest) -> bool:
         """Whether :meth:`wait_for_size` answers at once (claims settled, and the blob is
@@ -212,6 +221,25 @@ class BlobGate:
             if self._cancelled:
                 raise WriterCancelled("pull cancelled")
             return min(self._ready.intersection(digests))
+
+    def wait_for_any_or_arriving(self, digests: Collection[Digest]) -> tuple[Digest, bool]:
+        """Block (in the writer thread) until one of ``digests`` is ready or, failing that,
+        has bytes on disk; the least such blob, and whether it is still arriving (not
+        ready). Raise once cancelled."""
+
+        def arriving() -> list[Digest]:
+            return [d for d in digests if self._prefixes.get(d, (None, 0))[1] > 0]
+
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self._cancelled or not self._ready.isdisjoint(digests) or arriving()
+            )
+            if self._cancelled:
+                raise WriterCancelled("pull cancelled")
+            ready = self._ready.intersection(digests)
+            if ready:
+                return min(ready), False
+            return min(arriving()), True
 
     def wait(self, digest: Digest) -> Path:
         """Block (in the writer thread) until ``digest`` is ready; raise once cancelled."""
@@ -315,18 +343,34 @@ def docker_writer(
     return write
 
 
+class _ArrivingReader(GrowingBlobReader):
+    """A blob's bytes as they arrive, and whether its download started the blob over since
+    the reader was opened (``blob_copy.ArrivingBlob``)."""
+
+    def __init__(self, gate: BlobGate, digest: Digest) -> None:
+        super().__init__(gate, digest)
+        self._gate = gate
+        self._restarts_at_open = gate.restarts(digest)
+
+    def intact(self) -> bool:
+        return self._gate.restarts(self._digest) == self._restarts_at_open
+
+
 def oci_writer(
     output: Path,
     resolved: Sequence[ResolvedPull],
     gate: BlobGate,
     output_format: str,
     include_attestations: bool,
+    follow: bool = False,
 ) -> Writer:
     """The ``oci`` tar or the ``oci-dir`` directory of every pulled image.
 
     Every manifest resolved is stored: attestation manifests are resolved only when
     asked for (``include_attestations``) or with ``--platform all``, which resolves
-    everything the index lists so that the layout is complete.
+    everything the index lists so that the layout is complete. ``follow``: the gate
+    hears how far each download has its bytes on disk, so the tar copies a blob into its
+    region while it arrives, when no blob is ready.
     """
     # Imported here: a docker-format pull, the default, never loads the OCI writer.
     from .oci_archive import OciImage, OciManifest, write_oci_archive_in_regions, write_oci_dir
@@ -365,6 +409,11 @@ def oci_writer(
                 link_blob_files=True,
             )
             return
+
+        def next_arriving(digests: Collection[Digest]) -> tuple[Digest, _ArrivingReader | None]:
+            digest, arriving = gate.wait_for_any_or_arriving(digests)
+            return digest, _ArrivingReader(gate, digest) if arriving else None
+
         with atomic_output(output) as handle:
             write_oci_archive_in_regions(
                 handle.regions(),
@@ -373,6 +422,7 @@ def oci_writer(
                 on_chunk=check_cancelled,
                 before_blob=wait_for_blob,
                 next_ready=gate.wait_for_any,
+                next_arriving=next_arriving if follow else None,
             )
 
     return write

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 from .closing import ClosedOnExit
 from .digest import Digest, VerifyingHasher
@@ -52,10 +52,12 @@ from .tarwriter import TarOutput
 __all__ = [
     "CHUNK_SIZE",
     "KERNEL_COPY_STEP",
+    "ArrivingBlob",
     "BlobCallback",
     "BlobFile",
     "ChunkCallback",
     "ReadyCallback",
+    "copy_arriving_blob",
     "copy_blob_into_tar",
     "copy_blob_to_file",
     "link_blob_file",
@@ -173,6 +175,40 @@ def copy_blob_into_tar(
         else:
             _copy_chunks(source, out.write, hasher, on_chunk)
         hasher.verify()
+
+
+class ArrivingBlob(Protocol):
+    """A blob's bytes read as its download writes them (``readinto`` waits for more; 0 at
+    the end of the verified blob), closed after use."""
+
+    def readinto(self, buffer: memoryview, /) -> int:
+        """Read what has arrived past the position, waiting for a byte at least."""
+
+    def close(self) -> None:
+        """Let the file go."""
+
+    def intact(self) -> bool:
+        """Whether every byte read so far is the verified blob's: its download did not
+        start the blob over since the reader was opened."""
+
+
+def copy_arriving_blob(
+    out: RegionWriter, blob: BlobFile, source: ArrivingBlob, on_chunk: ChunkCallback | None
+) -> bool:
+    """Copy the blob's bytes into the member's region as they arrive, up to the end of the
+    verified blob; whether the copy is the verified blob (False: its download started
+    over under the reader, and the caller copies the verified file instead).
+
+    The blob is verified by its download (each byte hashed as it is written, before the
+    reader sees it), so the copy checks the size only.
+    """
+    hasher = VerifyingHasher(blob.digest, blob.size, hash_content=False)
+    with _naming_the_file(blob):
+        while count := out.fill_from(source, blob.size - hasher.size + 1, hasher):
+            if on_chunk is not None:
+                on_chunk(count)
+        hasher.verify()
+    return source.intact()
 
 
 def _kernel_copy(source: int, target: int, size: int, on_chunk: ChunkCallback | None) -> int:

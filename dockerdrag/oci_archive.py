@@ -41,11 +41,22 @@ always gives the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import io
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Collection, Sequence
 from typing import Final
 
-from .blob_copy import BlobCallback, BlobFile, ChunkCallback, ReadyCallback, copy_blob_into_tar
+from .blob_copy import (
+    ArrivingBlob,
+    BlobCallback,
+    BlobFile,
+    ChunkCallback,
+    ReadyCallback,
+    copy_arriving_blob,
+    copy_blob_into_tar,
+)
+from .blob_follow import FollowLost
 from .digest import Digest
 from .direct_regions import DirectRegionFile
 from .oci_dir import write_oci_dir
@@ -65,6 +76,7 @@ __all__ = [
     "ANNOTATION_IMAGE_NAME",
     "ANNOTATION_REF_NAME",
     "OCI_LAYOUT_BYTES",
+    "ArrivingCallback",
     "BlobCallback",
     "ChunkCallback",
     "OciImage",
@@ -75,7 +87,13 @@ __all__ = [
     "write_oci_dir",
 ]
 
+log = logging.getLogger("dockerdrag")
+
 _HEADER_FLAVOUR: Final = "24"  # Docker 24+: no file-type bits, empty uname/gname
+
+ArrivingCallback = Callable[[Collection[Digest]], tuple[Digest, ArrivingBlob | None]]
+"""Blocks until one of the blobs named is ready or arriving; returns it, with a reader of
+its bytes as they arrive when it is still downloading (None: it is ready)."""
 
 
 def _write_members(
@@ -171,6 +189,7 @@ def write_oci_archive_in_regions(
     on_chunk: ChunkCallback | None = None,
     before_blob: BlobCallback | None = None,
     next_ready: ReadyCallback | None = None,
+    next_arriving: ArrivingCallback | None = None,
 ) -> None:
     """Write the same tar as :func:`write_oci_archive` into the empty file ``out``, each
     blob file's data copied into its region as soon as the blob is ready.
@@ -179,7 +198,11 @@ def write_oci_archive_in_regions(
     blob files are written first and each blob file is copied, checked, into its
     region; ``next_ready`` picks the next one among those left (by default, in digest
     order). A copy starts as soon as its blob is ready, however many blobs before it
-    in the tar are still downloading. Errors are as for :func:`write_oci_archive`.
+    in the tar are still downloading. With ``next_arriving`` (which replaces
+    ``next_ready``) a blob may also be copied while it downloads, from the reader it
+    hands out (:func:`~dockerdrag.blob_copy.copy_arriving_blob`); if its download starts
+    over under the copy, the verified file is copied again. Errors are as for
+    :func:`write_oci_archive`.
     """
     layout = plan_layout(images, include_attestations)
     skeleton = _Skeleton()
@@ -188,10 +211,41 @@ def write_oci_archive_in_regions(
         out.write_at(bytes(run), offset)
     holes = skeleton.holes
     while holes:
-        digest = next_ready(holes.keys()) if next_ready is not None else min(holes)
+        arriving: ArrivingBlob | None = None
+        if next_arriving is not None:
+            digest, arriving = next_arriving(holes.keys())
+        else:
+            digest = next_ready(holes.keys()) if next_ready is not None else min(holes)
         offset, blob = holes.pop(digest)
         assert blob.path is not None
+        source = BlobFile(blob.digest, blob.size, blob.path)
+        if arriving is not None and _copy_arriving(out, offset, source, arriving, on_chunk):
+            continue
         with out.region(offset) as region:
-            source = BlobFile(blob.digest, blob.size, blob.path)
             copy_blob_into_tar(region, source, on_chunk, before_blob)
             region.finish()
+
+
+def _copy_arriving(
+    out: DirectRegionFile,
+    offset: int,
+    blob: BlobFile,
+    arriving: ArrivingBlob,
+    on_chunk: ChunkCallback | None,
+) -> bool:
+    """Copy ``blob`` into its region at ``offset`` as it arrives; False when its download
+    started over under the copy (the region is then left for a copy of the verified file)."""
+    with contextlib.closing(arriving), out.region(offset) as region:
+        try:
+            intact = copy_arriving_blob(region, blob, arriving, on_chunk)
+        except FollowLost:
+            intact = False
+        if not intact:
+            log.info(
+                "blob %s: its download started over under its copy into the archive; "
+                "copying the verified blob",
+                blob.digest.short,
+            )
+            return False
+        region.finish()
+    return True

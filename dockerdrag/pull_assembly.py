@@ -64,10 +64,10 @@ class ArchiveAssembler:
         gate = BlobGate(self.store, resolved, skipped)
         plans = docker_plans(resolved, self.archive_options) if output_format == "docker" else None
         order = write_order(resolved, plans)
-        # The docker writer may decompress a layer as it arrives: the downloads tell the
-        # gate how far each blob has come (one writer at a time listens).
+        # The docker writer may decompress a layer as it arrives, the oci tar copy it: the
+        # downloads tell the gate how far each blob has come (one writer at a time listens).
         follow = (
-            plans is not None
+            (plans is not None or output_format == "oci")
             and self.fetcher.on_prefix is None
             and not self.store.read_only
             and renames_open_files(self.store.blob_dir)
@@ -75,7 +75,9 @@ class ArchiveAssembler:
         if plans is not None:
             writer = docker_writer(out_path, resolved, gate, plans, self.archive_options, follow)
         else:
-            writer = oci_writer(out_path, resolved, gate, output_format, self.include_attestations)
+            writer = oci_writer(
+                out_path, resolved, gate, output_format, self.include_attestations, follow
+            )
         sources = _blob_sources(resolved)
         if follow:
             self.fetcher.on_prefix = gate.note_prefix
