@@ -16,6 +16,13 @@ Measured on the benchmark machine (2 cores), per run:
   collections), once after the imports and once before exit.
 * glibc's malloc keeps at most two arenas
   (:func:`~dockerdrag.osfiles.limit_malloc_arenas`): fewer pools of freed buffers.
+* The verifying TLS context a pull from an https registry needs before its first
+  request loads the system CA bundle (tens of milliseconds, after the imports). It is
+  built in a background thread while the rest of the imports run, once aiohttp's are
+  done (:mod:`dockerdrag.ca_preload`),
+  unless the command line names no network command or an insecure registry (one
+  served over plain HTTP needs no context): a guess about what the command will do,
+  which costs a little time when wrong and never changes what is verified.
 
 Only the command does this: importing the library changes nothing.
 """
@@ -23,10 +30,20 @@ Only the command does this: importing the library changes nothing.
 from __future__ import annotations
 
 import gc
+import os
 import ssl
 import sys
+from collections.abc import Mapping, Sequence
 
+from .ca_preload import start_loading
 from .osfiles import limit_malloc_arenas
+
+# Commands and options that make no https request, and the options that name a registry
+# reached over plain HTTP: their command lines do not preload the CAs.
+_NO_REGISTRY_COMMANDS = frozenset({"verify", "cache", "help"})
+_NO_REQUEST_OPTIONS = frozenset({"-h", "--help", "--version"})
+_INSECURE_OPTION = "--insecure"
+_INSECURE_VARIABLE = "DOCKERDRAG_INSECURE_REGISTRIES"
 
 
 def run_command() -> int:
@@ -35,6 +52,9 @@ def run_command() -> int:
     gc.disable()
     try:
         _import_aiohttp_without_ca_loading()
+        # Only now: while aiohttp was imported, no context could load CAs.
+        if _may_verify_tls(sys.argv[1:], os.environ):
+            start_loading()
         from .cli import main
     finally:
         gc.freeze()
@@ -43,6 +63,21 @@ def run_command() -> int:
         return main()
     finally:
         gc.freeze()  # what is left dies with the process; no collection at exit
+
+
+def _may_verify_tls(arguments: Sequence[str], environ: Mapping[str, str]) -> bool:
+    """Whether the command line ``arguments`` may make a request over verified TLS soon:
+    a command that talks to registries, none of them named insecure."""
+    if arguments and arguments[0] in _NO_REGISTRY_COMMANDS:
+        return False
+    if environ.get(_INSECURE_VARIABLE):
+        return False
+    return not any(
+        word in _NO_REQUEST_OPTIONS
+        or word == _INSECURE_OPTION
+        or word.startswith(_INSECURE_OPTION + "=")
+        for word in arguments
+    )
 
 
 def _skip_default_verify_paths(_context: ssl.SSLContext) -> None:

@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from .ca_preload import take_loaded
 from .conventions import certs_d_name, trusting_context
 from .credentials import Credentials
 from .errors import TLSError, UsageError
@@ -77,7 +78,9 @@ class TLSSettings:
         return setting
 
     def _new_context(self) -> ssl.SSLContext:
-        context = trusting_context()
+        context = take_loaded()  # the command's first one is built while it starts
+        if context is None:
+            context = trusting_context()
         if self._ca_cert is not None:
             try:
                 context.load_verify_locations(cafile=str(self._ca_cert))

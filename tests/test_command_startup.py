@@ -102,3 +102,74 @@ def test_aiohttp_defaults_trust_nothing_and_later_contexts_load_the_system_cas(
         "later_default_cas": 1,  # the test CA, through SSL_CERT_FILE
         "method_restored": True,
     }
+
+
+# Runs the command (``run_command``, as ``python -m dockerdrag`` does) with the arguments
+# after argv[1], recording into the file argv[1] the thread that built each verifying
+# context.
+CONTEXT_PROBE = """\
+import json, sys, threading
+import dockerdrag.ca_preload as ca_preload
+import dockerdrag.conventions as conventions
+built = []
+real = conventions.trusting_context
+def recording():
+    built.append(threading.current_thread().name)
+    return real()
+ca_preload.trusting_context = recording
+conventions.trusting_context = recording  # tls_proxy, imported by the command, binds it
+from dockerdrag.startup import run_command
+report = sys.argv[1]
+sys.argv = ["dockerdrag", *sys.argv[2:]]
+try:
+    code = run_command()
+finally:
+    with open(report, "w") as out:
+        json.dump(built, out)
+sys.exit(code)
+"""
+
+
+def contexts_built(args: list[str], tmp_path: Path, ca_file: Path | None = None) -> list[str]:
+    """The threads that built a verifying context while the command ran ``args``."""
+    report = tmp_path / "contexts.json"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DOCKERDRAG_", "SSL_CERT"))},
+        "DOCKER_CONFIG": str(tmp_path / "no-docker-config"),
+        "XDG_CACHE_HOME": str(tmp_path / "xdg-cache"),
+        "PYTHONPATH": str(ROOT),
+    }
+    if ca_file is not None:
+        env["SSL_CERT_FILE"] = str(ca_file)
+    completed = subprocess.run(
+        [sys.executable, "-c", CONTEXT_PROBE, str(report), *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    built: list[str] = json.loads(report.read_text())
+    return built
+
+
+def test_the_system_cas_are_loaded_while_the_command_imports(
+    tls_registry: RegistryServer, tmp_path: Path
+) -> None:
+    """A pull from a verified registry uses the context the start-up built in its
+    preloading thread, and builds no other; the CA it trusts came from SSL_CERT_FILE."""
+    image = tls_image(tls_registry)
+    args = ["pull", image.reference, "-o", "x.tar", "-q"]
+    assert contexts_built(args, tmp_path, tls_registry.ca_pem_path) == ["dockerdrag-ca-preload"]
+    (archived,) = read_docker_archive(tmp_path / "x.tar")
+    assert archived.config == image.config
+
+
+def test_a_pull_from_a_registry_named_insecure_loads_no_cas(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    image = tls_image(registry)
+    args = ["pull", image.reference, "--insecure", registry.host, "-o", "x.tar", "-q"]
+    assert contexts_built(args, tmp_path) == []
+    assert (tmp_path / "x.tar").is_file()

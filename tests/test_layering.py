@@ -22,8 +22,16 @@ LAYERS: list[set[str]] = [
         "disk_threads",
     },
     {"digest", "platform", "direct_io", "retry", "credentials", "blob_lock", "conventions"},
-    {"gojson", "direct_regions", "low_speed", "tls_proxy", "range_checks", "blob_body", "events"},
-    {"reference", "manifest", "tarwriter", "tarstream", "request_retries", "transfer_options"},
+    {"gojson", "direct_regions", "low_speed", "ca_preload", "range_checks", "blob_body", "events"},
+    {
+        "reference",
+        "manifest",
+        "tarwriter",
+        "tarstream",
+        "request_retries",
+        "transfer_options",
+        "tls_proxy",
+    },
     {
         "tokens",
         "chunk_split",
