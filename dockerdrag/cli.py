@@ -144,7 +144,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report_error(error, error.exit_code, args.json)
     (command,) = [command for command in COMMANDS if command.name == args.command]
     return _execute(command, args, settings)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,9 +2,10 @@
 
 Why: an archive is gigabytes written once, then fsynced. Through the page cache every
 byte is copied into freshly allocated cache pages, and on virtual machines whose memory
-the host hands out lazily that allocation costs more than the disk: measured on a 2-core
-VM, writing + fsyncing a 1 GB decompressed layer took 4.0-4.9 s buffered and 2.5 s with
-``O_DIRECT`` (sys time 1.3-2.2 s -> 0.15 s). The final fsync has nothing left to flush.
+the host hands out lazily that allocation costs more than the disk: there, writing and
+fsyncing a big layer with ``O_DIRECT`` takes a fraction of the system time it takes through
+the page cache (the figures: benchmarks/README.md, "Measurements behind the defaults").
+The final fsync has nothing left to flush.
 
 How: :class:`DirectFileWriter` gathers writes into page-aligned blocks and hands each
 full block to a :class:`BlockWriter`, whose helper thread writes it with ``pwrite`` on a

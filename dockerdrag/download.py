@@ -122,8 +122,9 @@ DEFAULT_CONCURRENCY = 16
 
 A pull starts with ``INITIAL_CONNECTIONS`` and opens more only while they are slow.
 Many registries sit behind CDNs or proxies where one connection is slow and many are
-fast; measured on the benchmark's shaped link (10 MB/s per connection, +50 ms), the
-1.07 GB image took 39 s with 3 connections, 16 s with 10 and 12 s with 16.
+fast: over a link that caps each connection, a big image pulls several times faster with
+this many than with a handful (the figures: benchmarks/README.md, "Measurements behind
+the defaults").
 """
 
 

@@ -25,8 +25,9 @@ class TransferOptions:
     """Blobs up to this size do their file work on the event loop, not in a worker thread.
 
     Writing and hashing a block of a small blob takes about as long as the hop to a
-    worker thread and back, and the whole blob a few milliseconds at most (measured:
-    40 blobs of ~650 KB fetched in 161 ms this way, 205 ms with a hop per block).
+    worker thread and back, and the whole blob a few milliseconds at most, so many small
+    blobs arrive sooner this way (the figures: benchmarks/README.md, "Measurements behind
+    the defaults").
     """
 
     max_blob_size: int = 1 << 40

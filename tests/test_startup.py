@@ -119,3 +119,15 @@ def test_a_docker_pull_imports_only_what_it_uses(
 def test_the_live_display_still_loads_rich(seeded_registry: SeededRegistry, tmp_path: Path) -> None:
     modules = modules_after_pull(seeded_registry, tmp_path, "--progress", "tty")
     assert "rich.progress" in modules
+
+
+def test_the_command_has_one_way_in() -> None:
+    """``python -m dockerdrag`` and the ``dockerdrag`` script both run startup.run_command;
+    no other module runs the command itself, skipping the start-up preparation."""
+    package = Path(__file__).resolve().parent.parent / "dockerdrag"
+    runs_itself = [
+        path.name
+        for path in sorted(package.glob("*.py"))
+        if path.name != "__main__.py" and 'if __name__ == "__main__":' in path.read_text()
+    ]
+    assert runs_itself == []
