@@ -33,6 +33,10 @@ log = logging.getLogger("dockerdrag")
 
 READ_BUFFER_BYTES = 1 << 16  # aiohttp read_bufsize; blob bodies are never read in larger steps
 USER_AGENT = "dockerdrag/0.1"
+MAX_PROBE_BODY = 64 << 10  # the most of a /v2/ answer read to keep its connection
+PLAIN_CONNECTION_GRACE = 5.0
+"""Seconds the plain-HTTP ``GET /v2/`` beside the TLS probe may take once the registry
+turned out not to speak TLS (the connection it opens saves the next request a set-up)."""
 
 
 class HttpSession:
@@ -138,7 +142,25 @@ class HttpSession:
             raise connection_error(exc, url, "a token", proxy) from exc
 
     async def speaks_tls(self, host: str) -> bool:
-        """Whether ``host`` answers TLS (unverified: asked only of an insecure registry)."""
+        """Whether ``host`` answers TLS (unverified: asked only of an insecure registry).
+
+        A plain-HTTP ``GET /v2/`` without credentials goes out beside the TLS attempt: when
+        the registry speaks plain HTTP, the connection it came back on stays open for the
+        requests that follow, which so skip a connection set-up. It is dropped as soon as
+        the registry turns out to speak TLS, else given at most
+        :data:`PLAIN_CONNECTION_GRACE` seconds more (a registry that answers neither is
+        left to the requests that follow and their timeouts).
+        """
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._open_plain_connection, host)
+            tls = await self._answers_tls(host)
+            if tls:
+                group.cancel_scope.cancel()
+            else:
+                group.cancel_scope.deadline = anyio.current_time() + PLAIN_CONNECTION_GRACE
+        return tls
+
+    async def _answers_tls(self, host: str) -> bool:
         url = f"https://{host}/v2/"
         proxy, proxy_headers = self.proxies.options(url)
         try:
@@ -151,6 +173,24 @@ class HttpSession:
             return False
         except (aiohttp.ClientError, TimeoutError):
             return True
+
+    async def _open_plain_connection(self, host: str) -> None:
+        """``GET http://host/v2/`` read to its end, so its connection goes back to the pool
+        (as a request to ``host`` over plain HTTP would open it); any failure is ignored."""
+        url = f"http://{host}/v2/"
+        proxy, proxy_headers = self.proxies.options(url)
+        log.debug("GET %s (its connection kept for the requests to come)", url)
+        try:
+            async with self.session.get(
+                url,
+                ssl=self.tls.for_host(host),
+                allow_redirects=False,
+                proxy=proxy,
+                proxy_headers=proxy_headers,
+            ) as response:
+                await _read_capped(response, MAX_PROBE_BODY)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.debug("no plain HTTP connection kept open to %s: %s", host, exc)
 
 
 async def _read_capped(raw: aiohttp.ClientResponse, limit: int) -> bytes:

@@ -276,7 +276,8 @@ async def test_existing_blobs_are_skipped_and_shared_ones_mounted(
         phases = [e.phase for e in events if isinstance(e, LayerProgress)]
         assert set(phases) == {LayerPhase.WAITING, LayerPhase.EXISTS}  # nothing is uploading
         assert (second.uploaded, second.mounted, second.existing) == (0, 0, 2 * blobs)
-        assert {r.method for r in proxy.requests} == {"HEAD", "PUT"}  # HEADs, then manifests
+        # HEADs, then manifests (besides the /v2/ that opens a plain-HTTP connection)
+        assert {r.method for r in proxy.requests if r.path != "/v2/"} == {"HEAD", "PUT"}
         assert len(proxy.requests_for("/blobs/", "HEAD")) == 2 * blobs
 
 
