@@ -43,8 +43,11 @@ class TransferOptions:
     (~0.5 MB each): the connection limit grows only while connections are this slow. Over
     loopback a pull that inflates layers is bound by the CPU, not the link, at about twice
     this per connection: more connections would only cost memory there."""
-    growth_check_seconds: float = 0.1
-    """How often (seconds) the connection limit looks at the traffic to decide whether to grow."""
+    growth_check_seconds: float = 0.05
+    """How often (seconds) the connection limit looks at the traffic to decide whether to grow.
+    It grows after two slow looks in a row (the first may be connection set-up), so a link
+    that caps each connection gets twice the connections every two looks: a pull of many
+    small layers over a far link, each request a round trip, is mostly this ramp."""
     split_min_bytes: int = 2 << 20
     """The least bytes each half of a split chunk gets: once no chunk of a blob is left to
     start and no other request waits for a connection, an idle connection takes the second

@@ -225,6 +225,14 @@ async def test_a_slow_link_gets_more_connections_than_a_fast_one(
     assert slow_connections >= 2 * INITIAL_CONNECTIONS
 
 
+def test_the_connection_limit_doubles_twice_within_a_fifth_of_a_second() -> None:
+    """Each doubling takes two slow looks in a row (the first may be connection set-up);
+    over a far link a pull of many small layers is mostly this ramp, so the looks come at
+    least every 50 ms (6 -> 12 -> 16 connections after 0.2 s, not 0.4 s)."""
+    looks_per_doubling = 2
+    assert 2 * looks_per_doubling * TransferOptions().growth_check_seconds <= 0.2
+
+
 # -- the order blobs finish in ----------------------------------------------------------------
 
 
