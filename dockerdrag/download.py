@@ -74,6 +74,7 @@ from .errors import DigestMismatchError, InvalidManifestError, OutputError, leaf
 from .events import LayerPhase, LayerProgress, ProgressCallback
 from .image_config import MAX_CONFIG_BYTES
 from .manifest import Descriptor
+from .osfiles import renames_open_files
 from .reference import Reference
 from .registry import RegistryClient
 from .retry import RetryPolicy
@@ -331,9 +332,12 @@ class BlobFetcher:
     ) -> Path:
         download = BlobDownload(self, store, reference, descriptor, report, rank)
         await download.run()
-        # In a thread: a rename may be retried for a moment where a reader holds the file
-        # (Windows).
-        path = await anyio.to_thread.run_sync(store.commit, descriptor.digest, descriptor.size)
+        if renames_open_files(store.blob_dir):
+            # No reader makes the rename wait: here, which costs less than a thread hop.
+            path = store.commit(descriptor.digest, descriptor.size)
+        else:
+            # In a thread: it is retried for a moment while a reader holds the file (Windows).
+            path = await anyio.to_thread.run_sync(store.commit, descriptor.digest, descriptor.size)
         if report:
             self.emit(descriptor, LayerPhase.COMPLETE, descriptor.size, download.resumed)
         return path

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from dockerdrag import Puller
+from dockerdrag import Puller, download
+from dockerdrag.digest import Digest
+from dockerdrag.store import BlobStore
 from tests.support.archive_check import read_docker_archive
 from tests.support.client_options import client_options
 from tests.support.images import PushedImage, push_image, text_layer
@@ -66,4 +68,34 @@ async def test_cached_blobs_are_not_fsynced_the_output_is(
     assert [path for path in synced if Path(path).parent == out_dir]  # the archive
     assert len(list((cache / "blobs" / "sha256").iterdir())) == LAYERS + 1  # and the config
     (archived,) = read_docker_archive(out_dir / "x.tar")
+    assert len(archived.layer_paths) == LAYERS
+
+
+@pytest.mark.parametrize("renames_open_files", [True, False])
+async def test_blobs_are_committed_on_the_event_loop_where_no_reader_can_hold_the_rename(
+    registry: RegistryServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    renames_open_files: bool,
+) -> None:
+    """Where open files can be renamed, a verified blob is renamed into the cache on the
+    event loop (no thread hop per blob); where they cannot (Windows), in a thread, where
+    the rename may wait for a reader."""
+    image = many_layers(registry, "small/commit")
+    monkeypatch.setattr(download, "renames_open_files", lambda _directory: renames_open_files)
+    committed_in: list[str] = []
+    real_commit = BlobStore.commit
+
+    def recording_commit(store: BlobStore, digest: Digest, size: int | None = None) -> Path:
+        committed_in.append(threading.current_thread().name)
+        return real_commit(store, digest, size)
+
+    monkeypatch.setattr(BlobStore, "commit", recording_commit)
+    loop_thread = threading.current_thread().name
+    async with Puller(cache_dir=tmp_path / "c", **client_options(registry)) as puller:
+        await puller.pull(image.reference, output=tmp_path / "x.tar")
+    assert len(committed_in) == LAYERS + 1  # and the config
+    on_loop = [name == loop_thread for name in committed_in]
+    assert on_loop == [renames_open_files] * (LAYERS + 1)
+    (archived,) = read_docker_archive(tmp_path / "x.tar")
     assert len(archived.layer_paths) == LAYERS
