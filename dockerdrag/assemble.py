@@ -329,6 +329,7 @@ def docker_writer(
                         _announced_size(gate, d.digest),
                         functools.partial(gate.size_known, d.digest),
                         _following_opener(gate, d.digest, stop) if follow else None,
+                        _GateLayerSource(gate, d.digest, d.size, stop),
                     )
                     for d, diff_id in zip(image.manifest.layers, image.config.diff_ids, strict=True)
                 ],
@@ -426,6 +427,35 @@ def oci_writer(
             )
 
     return write
+
+
+class _GateLayerSource:
+    """A layer's blob as the gate sees it, for a decoder process
+    (:class:`~dockerdrag.decoder_processes.LayerSource`)."""
+
+    def __init__(self, gate: BlobGate, digest: Digest, size: int, stop: threading.Event) -> None:
+        self._gate = gate
+        self._digest = digest
+        self._size = size
+        self._stop = stop
+
+    @property
+    def digest(self) -> Digest:
+        return self._digest
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def wait_beyond(self, position: int) -> tuple[Path, int, bool]:
+        return self._gate.wait_beyond(self._digest, position)
+
+    def wait_verified(self) -> Path:
+        return self._gate.wait_to_read(self._digest)
+
+    def check_stop(self) -> None:
+        if self._stop.is_set():
+            raise WriterCancelled("pull cancelled")
 
 
 def _stoppable_opener(

@@ -91,6 +91,11 @@ class DirectRegionFile(ClosedOnExit):
         self._blocks = BlockPool(DIRECT_BLOCK)
 
     @property
+    def fd(self) -> int:
+        """The descriptor of the file (the caller's)."""
+        return self._fd
+
+    @property
     def direct(self) -> bool:
         """Whether the regions' whole pages go past the page cache."""
         return self._direct_fd is not None

@@ -13,7 +13,7 @@ import hashlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO, Final
+from typing import TYPE_CHECKING, BinaryIO, Final
 
 from .digest import Digest
 from .errors import (
@@ -42,6 +42,9 @@ from .tarwriter import (
     TarOutput,
     TarWriter,
 )
+
+if TYPE_CHECKING:
+    from .decoder_processes import LayerSource
 
 __all__ = [
     "ArchiveEntry",
@@ -80,6 +83,9 @@ class ArchiveLayer:
     open_early: Callable[[], BinaryIO] | None = None
     """Opens a stream of the uncompressed bytes as the blob arrives, before it is verified
     (the parallel writer checks the diff_id and falls back to :attr:`open`)."""
+    source: LayerSource | None = None
+    """The blob itself, for a decoder process to read (as it arrives if :attr:`open_early`
+    is given); None: the layer is read through :attr:`open` and :attr:`open_early`."""
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,17 @@ past the page cache), while the headers and small members around them are writte
 with ``pwrite``. The bytes are exactly the sequential writer's.
 
 Decoders take the largest layer placed and not yet taken first: the longest to
-decompress starts soonest. A layer whose blob can be read as it arrives
-(``ArchiveLayer.open_early``) is decompressed from its first bytes on, before the blob
-is verified; if that attempt fails in any way the bytes may explain (corrupt data, a
-wrong diff_id or size, a download that started over), the layer is written again from
-the verified blob, and only that attempt's verdict counts.
+decompress starts soonest. On Linux, when the layers are big enough to pay for starting
+them, each decoder thread hands its layer to a worker process
+(:mod:`~dockerdrag.decoder_processes`), which inflates, hashes and writes it with an
+interpreter of its own, so decoding never waits for the pull's (the thread answers the
+worker's questions about a blob still arriving and checks the diff_id).
+
+A layer whose blob can be read as it arrives (``ArchiveLayer.open_early``) is
+decompressed from its first bytes on, before the blob is verified; if that attempt fails
+in any way the bytes may explain (corrupt data, a wrong diff_id or size, a download that
+started over), the layer is written again from the verified blob, and only that
+attempt's verdict counts.
 
 The announced size is a claim, checked while writing: a layer that yields more or fewer
 bytes (a multi-member gzip, a layer over 4 GiB, trailing junk) or a blob that announces
@@ -25,15 +31,18 @@ mismatch raises, as in the sequential writer.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import heapq
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import BinaryIO, cast
 
 from .blob_follow import FollowLost
+from .decoder_processes import PROCESSES_MIN_BYTES, DecoderProcesses, processes_available
 from .digest import Digest
 from .direct_io import Readable
 from .direct_regions import DirectRegionFile
@@ -58,9 +67,10 @@ __all__ = ["DECODERS", "write_docker_archive_in_parallel"]
 log = logging.getLogger("dockerdrag")
 
 DECODERS = 2
-"""Layers decompressed at once: as many as the cores of the machine this was tuned on
-(2). Each decoder holds its blocks and inflate state in memory; a third gained nothing
-in the benchmark (big/direct, alternating runs) and raised the peak RSS."""
+"""Layers decompressed at once (by threads or worker processes): as many as the cores
+of the machine this was tuned on (2). Each decoder holds its blocks and inflate state in
+memory; a third gained nothing in the benchmark (big/direct, alternating runs) and raised
+the peak RSS."""
 
 
 def write_docker_archive_in_parallel(
@@ -87,7 +97,11 @@ def write_docker_archive_in_parallel(
     jobs: list[Future[bool]] = []
     interrupted: BaseException | None = None
     first_errors: list[BaseException] = []  # in the order decoders failed: the first is the cause
-    with ThreadPoolExecutor(DECODERS, thread_name_prefix="dockerdrag-decoder") as decoders:
+    with (
+        _decoder_processes(out, images) as processes,
+        ThreadPoolExecutor(DECODERS, thread_name_prefix="dockerdrag-decoder") as decoders,
+    ):
+        decoding = _Decoding(out, placed, failed, interrupt, first_errors, processes)
         try:
             for entry in entries:
                 if entry.layer is None:
@@ -105,7 +119,7 @@ def write_docker_archive_in_parallel(
                 layer = entry.layer.layer
                 if layer.size_known is None or not layer.size_known():
                     # About to wait: the decoders take what is placed, largest first.
-                    jobs += _hand_over(decoders, placed, out, failed, interrupt, first_errors)
+                    jobs += _hand_over(decoders, decoding)
                 size = None if layer.announced_size is None else layer.announced_size()
                 if size is None or failed.is_set():
                     failed.set()
@@ -118,7 +132,7 @@ def write_docker_archive_in_parallel(
                 placed.put(size, (position, entry.layer))
                 position += size + padding_for(size)
             else:
-                jobs += _hand_over(decoders, placed, out, failed, interrupt, first_errors)
+                jobs += _hand_over(decoders, decoding)
                 around.append((position, END_OF_ARCHIVE))
                 for offset, data in _joined(around):
                     out.write_at(data, offset)
@@ -181,87 +195,108 @@ class _LargestFirst:
         return start, -negative_size, data
 
 
-def _hand_over(
-    decoders: ThreadPoolExecutor,
-    placed: _LargestFirst,
-    out: DirectRegionFile,
-    failed: threading.Event,
-    interrupt: threading.Event | None,
-    first_errors: list[BaseException],
-) -> list[Future[bool]]:
+@dataclass(frozen=True)
+class _Decoding:
+    """What every decoder job of one archive shares."""
+
+    out: DirectRegionFile
+    placed: _LargestFirst
+    failed: threading.Event
+    interrupt: threading.Event | None
+    first_errors: list[BaseException]
+    processes: DecoderProcesses | None
+
+
+def _decoder_processes(
+    out: DirectRegionFile, images: Sequence[ArchiveImage]
+) -> contextlib.AbstractContextManager[DecoderProcesses | None]:
+    """Worker processes for the layers where this system runs them, every layer's blob
+    can be handed to one (:attr:`ArchiveLayer.source`) and they hold enough bytes to pay
+    for starting them; else None: threads decode."""
+    sources = [layer.source for image in images for layer in image.layers]
+    if (
+        not processes_available()
+        or None in sources
+        or sum(source.size for source in sources if source is not None) < PROCESSES_MIN_BYTES
+    ):
+        return contextlib.nullcontext()
+    return DecoderProcesses(out.fd, DECODERS)
+
+
+def _hand_over(decoders: ThreadPoolExecutor, decoding: _Decoding) -> list[Future[bool]]:
     """One decoder job for each layer placed and not handed over yet."""
     return [
-        decoders.submit(_write_largest, out, placed, failed, interrupt, first_errors)
-        for _ in range(placed.take_unhanded())
+        decoders.submit(_write_largest, decoding) for _ in range(decoding.placed.take_unhanded())
     ]
 
 
-def _write_largest(
-    out: DirectRegionFile,
-    placed: _LargestFirst,
-    failed: threading.Event,
-    interrupt: threading.Event | None,
-    first_errors: list[BaseException],
-) -> bool:
+def _write_largest(decoding: _Decoding) -> bool:
     """Write the largest layer not taken yet (see :func:`_write_layer`)."""
-    start, size, data = placed.take()
-    return _write_layer(out, start, data, size, failed, interrupt, first_errors)
+    start, size, data = decoding.placed.take()
+    return _write_layer(decoding, start, data, size)
 
 
-def _write_layer(
-    out: DirectRegionFile,
-    start: int,
-    data: LayerData,
-    size: int,
-    failed: threading.Event,
-    interrupt: threading.Event | None,
-    first_errors: list[BaseException],
-) -> bool:
+def _write_layer(decoding: _Decoding, start: int, data: LayerData, size: int) -> bool:
     """Decompress the layer into ``[start, start + size)`` and pad it; False if not ``size``.
 
     With ``open_early``, first from the blob as it arrives; on a failure the bytes may
     explain, again from the verified blob.
     """
+    failed = decoding.failed
     try:
-        open_early = data.layer.open_early
-        if open_early is not None:
+        if data.layer.open_early is not None:
             try:
-                if _decode(out, start, data, size, open_early, failed):
+                if _decode(decoding, start, data, size, early=True):
                     return True
             except (FollowLost, IntegrityError) as exc:
                 log.info("layer %s: read again from its verified blob: %s", data.layer.diff_id, exc)
             if failed.is_set():
                 return False
-        if _decode(out, start, data, size, data.layer.open, failed):
+        if _decode(decoding, start, data, size, early=False):
             return True
         failed.set()
         return False
     except BaseException as error:
-        first_errors.append(error)
+        decoding.first_errors.append(error)
         failed.set()
-        if interrupt is not None:
-            interrupt.set()
+        if decoding.interrupt is not None:
+            decoding.interrupt.set()
         raise
 
 
-def _decode(
-    out: DirectRegionFile,
+def _decode(decoding: _Decoding, start: int, data: LayerData, size: int, *, early: bool) -> bool:
+    """Decompress the layer into the region (``early``: as its blob arrives) and check its
+    diff_id; False if it is not ``size`` bytes long (or another decoder failed)."""
+    source = data.layer.source
+    if decoding.processes is not None and source is not None:
+        decoded = decoding.processes.decode(
+            start, size, source, follow=early, failed=decoding.failed
+        )
+        if decoded is None or decoded[0] != size:
+            return False
+        data.check(decoded[1])
+        return True
+    open_layer = data.layer.open_early if early else data.layer.open
+    assert open_layer is not None
+    return _decode_here(decoding, start, data, size, open_layer)
+
+
+def _decode_here(
+    decoding: _Decoding,
     start: int,
     data: LayerData,
     size: int,
     open_layer: Callable[[], BinaryIO],
-    failed: threading.Event,
 ) -> bool:
-    """Decompress ``open_layer()`` into the region and check its diff_id; False if it is
-    not ``size`` bytes long (or another decoder failed)."""
+    """:func:`_decode` in this thread, from the stream ``open_layer()``."""
     hasher = hashlib.sha256()
     written = 0
-    with out.region(start) as region, open_layer() as opened:
+    with decoding.out.region(start) as region, open_layer() as opened:
         stream = cast(Readable, opened)  # binary files have readinto; typing.IO lacks it
         # Asking for one byte past the announced size tells a longer layer from EOF.
         while count := region.fill_from(stream, size + 1 - written, hasher):
             written += count
-            if written > size or failed.is_set():
+            if written > size or decoding.failed.is_set():
                 return False
         if written != size:
             return False

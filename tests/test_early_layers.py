@@ -8,22 +8,30 @@ Every pull goes through a :class:`FaultProxy` in front of the real ``docker-regi
 from __future__ import annotations
 
 import logging
+import os
 import random
 import re
-from collections.abc import Iterator
+import signal
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
-from dockerdrag import blob_follow, pull_assembly, size_claims
+from dockerdrag import assemble, docker_parallel, pull_assembly, size_claims
+from dockerdrag.digest import Digest
 from dockerdrag.download import TransferOptions
+from dockerdrag.errors import OutputError
 from dockerdrag.media_types import MEDIA_TYPE_DOCKER_LAYER_GZIP
+from tests.support.command import assert_nothing_left_at
 from tests.support.fault_proxy import FaultProxy, flip_byte, ignore_range, swap_body, throttle
 from tests.support.images import BuiltLayer, PushedImage, layer, push_image, text_layer
 from tests.support.registry_server import RegistryServer
-from tests.test_transfer import assert_archive, blob_re, pull
+from tests.test_decoder_processes import worker_pids
+from tests.test_transfer import assert_archive, blob_file, blob_re, pull
 
 pytestmark = pytest.mark.anyio
 
@@ -72,6 +80,19 @@ def proxy(registry: RegistryServer) -> Iterator[FaultProxy]:
         yield fault_proxy
 
 
+@pytest.fixture(autouse=True, params=["threads", "processes"])
+def decoders(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test with decoder threads, and with decoder processes where they run (the
+    test images are far smaller than what a pull starts processes for)."""
+    if request.param == "processes":
+        if sys.platform != "linux":
+            pytest.skip("decoder processes: Linux")
+        monkeypatch.setattr(docker_parallel, "PROCESSES_MIN_BYTES", 0)
+    else:
+        monkeypatch.setattr(docker_parallel, "processes_available", lambda: False)
+    return str(request.param)
+
+
 @pytest.fixture(autouse=True)
 def claims_from_one_mib(monkeypatch: pytest.MonkeyPatch) -> None:
     """The test layers are small: ask for the trailer of blobs from 1 MiB on."""
@@ -94,19 +115,21 @@ def trailer_requests(proxy: FaultProxy, data: BuiltLayer) -> list[int]:
 
 @pytest.fixture
 def early_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The byte counts the followers read from blobs not verified yet."""
-    counts: list[int] = []
-    real = blob_follow.GrowingBlobReader.readinto
+    """How far blobs not verified yet had arrived each time a follower (a decoder thread
+    or a decoder process, through the gate) asked: what it could read early."""
+    ends: list[int] = []
+    real = assemble.BlobGate.wait_beyond
 
-    def readinto(self: blob_follow.GrowingBlobReader, buffer: Any) -> int:
-        verified = self._verified
-        count = real(self, buffer)
-        if not verified and not self._verified:
-            counts.append(count)
-        return count
+    def wait_beyond(
+        self: assemble.BlobGate, digest: Digest, position: int
+    ) -> tuple[Path, int, bool]:
+        path, end, verified = real(self, digest, position)
+        if not verified:
+            ends.append(end)
+        return path, end, verified
 
-    monkeypatch.setattr(blob_follow.GrowingBlobReader, "readinto", readinto)
-    return counts
+    monkeypatch.setattr(assemble.BlobGate, "wait_beyond", wait_beyond)
+    return ends
 
 
 async def test_layers_decoded_as_they_arrive_give_the_sequential_bytes(
@@ -184,3 +207,65 @@ async def test_a_blob_corrupt_under_its_decoder_is_decoded_again_once_verified(
     assert_archive(result, images.app)
     assert sum(early_reads) > 0
     assert "read again from its verified blob" in caplog.text
+
+
+async def _pull_killing_a_decoder(
+    proxy: FaultProxy, images: Images, tmp_path: Path, kill: Callable[[], None]
+) -> None:
+    """Pull the app image, its big blob slow, and call ``kill`` once its decoder processes
+    run and the big blob is on its way (then the pull must fail)."""
+    partial = blob_file(tmp_path / "c", images.big, ".partial")
+    proxy.add(throttle(1_000_000), path=blob_re(images.big), times=None)
+
+    async def kill_when_decoding() -> None:
+        while not (partial.exists() and partial.stat().st_size >= 300_000 and worker_pids()):
+            await anyio.sleep(0.02)
+        kill()
+
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(kill_when_decoding)
+            await pull(proxy, images.app, tmp_path / "c", tmp_path / "x.tar")
+    except BaseExceptionGroup as group:
+        (error,) = group.exceptions  # the pull's
+        raise error from None
+
+
+async def test_a_killed_decoder_process_fails_the_pull_clearly_and_leaves_no_output(
+    proxy: FaultProxy, images: Images, tmp_path: Path, decoders: str
+) -> None:
+    if decoders != "processes":
+        pytest.skip("decoder threads: nothing to kill")
+    workers: set[int] = set()
+
+    def kill() -> None:  # the one following the big blob among them
+        workers.update(worker_pids())
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+
+    with pytest.raises(OutputError, match="decoder process ended unexpectedly"):
+        await _pull_killing_a_decoder(proxy, images, tmp_path, kill)
+    assert len(workers) == 2
+    assert not worker_pids()
+    assert_nothing_left_at(tmp_path / "x.tar")
+    assert blob_file(tmp_path / "c", images.app.layers[0]).exists()  # verified blobs kept
+
+
+async def test_a_cancelled_pull_leaves_no_decoder_process(
+    proxy: FaultProxy, images: Images, tmp_path: Path, decoders: str
+) -> None:
+    if decoders != "processes":
+        pytest.skip("decoder threads: nothing to kill")
+    workers: set[int] = set()
+    with anyio.CancelScope() as scope:
+
+        def cancel() -> None:
+            workers.update(worker_pids())
+            scope.cancel()
+
+        await _pull_killing_a_decoder(proxy, images, tmp_path, cancel)
+    assert scope.cancelled_caught
+    assert len(workers) == 2
+    assert not worker_pids()
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+    assert_nothing_left_at(tmp_path / "x.tar")
