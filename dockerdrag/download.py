@@ -48,10 +48,10 @@ the fetcher's :class:`~dockerdrag.connection_limit.ConnectionLimit` while it is 
 so layers and chunks share the limit; a freed place goes to the waiting request of
 the blob needed first (its rank in :func:`fetch_all`'s order). The limit starts at
 ``INITIAL_CONNECTIONS`` and doubles towards ``concurrency`` while requests wait and
-the open connections are slow (:func:`next_connection_limit`, two looks in a row): a
-fast link keeps few buffers in memory, a link that caps each connection gets as many
-as it takes within a few looks. No place is held while waiting for a lock, for other
-chunks, or between reconnects, so the fan-out cannot deadlock. Files: a blob opens
+the open connections are slow (:mod:`connection_growth`): a fast link keeps few buffers
+in memory, a link that caps each connection gets as many as it takes within a few looks.
+No place is held while waiting for a lock, for other chunks, or between reconnects, so
+the fan-out cannot deadlock. Files: a blob opens
 its lock and partial files only once it holds one of ``OPEN_BLOBS_PER_CONNECTION *
 concurrency`` places (taken before the lock, never while holding a connection), so
 the descriptors of a pull stay bounded however many layers it has.
@@ -60,13 +60,13 @@ the descriptors of a pull stay bounded however many layers it has.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import anyio
 
 from .blob_download import BlobDownload
+from .connection_growth import ConnectionGrowth
 from .connection_limit import ConnectionLimit
 from .digest import Digest
 from .disk_threads import DiskThreads
@@ -89,7 +89,6 @@ INITIAL_CONNECTIONS = 6
 Six, not four: on a slow link a pull of many small layers is mostly ramp, and over
 loopback six cost no more time or memory than four (benchmarks/README.md says how this
 is measured)."""
-GROWTH_FACTOR = 2
 OPEN_BLOBS_PER_CONNECTION = 2
 """Blobs with files open (lock, partial) at once, per connection of ``concurrency``.
 
@@ -98,24 +97,6 @@ of layers needs a few dozen descriptors, not two per layer. Twice the connection
 so a blob busy with its files (opening, the commit) leaves its connection to
 another.
 """
-
-
-def next_connection_limit(
-    limit: int, ceiling: int, *, waiting: int, received: int, seconds: float, slow_rate: float
-) -> int:
-    """The connection limit after one look at the traffic of the last ``seconds``.
-
-    It doubles (``GROWTH_FACTOR``, to at most ``ceiling``) when requests are waiting
-    for a connection and the busy ones carried less than ``slow_rate`` bytes per
-    second each: a far registry, or a CDN or proxy that caps each connection, where
-    each more connection adds its share. On a fast link a few connections already
-    carry what the client can take, and each more one only costs memory.
-    """
-    if limit >= ceiling or waiting <= 0 or seconds <= 0:
-        return min(limit, ceiling)
-    if received / seconds / limit >= slow_rate:
-        return limit
-    return min(ceiling, limit * GROWTH_FACTOR)
 
 
 DEFAULT_CONCURRENCY = 16
@@ -154,7 +135,7 @@ class BlobFetcher:
         self._open_blobs: anyio.CapacityLimiter | None = None
         self._disk_limiter: anyio.CapacityLimiter | None = None
         self._disk_threads = DiskThreads(DISK_THREADS)
-        self._received = 0
+        self._growth = ConnectionGrowth(self.options)
         self.on_prefix: Callable[[Digest, Path, int], None] | None = None
         """Hears how far each downloading blob's bytes on disk reach from its start
         (the docker writer follows big layers as they arrive); None: nobody listens."""
@@ -193,36 +174,12 @@ class BlobFetcher:
 
     def note_received(self, size: int) -> None:
         """Count body bytes as they arrive (the connection watcher reads the count)."""
-        self._received += size
+        self._growth.note_received(size)
 
     async def watch_connections(self) -> None:
-        """Open more connections while every one is busy, work waits, and they are slow.
-
-        Runs until cancelled. Each ``TransferOptions.growth_check_seconds`` it looks at the bytes
-        received meanwhile; see :func:`next_connection_limit`. It never lowers the limit.
-        """
-        limiter = self.limiter
-        mark_bytes, mark_time = self._received, time.monotonic()
-        slow_before = False  # two slow looks in a row: the first may be connection set-up
-        while limiter.total_tokens < self._concurrency:
-            await anyio.sleep(self.options.growth_check_seconds)
-            now = time.monotonic()
-            limit = int(limiter.total_tokens)
-            grown = next_connection_limit(
-                limit,
-                self._concurrency,
-                waiting=limiter.waiting,
-                received=self._received - mark_bytes,
-                seconds=now - mark_time,
-                slow_rate=self.options.slow_connection_rate,
-            )
-            slow = grown > limit
-            if slow and slow_before:
-                log.debug("blob connections: %d -> %d (slow connections)", limit, grown)
-                limiter.total_tokens = grown
-                slow = False
-            slow_before = slow
-            mark_bytes, mark_time = self._received, now
+        """Open more connections while every one is busy, work waits, and they are slow
+        (see :mod:`connection_growth`); return once the limit reaches ``concurrency``."""
+        await self._growth.watch(self.limiter, self._concurrency)
 
     @property
     def disk_limiter(self) -> anyio.CapacityLimiter:

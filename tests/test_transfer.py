@@ -36,12 +36,9 @@ from dockerdrag import (
     RegistryError,
     RetryPolicy,
 )
-from dockerdrag.download import (
-    GROWTH_FACTOR,
-    INITIAL_CONNECTIONS,
-    TransferOptions,
-    next_connection_limit,
-)
+from dockerdrag.connection_growth import GROWTH_FACTOR, ConnectionGrowth, next_connection_limit
+from dockerdrag.connection_limit import ConnectionLimit
+from dockerdrag.download import INITIAL_CONNECTIONS, TransferOptions
 from dockerdrag.errors import BlobUnknownError, SizeMismatchError
 from dockerdrag.events import LayerPhase, LayerProgress, ProgressEvent
 from dockerdrag.pull import PullResult
@@ -620,6 +617,27 @@ def test_next_connection_limit_grows_only_for_slow_saturated_connections() -> No
     assert grow(4, 6, waiting=3, received=slow, seconds=0.25) == 6  # never past the ceiling
     assert grow(16, 16, waiting=3, received=0, seconds=0.25) == 16
     assert grow(4, 16, waiting=3, received=slow, seconds=0.0) == 4
+
+
+@pytest.mark.parametrize(("slow_rate", "grown"), [(1e12, 8), (0.0, 2)])
+async def test_connection_growth_doubles_towards_the_ceiling_only_while_slow(
+    slow_rate: float, grown: int
+) -> None:
+    """Every place held and ten requests waiting: connections slower than ``slow_rate``
+    double the limit (2 -> 4 -> 8, the ceiling, where the watch ends); fast ones never do."""
+    limiter = ConnectionLimit(2)
+    growth = ConnectionGrowth(
+        replace(CHUNKED, growth_check_seconds=0.01, slow_connection_rate=slow_rate)
+    )
+    async with anyio.create_task_group() as waiting:
+        for _ in range(2 + 10):
+            waiting.start_soon(limiter.acquire)
+        await anyio.wait_all_tasks_blocked()
+        assert limiter.waiting == 10
+        with anyio.move_on_after(10 if grown > 2 else 0.3):
+            await growth.watch(limiter, 8)
+        waiting.cancel_scope.cancel()
+    assert limiter.total_tokens == grown
 
 
 # -- faults ----------------------------------------------------------------------------

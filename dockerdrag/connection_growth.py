@@ -1,0 +1,83 @@
+"""The growth of a pull's connection limit: more blob connections only while they are slow.
+
+A pull starts with a few connections (``download.INITIAL_CONNECTIONS``).
+:class:`ConnectionGrowth` counts the body bytes as they arrive and, every
+``TransferOptions.growth_check_seconds``, looks at the traffic since its last look: when
+requests wait for a connection and the busy ones are slow (:func:`next_connection_limit`)
+at two looks in a row (the first may be connection set-up), the limit doubles, towards
+the pull's ``concurrency``. A fast link keeps few buffers in memory; a link that caps each
+connection gets as many as it takes within a few looks. The limit is never lowered.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import anyio
+
+from .connection_limit import ConnectionLimit
+from .transfer_options import TransferOptions
+
+log = logging.getLogger("dockerdrag")
+
+GROWTH_FACTOR = 2
+
+
+def next_connection_limit(
+    limit: int, ceiling: int, *, waiting: int, received: int, seconds: float, slow_rate: float
+) -> int:
+    """The connection limit after one look at the traffic of the last ``seconds``.
+
+    It doubles (``GROWTH_FACTOR``, to at most ``ceiling``) when requests are waiting
+    for a connection and the busy ones carried less than ``slow_rate`` bytes per
+    second each: a far registry, or a CDN or proxy that caps each connection, where
+    each more connection adds its share. On a fast link a few connections already
+    carry what the client can take, and each more one only costs memory.
+    """
+    if limit >= ceiling or waiting <= 0 or seconds <= 0:
+        return min(limit, ceiling)
+    if received / seconds / limit >= slow_rate:
+        return limit
+    return min(ceiling, limit * GROWTH_FACTOR)
+
+
+class ConnectionGrowth:
+    """Raises a :class:`ConnectionLimit` towards a ceiling while its connections are slow."""
+
+    def __init__(self, options: TransferOptions) -> None:
+        self.options = options
+        self.received = 0
+        """Body bytes received so far, by every connection."""
+
+    def note_received(self, size: int) -> None:
+        """Count body bytes as they arrive."""
+        self.received += size
+
+    async def watch(self, limiter: ConnectionLimit, ceiling: int) -> None:
+        """Raise ``limiter`` towards ``ceiling`` while every connection is busy, work
+        waits and they are slow; return once it reaches ``ceiling`` (cancel it before)."""
+        mark_bytes, mark_time = self.received, time.monotonic()
+        slow_before = False  # two slow looks in a row: the first may be connection set-up
+        while limiter.total_tokens < ceiling:
+            await anyio.sleep(self.options.growth_check_seconds)
+            now = time.monotonic()
+            limit = int(limiter.total_tokens)
+            grown = next_connection_limit(
+                limit,
+                ceiling,
+                waiting=limiter.waiting,
+                received=self.received - mark_bytes,
+                seconds=now - mark_time,
+                slow_rate=self.options.slow_connection_rate,
+            )
+            slow = grown > limit
+            if slow and slow_before:
+                log.debug("blob connections: %d -> %d (slow connections)", limit, grown)
+                limiter.total_tokens = grown
+                slow = False
+            slow_before = slow
+            mark_bytes, mark_time = self.received, now
+
+
+__all__ = ["GROWTH_FACTOR", "ConnectionGrowth", "next_connection_limit"]
