@@ -105,6 +105,7 @@ class BlobGate:
         self._claims_pending = False
         self._prefixes: dict[Digest, tuple[Path, int]] = {}  # partial file, bytes on disk
         self._restarts: dict[Digest, int] = {}  # times each download started its blob over
+        self._watched: dict[Digest, int] = {}  # readers waiting for each blob's bytes
 
     def mark_ready(self, digest: Digest, path: Path, downloaded: bool = False) -> None:
         """Called on the event loop once ``digest`` is verified at ``path``.
@@ -142,10 +143,14 @@ class BlobGate:
         if digest not in self.paths:
             return
         with self._changed:
-            if end < self._prefixes.get(digest, (partial, 0))[1]:
+            before = self._prefixes.get(digest, (partial, 0))[1]
+            if end < before:
                 self._restarts[digest] = self._restarts.get(digest, 0) + 1
             self._prefixes[digest] = (partial, end)
-            self._changed.notify_all()
+            # Waiters hear of a blob's progress only if they wait for that blob's bytes,
+            # or for any blob to have bytes (none had, or had none left).
+            if self._watched.get(digest) or (before == 0) != (end == 0):
+                self._changed.notify_all()
 
     def restarts(self, digest: Digest) -> int:
         """How often the download of ``digest`` went back below bytes it had on disk (a
@@ -179,7 +184,11 @@ class BlobGate:
             return end != position or digest in self._ready or self._cancelled
 
         with self._changed:
-            self._changed.wait_for(moved)
+            self._watched[digest] = self._watched.get(digest, 0) + 1
+            try:
+                self._changed.wait_for(moved)
+            finally:
+                self._watched[digest] -= 1
             if self._cancelled:
                 raise WriterCancelled("pull cancelled")
             self._read.add(digest)

@@ -3,8 +3,8 @@
 The ranges come from what earlier runs recorded (:meth:`BlobStore.load_ranges`); the
 hasher has been fed the bytes ``[0, hashed)``, in order. The methods do blocking file
 work: the caller runs them inline or in a worker thread. ``on_prefix``, when set, hears
-``hashed`` as it grows (every ``PUBLISH_STEP`` bytes and at the end) and 0 when the
-blob is started over, so a reader can follow the blob as it arrives
+``hashed`` as it grows (once ``PUBLISH_STEP`` bytes more are hashed, and at the blob's end)
+and 0 when the blob is started over, so a reader can follow the blob as it arrives
 (:mod:`dockerdrag.blob_follow`).
 """
 
@@ -70,7 +70,7 @@ class PartialBlob:
                 raise SizeMismatchError(f"partial blob {self.digest.short} is shorter than noted")
             self.hasher.update(block)
             self.hashed += len(block)
-        self._publish(force=True)
+        self._publish(force=self.hashed == self.size)
 
     def write(self, pos: int, block: memoryview, inline_hash: bool) -> None:
         """Write ``block`` at ``pos`` (the caller does not touch it meanwhile); with
