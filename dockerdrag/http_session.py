@@ -10,6 +10,7 @@ the exchange (:func:`~dockerdrag.http_failures.connection_error`). The session:
   another registry on the same host); each request names its own proxy.
 * Bodies as sent (no decompression: a blob's digest is of its bytes), read in steps of at
   most :data:`READ_BUFFER_BYTES`; no limit on connections (the callers bound them).
+* A TLS connection queues little ciphertext (:func:`~dockerdrag.tls_buffers.limit_tls_queue`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .errors import DockerDragError
 from .http_failures import connection_error
 from .redirects import redact_url
 from .retry import parse_retry_after
+from .tls_buffers import limit_tls_queue
 from .tls_proxy import Proxies, TLSSettings
 from .tokens import MAX_TOKEN_BODY, TokenReply, TokenRequest
 
@@ -110,6 +112,8 @@ class HttpSession:
                 proxy_headers=proxy_headers,
             ) as raw:
                 handed_out = True
+                if raw.connection is not None:
+                    limit_tls_queue(raw.connection.transport)
                 yield raw
         except DockerDragError:
             raise

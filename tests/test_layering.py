@@ -20,6 +20,7 @@ LAYERS: list[set[str]] = [
         "media_types",
         "parameter_docs",
         "disk_threads",
+        "tls_buffers",
     },
     {"digest", "platform", "direct_io", "retry", "credentials", "blob_lock", "conventions"},
     {"gojson", "direct_regions", "low_speed", "ca_preload", "range_checks", "blob_body", "events"},
