@@ -52,7 +52,7 @@ from .docker_archive import (
     LayerData,
     archive_entries,
 )
-from .errors import IntegrityError
+from .errors import IntegrityError, OutputError
 from .tarwriter import (
     BLOCK_SIZE,
     END_OF_ARCHIVE,
@@ -212,7 +212,7 @@ def _decoder_processes(
 ) -> contextlib.AbstractContextManager[DecoderProcesses | None]:
     """Worker processes for the layers where this system runs them, every layer's blob
     can be handed to one (:attr:`ArchiveLayer.source`) and they hold enough bytes to pay
-    for starting them; else None: threads decode."""
+    for starting them; else, or if they cannot be started, None: threads decode."""
     sources = [layer.source for image in images for layer in image.layers]
     if (
         not processes_available()
@@ -220,7 +220,11 @@ def _decoder_processes(
         or sum(source.size for source in sources if source is not None) < PROCESSES_MIN_BYTES
     ):
         return contextlib.nullcontext()
-    return DecoderProcesses(out.fd, DECODERS)
+    try:
+        return DecoderProcesses(out.fd, DECODERS)
+    except OutputError as exc:
+        log.info("layers decoded by threads: %s", exc)
+        return contextlib.nullcontext()
 
 
 def _hand_over(decoders: ThreadPoolExecutor, decoding: _Decoding) -> list[Future[bool]]:

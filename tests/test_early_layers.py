@@ -269,3 +269,20 @@ async def test_a_cancelled_pull_leaves_no_decoder_process(
     assert not worker_pids()
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
     assert_nothing_left_at(tmp_path / "x.tar")
+
+
+async def test_decoder_processes_that_cannot_start_leave_the_layers_to_threads(
+    proxy: FaultProxy,
+    images: Images,
+    tmp_path: Path,
+    decoders: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    if decoders != "processes":
+        pytest.skip("decoder threads: no process to start")
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    with caplog.at_level(logging.INFO, logger="dockerdrag"):
+        result = await pull(proxy, images.app, tmp_path / "c", tmp_path / "x.tar")
+    assert_archive(result, images.app)
+    assert "layers decoded by threads: cannot start a decoder process" in caplog.text
