@@ -32,14 +32,18 @@ pytestmark = pytest.mark.anyio
 
 
 async def settled_read_buffer(transport: object) -> int:
-    """The transport's queued ciphertext once it stopped growing (its socket paused)."""
+    """The transport's queued ciphertext once it stopped growing (its socket paused).
+
+    An empty queue does not count as settled: a registry slow to send leaves it empty
+    while aiohttp still takes every byte.
+    """
     get_size = transport.get_read_buffer_size  # type: ignore[attr-defined]
     seen, steady = -1, 0
     deadline = time.monotonic() + 10  # only a guard against a hang
     while steady < 10 and time.monotonic() < deadline:
         await anyio.sleep(0.02)
         size = get_size()
-        steady = steady + 1 if size == seen else 0
+        steady = steady + 1 if size == seen and size > 0 else 0
         seen = size
     return int(seen)
 
@@ -64,7 +68,7 @@ async def test_an_unread_tls_body_holds_one_queue_and_one_receive_at_most(
                 queued = await settled_read_buffer(raw.connection.transport)
                 # asyncio's defaults stop reading at 256 KiB queued, after up to 256 KiB
                 # received at once
-                assert 0 < queued <= TLS_QUEUE_BYTES + TLS_READ_BYTES
+                assert queued <= TLS_QUEUE_BYTES + TLS_READ_BYTES
                 received += await raw.content.readexactly(512 << 10)
             assert received + await raw.read() == data
     finally:
