@@ -7,6 +7,12 @@ requests wait for a connection and the busy ones are slow (:func:`next_connectio
 at two looks in a row (the first may be connection set-up), the limit doubles, towards
 the pull's ``concurrency``. A fast link keeps few buffers in memory; a link that caps each
 connection gets as many as it takes within a few looks. The limit is never lowered.
+
+A registry whose config took ``TransferOptions.far_round_trip`` or more to come
+(:meth:`ConnectionGrowth.start_far`, before the layers) gets the ceiling at once: every
+request to it waits that long, so its layers go faster on every connection the ceiling
+allows, and a pull of many small layers over such a link would otherwise spend most of
+its time in the ramp.
 """
 
 from __future__ import annotations
@@ -53,6 +59,20 @@ class ConnectionGrowth:
     def note_received(self, size: int) -> None:
         """Count body bytes as they arrive."""
         self.received += size
+
+    def start_far(self, limiter: ConnectionLimit, ceiling: int, seconds: float) -> None:
+        """A blob (the config, before the layers) took ``seconds`` to fetch: if that is
+        ``TransferOptions.far_round_trip`` or more, raise ``limiter`` to ``ceiling`` now."""
+        far = self.options.far_round_trip
+        if far is None or seconds < far or limiter.total_tokens >= ceiling:
+            return
+        log.debug(
+            "blob connections: %d -> %d (a blob took %.0f ms: a far registry)",
+            limiter.total_tokens,
+            ceiling,
+            seconds * 1000,
+        )
+        limiter.total_tokens = ceiling
 
     async def watch(self, limiter: ConnectionLimit, ceiling: int) -> None:
         """Raise ``limiter`` towards ``ceiling`` while every connection is busy, work

@@ -49,7 +49,9 @@ so layers and chunks share the limit; a freed place goes to the waiting request 
 the blob needed first (its rank in :func:`fetch_all`'s order). The limit starts at
 ``INITIAL_CONNECTIONS`` and doubles towards ``concurrency`` while requests wait and
 the open connections are slow (:mod:`connection_growth`): a fast link keeps few buffers
-in memory, a link that caps each connection gets as many as it takes within a few looks.
+in memory, a link that caps each connection gets as many as it takes within a few looks;
+it goes to ``concurrency`` at once when the config (fetched through
+:meth:`BlobFetcher.fetch_bytes`) took long to come, from a far registry.
 No place is held while waiting for a lock, for other chunks, or between reconnects, so
 the fan-out cannot deadlock. Files: a blob opens
 its lock and partial files only once it holds one of ``OPEN_BLOBS_PER_CONNECTION *
@@ -60,6 +62,7 @@ the descriptors of a pull stay bounded however many layers it has.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -268,7 +271,11 @@ class BlobFetcher:
                 f"blob {descriptor.digest} is {descriptor.size} bytes, over the {limit}-byte limit"
             )
         for _ in range(2):
-            path = await self.fetch(reference, descriptor, report=False)
+            started = time.monotonic()
+            path, downloaded = await self.fetch_noting_download(reference, descriptor, report=False)
+            if downloaded:
+                elapsed = time.monotonic() - started
+                self._growth.start_far(self.limiter, self._concurrency, elapsed)
             raw = await anyio.to_thread.run_sync(path.read_bytes, limiter=self.disk_limiter)
             if Digest.of(raw) == descriptor.digest:
                 return raw

@@ -48,6 +48,10 @@ class TransferOptions:
     It grows after two slow looks in a row (the first may be connection set-up), so a link
     that caps each connection gets twice the connections every two looks: a pull of many
     small layers over a far link, each request a round trip, is mostly this ramp."""
+    far_round_trip: float | None = 0.04
+    """A registry whose config (a small blob, asked for before the layers) took this many
+    seconds or more to come is far: every request to it waits that long, so the pull's
+    connections go to ``concurrency`` at once instead of growing from a few (None: never)."""
     split_min_bytes: int = 2 << 20
     """The least bytes each half of a split chunk gets: once no chunk of a blob is left to
     start and no other request waits for a connection, an idle connection takes the second
@@ -68,5 +72,7 @@ class TransferOptions:
             raise ValueError("ranges_save_every and growth_check_seconds must be positive")
         if self.split_min_bytes < 1 << 20:
             raise ValueError("split_min_bytes must be at least 1 MiB")
+        if self.far_round_trip is not None and self.far_round_trip < 0:
+            raise ValueError("far_round_trip must not be negative")
         if self.split_min_seconds < 0:
             raise ValueError("split_min_seconds must not be negative")

@@ -213,7 +213,7 @@ async def test_a_slow_link_gets_more_connections_than_a_fast_one(
     ceiling. The same pull where every rate counts as fast keeps the initial connections.
     Connections are counted at the proxy: the client ports that carried blob requests."""
     (data,) = image.layers
-    fast = replace(MANY_CHUNKS, slow_connection_rate=0.0)
+    fast = replace(MANY_CHUNKS, slow_connection_rate=0.0, far_round_trip=None)
     await pull(proxy, image, tmp_path / "fast", fast, concurrency=16)
     fast_connections = proxy.connections(r"/blobs/")
     proxy.reset()
@@ -223,6 +223,21 @@ async def test_a_slow_link_gets_more_connections_than_a_fast_one(
     slow_connections = proxy.connections(r"/blobs/")
     assert fast_connections <= INITIAL_CONNECTIONS
     assert slow_connections >= 2 * INITIAL_CONNECTIONS
+
+
+async def test_a_far_registry_gets_every_connection_at_once(
+    proxy: FaultProxy, image: PushedImage, tmp_path: Path
+) -> None:
+    """The config takes a while to come (held back at the proxy, as a far registry's
+    would): the layer's chunks get every connection the ceiling allows, though no
+    connection ever counts as slow. Connections are counted at the proxy."""
+    (data,) = image.layers
+    proxy.add(stall(0.2), path=rf"/blobs/{image.config_digest}$")
+    proxy.add(throttle(250_000), path=blob_re(data), times=None)  # every chunk held a while
+    never_slow = replace(MANY_CHUNKS, slow_connection_rate=0.0)
+    with anyio.fail_after(60):
+        await pull(proxy, image, tmp_path / "far", never_slow, concurrency=16)
+    assert proxy.connections(blob_re(data)) > 2 * INITIAL_CONNECTIONS
 
 
 def test_the_connection_limit_doubles_twice_within_a_fifth_of_a_second() -> None:

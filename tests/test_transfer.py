@@ -596,9 +596,12 @@ async def test_slow_connections_make_the_limit_grow_to_the_ceiling(
 async def test_a_fast_link_keeps_the_initial_connections(
     proxy: FaultProxy, images: Images, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Connections fast enough (here: any rate counts as fast, so a loaded machine cannot make
-    loopback look slow) are not multiplied, however many requests wait."""
-    always_fast = replace(CHUNKED, slow_connection_rate=0.0, growth_check_seconds=0.01)
+    """Connections fast enough (here: any rate counts as fast and no registry as far, so a
+    loaded machine cannot make loopback look slow) are not multiplied, however many
+    requests wait."""
+    always_fast = replace(
+        CHUNKED, slow_connection_rate=0.0, growth_check_seconds=0.01, far_round_trip=None
+    )
     proxy.add(throttle(2_000_000), path=r"/blobs/", times=None)
     busiest = _count_open_blobs(monkeypatch)
     await pull_app_in_chunks(proxy, images, tmp_path, 16, always_fast)
