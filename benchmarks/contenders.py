@@ -28,6 +28,7 @@ Every run happens in its own work directory, deleted afterwards; outputs are che
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import shlex
@@ -110,6 +111,15 @@ def check_oci_archive(path: Path, layers: int) -> None:
         raise ValueError(f"{path.name}: neither manifest.json nor index.json + oci-layout")
 
 
+def check_oci_layout(layout: Path, blobs: int) -> None:
+    """An OCI layout directory (index.json + oci-layout) holding at least ``blobs`` blobs."""
+    found = list((layout / "blobs" / "sha256").iterdir())
+    if not (layout / "index.json").is_file() or not (layout / "oci-layout").is_file():
+        raise ValueError(f"{layout.name}/: no index.json + oci-layout")
+    if len(found) < blobs:
+        raise ValueError(f"{layout.name}/: {len(found)} blobs, {blobs} expected")
+
+
 class Contender:
     """Base: ``command(s)`` run in ``workdir``; ``check`` then looks at the result."""
 
@@ -158,7 +168,6 @@ class Dockerdrag(Contender):
     name = "dockerdrag"
     description = "`python -m dockerdrag pull` (docker archive), fresh --cache-dir"
     format: ClassVar[str | None] = None
-    output: ClassVar[str] = "out.tar"
 
     def __init__(self, extra_args: Sequence[str] = (), checkout: Path = REPO_ROOT) -> None:
         self.extra_args = list(extra_args)
@@ -174,13 +183,28 @@ class Dockerdrag(Contender):
         """How the command starts, up to its arguments."""
         return [sys.executable, "-m", "dockerdrag"]
 
+    def output_format(self) -> str:
+        """The format the run writes: a ``--format`` among the extra options (the last),
+        else the contender's own (``docker`` by default)."""
+        chosen = self.format or "docker"
+        for option, value in itertools.pairwise([*self.extra_args, ""]):
+            if option == "--format":
+                chosen = value
+            elif option.startswith("--format="):
+                chosen = option.partition("=")[2]
+        return chosen
+
+    def output(self) -> str:
+        """What ``-o`` names in the work directory: a layout directory for ``oci-dir``."""
+        return "out" if self.output_format() == "oci-dir" else "out.tar"
+
     def commands(self, target: Target, workdir: Path) -> list[list[str]]:
         argv = [
             *self.launcher(),
             "pull",
             target.reference,
             "-o",
-            str(workdir / self.output),
+            str(workdir / self.output()),
             *dockerdrag_trust(target, workdir),
             "--cache-dir",
             str(workdir / "cache"),
@@ -190,14 +214,21 @@ class Dockerdrag(Contender):
             argv += ["--format", self.format]
         return [argv + self.extra_args]
 
+    def check(self, target: Target, workdir: Path) -> None:
+        output = workdir / self.output()
+        output_format = self.output_format()
+        if output_format == "oci-dir":
+            check_oci_layout(output, len(target.image.blob_digests))
+        elif output_format == "oci":
+            check_oci_archive(output, len(target.image.layers))
+        else:
+            check_docker_archive(output, len(target.image.layers))
+
 
 class DockerdragOci(Dockerdrag):
     name = "dockerdrag-oci"
     description = "`python -m dockerdrag pull --format oci`, fresh --cache-dir"
     format = "oci"
-
-    def check(self, target: Target, workdir: Path) -> None:
-        check_oci_archive(workdir / "out.tar", len(target.image.layers))
 
 
 class DockerdragPortable(Dockerdrag):
@@ -229,15 +260,6 @@ class DockerdragOciDir(Dockerdrag):
         "`python -m dockerdrag pull --format oci-dir` (a layout directory), fresh --cache-dir"
     )
     format = "oci-dir"
-    output = "out"
-
-    def check(self, target: Target, workdir: Path) -> None:
-        layout = workdir / self.output
-        blobs = list((layout / "blobs" / "sha256").iterdir())
-        if not (layout / "index.json").is_file() or not (layout / "oci-layout").is_file():
-            raise ValueError("out/: no index.json + oci-layout")
-        if len(blobs) < len(target.image.blob_digests):
-            raise ValueError(f"out/: {len(blobs)} blobs, {len(target.image.blob_digests)} expected")
 
 
 class Skopeo(Contender):

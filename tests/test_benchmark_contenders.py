@@ -45,6 +45,41 @@ def test_portable_and_baseline_run_the_checkout_they_name(tmp_path: Path) -> Non
     assert any(str(ROOT) in note for note in notes)
 
 
+@pytest.mark.parametrize(
+    ("extra", "output", "written"),
+    [
+        ([], "out.tar", "docker"),
+        (["--format", "oci"], "out.tar", "oci"),
+        (["--format=oci-dir"], "out", "oci-dir"),
+        (["--format", "oci", "--format", "oci-dir"], "out", "oci-dir"),
+    ],
+)
+def test_a_format_among_the_extra_options_names_the_output_and_its_check(
+    tmp_path: Path, extra: list[str], output: str, written: str
+) -> None:
+    """--dockerdrag-args="--format oci-dir" makes the baseline write (and the harness
+    check) a layout directory, as the dockerdrag-oci-dir contender does."""
+    (_plain, baseline), _ = choose_contenders(
+        ["dockerdrag", "dockerdrag-baseline"], None, [], extra, baseline=ROOT
+    )
+    (argv,) = baseline.commands(_target(), tmp_path)
+    assert argv[argv.index("-o") + 1] == str(tmp_path / output)
+    assert isinstance(baseline, Dockerdrag) and baseline.output_format() == written
+    layout = tmp_path / "out"
+    (layout / "blobs" / "sha256").mkdir(parents=True)
+    for name in ("index.json", "oci-layout"):
+        (layout / name).write_text("{}")
+    target = _target(_Image(blob_digests=("sha256:a",)))
+    if written == "oci-dir":
+        with pytest.raises(ValueError, match="0 blobs, 1 expected"):
+            baseline.check(target, tmp_path)
+        (layout / "blobs" / "sha256" / "a").write_text("")
+        baseline.check(target, tmp_path)
+    else:
+        with pytest.raises(OSError):  # looks for out.tar, not the layout
+            baseline.check(target, tmp_path)
+
+
 def test_a_baseline_needs_a_checkout(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="--baseline-checkout"):
         choose_contenders(["dockerdrag-baseline"], None, [])
@@ -72,16 +107,19 @@ def test_the_baseline_is_not_this_checkouts_peak_rss() -> None:
     assert results["big: dockerdrag peak RSS, MB (any link/format)"].status == "PASS"
 
 
-def _target() -> Target:
-    """A target whose image has only what a command line needs (repo and tag)."""
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+    repo: str = "bench/x"
+    tag: str = "v1"
 
-    @dataclasses.dataclass(frozen=True)
-    class Spec:
-        repo: str = "bench/x"
-        tag: str = "v1"
 
-    @dataclasses.dataclass(frozen=True)
-    class Image:
-        spec: Spec = Spec()
+@dataclasses.dataclass(frozen=True)
+class _Image:
+    spec: _Spec = _Spec()
+    blob_digests: tuple[str, ...] = ()
+    layers: tuple[str, ...] = ()
 
-    return Target(Image(), "127.0.0.1:5000", "direct")  # type: ignore[arg-type]
+
+def _target(image: _Image | None = None) -> Target:
+    """A target whose image has only what a command line and a layout check need."""
+    return Target(image or _Image(), "127.0.0.1:5000", "direct")  # type: ignore[arg-type]
