@@ -28,8 +28,6 @@ from .errors import leaf_error
 from .eventloop import require_asyncio
 from .events import EventStream, ProgressCallback
 from .image_list import ImageListEntry
-from .list_pull import plan_list
-from .list_pull_run import run_list_pull
 from .lockfile import Lockfile
 from .manifest import Descriptor
 from .outputs import check_file_output, output_path
@@ -42,7 +40,6 @@ from .parameter_docs import (
 )
 from .platform import Platform, PlatformSpec
 from .pull_assembly import ArchiveAssembler
-from .pull_inspect import image_platforms, inspect_image
 from .pull_plan import FORMATS as FORMATS
 from .pull_plan import archive_tags as archive_tags
 from .pull_plan import as_reference, plan_images
@@ -53,7 +50,6 @@ from .pull_results import ListPullResult as ListPullResult
 from .pull_results import PullEvent as PullEvent
 from .pull_results import PullFinished as PullFinished
 from .pull_results import PullResult as PullResult
-from .pull_stream import pull_event_stream
 from .reference import Reference
 from .registry import RegistryClient, mirror_host
 from .retry import RetryPolicy
@@ -131,6 +127,8 @@ class Puller:
     async def platforms(self, reference: str | Reference) -> list[Descriptor]:
         """The platform entries of a multi-platform image (empty for a single image);
         attestation entries are left out."""
+        from .pull_inspect import image_platforms  # here: a pull does not inspect
+
         ref = as_reference(reference)
         self.credentials.bind(ref)
         return await image_platforms(self.client, ref)
@@ -140,6 +138,8 @@ class Puller:
         self, reference: str | Reference, *, platform: Platform | str | None = None
     ) -> ImageInspection:
         """Describe an image (manifest, platforms, config, layers) without pulling layers."""
+        from .pull_inspect import inspect_image  # here: a pull does not inspect
+
         ref = as_reference(reference)
         self.credentials.bind(ref)
         wanted = Platform.parse(platform) if isinstance(platform, str) else platform
@@ -169,6 +169,8 @@ class Puller:
         the pull's error. Leaving the block early cancels the pull. Pending
         ``downloading`` updates of a layer are merged, so a slow consumer costs no memory.
         """
+        from .pull_stream import pull_event_stream  # here: only this API hands events out
+
         run = functools.partial(
             self.pull, reference, platform=platform, output=output, tag=tag, format=format
         )
@@ -240,6 +242,10 @@ class Puller:
         warning, sent to ``progress`` as a :class:`~dockerdrag.events.TagMoved` and listed
         in ``moved_tags``; the locked digest is pulled all the same.
         """
+        # Imported here: only a list pull plans and runs an image list.
+        from .list_pull import plan_list
+        from .list_pull_run import run_list_pull
+
         plan = plan_list(entries, platform, format, locked)
         self.credentials.bind(*(item.reference for item in plan))
         if lock_output is not None:

@@ -15,7 +15,6 @@ from .digest import Digest
 from .download import BlobFetcher
 from .errors import DockerDragError, InvalidManifestError
 from .image_config import ImageConfig, decode_config, image_config, parse_config
-from .list_pull import resolve_locked
 from .lockfile import LockedImage
 from .manifest import ImageManifest
 from .platform import Platform, check_image_platform
@@ -45,6 +44,8 @@ class ImageResolver:
         if pin is None:
             resolution = await self.client.resolve(ref, wanted, self.include_attestations)
         else:
+            from .list_pull import resolve_locked  # here: only a locked list pull pins images
+
             resolution = await resolve_locked(self.client, ref, pin)
         index = resolution.index
         platform_images = {entry.digest for entry in index.platforms()} if index else None

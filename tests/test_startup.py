@@ -86,8 +86,10 @@ def test_a_pull_without_the_live_display_imports_no_deferred_module(
     assert deferred_in(modules) == []
 
 
-# What a docker-format pull to a file never needs: the other commands (push, verify,
-# cache) and formats (oci, oci-dir), and the live display.
+# What a docker-format pull of images named on the command line never needs: the other
+# commands (push, verify, cache, inspect and platforms), the list pull (-f, --locked), the
+# event iterator of the API (Puller.pull_events), the other formats (oci, oci-dir) and the
+# live display.
 NOT_FOR_A_DOCKER_PULL = (
     "push",
     "upload",
@@ -98,6 +100,10 @@ NOT_FOR_A_DOCKER_PULL = (
     "verify_layout",
     "archive_scan",
     "cache_admin",
+    "pull_inspect",
+    "list_pull",
+    "list_pull_run",
+    "pull_stream",
     "oci_archive",
     "oci_dir",
     "oci_documents",
