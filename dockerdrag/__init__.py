@@ -30,7 +30,7 @@ if typing.TYPE_CHECKING:
     from .archive_scan import ArchiveMember as ArchiveMember
     from .credentials import Credentials as Credentials
     from .digest import Digest as Digest
-    from .docker_archive import DockerArchiveOptions as DockerArchiveOptions
+    from .docker_options import DockerArchiveOptions as DockerArchiveOptions
     from .download import TransferOptions as TransferOptions
     from .errors import AuthenticationError as AuthenticationError
     from .errors import BlobUnknownError as BlobUnknownError
@@ -120,7 +120,7 @@ _HOMES = {
     "DiffIDMismatchError": "errors",
     "Digest": "digest",
     "DigestMismatchError": "errors",
-    "DockerArchiveOptions": "docker_archive",
+    "DockerArchiveOptions": "docker_options",
     "DockerDragError": "errors",
     "ImageConfig": "image_config",
     "ImageIndex": "manifest",

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import anyio
 import anyio.lowlevel
@@ -26,15 +26,7 @@ import anyio.lowlevel
 from .blob_follow import GrowingBlobReader, open_following
 from .closing import ClosedOnExit
 from .digest import Digest
-from .docker_archive import (
-    ArchiveImage,
-    ArchiveLayer,
-    DockerArchiveOptions,
-    DockerImagePlan,
-    plan_image,
-    write_docker_archive,
-)
-from .docker_parallel import write_docker_archive_in_parallel
+from .docker_options import DockerArchiveOptions
 from .errors import InvalidManifestError
 from .gojson import DecodedConfig
 from .image_config import ImageConfig
@@ -42,6 +34,9 @@ from .layers import announced_size, open_decompressed
 from .manifest import ImageIndex, ImageManifest
 from .reference import Reference
 from .store import BlobStore, atomic_output
+
+if TYPE_CHECKING:
+    from .docker_archive import DockerImagePlan
 
 Writer = Callable[[threading.Event], None]
 """Writes the archive (in a worker thread); must stop soon once the event is set."""
@@ -284,6 +279,8 @@ def docker_plans(
     resolved: Sequence[ResolvedPull], options: DockerArchiveOptions
 ) -> dict[Digest, DockerImagePlan]:
     """The docker archive plan of each pull's primary image, by config digest."""
+    from .docker_archive import plan_image  # here: a pull in an oci format needs no plan
+
     plans: dict[Digest, DockerImagePlan] = {}
     for item in resolved:
         for image in item.images[:1]:
@@ -325,6 +322,9 @@ def docker_writer(
     ``follow``: the gate hears how far each download has its bytes on disk, so a layer
     may be decompressed as it arrives.
     """
+    # Imported here: a pull in an oci format needs no docker writer.
+    from .docker_archive import ArchiveImage, ArchiveLayer, write_docker_archive
+    from .docker_parallel import write_docker_archive_in_parallel
 
     def write(stop: threading.Event) -> None:
         images = [

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO, Final
 
 from .digest import Digest
+from .docker_options import DockerArchiveOptions
 from .errors import (
     DiffIDMismatchError,
     InvalidManifestError,
@@ -109,20 +110,6 @@ class ArchiveImage:
         """The image of raw config bytes, planned with ``options`` (the defaults if None)."""
         plan = plan_image(decode_image_config(config_bytes), options or DockerArchiveOptions())
         return cls(plan, layers, repo_tags)
-
-
-@dataclass(frozen=True)
-class DockerArchiveOptions:
-    """What varies between daemons (format section 5)."""
-
-    epoch_utc_offset_seconds: int = 0
-    """The daemon time zone's UTC offset at the Unix epoch."""
-    go122_escaping: bool = False
-    """Write ``\\b``/``\\f`` as Go >= 1.22 does (no Docker <= 24 did)."""
-    header_flavour: str = "20.10"
-    """Tar header flavour: ``"20.10"``, ``"23"`` or ``"24"``."""
-    now: int | None = None
-    """mtime of directories whose ``layer.tar`` is a symlink; None means the current time."""
 
 
 @dataclass(frozen=True)

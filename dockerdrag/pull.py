@@ -22,7 +22,7 @@ from pathlib import Path
 from .call_progress import ProgressRouter
 from .client_credentials import ClientCredentials, CredentialsSpec
 from .conventions import default_cache_dir
-from .docker_archive import DockerArchiveOptions
+from .docker_options import DockerArchiveOptions
 from .download import DEFAULT_CONCURRENCY, BlobFetcher, TransferOptions
 from .errors import leaf_error
 from .eventloop import require_asyncio

@@ -18,7 +18,7 @@ from .assemble import BlobGate, ResolvedPull, docker_plans, docker_writer, oci_w
 from .cache_repair import BlobSources, write_repairing
 from .cache_use import BlobsInUse
 from .digest import Digest
-from .docker_archive import DockerArchiveOptions
+from .docker_options import DockerArchiveOptions
 from .download import BlobFetcher, fetch_all
 from .errors import Remedy, Setting, UsageError, leaf_error
 from .events import ArchiveWriting, ProgressCallback, PullStarted

@@ -21,6 +21,7 @@ LAYERS: list[set[str]] = [
         "parameter_docs",
         "disk_threads",
         "tls_buffers",
+        "docker_options",
     },
     {"digest", "platform", "direct_io", "retry", "credentials", "blob_lock", "conventions"},
     {"gojson", "direct_regions", "low_speed", "ca_preload", "range_checks", "blob_body", "events"},

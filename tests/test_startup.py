@@ -122,6 +122,19 @@ def test_a_docker_pull_imports_only_what_it_uses(
     assert sorted(modules.intersection(unused)) == []
 
 
+# What a pull in the oci format never needs: the docker writer.
+NOT_FOR_AN_OCI_PULL = ("docker_archive", "docker_parallel", "decoder_processes")
+
+
+def test_an_oci_pull_imports_no_docker_writer(
+    seeded_registry: SeededRegistry, tmp_path: Path
+) -> None:
+    modules = modules_after_pull(seeded_registry, tmp_path, "--quiet", "--format", "oci")
+    assert {"dockerdrag.pull", "dockerdrag.oci_archive"} <= modules
+    unused = [f"dockerdrag.{name}" for name in NOT_FOR_AN_OCI_PULL]
+    assert sorted(modules.intersection(unused)) == []
+
+
 def test_the_live_display_still_loads_rich(seeded_registry: SeededRegistry, tmp_path: Path) -> None:
     modules = modules_after_pull(seeded_registry, tmp_path, "--progress", "tty")
     assert "rich.progress" in modules
