@@ -23,12 +23,12 @@ reader), ``"os"`` (with the errno: writing the archive or reading the blob faile
 from __future__ import annotations
 
 import hashlib
-import io
 import signal
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, BinaryIO, Final, cast
 
+from .arriving_blob import ArrivingBlobReader, FollowLost, read_head
 from .direct_io import Readable
 from .direct_regions import DirectRegionFile
 from .errors import IntegrityError
@@ -40,69 +40,22 @@ __all__ = ["main"]
 _SNIFF_LENGTH: Final = 6
 
 
-class _Lost(Exception):
-    """The download started the blob over under the reader."""
-
-
-class _ArrivingBlob(io.RawIOBase):
-    """The blob's bytes from the start, as far as the pull says they have arrived."""
+class _PullAnswers:
+    """How far the blob of the job has arrived, as the pull answers over ``channel``."""
 
     def __init__(self, channel: Connection) -> None:
-        super().__init__()
         self._channel = channel
-        self._file: BinaryIO | None = None
-        self._position = 0
-        self._end = 0
-        self._verified = False
 
-    def readable(self) -> bool:
-        return True
+    def wait_beyond(self, position: int) -> tuple[Path, int, bool]:
+        return self._ask(position, verified_only=False)
 
-    def readinto(self, buffer: Any) -> int:
-        with memoryview(buffer) as view, view.cast("B") as target:
-            while not (self._verified or self._position < self._end):
-                self._ask(verified_only=False)
-            assert self._file is not None
-            wanted = len(target) if self._verified else self._end - self._position
-            count = int(self._file.readinto(target[:wanted]))  # type: ignore[attr-defined]
-            if not count and not self._verified:
-                raise _Lost("the partial file shrank")
-            self._position += count
-            return count
+    def wait_verified(self) -> Path:
+        return self._ask(0, verified_only=True)[0]
 
-    def _ask(self, *, verified_only: bool) -> None:
-        """Ask the pull how far the blob has arrived (or for the verified blob)."""
-        self._channel.send(("need", self._position, verified_only))
+    def _ask(self, position: int, *, verified_only: bool) -> tuple[Path, int, bool]:
+        self._channel.send(("need", position, verified_only))
         _, path, end, verified = self._channel.recv()
-        if not verified and end < self._position:
-            raise _Lost("the download started over")
-        self._end, self._verified = end, verified
-        if self._file is None or verified:
-            try:
-                self._reopen(Path(path))
-            except FileNotFoundError:
-                if verified:
-                    raise
-                # The partial file became the verified blob a moment ago.
-                self._ask(verified_only=True)
-
-    def _reopen(self, path: Path) -> None:
-        """Open ``path`` at the position (the verified blob holds the same bytes)."""
-        if self._file is not None:
-            self._file.close()
-        self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
-        self._file.seek(self._position)
-
-    def rewind(self) -> None:
-        if self._file is not None:
-            self._file.seek(0)
-        self._position = 0
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        super().close()
+        return Path(path), end, verified
 
 
 def _open_layer(channel: Connection, path: str | None, name: str) -> BinaryIO:
@@ -111,17 +64,12 @@ def _open_layer(channel: Connection, path: str | None, name: str) -> BinaryIO:
     if path is not None:
         source: BinaryIO = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the stream
     else:
-        source = cast(BinaryIO, _ArrivingBlob(channel))
+        source = cast(BinaryIO, ArrivingBlobReader(_PullAnswers(channel), name))
     try:
-        head = source.read(_SNIFF_LENGTH) or b""
-        while path is None and len(head) < _SNIFF_LENGTH:
-            more = source.read(_SNIFF_LENGTH - len(head))
-            if not more:
-                break
-            head += more
-        if isinstance(source, _ArrivingBlob):
-            source.rewind()
+        if isinstance(source, ArrivingBlobReader):
+            head = read_head(source, _SNIFF_LENGTH)
         else:
+            head = source.read(_SNIFF_LENGTH) or b""
             source.seek(0)
         compression = sniff_compression(head)
         if compression is Compression.NONE:
@@ -147,7 +95,7 @@ def _decode(channel: Connection, archive: DirectRegionFile, job: tuple[Any, ...]
             if written == size:
                 region.zero_fill(padding_for(size))
                 region.finish()
-    except _Lost as exc:
+    except FollowLost as exc:
         channel.send(("failed", "lost", str(exc)))
         return
     except IntegrityError as exc:

@@ -22,6 +22,7 @@ LAYERS: list[set[str]] = [
         "disk_threads",
         "tls_buffers",
         "docker_options",
+        "arriving_blob",
     },
     {"digest", "platform", "direct_io", "retry", "credentials", "blob_lock", "conventions"},
     {"gojson", "direct_regions", "low_speed", "ca_preload", "range_checks", "blob_body", "events"},
