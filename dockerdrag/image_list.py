@@ -55,7 +55,10 @@ class ImageListEntry:
             if self.platform is not None:
                 parse_platforms(self.platform)
             if self.tag is not None and Reference.parse(self.tag).digest is not None:
-                raise ImageListError(f"--tag {self.tag!r} cannot hold a digest")
+                raise ImageListError(
+                    f"the tag {self.tag!r} cannot hold a digest: it is the name written "
+                    "into the archive (NAME:TAG)"
+                )
         except DockerDragError as exc:
             raise ImageListError(f"{where}: {exc}") from None
 

@@ -145,6 +145,15 @@ def test_a_malformed_line_names_the_file_and_line(line: str, problem: str) -> No
     assert caught.value.exit_code == 2
 
 
+def test_an_entry_built_in_code_names_its_tag_not_an_option() -> None:
+    tag = "web@sha256:" + "a" * 64
+    with pytest.raises(ImageListError) as caught:
+        ImageListEntry("busybox", tag=tag)
+    assert str(caught.value).startswith(f"busybox: the tag {tag!r} cannot hold a digest")
+    assert "--" not in str(caught.value)
+    assert caught.value.exit_code == 2
+
+
 def test_an_empty_or_unreadable_list_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "empty.txt").write_text("# nothing yet\n\n")
     with pytest.raises(ImageListError, match=r"empty\.txt lists no image"):
