@@ -468,7 +468,7 @@ class _Scalar(Enum):
 
 # The Go type descriptors below are built once, at import, and only ever read, by
 # attribute and isinstance(): plain slotted classes, since making a dataclass costs
-# ~0.4 ms of start-up each.
+# start-up time (benchmarks/README.md says how much).
 
 
 class _Field:

@@ -39,7 +39,7 @@ from .pull_results import PullResult
 from .safe_text import escape
 
 if TYPE_CHECKING:
-    # rich is slow and large to import: only the live display loads it.
+    # rich takes long to import (benchmarks/README.md): only the live display loads it.
     from rich.console import Console
     from rich.progress import ProgressColumn, Task, TaskID
 
