@@ -23,7 +23,7 @@ _SNIFF_LENGTH: Final = 6
 
 
 class GrowingBlobs(Protocol):
-    """Where a reader learns how far each blob has arrived (``assemble.BlobGate``)."""
+    """Where a reader learns how far each blob has arrived (``blob_gate.BlobGate``)."""
 
     def wait_beyond(self, digest: Digest, position: int) -> tuple[Path, int, bool]:
         """Block until the blob has bytes past ``position``, its download started over or

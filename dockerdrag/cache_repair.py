@@ -22,7 +22,7 @@ from pathlib import Path
 
 import anyio
 
-from .assemble import BlobGate, Writer, run_writer_in_thread
+from .blob_gate import BlobGate, Writer, run_writer_in_thread
 from .digest import Digest
 from .download import BlobFetcher
 from .errors import IntegrityError, leaf_error

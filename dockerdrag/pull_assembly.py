@@ -14,7 +14,15 @@ from pathlib import Path
 
 import anyio
 
-from .assemble import BlobGate, ResolvedPull, docker_plans, docker_writer, oci_writer, write_order
+from .assemble import (
+    ResolvedPull,
+    docker_plans,
+    docker_writer,
+    layers_to_fetch,
+    oci_writer,
+    write_order,
+)
+from .blob_gate import BlobGate
 from .cache_repair import BlobSources, write_repairing
 from .cache_use import BlobsInUse
 from .digest import Digest
@@ -61,7 +69,7 @@ class ArchiveAssembler:
         """Fetch the layers of ``resolved`` and write them into one archive at ``out_path``;
         ``emit`` delivers the call's own events (``PullStarted``, ``ArchiveWriting``)."""
         skipped = self._skipped_foreign_layers(resolved, output_format)
-        gate = BlobGate(self.store, resolved, skipped)
+        gate = BlobGate(self.store, layers_to_fetch(resolved, skipped))
         plans = docker_plans(resolved, self.archive_options) if output_format == "docker" else None
         order = write_order(resolved, plans)
         # The docker writer may decompress a layer as it arrives, the oci tar copy it: the

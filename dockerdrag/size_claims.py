@@ -39,7 +39,7 @@ _GZIP_LAYERS = frozenset({MEDIA_TYPE_DOCKER_LAYER_GZIP, MEDIA_TYPE_OCI_LAYER_GZI
 
 
 class ClaimListener(Protocol):
-    """Hears the claims (``assemble.BlobGate``)."""
+    """Hears the claims (``blob_gate.BlobGate``)."""
 
     def note_claimed_size(self, digest: Digest, size: int) -> None:
         """The blob ``digest`` claims ``size`` uncompressed bytes."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dockerdrag.assemble import BlobGate, WriterCancelled
+from dockerdrag.blob_gate import BlobGate, WriterCancelled
 from dockerdrag.digest import Digest
 from dockerdrag.store import BlobStore
 

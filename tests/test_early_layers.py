@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 import pytest
 
-from dockerdrag import assemble, docker_parallel, pull_assembly, size_claims
+from dockerdrag import blob_gate, docker_parallel, pull_assembly, size_claims
 from dockerdrag.digest import Digest
 from dockerdrag.download import TransferOptions
 from dockerdrag.errors import OutputError
@@ -118,17 +118,17 @@ def early_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How far blobs not verified yet had arrived each time a follower (a decoder thread
     or a decoder process, through the gate) asked: what it could read early."""
     ends: list[int] = []
-    real = assemble.BlobGate.wait_beyond
+    real = blob_gate.BlobGate.wait_beyond
 
     def wait_beyond(
-        self: assemble.BlobGate, digest: Digest, position: int
+        self: blob_gate.BlobGate, digest: Digest, position: int
     ) -> tuple[Path, int, bool]:
         path, end, verified = real(self, digest, position)
         if not verified:
             ends.append(end)
         return path, end, verified
 
-    monkeypatch.setattr(assemble.BlobGate, "wait_beyond", wait_beyond)
+    monkeypatch.setattr(blob_gate.BlobGate, "wait_beyond", wait_beyond)
     return ends
 
 

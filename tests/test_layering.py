@@ -63,7 +63,7 @@ LAYERS: list[set[str]] = [
     {"download"},
     {"docker_archive", "oci_archive", "verify_layout"},
     {"docker_parallel", "verify"},
-    {"archive_images", "recompress"},
+    {"archive_images", "recompress", "blob_gate"},
     {"assemble"},
     {"list_pull", "cache_repair", "cache_admin"},
     {"pull_resolve", "pull_assembly"},

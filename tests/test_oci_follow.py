@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from dockerdrag import Puller, blob_follow, pull_assembly
-from dockerdrag.assemble import BlobGate, _ArrivingReader
+from dockerdrag.assemble import _ArrivingReader
+from dockerdrag.blob_gate import BlobGate
 from dockerdrag.digest import Digest
 from dockerdrag.download import TransferOptions
 from dockerdrag.pull_results import PullResult
