@@ -1,17 +1,17 @@
 """How the ``dockerdrag`` command starts and ends: the work a one-shot process skips.
 
-A pull of a small image takes about half a second, and start-up was half of it.
-Measured on the benchmark machine (2 cores), per run:
+For a pull of a small image start-up is a large part of the whole (the figures are in
+benchmarks/README.md, "Measurements behind the defaults"):
 
 * aiohttp builds two TLS contexts when it is imported, and each loads the system
-  CA bundle (about 27 ms each). dockerdrag never uses them: every request passes
+  CA bundle. dockerdrag never uses them: every request passes
   the context :meth:`~dockerdrag.tls_proxy.TLSSettings.for_host` built for its host
   (verified, with the system CAs and certs.d) or ``False`` for a registry named
   insecure. So this process imports aiohttp with CA loading skipped. Its two
   contexts then trust no CA at all: anything that reached them by mistake would
   fail verification, never pass it.
 * Imports allocate some 100,000 objects that live until exit; the collector ran
-  about 60 times over them (11 ms) and once more at exit (25 ms). Collection is
+  about 60 times over them and once more at exit. Collection is
   off during the imports, and what exists then is frozen (left out of later
   collections), once after the imports and once before exit.
 * TLS connections receive 64 KiB at a time, not 256 KiB, each keeping a buffer that
@@ -20,7 +20,7 @@ Measured on the benchmark machine (2 cores), per run:
 * glibc's malloc keeps at most two arenas
   (:func:`~dockerdrag.osfiles.limit_malloc_arenas`): fewer pools of freed buffers.
 * The verifying TLS context a pull from an https registry needs before its first
-  request loads the system CA bundle (tens of milliseconds, after the imports). It is
+  request loads the system CA bundle (after the imports, on the way to that request). It is
   built in a background thread while the rest of the imports run, once aiohttp's are
   done (:mod:`dockerdrag.ca_preload`),
   unless the command line names no network command or an insecure registry (one

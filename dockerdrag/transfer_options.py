@@ -40,9 +40,9 @@ class TransferOptions:
     much written data is fetched again."""
     slow_connection_rate: float = 16e6
     """Bytes per second per connection below which more connections are worth their memory
-    (~0.5 MB each): the connection limit grows only while connections are this slow. Over
-    loopback a pull that inflates layers is bound by the CPU, not the link, at about twice
-    this per connection: more connections would only cost memory there."""
+    (each holds its buffers): the connection limit grows only while connections are this
+    slow. Over loopback a pull that inflates layers is bound by the CPU, not the link, at
+    more than this per connection: more connections would only cost memory there."""
     growth_check_seconds: float = 0.05
     """How often (seconds) the connection limit looks at the traffic to decide whether to grow.
     It grows after two slow looks in a row (the first may be connection set-up), so a link
