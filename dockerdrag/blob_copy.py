@@ -271,7 +271,8 @@ def link_blob_file(
     mtime), and only where the system links the pair (one file system). A blob that was
     not just verified is hashed first (read, not copied). The name is checked to point
     at the very file checked (a file replaced meanwhile is not linked). Its access time
-    becomes now (a cache counts it as a use).
+    becomes now (a cache counts it as a use), and it is flushed to the disk (fsync), as
+    a copied blob is.
     """
     hasher = _hasher(blob, before_blob)
     with _naming_the_file(blob), _BlobReader(blob.path) as source:
@@ -297,4 +298,19 @@ def link_blob_file(
             target.unlink()
             return False
         os.utime(target, ns=(time.time_ns(), mtime * 10**9))
+        if not _synced(target):
+            target.unlink()
+            return False
+    return True
+
+
+def _synced(linked: Path) -> bool:
+    """Flush the linked file to the disk, as a copied one is (the cache wrote it without
+    fsync); False where this user may not open it for writing, which fsync needs on
+    some systems."""
+    try:
+        with open(linked, "rb+") as handle:
+            os.fsync(handle.fileno())
+    except PermissionError:
+        return False
     return True

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from dockerdrag import os_copies, pull_image
+from dockerdrag import blob_copy, os_copies, pull_image
 from dockerdrag.digest import Digest
 from dockerdrag.oci_archive import write_oci_dir
 from dockerdrag.store import BlobStore
@@ -170,3 +170,27 @@ def test_a_use_of_a_cached_blob_keeps_its_mtime(tmp_path: Path) -> None:
     store.note_use(digest)
     assert path.stat().st_mtime == 2000
     assert path.stat().st_atime > 2000
+
+
+def test_a_linked_blob_file_is_flushed_to_the_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache writes blobs without fsync: a layout that links one flushes it, as it
+    flushes a copy, before the layout is in place."""
+    image = single(tmp_path / "cache", two_layer_image(), "two:1")
+    paths = sorted(image.manifests[0].blob_paths.values())
+    flushed: set[tuple[int, int]] = set()
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        found = os.fstat(fd)
+        flushed.add((found.st_dev, found.st_ino))
+        real_fsync(fd)
+
+    monkeypatch.setattr(blob_copy.os, "fsync", recording_fsync)
+    write_oci_dir(tmp_path / "layout", [image], link_blob_files=True)
+    blobs = tmp_path / "layout" / "blobs" / "sha256"
+    for path in paths:
+        assert os.path.samefile(blobs / path.name, path)
+        found = path.stat()
+        assert (found.st_dev, found.st_ino) in flushed
