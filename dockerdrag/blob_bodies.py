@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 import anyio
+import anyio.lowlevel
 
 from .blob_body import Block, BodyBroken, Cursor
 from .chunked_download import ChunkedDownload
@@ -179,6 +180,10 @@ class BodyPump:
                     del chunk  # not held (a second block's worth) while the block is written
                     if not buffer.room():
                         await self._store_block(cursor, buffer, chunks)  # reports progress
+                        # Neither a read of bytes already buffered nor a write already done
+                        # suspends the task (the write's wait is shielded): a cancellation
+                        # is taken here, between blocks, or a fast body would run to its end.
+                        await anyio.lowlevel.checkpoint_if_cancelled()
                     elif (now := time.monotonic()) >= next_report:
                         next_report = now + REPORT_INTERVAL
                         self.emit(LayerPhase.DOWNLOADING)

@@ -352,6 +352,41 @@ async def test_cancelled_pull_keeps_the_partial_and_resumes_it(
     assert served(proxy, images.big) == images.big.size - kept
 
 
+async def test_a_cancellation_stops_a_body_that_never_waits(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    """Over loopback a body can arrive faster than it is written: its reads find the bytes
+    there and the waits for the disk threads are shielded, so no await suspends the pull
+    where a cancellation is delivered. It must still stop between blocks, not at the end
+    of the body."""
+    cache, output = tmp_path / "c", tmp_path / "x.tar"
+    data = random_layer(7, 64 << 20)
+    push_image(registry, "transfer/fast", "v1", [data])
+    digest = Digest.parse(data.digest)
+    with anyio.CancelScope() as scope:
+
+        def cancel_early(event: ProgressEvent) -> None:
+            if (
+                isinstance(event, LayerProgress)
+                and event.digest == digest
+                and event.phase is LayerPhase.DOWNLOADING
+                and event.done >= 8 << 20
+            ):
+                scope.cancel()
+
+        async with Puller(
+            insecure=[registry.host],
+            cache_dir=cache,
+            use_docker_config=False,
+            transfer=TransferOptions(chunk_threshold=1 << 40),
+            progress=cancel_early,
+        ) as puller:
+            await puller.pull(f"{registry.host}/transfer/fast:v1", output=output)
+    assert scope.cancelled_caught
+    assert not blob_file(cache, data).exists()
+    assert recorded_bytes(cache, data) < data.size // 2
+
+
 async def test_killed_cli_pull_resumes_in_the_next_run(
     proxy: FaultProxy, images: Images, tmp_path: Path
 ) -> None:
