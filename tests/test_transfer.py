@@ -321,24 +321,32 @@ async def test_reconnects_without_progress_give_up_and_the_next_run_resumes(
     assert served(proxy, images.big) == images.big.size - kept
 
 
+def cancel_once_downloaded(
+    scope: anyio.CancelScope, data: BuiltLayer, done: int
+) -> Callable[[ProgressEvent], None]:
+    """A progress callback that cancels ``scope`` once ``done`` bytes of ``data`` are in."""
+    digest = Digest.parse(data.digest)
+
+    def cancel(event: ProgressEvent) -> None:
+        if (
+            isinstance(event, LayerProgress)
+            and event.digest == digest
+            and event.phase is LayerPhase.DOWNLOADING
+            and event.done >= done
+        ):
+            scope.cancel()
+
+    return cancel
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_cancelled_pull_keeps_the_partial_and_resumes_it(
     proxy: FaultProxy, images: Images, tmp_path: Path, mode: str
 ) -> None:
     cache, output = tmp_path / "c", tmp_path / "x.tar"
     proxy.add(throttle(4_000_000), path=blob_re(images.big), times=None)
-    big = Digest.parse(images.big.digest)
     with anyio.CancelScope() as scope:
-
-        def cancel_halfway(event: ProgressEvent) -> None:
-            if (
-                isinstance(event, LayerProgress)
-                and event.digest == big
-                and event.phase is LayerPhase.DOWNLOADING
-                and event.done >= 1_200_000
-            ):
-                scope.cancel()
-
+        cancel_halfway = cancel_once_downloaded(scope, images.big, 1_200_000)
         await pull(proxy, images.app, cache, output, transfer=MODES[mode], progress=cancel_halfway)
     assert scope.cancelled_caught
     assert_nothing_left_at(output)
@@ -362,18 +370,8 @@ async def test_a_cancellation_stops_a_body_that_never_waits(
     cache, output = tmp_path / "c", tmp_path / "x.tar"
     data = random_layer(7, 64 << 20)
     push_image(registry, "transfer/fast", "v1", [data])
-    digest = Digest.parse(data.digest)
     with anyio.CancelScope() as scope:
-
-        def cancel_early(event: ProgressEvent) -> None:
-            if (
-                isinstance(event, LayerProgress)
-                and event.digest == digest
-                and event.phase is LayerPhase.DOWNLOADING
-                and event.done >= 8 << 20
-            ):
-                scope.cancel()
-
+        cancel_early = cancel_once_downloaded(scope, data, 8 << 20)
         async with Puller(
             insecure=[registry.host],
             cache_dir=cache,
