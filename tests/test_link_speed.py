@@ -96,6 +96,7 @@ async def pull(
     *,
     concurrency: int = 3,
     progress: Callable[[ProgressEvent], None] | None = None,
+    output_format: str = "docker",
 ) -> PullResult:
     async with Puller(
         insecure=[proxy.host],
@@ -107,9 +108,11 @@ async def pull(
         progress=progress,
     ) as puller:
         reference = f"{proxy.host}/{image.repo}:{image.tag}"
-        result = await puller.pull(reference, output=cache.parent / f"{cache.name}.tar")
-    (loaded,) = read_docker_archive(result.output)
-    assert loaded.diff_ids == image.diff_ids  # every layer verified and written
+        output = cache.parent / f"{cache.name}.tar"
+        result = await puller.pull(reference, output=output, format=output_format)
+    if output_format == "docker":
+        (loaded,) = read_docker_archive(result.output)
+        assert loaded.diff_ids == image.diff_ids  # every layer verified and written
     return result
 
 
@@ -182,17 +185,10 @@ async def test_a_straggler_is_split_only_once_no_other_chunk_waits(
     # Paced bodies: the straggler has stalled long enough to be judged when the first
     # layer's other chunk is done.
     proxy.add(throttle(2_000_000), path=r"/blobs/", times=None)
-    async with Puller(
-        insecure=[proxy.host],
-        cache_dir=tmp_path / "c",
-        use_docker_config=False,
-        retry=FAST,
-        transfer=SPLITTING,
-        concurrency=2,
-    ) as puller:
-        reference = f"{proxy.host}/{two_big_layers.repo}:{two_big_layers.tag}"
-        with anyio.fail_after(30):
-            await puller.pull(reference, output=tmp_path / "x.tar", format="oci")
+    with anyio.fail_after(30):
+        await pull(
+            proxy, two_big_layers, tmp_path / "c", SPLITTING, concurrency=2, output_format="oci"
+        )
     proxy.wait_idle()
     asked = [
         (record.path.rsplit("/", 1)[-1], record.header("Range"))
@@ -260,16 +256,7 @@ async def test_a_freed_connection_goes_to_the_blob_the_writer_needs_first(
     first, second = sorted(two_layers.layers, key=lambda data: data.digest)
     # Paced bodies: each layer's further chunks are queued before a first chunk ends.
     proxy.add(throttle(2_000_000), path=r"/blobs/", times=None)
-    async with Puller(
-        insecure=[proxy.host],
-        cache_dir=tmp_path / "c",
-        use_docker_config=False,
-        retry=FAST,
-        transfer=MANY_CHUNKS,
-        concurrency=2,
-    ) as puller:
-        reference = f"{proxy.host}/{two_layers.repo}:{two_layers.tag}"
-        await puller.pull(reference, output=tmp_path / "x.tar", format="oci")
+    await pull(proxy, two_layers, tmp_path / "c", MANY_CHUNKS, concurrency=2, output_format="oci")
     proxy.wait_idle()
     order = [
         record.path.rsplit("/", 1)[-1]
