@@ -32,9 +32,9 @@ def tls_image(server: RegistryServer) -> PushedImage:
     return _PUSHED[server.url]
 
 
-def command(
-    args: list[str], tmp_path: Path, ca_file: Path | None
-) -> subprocess.CompletedProcess[str]:
+def command_env(tmp_path: Path, ca_file: Path | None) -> dict[str, str]:
+    """This environment without dockerdrag's or OpenSSL's settings, ``ca_file`` (if any)
+    as OpenSSL's CA file, and the Docker config and cache under ``tmp_path``."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DOCKERDRAG_", "SSL_CERT"))},
         "DOCKER_CONFIG": str(tmp_path / "no-docker-config"),
@@ -43,7 +43,13 @@ def command(
     }
     if ca_file is not None:
         env["SSL_CERT_FILE"] = str(ca_file)
-    return run_cli(*args, cwd=tmp_path, env=env)
+    return env
+
+
+def command(
+    args: list[str], tmp_path: Path, ca_file: Path | None
+) -> subprocess.CompletedProcess[str]:
+    return run_cli(*args, cwd=tmp_path, env=command_env(tmp_path, ca_file))
 
 
 def test_the_command_verifies_tls_with_the_system_trust_store(
@@ -133,14 +139,7 @@ sys.exit(code)
 def contexts_built(args: list[str], tmp_path: Path, ca_file: Path | None = None) -> list[str]:
     """The threads that built a verifying context while the command ran ``args``."""
     report = tmp_path / "contexts.json"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DOCKERDRAG_", "SSL_CERT"))},
-        "DOCKER_CONFIG": str(tmp_path / "no-docker-config"),
-        "XDG_CACHE_HOME": str(tmp_path / "xdg-cache"),
-        "PYTHONPATH": str(ROOT),
-    }
-    if ca_file is not None:
-        env["SSL_CERT_FILE"] = str(ca_file)
+    env = command_env(tmp_path, ca_file)
     completed = subprocess.run(
         [sys.executable, "-c", CONTEXT_PROBE, str(report), *args],
         cwd=tmp_path,
