@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import re
 import signal
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -28,7 +26,13 @@ from dockerdrag.errors import OutputError
 from dockerdrag.media_types import MEDIA_TYPE_DOCKER_LAYER_GZIP
 from tests.support.command import assert_nothing_left_at
 from tests.support.fault_proxy import FaultProxy, flip_byte, ignore_range, swap_body, throttle
-from tests.support.images import BuiltLayer, PushedImage, layer, push_image, text_layer
+from tests.support.images import (
+    BuiltLayer,
+    PushedImage,
+    push_image,
+    random_layer,
+    text_layer,
+)
 from tests.support.registry_server import RegistryServer
 from tests.test_decoder_processes import worker_pids
 from tests.test_transfer import assert_archive, blob_file, blob_re, pull
@@ -37,10 +41,6 @@ pytestmark = pytest.mark.anyio
 
 CHUNKED = TransferOptions(chunk_threshold=1 << 20, chunk_size=256 << 10, small_blob=0)
 SLOW = 2_000_000  # bytes a second per request: a blob arrives over a good part of a second
-
-
-def random_gzip_layer(seed: int, size: int, **kwargs: Any) -> BuiltLayer:
-    return layer({"data.bin": random.Random(seed).randbytes(size)}, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -61,10 +61,10 @@ def images(registry: RegistryServer) -> Images:
     if registry.url not in _pushed:
         app = [
             text_layer("small.txt", "a small layer"),
-            random_gzip_layer(11, 2_500_000),
-            random_gzip_layer(12, 1_500_000),
+            random_layer(11, 2_500_000),
+            random_layer(12, 1_500_000),
         ]
-        plain_as_gzip = random_gzip_layer(
+        plain_as_gzip = random_layer(
             13, 1_500_000, compression="none", media_type=MEDIA_TYPE_DOCKER_LAYER_GZIP
         )
         _pushed[registry.url] = Images(

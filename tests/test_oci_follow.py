@@ -8,7 +8,6 @@ Every pull goes through a :class:`FaultProxy` in front of the real ``docker-regi
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,12 @@ from dockerdrag.download import TransferOptions
 from dockerdrag.pull_results import PullResult
 from dockerdrag.store import BlobStore
 from tests.support.fault_proxy import FaultProxy, flip_byte, throttle
-from tests.support.images import BuiltLayer, PushedImage, layer, push_image, text_layer
+from tests.support.images import (
+    PushedImage,
+    push_image,
+    random_layer,
+    text_layer,
+)
 from tests.support.registry_server import RegistryServer
 from tests.test_transfer import FAST, blob_re
 
@@ -35,17 +39,13 @@ SLOW = 2_000_000  # bytes a second per request: the big blob arrives over about 
 _pushed: dict[str, PushedImage] = {}
 
 
-def random_gzip_layer(seed: int, size: int) -> BuiltLayer:
-    return layer({"data.bin": random.Random(seed).randbytes(size)})
-
-
 @pytest.fixture
 def image(registry: RegistryServer) -> PushedImage:
     if registry.url not in _pushed:
         layers = [
             text_layer("small.txt", "a small layer"),
-            random_gzip_layer(21, 2_500_000),
-            random_gzip_layer(22, 1_000_000),
+            random_layer(21, 2_500_000),
+            random_layer(22, 1_000_000),
         ]
         _pushed[registry.url] = push_image(registry, "follow/oci", "v1", layers)
     return _pushed[registry.url]

@@ -27,6 +27,7 @@ import gzip
 import hashlib
 import io
 import json
+import random
 import tarfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -220,6 +221,14 @@ def layer(
         files if isinstance(files, bytes) else make_layer_tar(files, trailing_zeros=trailing_zeros)
     )
     return BuiltLayer(tar, compress(tar, compression), compression, media_type, tuple(urls))
+
+
+def random_layer(
+    seed: int, size: int, compression: Compression = "gzip", **kwargs: Any
+) -> BuiltLayer:
+    """A layer of one file of ``size`` random bytes from ``seed`` (incompressible,
+    deterministic); ``kwargs`` as for :func:`layer`."""
+    return layer({"data.bin": random.Random(seed).randbytes(size)}, compression, **kwargs)
 
 
 def text_layer(name: str, content: str, compression: Compression = "gzip") -> BuiltLayer:
