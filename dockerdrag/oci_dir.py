@@ -5,6 +5,9 @@ matches the tar's), built in a temp directory beside the target and renamed into
 Blob files are checked while copied or linked (:mod:`dockerdrag.blob_copy`), in the order
 they are ready; files and directories get the plan's mtimes, and the modes ``open()``
 and ``mkdir`` give under the umask (a blob file is linked only if it has that mode).
+Every file and directory of the layout is fsynced before it is renamed into place, and
+the rename after it (its parent directory), so a crash after the pull reported success
+leaves the whole layout on the disk.
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ class _BlobFileCopy:
 def _fill_dir(root: Path, root_mode_limit: int, layout: LayoutPlan, copy: _BlobFileCopy) -> None:
     """Write the layout below ``root`` (an empty directory), whose mode gets no bit
     ``root_mode_limit`` lacks: the files whose bytes are at hand, then the blob files in
-    the order they are ready."""
+    the order they are ready, each fsynced, then its directories fsynced."""
     blob_dir = root / BLOB_PREFIX
     blob_dir.mkdir(parents=True)
     for name, data in metadata_files(layout):
@@ -93,6 +96,9 @@ def _fill_dir(root: Path, root_mode_limit: int, layout: LayoutPlan, copy: _BlobF
     # the directories inside it under the umask, without a bit an empty directory it
     # replaces lacks.
     os.chmod(root, stat.S_IMODE((root / "blobs").stat().st_mode) & root_mode_limit)
+    # Every name in the layout is on the disk before the layout gets its own.
+    for directory in (blob_dir, root / "blobs", root):
+        fsync_dir(directory)
 
 
 def _move_into_place(temp: Path, target: Path) -> None:

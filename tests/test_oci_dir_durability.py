@@ -1,0 +1,117 @@
+"""An ``--format oci-dir`` layout is on the disk when the pull reports success: every file
+and directory of it fsynced before it is renamed into place, the rename fsynced after.
+
+Watched at the OS-call boundary (``os.fsync``) during real pulls from the registry fixture.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from dockerdrag import Puller, oci_dir, os_copies
+from dockerdrag.digest import Digest
+from dockerdrag.download import TransferOptions
+from tests.support.images import PushedImage, push_image, random_layer, text_layer
+from tests.support.registry_server import RegistryServer
+from tests.test_transfer import FAST
+
+pytestmark = pytest.mark.anyio
+
+CHUNKED = TransferOptions(chunk_threshold=1 << 20, chunk_size=256 << 10, small_blob=0)
+Inode = tuple[int, int]
+
+_pushed: dict[str, PushedImage] = {}
+
+
+@pytest.fixture
+def image(registry: RegistryServer) -> PushedImage:
+    """A small layer (streamed) and two bigger ones (in chunks)."""
+    if registry.url not in _pushed:
+        layers = [
+            text_layer("small.txt", "a small layer"),
+            random_layer(31, 2_500_000),
+            random_layer(32, 1_200_000),
+        ]
+        _pushed[registry.url] = push_image(registry, "durable/layout", "v1", layers)
+    return _pushed[registry.url]
+
+
+async def pull(registry: RegistryServer, image: PushedImage, tmp_path: Path, fmt: str) -> Path:
+    host = registry.url.split("://", 1)[1]
+    output = tmp_path / f"out-{fmt}"
+    async with Puller(
+        insecure=[host],
+        cache_dir=tmp_path / f"cache-{fmt}",
+        use_docker_config=False,
+        retry=FAST,
+        transfer=CHUNKED,
+        concurrency=3,
+    ) as puller:
+        await puller.pull(f"{host}/{image.repo}:{image.tag}", output=output, format=fmt)
+    return output
+
+
+def inode(found: os.stat_result) -> Inode:
+    return found.st_dev, found.st_ino
+
+
+class DiskLog:
+    """The fsyncs of the process, in order, and where the layout was renamed into place."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.fsyncs: list[tuple[Inode, int, bool]] = []  # file, its size then, a directory
+        self.moved_at: int | None = None  # fsyncs made before the layout got its name
+        real_fsync, real_move = os.fsync, oci_dir.move_dir_into_place
+
+        def fsync(fd: int) -> None:
+            real_fsync(fd)
+            found = os.fstat(fd)
+            self.fsyncs.append((inode(found), found.st_size, stat.S_ISDIR(found.st_mode)))
+
+        def move(source: Path, target: Path) -> None:
+            real_move(source, target)
+            self.moved_at = len(self.fsyncs)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(oci_dir, "move_dir_into_place", move)
+
+    def flushed_before_the_move(self, path: Path) -> bool:
+        """Whether ``path`` (as it is now) was fsynced before the layout was renamed into
+        place: a directory at all, a file once it had all its bytes."""
+        found = path.stat()
+        assert self.moved_at is not None
+        return any(
+            flushed == inode(found) and (directory or size == found.st_size)
+            for flushed, size, directory in self.fsyncs[: self.moved_at]
+        )
+
+    def flushed_after_the_move(self, directory: Path) -> bool:
+        assert self.moved_at is not None
+        wanted = inode(directory.stat())
+        return any(flushed == wanted for flushed, _, _ in self.fsyncs[self.moved_at :])
+
+
+@pytest.mark.parametrize("blob_files", ["linked", "copied"])
+async def test_the_layout_is_on_the_disk_before_the_pull_reports_success(
+    registry: RegistryServer,
+    image: PushedImage,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    blob_files: str,
+) -> None:
+    if blob_files == "copied":
+        monkeypatch.setattr(os_copies, "_link", None)
+    log = DiskLog(monkeypatch)
+    layout = await pull(registry, image, tmp_path, "oci-dir")
+    entries = [layout, *layout.rglob("*")]
+    files = [entry for entry in entries if entry.is_file()]
+    assert len([f for f in files if f.parent.name == "sha256"]) == len(image.layers) + 2
+    big = layout / "blobs" / "sha256" / Digest.parse(image.layers[1].digest).hex
+    assert big.stat().st_nlink == (2 if blob_files == "linked" else 1)
+    not_flushed = [str(entry) for entry in entries if not log.flushed_before_the_move(entry)]
+    assert not not_flushed
+    assert log.flushed_after_the_move(tmp_path)  # the rename into place
