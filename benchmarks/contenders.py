@@ -20,6 +20,9 @@
   CPython client that verifies digests cannot beat (``benchmarks/python_floor.py``);
 * ``python-floor-docker``: the same, each layer also inflated as it arrives and its
   diff_id hashed (two threads), nothing written: the floor of a docker-format pull.
+* ``python-floor-docker-write``: the same, each inflated layer also written into a file
+  (no fsync), aiohttp imported without the CAs of its unused TLS contexts: the floor of
+  a docker-format pull that writes its archive of uncompressed layers.
 
 Every run happens in its own work directory, deleted afterwards; outputs are checked
 (untimed) before that.
@@ -429,6 +432,34 @@ class PythonDockerFloor(PythonFloor):
 
     def command_line(self, target: Target, workdir: Path) -> str:
         return "python -m benchmarks.python_floor HOST REPO TAG [--ca-cert CA] --decompress"
+
+
+class PythonDockerWriteFloor(PythonDockerFloor):
+    name = "python-floor-docker-write"
+    description = (
+        "the Python docker floor, each inflated layer also written into a file of its own "
+        "(no fsync), aiohttp imported without the system CAs (as dockerdrag does)"
+    )
+
+    def commands(self, target: Target, workdir: Path) -> list[list[str]]:
+        extra = ["--write", str(workdir / "layers"), "--lean-import"]
+        return [[*command, *extra] for command in super().commands(target, workdir)]
+
+    def command_line(self, target: Target, workdir: Path) -> str:
+        return (
+            "python -m benchmarks.python_floor HOST REPO TAG [--ca-cert CA] --decompress "
+            "--write WORK/layers --lean-import"
+        )
+
+    def check(self, target: Target, workdir: Path) -> None:
+        """Every layer written whole: one file each, its uncompressed size."""
+        for layer in target.image.layers:
+            path = workdir / "layers" / f"{layer.digest.removeprefix('sha256:')}.tar"
+            if path.stat().st_size != layer.uncompressed_size:
+                raise ValueError(
+                    f"{path.name}: {path.stat().st_size} bytes written, "
+                    f"expected {layer.uncompressed_size}"
+                )
 
 
 def dockerdrag_trust(target: Target, workdir: Path) -> list[str]:

@@ -16,25 +16,50 @@ verifying).
 layer is inflated (ISA-L) as it arrives and the sha256 of the result, its diff_id, is
 taken too, with two threads doing that work (ISA-L and hashlib release the GIL). The
 bytes still go nowhere: the floor of the docker format.
+
+``--write DIR`` (with ``--decompress``) also hands the inflated bytes of every layer to
+the kernel, as any tool writing a ``docker save`` archive (whose layers are uncompressed
+tars) must: each layer into a file of its own in ``DIR``, from the inflating thread, with
+no fsync. ``--lean-import`` imports aiohttp without the system CAs its two import-time TLS
+contexts load (neither is used: plain HTTP, or the context of ``--ca-cert``), as
+dockerdrag does: work a careful client skips. Together: the floor of a docker-format pull
+that writes its archive.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
+import os
 import re
 import resource
 import ssl
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 STARTED = time.perf_counter()
 
-import aiohttp  # noqa: E402 - imported after the clock starts: its import is part of the floor
+
+@contextlib.contextmanager
+def _system_cas_skipped() -> Iterator[None]:
+    """``SSLContext.set_default_verify_paths`` (the system CAs) does nothing inside."""
+    original = ssl.SSLContext.set_default_verify_paths
+    ssl.SSLContext.set_default_verify_paths = lambda _self: None  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        ssl.SSLContext.set_default_verify_paths = original  # type: ignore[method-assign]
+
+
+# Known before aiohttp is imported: argparse reads the option again (and documents it).
+with _system_cas_skipped() if "--lean-import" in sys.argv[1:] else contextlib.nullcontext():
+    import aiohttp  # imported after the clock starts: its import is part of the floor
 from isal import isal_zlib  # noqa: E402
 
 MANIFEST_TYPES = (
@@ -47,14 +72,22 @@ INFLATE_THREADS = 2
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
-def _inflating_hasher(hasher: hashlib._Hash) -> tuple[Callable[[bytes], None], hashlib._Hash]:
-    """A chunk consumer that hashes the blob and inflates it into a second hash."""
+def _inflating_hasher(
+    hasher: hashlib._Hash, out_fd: int | None
+) -> tuple[Callable[[bytes], None], hashlib._Hash]:
+    """A chunk consumer that hashes the blob and inflates it into a second hash (and,
+    given ``out_fd``, writes the inflated bytes there)."""
     inflater = isal_zlib.decompressobj(wbits=GZIP_WBITS)
     diff_id = hashlib.sha256()
 
     def consume(chunk: bytes) -> None:
         hasher.update(chunk)
-        diff_id.update(inflater.decompress(chunk))
+        data = inflater.decompress(chunk)
+        diff_id.update(data)
+        if out_fd is not None:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(out_fd, view) :]
 
     return consume, diff_id
 
@@ -65,6 +98,7 @@ async def fetch_and_hash(
     digest: str,
     slots: asyncio.Semaphore,
     inflaters: ThreadPoolExecutor | None,
+    out: Path | None,
 ) -> int:
     async with slots, session.get(url) as response:
         response.raise_for_status()
@@ -75,16 +109,24 @@ async def fetch_and_hash(
                 hasher.update(chunk)
                 size += len(chunk)
         else:
-            consume, diff_id = _inflating_hasher(hasher)
-            loop = asyncio.get_running_loop()
-            previous: asyncio.Future[None] | None = None
-            while chunk := await response.content.read(READ_SIZE):
+            out_fd = None
+            if out is not None:
+                path = out / f"{digest.removeprefix('sha256:')}.tar"
+                out_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                consume, diff_id = _inflating_hasher(hasher, out_fd)
+                loop = asyncio.get_running_loop()
+                previous: asyncio.Future[None] | None = None
+                while chunk := await response.content.read(READ_SIZE):
+                    if previous is not None:
+                        await previous  # one chunk of a layer in work at a time: in order
+                    previous = loop.run_in_executor(inflaters, consume, chunk)
+                    size += len(chunk)
                 if previous is not None:
-                    await previous  # one chunk of a layer in work at a time: in order
-                previous = loop.run_in_executor(inflaters, consume, chunk)
-                size += len(chunk)
-            if previous is not None:
-                await previous
+                    await previous
+            finally:
+                if out_fd is not None:
+                    os.close(out_fd)
             diff_id.hexdigest()  # a pull compares it with the config; the cost is the same
     if f"sha256:{hasher.hexdigest()}" != digest:
         raise SystemExit(f"digest mismatch for {digest}")
@@ -107,7 +149,13 @@ async def anonymous_token(session: aiohttp.ClientSession, base: str, repo: str) 
 
 
 async def pull(
-    host: str, repo: str, tag: str, connections: int, decompress: bool, ca_cert: str | None
+    host: str,
+    repo: str,
+    tag: str,
+    connections: int,
+    decompress: bool,
+    ca_cert: str | None,
+    out: Path | None = None,
 ) -> tuple[int, float]:
     scheme = "http" if ca_cert is None else "https"
     tls = True if ca_cert is None else ssl.create_default_context(cafile=ca_cert)
@@ -125,6 +173,8 @@ async def pull(
         started = time.perf_counter()
         slots = asyncio.Semaphore(connections)
         inflaters = ThreadPoolExecutor(INFLATE_THREADS) if decompress else None
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
         try:
             sizes = await asyncio.gather(
                 *(
@@ -134,6 +184,7 @@ async def pull(
                         layer["digest"],
                         slots,
                         inflaters,
+                        out,
                     )
                     for layer in manifest["layers"]
                 )
@@ -154,9 +205,30 @@ def main() -> int:
         "--decompress", action="store_true", help="also inflate every layer and hash its diff_id"
     )
     parser.add_argument("--ca-cert", metavar="PEM", help="HTTPS, trusting this CA")
+    parser.add_argument(
+        "--write",
+        metavar="DIR",
+        type=Path,
+        help="with --decompress: write each inflated layer into a file in DIR (no fsync)",
+    )
+    parser.add_argument(
+        "--lean-import",
+        action="store_true",
+        help="import aiohttp without the system CAs of its unused import-time TLS contexts",
+    )
     args = parser.parse_args()
+    if args.write is not None and not args.decompress:
+        parser.error("--write needs --decompress")
     total, transfer = asyncio.run(
-        pull(args.host, args.repo, args.tag, args.connections, args.decompress, args.ca_cert)
+        pull(
+            args.host,
+            args.repo,
+            args.tag,
+            args.connections,
+            args.decompress,
+            args.ca_cert,
+            args.write,
+        )
     )
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(

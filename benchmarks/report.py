@@ -12,6 +12,7 @@ MB = 1_000_000
 BASELINE = "skopeo"
 CURL_FLOOR = "curl-floor"
 DOCKER_FLOOR = "python-floor-docker"
+DOCKER_WRITE_FLOOR = "python-floor-docker-write"
 PLAIN = "plain"
 
 
@@ -299,8 +300,9 @@ def evaluate_targets(
     """Issue 18's targets for dockerdrag, against whatever was measured.
 
     Where a floor measured in the same run bounds a target from below, its ratio is
-    given too: the Python docker floor for the docker format over the direct link,
-    the CPU floor (:class:`CpuFloor`) for the OCI formats.
+    given too: the Python docker floors (nothing written, and writing the archive) for
+    the docker format over the direct link, the CPU floor (:class:`CpuFloor`) for the OCI
+    formats.
     """
 
     def value(
@@ -314,8 +316,14 @@ def evaluate_targets(
         return None if s is None else pick(s)
 
     def docker_floor(image: str, registry: str = PLAIN) -> str:
-        ratio = value(image, "direct", DOCKER_FLOOR, lambda s: s.vs_skopeo, registry)
-        return _floor_text(ratio, ".3f", "Python docker floor")
+        floors = [
+            _floor_text(value(image, "direct", name, lambda s: s.vs_skopeo, registry), ".3f", what)
+            for name, what in (
+                (DOCKER_FLOOR, "Python docker floor"),
+                (DOCKER_WRITE_FLOOR, "writing its archive"),
+            )
+        ]
+        return ", ".join(text for text in floors if text != "-") or "-"
 
     def vs_skopeo(image: str, link: str, limit: float, registry: str = PLAIN) -> TargetResult:
         where = link if registry == PLAIN else f"{link} / {registry}"

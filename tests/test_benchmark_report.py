@@ -71,6 +71,7 @@ def test_targets_show_the_floors_of_the_same_run() -> None:
         _sample("curl-floor", 0.8, 0.9, 0.6),
         _sample("dockerdrag", 0.6, 0.6, 0.2, image="many"),
         _sample("skopeo", 1.0, 1.1, 0.2, image="many"),
+        _sample("python-floor-docker-write", 0.55, 0.5, 0.2, image="many"),
     ]
     stats = report.summarise(samples)
     floors = report.cpu_floors(stats, {"big": report.FloorCosts(0.8, 0.1)}, cores=2)
@@ -84,7 +85,8 @@ def test_targets_show_the_floors_of_the_same_run() -> None:
     assert (oci.measured, oci.status, oci.floor) == ("5.00", "FAIL", "1.38 (CPU floor)")
     assert results["big / direct / `--format oci-dir`: wall vs curl floor"].status == "n/a"
     many = results["many / direct / docker format: wall vs skopeo"]
-    assert many.floor == "-"  # no Python docker floor ran for many
+    assert many.floor == "0.550 (writing its archive)"  # only the writing floor ran for many
+    assert results["many / direct / tls-token / docker format: wall vs skopeo"].floor == "-"
     assert results["big / shaped / docker format: wall vs skopeo"].floor == "-"
     table = report.targets_table(results.values())
     assert "| 5.00 | <= 2.50 | FAIL | 1.38 (CPU floor) |" in table
