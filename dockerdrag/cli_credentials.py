@@ -5,7 +5,6 @@ prompt on the terminal (never echoed)."""
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 
 from .credentials import Credentials
@@ -36,6 +35,8 @@ def _prompt_for_password(username: str, host: str) -> str:
             f"--username {username}: no terminal to ask for the password on; "
             "pipe it in with --password-stdin"
         )
+    import getpass  # here: only a prompt needs it (and termios)
+
     try:
         password = getpass.getpass(f"Password for {username} at {host}: ")
     except EOFError:
