@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from .blob_follow import GrowingBlobReader, open_following
 from .blob_gate import BlobGate, Writer, WriterCancelled
@@ -35,8 +35,7 @@ if TYPE_CHECKING:
     from .docker_archive import DockerImagePlan
 
 
-@dataclass(frozen=True)
-class PlatformImage:
+class PlatformImage(NamedTuple):
     """One image manifest with its verified config."""
 
     manifest: ImageManifest

@@ -19,6 +19,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import anyio
 
@@ -41,8 +42,7 @@ TOKEN_REFRESH_MARGIN = 10.0
 """Seconds before its expiry a cached token is no longer sent (it is fetched anew)."""
 
 
-@dataclass(frozen=True)
-class Challenge:
+class Challenge(NamedTuple):
     """One challenge of a ``WWW-Authenticate`` header."""
 
     scheme: str  # lowercased: "bearer", "basic"

@@ -9,9 +9,8 @@ the reader does not notice: it reads the same bytes. Where an open file cannot b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Final, Protocol, cast
+from typing import BinaryIO, Final, NamedTuple, Protocol, cast
 
 from .arriving_blob import ArrivingBlobReader, FollowLost, read_head
 from .digest import Digest
@@ -41,8 +40,7 @@ class GrowingBlobReader(ArrivingBlobReader):
         self._digest = digest
 
 
-@dataclass(frozen=True)
-class _GateArrival:
+class _GateArrival(NamedTuple):
     """How far blob ``digest`` has arrived, as ``blobs`` (the gate) tells."""
 
     blobs: GrowingBlobs

@@ -34,8 +34,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import anyio
 
@@ -50,8 +50,7 @@ _SIGN_CHECK_SECONDS = 1.0
 """How often a waiting pull looks for signs of life of the holder."""
 
 
-@dataclass(frozen=True)
-class LockWait:
+class LockWait(NamedTuple):
     """How a pull waits for a blob lock another process holds."""
 
     notice_seconds: float = 3.0

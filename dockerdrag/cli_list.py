@@ -7,8 +7,8 @@ The options are read and the list and lock file parsed before any network I/O
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import UsageError
 from .image_list import ImageListEntry, read_image_list
@@ -50,8 +50,7 @@ def add_list_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@dataclass(frozen=True)
-class ListRequest:
+class ListRequest(NamedTuple):
     """A list pull as the command line asks for it, checked and parsed."""
 
     entries: list[ImageListEntry] | None  # None: the lock file's own list

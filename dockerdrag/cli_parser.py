@@ -12,8 +12,7 @@ import argparse
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, NoReturn, TypeVar
 
 from .config import VARIABLES, Settings
 from .conventions import default_cache_dir
@@ -74,8 +73,7 @@ else:  # not subscriptable at run time
     SubParsers = argparse._SubParsersAction
 
 
-@dataclass(frozen=True)
-class Subcommand:
+class Subcommand(NamedTuple):
     """One ``dockerdrag COMMAND``.
 
     ``declare`` adds the command's parser to the subparsers and returns it;

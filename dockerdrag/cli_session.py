@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .cli_credentials import command_line_credentials
 from .config import Settings
@@ -13,8 +13,7 @@ from .low_speed import LowSpeedLimit
 from .pull import DEFAULT_CONCURRENCY, Puller
 
 
-@dataclass(frozen=True)
-class Options:
+class Options(NamedTuple):
     """Command-line options merged over the environment's defaults."""
 
     insecure: tuple[str, ...]

@@ -21,9 +21,8 @@ arguments.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from .errors import DockerDragError, UsageError
 from .platform import Platform
@@ -43,8 +42,7 @@ VARIABLES: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """Defaults read from the environment (``None`` / empty: not set)."""
 
     concurrency: int | None = None

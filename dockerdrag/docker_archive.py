@@ -13,7 +13,7 @@ import hashlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO, Final
+from typing import TYPE_CHECKING, BinaryIO, Final, NamedTuple
 
 from .digest import Digest
 from .docker_options import DockerArchiveOptions
@@ -150,14 +150,12 @@ def created_mtime(created: GoTime) -> int:
     return seconds
 
 
-@dataclass(frozen=True)
-class _V1Layer:
+class _V1Layer(NamedTuple):
     v1_id: str
     json: bytes
 
 
-@dataclass(frozen=True)
-class DockerImagePlan:
+class DockerImagePlan(NamedTuple):
     """What ``docker save`` works out from one config before writing anything: the legacy
     v1 layers (bottom to top), made with ``options``. The pull makes it once per config and
     hands it to both the fetch order and the writer."""
@@ -230,8 +228,7 @@ def manifest_json(items: Sequence[ManifestItem], go122_escaping: bool = False) -
 # ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LayerData:
+class LayerData(NamedTuple):
     """The data of one ``layer.tar``: which layer of which image it is."""
 
     image_index: int
@@ -247,8 +244,7 @@ class LayerData:
             )
 
 
-@dataclass(frozen=True)
-class ArchiveEntry:
+class ArchiveEntry(NamedTuple):
     """One member of the archive, in writing order."""
 
     name: str
@@ -259,8 +255,7 @@ class ArchiveEntry:
     layer: LayerData | None = None  # a layer.tar whose bytes come from decompressing a blob
 
 
-@dataclass(frozen=True)
-class _LayerDir:
+class _LayerDir(NamedTuple):
     json: bytes
     mtime: int
     data: LayerData | None

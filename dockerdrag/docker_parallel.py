@@ -38,8 +38,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import BinaryIO, cast
+from typing import BinaryIO, NamedTuple, cast
 
 from .blob_follow import FollowLost
 from .decoder_processes import PROCESSES_MIN_BYTES, DecoderProcesses, processes_available
@@ -195,8 +194,7 @@ class _LargestFirst:
         return start, -negative_size, data
 
 
-@dataclass(frozen=True)
-class _Decoding:
+class _Decoding(NamedTuple):
     """What every decoder job of one archive shares."""
 
     out: DirectRegionFile

@@ -9,8 +9,8 @@ cached blob once), and returns a :class:`~dockerdrag.pull_results.PullResult` pe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import anyio
 
@@ -39,8 +39,7 @@ from .size_claims import claim_trailer_sizes
 from .store import BlobStore
 
 
-@dataclass(frozen=True)
-class ArchiveAssembler:
+class ArchiveAssembler(NamedTuple):
     """Writes archives from blobs ``fetcher`` brings into ``store``.
 
     The fetcher's connection limit bounds the layer downloads; ``archive_options``: the

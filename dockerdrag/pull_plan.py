@@ -5,8 +5,7 @@ and the platforms asked for."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from .client_credentials import ClientCredentials
 from .errors import Remedy, Setting, UnsupportedFormatError, UsageError
@@ -52,8 +51,7 @@ def archive_tags(reference: Reference, tag: str | None) -> tuple[str, ...]:
     return (familiar,) if familiar else ()
 
 
-@dataclass(frozen=True)
-class ImagesPlan:
+class ImagesPlan(NamedTuple):
     """What to write for the images of one pull: the references, each one's archive
     names, and the platforms wanted of every one."""
 

@@ -7,8 +7,7 @@ manifest's config through the blob cache, checking that docker can load the imag
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from .assemble import PlatformImage, ResolvedPull
 from .digest import Digest
@@ -22,8 +21,7 @@ from .reference import Reference
 from .registry import RegistryClient
 
 
-@dataclass(frozen=True)
-class ImageResolver:
+class ImageResolver(NamedTuple):
     """Resolves references with ``client`` and reads configs through ``fetcher``.
 
     ``include_attestations``: keep an index's attestation manifests (SBOM, provenance).

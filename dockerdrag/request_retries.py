@@ -15,8 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 from urllib.parse import SplitResult
 
 import anyio
@@ -32,8 +31,7 @@ RetryListener = Callable[[RequestRetry], None]
 AnswerT = TypeVar("AnswerT")
 
 
-@dataclass(frozen=True)
-class Answered:
+class Answered(NamedTuple):
     """What the loop needs of an answer: its status, its ``Retry-After`` in seconds (None:
     none or unreadable) and where it came from."""
 
