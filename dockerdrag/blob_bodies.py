@@ -55,6 +55,9 @@ class Fetcher(Protocol):
     on_prefix: Callable[[Digest, Path, int], None] | None
     """Hears how far a downloading blob's bytes reach from its start, on disk in its
     partial file (see ``PartialBlob.on_prefix``), if anyone listens."""
+    write_back_pulls: int
+    """How many running pulls fsync the blobs they fetch: while any does, each download
+    starts the write of its bytes to the disk as it hashes them."""
 
     @property
     def concurrency(self) -> int:

@@ -46,6 +46,7 @@ class BlobDownload:
         self.size = descriptor.size
         self.requests = BlobRequests(fetcher.client, reference, descriptor)
         self.partial = PartialBlob(store, self.digest, self.size)
+        self.partial.write_back = fetcher.write_back_pulls > 0
         if fetcher.on_prefix is not None:
             partial_path = store.partial_path(self.digest)
             self.partial.on_prefix = functools.partial(fetcher.on_prefix, self.digest, partial_path)

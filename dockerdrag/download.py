@@ -142,6 +142,10 @@ class BlobFetcher:
         self.on_prefix: Callable[[Digest, Path, int], None] | None = None
         """Hears how far each downloading blob's bytes on disk reach from its start
         (the docker writer follows big layers as they arrive); None: nobody listens."""
+        self.write_back_pulls = 0
+        """How many running pulls fsync the blobs they fetch (an ``oci-dir`` layout links
+        them): while any does, each blob download starts the write of its bytes to the
+        disk as it hashes them (``PartialBlob.write_back``)."""
 
     @property
     def concurrency(self) -> int:

@@ -22,7 +22,9 @@ What stands in where a feature is missing:
   indexer that holds the file open): tried again a few times before giving up;
 * a rename onto an existing empty directory where rename never replaces (Windows):
   the empty directory is removed first;
-* malloc tuning: only where the C library is glibc.
+* malloc tuning: only where the C library is glibc;
+* starting the write-back of a file's range (``posix_fadvise``, as on Linux): nothing
+  where it is missing; the fsync that follows writes it all.
 
 The kernel copies, hard links and file owners that a copy of a blob may use instead of
 reading and writing it are :mod:`dockerdrag.os_copies`' (none of them needs a module or
@@ -57,6 +59,7 @@ __all__ = [
     "reopen_direct",
     "replace",
     "set_mode",
+    "start_write_back",
 ]
 
 Bytes = bytes | bytearray | memoryview
@@ -78,6 +81,8 @@ _O_DIRECT: Final[int] = getattr(os, "O_DIRECT", 0)
 _O_DIRECTORY: Final[int] = getattr(os, "O_DIRECTORY", 0)
 _O_TMPFILE: int = getattr(os, "O_TMPFILE", 0)
 _fchmod: Callable[[int, int], None] | None = getattr(os, "fchmod", None)
+_fadvise: Callable[[int, int, int, int], None] | None = getattr(os, "posix_fadvise", None)
+_FADV_DONTNEED: Final[int] = getattr(os, "POSIX_FADV_DONTNEED", 0)
 
 
 # ---------------------------------------------------------------------- opening files
@@ -161,6 +166,20 @@ def pwrite_all(fd: int, data: Bytes, offset: int) -> None:
             if written <= 0:  # pragma: no cover - pwrite reports errors by raising
                 raise OSError(errno.EIO, "pwrite wrote nothing")
             done += written
+
+
+def start_write_back(fd: int, offset: int, length: int) -> None:
+    """Have the system start writing ``length`` bytes at ``offset`` of ``fd`` to the disk,
+    without waiting: a later fsync of the file then finds them written, or on their way.
+
+    Linux does it for ``posix_fadvise(POSIX_FADV_DONTNEED)``: it starts the write of the
+    range's dirty pages and drops its clean ones from the page cache (so it suits bytes
+    this process is done reading). A hint: nothing where the call is missing, and its
+    errors are left to the fsync.
+    """
+    if _fadvise is not None:
+        with contextlib.suppress(OSError):
+            _fadvise(fd, offset, length, _FADV_DONTNEED)
 
 
 # ---------------------------------------------------------------------- publishing files

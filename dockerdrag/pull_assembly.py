@@ -88,6 +88,9 @@ class ArchiveAssembler(NamedTuple):
         sources = _blob_sources(resolved)
         if follow:
             self.fetcher.on_prefix = gate.note_prefix
+        # The layout links each blob and fsyncs it: the disk writes it as it is hashed.
+        durable = output_format == "oci-dir"
+        self.fetcher.write_back_pulls += durable
         try:
             # The archive is written while layers still download: the writer waits
             # for each blob as it reaches it, and blobs are fetched in that order.
@@ -104,6 +107,7 @@ class ArchiveAssembler(NamedTuple):
         finally:
             if follow:
                 self.fetcher.on_prefix = None
+            self.fetcher.write_back_pulls -= durable
         return [_pull_result(item, out_path, output_format) for item in resolved]
 
     def _claimable(self, sources: BlobSources) -> list[tuple[Reference, Descriptor]]:

@@ -1,18 +1,22 @@
 """An ``--format oci-dir`` layout is on the disk when the pull reports success: every file
-and directory of it fsynced before it is renamed into place, the rename fsynced after.
+and directory of it fsynced before it is renamed into place, the rename fsynced after;
+and the blobs it links are written back to the disk while they download, so those
+fsyncs find little left to write.
 
-Watched at the OS-call boundary (``os.fsync``) during real pulls from the registry fixture.
+Both are watched at the OS-call boundary (``os.fsync``, ``osfiles._fadvise``) during
+real pulls from the registry fixture.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from dockerdrag import Puller, oci_dir, os_copies
+from dockerdrag import Puller, oci_dir, os_copies, osfiles, partial_blob
 from dockerdrag.digest import Digest
 from dockerdrag.download import TransferOptions
 from tests.support.images import PushedImage, push_image, random_layer, text_layer
@@ -115,3 +119,54 @@ async def test_the_layout_is_on_the_disk_before_the_pull_reports_success(
     not_flushed = [str(entry) for entry in entries if not log.flushed_before_the_move(entry)]
     assert not not_flushed
     assert log.flushed_after_the_move(tmp_path)  # the rename into place
+
+
+class WriteBacks:
+    """The write-backs started (``osfiles._fadvise``): each file's ranges, in order."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.ranges: dict[Inode, list[tuple[int, int]]] = {}
+        real: Callable[[int, int, int, int], None] | None = osfiles._fadvise
+        assert real is not None  # Linux
+
+        def fadvise(fd: int, offset: int, length: int, advice: int) -> None:
+            self.ranges.setdefault(inode(os.fstat(fd)), []).append((offset, length))
+            real(fd, offset, length, advice)
+
+        monkeypatch.setattr(osfiles, "_fadvise", fadvise)
+
+
+async def test_each_blob_of_a_layout_is_written_back_as_it_downloads(
+    registry: RegistryServer,
+    image: PushedImage,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    step = 1 << 20
+    monkeypatch.setattr(partial_blob, "WRITE_BACK_STEP", step)
+    started = WriteBacks(monkeypatch)
+    layout = await pull(registry, image, tmp_path, "oci-dir")
+    for built in image.layers:
+        blob = layout / "blobs" / "sha256" / Digest.parse(built.digest).hex
+        ranges = started.ranges[inode(blob.stat())]
+        # Front to back, every byte once, a step at least at a time but the last.
+        assert [offset for offset, _ in ranges] == [0] + [
+            offset + length for offset, length in ranges[:-1]
+        ]
+        assert sum(length for _, length in ranges) == built.size
+        assert all(length >= step for _, length in ranges[:-1])
+    big = layout / "blobs" / "sha256" / Digest.parse(image.layers[1].digest).hex
+    assert len(started.ranges[inode(big.stat())]) > 1  # while it downloads
+
+
+async def test_blobs_read_again_by_the_writer_are_not_written_back(
+    registry: RegistryServer,
+    image: PushedImage,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The tar formats read each blob from the cache after it downloads: its pages stay."""
+    started = WriteBacks(monkeypatch)
+    for fmt in ("oci", "docker"):
+        await pull(registry, image, tmp_path, fmt)
+    assert started.ranges == {}

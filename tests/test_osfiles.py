@@ -280,6 +280,36 @@ def test_malloc_tuning_is_harmless_where_the_c_library_cannot_be_loaded(
     assert loads == [None]
 
 
+# ---------------------------------------------------------------------- write-back
+
+
+def test_a_write_back_where_the_system_has_none_leaves_the_bytes_to_the_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(osfiles, "_fadvise", None)  # macOS, Windows
+    fd = osfiles.open_read_write(tmp_path / "blob")
+    try:
+        osfiles.pwrite_all(fd, b"x" * 100_000, 0)
+        osfiles.start_write_back(fd, 0, 100_000)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert (tmp_path / "blob").read_bytes() == b"x" * 100_000
+
+
+def test_a_write_back_the_system_refuses_is_left_to_the_fsync() -> None:
+    read_end, write_end = os.pipe()
+    try:
+        fadvise = getattr(os, "posix_fadvise", None)
+        if fadvise is not None:  # what start_write_back meets: the system refuses a pipe
+            with pytest.raises(OSError):
+                fadvise(write_end, 0, 1, osfiles._FADV_DONTNEED)
+        osfiles.start_write_back(write_end, 0, 1)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
 # ---------------------------------------------------------------------- kernel copies
 
 
