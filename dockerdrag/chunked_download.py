@@ -7,7 +7,9 @@ request of the pull still waiting, see :func:`~dockerdrag.connection_limit.spare
 and takes the second half of the chunk that would take the longest to finish
 (:mod:`chunk_split`), as long as one has at least twice ``TransferOptions.split_min_bytes``
 left and would take at least ``TransferOptions.split_min_seconds`` more at its rate so
-far. The written ranges are saved in the sidecar every
+far. Once every chunk of the blob is in, the connections still waiting for a chunk to split
+stop waiting, so the blob is verified at once rather than once every other request of the
+pull has had its connection. The written ranges are saved in the sidecar every
 ``TransferOptions.ranges_save_every`` bytes (from a disk thread, one save at a time) and
 when a body ends, breaks or is cancelled; the contiguous prefix is hashed in order (read
 back from disk) as it grows.
@@ -15,6 +17,7 @@ back from disk) as it grows.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager
@@ -95,6 +98,9 @@ class ChunkedDownload:
         self._save_pending = False  # a background save of the sidecar is on its way
         self._sidecar_lock = anyio.Lock()  # one sidecar write at a time
         self._group: anyio.abc.TaskGroup | None = None
+        self._fetching = 0  # chunks (and split-off halves) being fetched
+        self._planned_all = False  # every chunk of the plan was taken
+        self._spare_waits: set[anyio.CancelScope] = set()  # waits for spare work
 
     async def run(self) -> None:
         """Fetch the missing ranges as parallel chunks, then hash what is not hashed yet.
@@ -184,10 +190,16 @@ class ChunkedDownload:
             await wait_for.wait()
         for start, end in jobs:  # one plan shared by every task: each chunk is taken once
             await self._chunk(Cursor(start, end), None)
+        self._planned_all = True
         while True:
             # A connection first, then the split: the half taken is fetched at once. It
             # waits behind every request still to start (a split loses bytes in flight).
-            await self._limiter.acquire(spare_rank(self._rank))
+            connected = False
+            with self._while_chunks_arrive():
+                await self._limiter.acquire(spare_rank(self._rank))
+                connected = True
+            if not connected:
+                return
             rest = self._open.split()
             if rest is None:
                 self._limiter.release()
@@ -195,7 +207,8 @@ class ChunkedDownload:
                 wait = self._open.seconds_until_judged()
                 if wait is None:
                     return
-                await anyio.sleep(wait)
+                with self._while_chunks_arrive():
+                    await anyio.sleep(wait)
                 continue
             log.debug(
                 "blob %s: bytes %d-%d split off a straggling chunk",
@@ -205,6 +218,20 @@ class ChunkedDownload:
             )
             await self._chunk(rest, None, connected=True)
 
+    @contextlib.contextmanager
+    def _while_chunks_arrive(self) -> Iterator[None]:
+        """A wait for spare work, ended (cancelled) once no chunk is left to arrive: every
+        chunk of the plan was taken and none is being fetched (nothing can be split)."""
+        scope = anyio.CancelScope()
+        if self._planned_all and not self._fetching:
+            scope.cancel()
+        self._spare_waits.add(scope)
+        try:
+            with scope:
+                yield
+        finally:
+            self._spare_waits.discard(scope)
+
     async def _chunk(
         self, cursor: Cursor, announce: anyio.Event | None, *, connected: bool = False
     ) -> None:
@@ -212,12 +239,19 @@ class ChunkedDownload:
         honoured the range. ``connected``: the caller holds a connection place for the
         first request (and it is released with that request)."""
         budget = Reconnects(self._retry, cursor.pos)
-        while cursor.pos < cursor.end:
-            try:
-                await self._request(cursor, announce, connected)
-            except BodyBroken as broken:
-                await budget.wait_to_reconnect(cursor.pos, broken, self._blob.digest.short)
-            connected = False
+        self._fetching += 1
+        try:
+            while cursor.pos < cursor.end:
+                try:
+                    await self._request(cursor, announce, connected)
+                except BodyBroken as broken:
+                    await budget.wait_to_reconnect(cursor.pos, broken, self._blob.digest.short)
+                connected = False
+        finally:
+            self._fetching -= 1
+            if self._planned_all and not self._fetching:
+                for scope in self._spare_waits:
+                    scope.cancel()
 
     async def _request(self, cursor: Cursor, announce: anyio.Event | None, connected: bool) -> None:
         """One request for the rest of the chunk, on a connection place held until it ends."""

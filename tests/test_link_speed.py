@@ -271,6 +271,39 @@ async def test_a_freed_connection_goes_to_the_blob_the_writer_needs_first(
     assert all(i > last_of_first for i in second_requests[1:])
 
 
+async def test_a_blob_is_verified_once_its_chunks_are_in(
+    proxy: FaultProxy, two_layers: PushedImage, tmp_path: Path
+) -> None:
+    """Two layers in chunks over two connections: the layer read first gets every freed
+    connection and is complete while the other still has chunks to ask for. It is verified
+    then, not once its idle connections (waiting for a straggler to split, behind every
+    request of the other layer) have each had a place."""
+    first, second = sorted(two_layers.layers, key=lambda data: data.digest)
+    proxy.add(throttle(2_000_000), path=r"/blobs/", times=None)
+    asked_for_second: list[int] = []
+
+    def note_first_complete(event: ProgressEvent) -> None:
+        if (
+            isinstance(event, LayerProgress)
+            and str(event.digest) == first.digest
+            and event.phase is LayerPhase.COMPLETE
+        ):
+            asked_for_second.append(len(proxy.requests_for(blob_re(second))))
+
+    await pull(
+        proxy,
+        two_layers,
+        tmp_path / "c",
+        MANY_CHUNKS,
+        concurrency=2,
+        output_format="oci",
+        progress=note_first_complete,
+    )
+    chunks = -(-second.size // MANY_CHUNKS.chunk_size)
+    assert len(asked_for_second) == 1
+    assert asked_for_second[0] < chunks
+
+
 # -- which straggler is worth a split (the rule alone, on a clock of its own) --------------
 
 
