@@ -40,7 +40,7 @@ class BlobDownload:
         rank: int = 0,
     ) -> None:
         self.fetcher = fetcher
-        self.rank = rank  # the blob's place in the writer's order: lower is served first
+        self.rank = rank  # where its first byte falls in the writer's order: lower first
         self.store = store
         self.digest = descriptor.digest
         self.size = descriptor.size

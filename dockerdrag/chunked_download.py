@@ -258,7 +258,8 @@ class ChunkedDownload:
         blob = self._blob
         if not connected:
             # The first chunk finds out whether ranges work: it goes with every blob's first.
-            await self._limiter.acquire(FIRST_REQUEST_RANK if announce else self._rank)
+            # The others rank by where their bytes fall in the order the writer reads them.
+            await self._limiter.acquire(FIRST_REQUEST_RANK if announce else self._rank + cursor.pos)
         try:
             asked = range(cursor.pos, cursor.end)  # the end may move while the request is sent
             async with blob.open(asked.start, asked.stop) as (response, body):

@@ -1,16 +1,22 @@
-"""The blob connections of a pull: a limit whose freed places go to the most wanted blob first.
+"""The blob connections of a pull: a limit whose freed places go to the most wanted bytes first.
 
 The archive writer reads the layers in one order and waits for each in turn; blobs that
 all finish together at the end of the download leave it nothing to do meanwhile and
-everything to do afterwards. So each request waits with a ``rank`` (the blob's place in
-the writer's order): a freed connection goes to the waiting request of the lowest rank,
-first come first served within a rank. The blobs then finish roughly in the order they
-are read, and the writer works on one layer while the next ones arrive.
+everything to do afterwards. So each request waits with a ``rank`` (where the bytes it
+asks for fall in the order the writer reads them: a blob's rank plus their offset in
+it): a freed connection goes to the waiting request of the lowest rank, first come
+first served within a rank. The blobs then finish roughly in the order they are read,
+and the writer works on one layer while the next ones arrive.
 
 A blob's first request (a whole-blob stream, or the chunk that finds out whether the
 registry honours ranges) waits with ``FIRST_REQUEST_RANK``, ahead of every further
 chunk: every blob gets going at once, in the order asked, and a stream (which cannot be
 split between connections) does not start last and straggle.
+
+A request of any other rank that finds a place free does not take it at once: it waits
+``GATHER_SECONDS`` (with every request that comes meanwhile) for the requests that come
+at about the same moment (the further chunks of several blobs, each sent once its first
+answer came), and the free places go to them all by rank, not to whichever came first.
 
 A connection looking for a straggling chunk to split waits with :func:`spare_rank`,
 behind every request of every blob: a split closes the straggler's connection and loses
@@ -30,7 +36,10 @@ import anyio.lowlevel
 FIRST_REQUEST_RANK = -1
 """The rank of a blob's first request: ahead of the chunks of every blob."""
 
-_SPARE_RANKS = 1 << 62  # above the rank of any blob's request
+GATHER_SECONDS = 0.1
+"""How long a request that would take a free place waits for others to come along."""
+
+_SPARE_RANKS = 1 << 96  # above the rank of any blob's request (ranks count bytes)
 
 
 def spare_rank(rank: int) -> int:
@@ -57,15 +66,18 @@ class ConnectionLimit:
     """At most ``total_tokens`` places held at once; waiters served by rank, then arrival.
 
     Used from one event loop only. ``total_tokens`` may be raised or lowered at any time;
-    lowering it takes no place back, it only stops handing out new ones.
+    lowering it takes no place back, it only stops handing out new ones. A request that
+    would take a free place waits ``gather_seconds`` for others first (see the module).
     """
 
-    def __init__(self, total_tokens: int) -> None:
+    def __init__(self, total_tokens: int, gather_seconds: float = GATHER_SECONDS) -> None:
         self._total = max(1, total_tokens)
+        self._gather_seconds = gather_seconds
         self._held = 0
         self._queue: list[_Waiter] = []
         self._waiting = 0
         self._numbers = itertools.count()
+        self._gathering = False  # a request waits for others before free places go out
 
     @property
     def total_tokens(self) -> int:
@@ -89,7 +101,7 @@ class ConnectionLimit:
     async def acquire(self, rank: int = 0) -> None:
         """Wait for a place (requests of a lower ``rank`` are served first)."""
         await anyio.lowlevel.checkpoint_if_cancelled()
-        if self._held < self._total and not self._waiting:
+        if self._held < self._total and rank == FIRST_REQUEST_RANK:  # ahead of any waiter
             self._held += 1
             await anyio.lowlevel.cancel_shielded_checkpoint()
             return
@@ -97,6 +109,8 @@ class ConnectionLimit:
         heapq.heappush(self._queue, waiter)
         self._waiting += 1
         try:
+            if self._held < self._total and not self._gathering:
+                await self._gather()
             await waiter.event.wait()
         except BaseException:
             if waiter.granted:
@@ -119,6 +133,16 @@ class ConnectionLimit:
             yield
         finally:
             self.release()
+
+    async def _gather(self) -> None:
+        """Let the requests of the next ``gather_seconds`` queue too, then hand out the
+        free places by rank."""
+        self._gathering = True
+        try:
+            await anyio.sleep(self._gather_seconds)
+        finally:
+            self._gathering = False
+            self._hand_out()
 
     def _hand_out(self) -> None:
         while self._held < self._total and self._queue:

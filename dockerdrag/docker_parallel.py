@@ -9,12 +9,14 @@ write whole layers into their own regions of the file (the pages wholly inside a
 past the page cache), while the headers and small members around them are written
 with ``pwrite``. The bytes are exactly the sequential writer's.
 
-Decoders take the largest layer placed and not yet taken first: the longest to
-decompress starts soonest. On Linux, when the layers are big enough to pay for starting
-them, each decoder thread hands its layer to a worker process
-(:mod:`~dockerdrag.decoder_processes`), which inflates, hashes and writes it with an
-interpreter of its own, so decoding never waits for the pull's (the thread answers the
-worker's questions about a blob still arriving and checks the diff_id).
+Decoders take the layer with the largest blob placed and not yet taken first
+(:func:`~dockerdrag.decode_order.largest_first`): the longest to read starts soonest,
+and the downloads bring each decoder's bytes in that order. On Linux, when the layers
+are big enough to pay for starting them, each decoder thread hands its layer to a
+worker process (:mod:`~dockerdrag.decoder_processes`), which inflates, hashes and
+writes it with an interpreter of its own, so decoding never waits for the pull's (the
+thread answers the worker's questions about a blob still arriving and checks the
+diff_id).
 
 A layer whose blob can be read as it arrives (``ArchiveLayer.open_early``) is
 decompressed from its first bytes on, before the blob is verified; if that attempt fails
@@ -41,6 +43,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO, NamedTuple, cast
 
 from .blob_follow import FollowLost
+from .decode_order import DECODERS, largest_first
 from .decoder_processes import PROCESSES_MIN_BYTES, DecoderProcesses, processes_available
 from .digest import Digest
 from .direct_io import Readable
@@ -64,12 +67,6 @@ from .tarwriter import (
 __all__ = ["DECODERS", "write_docker_archive_in_parallel"]
 
 log = logging.getLogger("dockerdrag")
-
-DECODERS = 2
-"""Layers decompressed at once (by threads or worker processes): as many as the cores
-of the machine this was tuned on (2). Each decoder holds its blocks and inflate state in
-memory; a third gained nothing in the benchmark (big/direct, alternating runs) and raised
-the peak RSS."""
 
 
 def write_docker_archive_in_parallel(
@@ -169,10 +166,11 @@ def _joined(pieces: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
 
 
 class _LargestFirst:
-    """The layers placed and not taken by a decoder yet, largest first."""
+    """The layers placed and not taken by a decoder yet, the largest blob first (the
+    uncompressed size for a layer read without its blob, :attr:`ArchiveLayer.source`)."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[int, int, LayerData]] = []  # (-size, start, data)
+        self._heap: list[tuple[tuple[int, int], int, LayerData]] = []  # (key, size, data)
         self._lock = threading.Lock()
         self._unhanded = 0  # layers put that no decoder job was made for yet
 
@@ -183,15 +181,17 @@ class _LargestFirst:
 
     def put(self, size: int, placed: tuple[int, LayerData]) -> None:
         start, data = placed
+        source = data.layer.source
+        key = largest_first(size if source is None else source.size, start)
         with self._lock:
-            heapq.heappush(self._heap, (-size, start, data))  # starts differ: no tie
+            heapq.heappush(self._heap, (key, size, data))  # starts differ: no tie
         self._unhanded += 1
 
     def take(self) -> tuple[int, int, LayerData]:
-        """The largest layer's start, size and data (one was put per decoder job)."""
+        """The first layer's start, size and data (one was put per decoder job)."""
         with self._lock:
-            negative_size, start, data = heapq.heappop(self._heap)
-        return start, -negative_size, data
+            (_, start), size, data = heapq.heappop(self._heap)
+        return start, size, data
 
 
 class _Decoding(NamedTuple):

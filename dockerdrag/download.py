@@ -45,8 +45,9 @@ How one blob is fetched (:meth:`BlobFetcher.fetch`):
 
 Connections: each blob request, whole-blob stream or chunk, holds one place of
 the fetcher's :class:`~dockerdrag.connection_limit.ConnectionLimit` while it is open,
-so layers and chunks share the limit; a freed place goes to the waiting request of
-the blob needed first (its rank in :func:`fetch_all`'s order). The limit starts at
+so layers and chunks share the limit; a freed place goes to the waiting request for
+the bytes needed first (its rank: where they fall in the order the writer reads them,
+:func:`fetch_all`). The limit starts at
 ``INITIAL_CONNECTIONS`` and doubles towards ``concurrency`` while requests wait and
 the open connections are slow (:mod:`connection_growth`): a fast link keeps few buffers
 in memory, a link that caps each connection gets as many as it takes within a few looks;
@@ -63,7 +64,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import anyio
@@ -237,8 +238,9 @@ class BlobFetcher:
         """As :meth:`fetch`, and whether the blob was downloaded (and so verified) just now.
 
         False means it was found in the store, where it was verified by an earlier run.
-        ``rank``: the blob's place in the order it is needed; a freed connection goes to
-        the waiting request of the lowest rank (see :mod:`connection_limit`).
+        ``rank``: where the blob's first byte falls in the order the writer reads bytes;
+        a chunk's request adds its offset, and a freed connection goes to the waiting
+        request of the lowest rank (see :mod:`connection_limit`).
         """
         digest = descriptor.digest
         if descriptor.size > self.options.max_blob_size:
@@ -317,12 +319,15 @@ async def fetch_all(
     descriptors: Sequence[Descriptor],
     concurrency: int | None = None,
     on_ready: Callable[[Digest, Path, bool], None] | None = None,
+    ranks: Mapping[Digest, int] | None = None,
 ) -> dict[Digest, Path]:
     """Fetch every distinct blob of ``descriptors`` into the store; return their paths.
 
-    All blobs start at once, in the order given (so put first what is needed
-    first): a freed connection goes to the first blob in that order with a request
-    waiting, so the blobs tend to finish in that order. The fetcher's limiter bounds the
+    All blobs start at once, in the order given (so put first what is needed first).
+    A freed connection goes to the waiting request of the lowest rank: a blob's rank
+    (``ranks``, by default where the blob falls in the order given, each blob's bytes
+    after those of the blobs before it) plus the offset of the bytes asked for, so the
+    blobs tend to finish in that order. The fetcher's limiter bounds the
     open requests (``concurrency``, when given, resets that limit). ``on_ready`` hears
     of each blob as soon as it is verified in the store, with its path and whether it
     was downloaded (and so hashed) by this call rather than found in the store.
@@ -331,6 +336,8 @@ async def fetch_all(
         fetcher.concurrency = concurrency
     paths: dict[Digest, Path] = {}
     unique = list({d.digest: d for d in descriptors}.values())
+    if ranks is None:
+        ranks = dict(zip((d.digest for d in unique), _positions(unique), strict=True))
 
     async def one(rank: int, descriptor: Descriptor) -> None:
         path, downloaded = await fetcher.fetch_noting_download(reference, descriptor, rank=rank)
@@ -342,10 +349,19 @@ async def fetch_all(
         async with anyio.create_task_group() as watching:
             watching.start_soon(fetcher.watch_connections)
             async with anyio.create_task_group() as group:
-                for rank, descriptor in enumerate(unique):
+                for descriptor in unique:
                     fetcher.emit(descriptor, LayerPhase.WAITING, 0)
-                    group.start_soon(one, rank, descriptor)
+                    group.start_soon(one, ranks.get(descriptor.digest, 0), descriptor)
             watching.cancel_scope.cancel()
     except BaseExceptionGroup as group_error:
         raise leaf_error(group_error) from None
     return paths
+
+
+def _positions(descriptors: Sequence[Descriptor]) -> list[int]:
+    """Where each blob's first byte falls when the blobs are read one after the other."""
+    positions, position = [], 0
+    for descriptor in descriptors:
+        positions.append(position)
+        position += descriptor.size
+    return positions

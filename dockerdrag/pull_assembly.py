@@ -2,13 +2,14 @@
 
 :class:`ArchiveAssembler` picks the writer for the format (the docker writer with its
 plans, or the OCI one), fetches every distinct layer blob in the order the writer reads
-them under one concurrency limit, runs the writer at the same time (repairing a corrupt
-cached blob once), and returns a :class:`~dockerdrag.pull_results.PullResult` per image.
+them (for the docker format, the order its decoders read them in) under one concurrency
+limit, runs the writer at the same time (repairing a corrupt cached blob once), and
+returns a :class:`~dockerdrag.pull_results.PullResult` per image.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -25,6 +26,7 @@ from .assemble import (
 from .blob_gate import BlobGate
 from .cache_repair import BlobSources, write_repairing
 from .cache_use import BlobsInUse
+from .decode_order import decoder_ranks
 from .digest import Digest
 from .docker_options import DockerArchiveOptions
 from .download import BlobFetcher, fetch_all
@@ -35,7 +37,7 @@ from .osfiles import renames_open_files
 from .outputs import check_output
 from .pull_results import LayerResult, PullResult
 from .reference import Reference
-from .size_claims import claim_trailer_sizes
+from .size_claims import CLAIM_MIN_BLOB, claim_trailer_sizes, worth_claiming
 from .store import BlobStore
 
 
@@ -100,7 +102,10 @@ class ArchiveAssembler(NamedTuple):
                         gate.expect_claims()
                         claimed = self._claimable(sources)
                         group.start_soon(claim_trailer_sizes, self.fetcher.client, claimed, gate)
-                    group.start_soon(self._fetch_layers, resolved, order, gate, out_path, emit)
+                    ranks = _decoder_ranks(resolved, order) if plans is not None else None
+                    group.start_soon(
+                        self._fetch_layers, resolved, order, ranks, gate, out_path, emit
+                    )
                     await write_repairing(writer, gate, self.fetcher, sources)
         except BaseExceptionGroup as group_error:
             raise leaf_error(group_error) from None
@@ -149,11 +154,13 @@ class ArchiveAssembler(NamedTuple):
         self,
         resolved: Sequence[ResolvedPull],
         order: Sequence[Digest],
+        ranks: Mapping[Digest, int] | None,
         gate: BlobGate,
         output: Path,
         emit: ProgressCallback,
     ) -> None:
-        """Fetch every layer blob (in ``order``), then announce the archive's completion."""
+        """Fetch every layer blob (in ``order``; by ``ranks`` if given, see
+        :func:`~dockerdrag.download.fetch_all`), then announce the archive's completion."""
         by_source: dict[Reference, list[Descriptor]] = {}
         for item in resolved:
             for image in item.images:
@@ -167,8 +174,27 @@ class ArchiveAssembler(NamedTuple):
             fresh = [d for d in descriptors if d.digest not in seen]
             seen.update(d.digest for d in fresh)
             fresh.sort(key=lambda d: rank.get(d.digest, len(rank)))
-            await fetch_all(self.fetcher, source, fresh, on_ready=gate.mark_ready)
+            await fetch_all(self.fetcher, source, fresh, on_ready=gate.mark_ready, ranks=ranks)
         emit(ArchiveWriting(str(output)))
+
+
+def _decoder_ranks(
+    resolved: Sequence[ResolvedPull], order: Sequence[Digest]
+) -> dict[Digest, int] | None:
+    """The download ranks of the docker format's layers: where each blob's first byte
+    falls in the run of the decoder that will read it (:mod:`~dockerdrag.decode_order`).
+    None (the write order) unless every layer can be placed in the archive before its
+    blob arrives (it claims its size, :mod:`~dockerdrag.size_claims`, or is small): the
+    writer would otherwise wait for the layers one by one in the write order."""
+    layers = {
+        layer.digest: layer
+        for item in resolved
+        for image in item.images[:1]
+        for layer in image.manifest.layers
+    }
+    if not all(worth_claiming(d) or d.size < CLAIM_MIN_BLOB for d in layers.values()):
+        return None
+    return decoder_ranks([(digest, layers[digest].size) for digest in order if digest in layers])
 
 
 def _blob_sources(resolved: Sequence[ResolvedPull]) -> BlobSources:

@@ -104,3 +104,37 @@ async def test_spare_work_waits_behind_every_request() -> None:
     request of any blob, then by its blob's rank."""
     ranks = [spare_rank(1), 1000, spare_rank(0), FIRST_REQUEST_RANK]
     assert await served_order(ConnectionLimit(1), ranks) == [3, 1, 2, 0]
+
+
+async def test_requests_that_come_together_for_free_places_are_served_by_rank() -> None:
+    """The first request to find a place free waits a moment for others: those that came
+    meanwhile get the free places by rank, not by who came first."""
+    limit = ConnectionLimit(2, gather_seconds=2.0)
+    served: list[str] = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(note_when_in_and_hold, limit, served, "first come, last rank", 9)
+        await anyio.wait_all_tasks_blocked()
+        group.start_soon(note_when_in_and_hold, limit, served, "rank 3", 3)
+        group.start_soon(note_when_in_and_hold, limit, served, "rank 1", 1)
+        await anyio.wait_all_tasks_blocked()
+        assert (served, limit.waiting) == ([], 3)
+        with anyio.fail_after(30):
+            while len(served) < 2:
+                await anyio.sleep(0.05)
+        assert served == ["rank 1", "rank 3"]
+        group.cancel_scope.cancel()
+
+
+async def test_a_first_request_takes_a_free_place_at_once() -> None:
+    limit = ConnectionLimit(1, gather_seconds=60.0)
+    with anyio.fail_after(30):
+        await limit.acquire(FIRST_REQUEST_RANK)
+    assert limit.held == 1
+
+
+async def note_when_in_and_hold(
+    limit: ConnectionLimit, served: list[str], name: str, rank: int
+) -> None:
+    async with limit.place(rank):
+        served.append(name)
+        await anyio.sleep_forever()

@@ -23,6 +23,7 @@ LAYERS: list[set[str]] = [
         "tls_buffers",
         "docker_options",
         "arriving_blob",
+        "decode_order",
     },
     {"digest", "platform", "direct_io", "retry", "credentials", "blob_lock", "conventions"},
     {"gojson", "direct_regions", "low_speed", "ca_preload", "range_checks", "blob_body", "events"},

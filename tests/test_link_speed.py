@@ -271,6 +271,25 @@ async def test_a_freed_connection_goes_to_the_blob_the_writer_needs_first(
     assert all(i > last_of_first for i in second_requests[1:])
 
 
+async def test_the_docker_format_fetches_the_layers_its_decoders_read_side_by_side(
+    proxy: FaultProxy, two_layers: PushedImage, tmp_path: Path
+) -> None:
+    """Two layers, two decoders, each reading one layer from its start as it arrives:
+    freed connections go to the chunks of both layers in turn, each front first, not to
+    the layer the archive holds first until it is complete."""
+    first, second = sorted(two_layers.layers, key=lambda data: data.digest)
+    proxy.add(throttle(2_000_000), path=r"/blobs/", times=None)
+    await pull(proxy, two_layers, tmp_path / "c", MANY_CHUNKS, concurrency=2)
+    proxy.wait_idle()
+    order = [
+        record.path.rsplit("/", 1)[-1]
+        for record in proxy.requests_for(r"/blobs/sha256:")
+        if record.path.endswith((first.digest, second.digest))
+    ]
+    early = order[: len(order) // 2]
+    assert abs(early.count(first.digest) - early.count(second.digest)) <= 2
+
+
 async def test_a_blob_is_verified_once_its_chunks_are_in(
     proxy: FaultProxy, two_layers: PushedImage, tmp_path: Path
 ) -> None:

@@ -661,7 +661,7 @@ async def test_connection_growth_doubles_towards_the_ceiling_only_while_slow(
 ) -> None:
     """Every place held and ten requests waiting: connections slower than ``slow_rate``
     double the limit (2 -> 4 -> 8, the ceiling, where the watch ends); fast ones never do."""
-    limiter = ConnectionLimit(2)
+    limiter = ConnectionLimit(2, gather_seconds=0.0)
     growth = ConnectionGrowth(
         replace(CHUNKED, growth_check_seconds=0.01, slow_connection_rate=slow_rate)
     )
