@@ -18,6 +18,7 @@ from .errors import (
 )
 
 _SHA256_RE = re.compile(r"sha256:[a-f0-9]{64}")
+_HEX_RE = re.compile(r"[a-f0-9]{64}")
 
 
 @dataclass(frozen=True, order=True)
@@ -27,7 +28,7 @@ class Digest:
     hex: str
 
     def __post_init__(self) -> None:
-        if len(self.hex) != 64 or not all(c in "0123456789abcdef" for c in self.hex):
+        if not _HEX_RE.fullmatch(self.hex):
             raise InvalidReferenceError(f"invalid sha256 hex {self.hex!r}")
 
     @classmethod
