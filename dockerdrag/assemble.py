@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, BinaryIO, Final, NamedTuple
 
 from .blob_follow import GrowingBlobReader, open_following
 from .blob_gate import BlobGate, Writer, WriterCancelled
@@ -33,6 +33,10 @@ from .store import atomic_output
 
 if TYPE_CHECKING:
     from .docker_archive import DockerImagePlan
+
+OCI_COPIERS: Final = 8
+"""Threads copying blobs into the ``oci`` tar at once: blobs that download side by side
+are each copied as they arrive, not one after the other once the downloads end."""
 
 
 class PlatformImage(NamedTuple):
@@ -241,13 +245,14 @@ def oci_writer(
 
         with atomic_output(output) as handle:
             write_oci_archive_in_regions(
-                handle.regions(),
+                handle.regions(writers=0),
                 images,
                 include_attestations=True,
                 on_chunk=check_cancelled,
                 before_blob=wait_for_blob,
                 next_ready=gate.wait_for_any,
                 next_arriving=next_arriving if follow else None,
+                copiers=OCI_COPIERS,
             )
 
     return write

@@ -34,7 +34,8 @@ class BlobGate:
     It also hears, from any thread, the uncompressed size a big layer claims before its
     blob arrives (:mod:`size_claims`) and how far each blob's download has its bytes on
     disk (:meth:`note_prefix`): a decoder reads a layer while it arrives through it
-    (:class:`~dockerdrag.blob_follow.GrowingBlobs`).
+    (:class:`~dockerdrag.blob_follow.GrowingBlobs`), waiting on that blob's own condition,
+    so a blob's progress wakes only its readers.
     """
 
     def __init__(
@@ -43,7 +44,9 @@ class BlobGate:
         descriptors: Iterable[Descriptor],
     ) -> None:
         self.paths: dict[Digest, Path] = {d.digest: store.blob_path(d.digest) for d in descriptors}
-        self._changed = threading.Condition()
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._blob_moved: dict[Digest, threading.Condition] = {}  # wait_beyond's, by blob
         self._ready: set[Digest] = set()
         self._cancelled = False
         self._hashed_now: set[Digest] = set()
@@ -65,6 +68,8 @@ class BlobGate:
                 self._hashed_now.add(digest)
             self._ready.add(digest)
             self._changed.notify_all()
+            if digest in self._blob_moved:
+                self._blob_moved[digest].notify_all()
 
     def expect_claims(self) -> None:
         """Size claims are on their way: :meth:`wait_for_size` waits until they settle, so
@@ -94,9 +99,12 @@ class BlobGate:
             if end < before:
                 self._restarts[digest] = self._restarts.get(digest, 0) + 1
             self._prefixes[digest] = (partial, end)
-            # Waiters hear of a blob's progress only if they wait for that blob's bytes,
-            # or for any blob to have bytes (none had, or had none left).
-            if self._watched.get(digest) or (before == 0) != (end == 0):
+            # The readers of this blob's bytes hear of its progress (each blob has its own
+            # condition: one reader per blob wakes, not all), and those waiting for any blob
+            # to have bytes hear when one has some (or none left).
+            if self._watched.get(digest):
+                self._blob_moved[digest].notify_all()
+            if (before == 0) != (end == 0):
                 self._changed.notify_all()
 
     def restarts(self, digest: Digest) -> int:
@@ -131,9 +139,10 @@ class BlobGate:
             return end != position or digest in self._ready or self._cancelled
 
         with self._changed:
+            condition = self._blob_moved.setdefault(digest, threading.Condition(self._lock))
             self._watched[digest] = self._watched.get(digest, 0) + 1
             try:
-                self._changed.wait_for(moved)
+                condition.wait_for(moved)
             finally:
                 self._watched[digest] -= 1
             if self._cancelled:
@@ -149,6 +158,8 @@ class BlobGate:
         with self._changed:
             self._cancelled = True
             self._changed.notify_all()
+            for condition in self._blob_moved.values():
+                condition.notify_all()
 
     def hashed_in_this_pull(self, digest: Digest) -> bool:
         """Whether the ready blob ``digest`` was downloaded and hashed by this pull."""

@@ -7,10 +7,12 @@ through a :class:`RegionWriter` (its whole pages with ``O_DIRECT``, see
 :meth:`DirectRegionFile.write_at`. A direct write returns only once the disk has the
 data, so each region's full blocks are written by a helper thread of the file while
 the region's own thread fills the next block (write-behind: the thread decompressing
-a layer does not wait for the disk). The blocks of a region that is done serve the next
-region (:class:`BlockPool`): the kernel faults in and zeroes every page of a new block on
-first touch, a cost an image of many small layers would pay per layer. A file written
-front to back, with headers patched afterwards, is
+a layer does not wait for the disk), unless the file has no helper threads (the
+region's thread then writes its own blocks: many regions written at once, each by a
+thread that mostly waits for its bytes, need no more threads). The blocks of a region
+that is done serve the next region (:class:`BlockPool`): the kernel faults in and zeroes
+every page of a new block on first touch, a cost an image of many small layers would
+pay per layer. A file written front to back, with headers patched afterwards, is
 :class:`~dockerdrag.direct_io.DirectFileWriter`'s job: the two protocols never share a
 file, and :class:`DirectOutput` hands a new file to one of them at a time.
 """
@@ -76,7 +78,8 @@ class DirectRegionFile(ClosedOnExit):
     ``fd`` must be open for writing and stays owned by the caller. :meth:`region` hands
     out a writer of the bytes from an offset on (one per thread), :meth:`write_at`
     writes bytes between regions, :meth:`discard` empties the file again. The regions'
-    full blocks are written by up to ``writers`` helper threads (started on first use);
+    full blocks are written by up to ``writers`` helper threads (started on first use;
+    with none, by each region's own thread);
     the blocks of a closed region are kept for the next one (as many as were in use at
     once, at most).
     """
@@ -88,6 +91,7 @@ class DirectRegionFile(ClosedOnExit):
         self._closed = False
         self._writers = writers
         self._block_writer: ThreadPoolExecutor | None = None
+        self._starting = threading.Lock()  # regions may be opened by several threads
         self._blocks = BlockPool(DIRECT_BLOCK)
 
     @property
@@ -116,10 +120,11 @@ class DirectRegionFile(ClosedOnExit):
         """A writer of the bytes from ``start`` on, for one thread; full pages go direct."""
         self._check_open()
         self._written = True
-        if self._block_writer is None:
-            self._block_writer = ThreadPoolExecutor(
-                self._writers, thread_name_prefix="dockerdrag-region-write"
-            )
+        with self._starting:
+            if self._block_writer is None and self._writers:
+                self._block_writer = ThreadPoolExecutor(
+                    self._writers, thread_name_prefix="dockerdrag-region-write"
+                )
         return RegionWriter(
             self._fd, self._direct_fd, start, behind=self._block_writer, blocks=self._blocks
         )
@@ -161,11 +166,12 @@ class DirectOutput(ClosedOnExit):
         self._regions: DirectRegionFile | None = None
         self._sequential: DirectFileWriter | None = None
 
-    def regions(self) -> DirectRegionFile:
-        """The file as regions at offsets (once, before any sequential writing)."""
+    def regions(self, writers: int = 4) -> DirectRegionFile:
+        """The file as regions at offsets (once, before any sequential writing), their
+        full blocks written by ``writers`` helper threads (0: by each region's thread)."""
         if self._regions is not None or self._sequential is not None:
             raise ValueError("the output already has a writer")
-        self._regions = DirectRegionFile(self._fd)
+        self._regions = DirectRegionFile(self._fd, writers=writers)
         return self._regions
 
     def sequential(self) -> DirectFileWriter:

@@ -44,7 +44,9 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import threading
 from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
 from .blob_copy import (
@@ -190,6 +192,7 @@ def write_oci_archive_in_regions(
     before_blob: BlobCallback | None = None,
     next_ready: ReadyCallback | None = None,
     next_arriving: ArrivingCallback | None = None,
+    copiers: int = 1,
 ) -> None:
     """Write the same tar as :func:`write_oci_archive` into the empty file ``out``, each
     blob file's data copied into its region as soon as the blob is ready.
@@ -201,8 +204,11 @@ def write_oci_archive_in_regions(
     in the tar are still downloading. With ``next_arriving`` (which replaces
     ``next_ready``) a blob may also be copied while it downloads, from the reader it
     hands out (:func:`~dockerdrag.blob_copy.copy_arriving_blob`); if its download starts
-    over under the copy, the verified file is copied again. Errors are as for
-    :func:`write_oci_archive`.
+    over under the copy, the verified file is copied again. Up to ``copiers`` threads
+    (this one among them) copy at once, each choosing its next blob in turn, so blobs
+    that download side by side are copied side by side as they arrive. Errors are as
+    for :func:`write_oci_archive` (the first copier's to fail; the others stop at their
+    next piece).
     """
     layout = plan_layout(images, include_attestations)
     skeleton = _Skeleton()
@@ -210,20 +216,59 @@ def write_oci_archive_in_regions(
     for offset, run in skeleton.runs:
         out.write_at(bytes(run), offset)
     holes = skeleton.holes
-    while holes:
-        arriving: ArrivingBlob | None = None
-        if next_arriving is not None:
-            digest, arriving = next_arriving(holes.keys())
-        else:
-            digest = next_ready(holes.keys()) if next_ready is not None else min(holes)
-        offset, blob = holes.pop(digest)
+    choosing = threading.Lock()
+    failed = threading.Event()
+
+    def check(size: int) -> None:
+        if failed.is_set():
+            raise _Stopped
+        if on_chunk is not None:
+            on_chunk(size)
+
+    def next_hole() -> tuple[int, BlobFile, ArrivingBlob | None] | None:
+        """The next blob to copy (one copier at a time chooses); None once none is left."""
+        with choosing:
+            if not holes or failed.is_set():
+                return None
+            arriving: ArrivingBlob | None = None
+            if next_arriving is not None:
+                digest, arriving = next_arriving(holes.keys())
+            else:
+                digest = next_ready(holes.keys()) if next_ready is not None else min(holes)
+            offset, blob = holes.pop(digest)
         assert blob.path is not None
-        source = BlobFile(blob.digest, blob.size, blob.path)
-        if arriving is not None and _copy_arriving(out, offset, source, arriving, on_chunk):
-            continue
-        with out.region(offset) as region:
-            copy_blob_into_tar(region, source, on_chunk, before_blob)
-            region.finish()
+        return offset, BlobFile(blob.digest, blob.size, blob.path), arriving
+
+    errors: list[BaseException] = []  # in the order the copiers failed
+
+    def copy_blobs() -> None:
+        try:
+            while (hole := next_hole()) is not None:
+                offset, source, arriving = hole
+                if arriving is not None and _copy_arriving(out, offset, source, arriving, check):
+                    continue
+                with out.region(offset) as region:
+                    copy_blob_into_tar(region, source, check, before_blob)
+                    region.finish()
+        except BaseException as error:
+            errors.append(error)
+            failed.set()
+
+    helpers = min(copiers, len(holes)) - 1
+    if helpers > 0:
+        with ThreadPoolExecutor(helpers, thread_name_prefix="dockerdrag-oci-copy") as pool:
+            for _ in range(helpers):
+                pool.submit(copy_blobs)
+            copy_blobs()
+    else:
+        copy_blobs()
+    first = next((error for error in errors if not isinstance(error, _Stopped)), None)
+    if first is not None:
+        raise first
+
+
+class _Stopped(Exception):
+    """Raised in a copier once another one failed (that one's error is raised)."""
 
 
 def _copy_arriving(

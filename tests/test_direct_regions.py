@@ -18,11 +18,13 @@ from dockerdrag.direct_io import DIRECT_BLOCK
 from dockerdrag.direct_regions import DirectRegionFile
 
 
+@pytest.mark.parametrize("helpers", [4, 0])
 def test_full_blocks_are_written_by_helper_threads_and_land_exactly(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, helpers: int
 ) -> None:
     """Two regions (unaligned starts, several blocks each) written at once: every byte in
-    place, and the whole blocks were written by helper threads, not the region's own."""
+    place, and the whole blocks were written by helper threads, not the region's own (by
+    the region's own where the file has no helpers)."""
     real_pwrite = osfiles.pwrite
     writers: set[str] = set()
 
@@ -37,7 +39,7 @@ def test_full_blocks_are_written_by_helper_threads_and_land_exactly(
     path = tmp_path / "out.bin"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        with DirectRegionFile(fd) as out:
+        with DirectRegionFile(fd, writers=helpers) as out:
 
             def fill(start: int, data: bytes) -> None:
                 with out.region(start) as region:
@@ -59,7 +61,9 @@ def test_full_blocks_are_written_by_helper_threads_and_land_exactly(
     finally:
         os.close(fd)
     assert path.read_bytes() == b"H" * 100 + first + b"M" * 50 + second
-    assert any(name.startswith("dockerdrag-region-write") for name in writers)
+    helped = any(name.startswith("dockerdrag-region-write") for name in writers)
+    assert helped == bool(helpers)
+    assert helpers or {"region-100", f"region-{starts[1]}"} <= writers
 
 
 def test_an_error_of_a_block_written_behind_reaches_the_region(

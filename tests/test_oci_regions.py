@@ -4,6 +4,7 @@ as it is ready, in any order, gives the bytes of the front-to-back writer."""
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Collection
 from pathlib import Path
 
@@ -56,8 +57,9 @@ def not_verified(digest: Digest) -> None:
 
 
 @pytest.mark.parametrize("before_blob", [verified, not_verified])
+@pytest.mark.parametrize(("copiers", "writers"), [(1, 4), (3, 0)])
 def test_blobs_copied_in_any_order_give_the_front_to_back_bytes(
-    tmp_path: Path, before_blob: BlobCallback
+    tmp_path: Path, before_blob: BlobCallback, copiers: int, writers: int
 ) -> None:
     image = three_layer_image(tmp_path / "cache")
     with open(tmp_path / "sequential.tar", "wb") as out:
@@ -65,17 +67,45 @@ def test_blobs_copied_in_any_order_give_the_front_to_back_bytes(
     order: list[Digest] = []
     with atomic_output(tmp_path / "regions.tar") as handle:
         write_oci_archive_in_regions(
-            handle.regions(),
+            handle.regions(writers),
             [image],
             before_blob=before_blob,
             next_ready=in_reverse(order),
+            copiers=copiers,
         )
     assert order == sorted(order, reverse=True) and len(order) == 3
     regions = (tmp_path / "regions.tar").read_bytes()
     assert regions == (tmp_path / "sequential.tar").read_bytes()
 
 
-def test_a_rotted_blob_file_leaves_no_archive(tmp_path: Path) -> None:
+def test_blobs_are_copied_side_by_side(tmp_path: Path) -> None:
+    """With two copiers, a blob whose copy waits (for its download, say) does not hold up
+    the next one: the second copier starts it meanwhile (with one, the first copy waits in vain)."""
+    image = three_layer_image(tmp_path / "cache")
+    first = threading.Event()
+    second_started = threading.Event()
+    waited: list[bool] = []
+
+    def before_blob(digest: Digest) -> bool:
+        if not first.is_set():
+            first.set()
+            waited.append(second_started.wait(timeout=60))  # a hang guard, not a timing
+        else:
+            second_started.set()
+        return True
+
+    with atomic_output(tmp_path / "regions.tar") as handle:
+        write_oci_archive_in_regions(
+            handle.regions(writers=0), [image], before_blob=before_blob, copiers=2
+        )
+    assert waited == [True]
+    with open(tmp_path / "sequential.tar", "wb") as out:
+        write_oci_archive(out, [image])
+    assert (tmp_path / "regions.tar").read_bytes() == (tmp_path / "sequential.tar").read_bytes()
+
+
+@pytest.mark.parametrize("copiers", [1, 3])
+def test_a_rotted_blob_file_leaves_no_archive(tmp_path: Path, copiers: int) -> None:
     image = three_layer_image(tmp_path / "cache")
     rotted = max(image.manifests[0].blob_paths.values(), key=lambda path: path.stat().st_size)
     data = bytearray(rotted.read_bytes())
@@ -86,5 +116,7 @@ def test_a_rotted_blob_file_leaves_no_archive(tmp_path: Path) -> None:
         pytest.raises(DigestMismatchError, match="is corrupt"),
         atomic_output(output) as handle,
     ):
-        write_oci_archive_in_regions(handle.regions(), [image], before_blob=not_verified)
+        write_oci_archive_in_regions(
+            handle.regions(), [image], before_blob=not_verified, copiers=copiers
+        )
     assert sorted(path.name for path in tmp_path.iterdir()) == ["cache"]
