@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 OCI_COPIERS: Final = 8
 """Threads copying blobs into the ``oci`` tar at once: blobs that download side by side
 are each copied as they arrive, not one after the other once the downloads end."""
+OCI_COPY_BLOCK: Final = 1 << 18
+"""Bytes each of those threads gathers per direct write (memory: one block each)."""
 
 
 class PlatformImage(NamedTuple):
@@ -245,7 +247,7 @@ def oci_writer(
 
         with atomic_output(output) as handle:
             write_oci_archive_in_regions(
-                handle.regions(writers=0),
+                handle.regions(writers=0, block_size=OCI_COPY_BLOCK),
                 images,
                 include_attestations=True,
                 on_chunk=check_cancelled,

@@ -78,13 +78,13 @@ class DirectRegionFile(ClosedOnExit):
     ``fd`` must be open for writing and stays owned by the caller. :meth:`region` hands
     out a writer of the bytes from an offset on (one per thread), :meth:`write_at`
     writes bytes between regions, :meth:`discard` empties the file again. The regions'
-    full blocks are written by up to ``writers`` helper threads (started on first use;
-    with none, by each region's own thread);
-    the blocks of a closed region are kept for the next one (as many as were in use at
-    once, at most).
+    full blocks of ``block_size`` bytes (a multiple of the page size) are written by up to
+    ``writers`` helper threads (started on first use; with none, by each region's own
+    thread); the blocks of a closed region are kept for the next one (as many as were
+    in use at once, at most).
     """
 
-    def __init__(self, fd: int, *, writers: int = 4) -> None:
+    def __init__(self, fd: int, *, writers: int = 4, block_size: int = DIRECT_BLOCK) -> None:
         self._fd = fd
         self._direct_fd = reopen_direct(fd)
         self._written = False
@@ -92,7 +92,7 @@ class DirectRegionFile(ClosedOnExit):
         self._writers = writers
         self._block_writer: ThreadPoolExecutor | None = None
         self._starting = threading.Lock()  # regions may be opened by several threads
-        self._blocks = BlockPool(DIRECT_BLOCK)
+        self._blocks = BlockPool(block_size)
 
     @property
     def fd(self) -> int:
@@ -166,12 +166,13 @@ class DirectOutput(ClosedOnExit):
         self._regions: DirectRegionFile | None = None
         self._sequential: DirectFileWriter | None = None
 
-    def regions(self, writers: int = 4) -> DirectRegionFile:
-        """The file as regions at offsets (once, before any sequential writing), their
-        full blocks written by ``writers`` helper threads (0: by each region's thread)."""
+    def regions(self, writers: int = 4, block_size: int = DIRECT_BLOCK) -> DirectRegionFile:
+        """The file as regions at offsets (once, before any sequential writing), in blocks
+        of ``block_size`` bytes written by ``writers`` helper threads (0: by each region's
+        thread)."""
         if self._regions is not None or self._sequential is not None:
             raise ValueError("the output already has a writer")
-        self._regions = DirectRegionFile(self._fd, writers=writers)
+        self._regions = DirectRegionFile(self._fd, writers=writers, block_size=block_size)
         return self._regions
 
     def sequential(self) -> DirectFileWriter:

@@ -18,9 +18,9 @@ from dockerdrag.direct_io import DIRECT_BLOCK
 from dockerdrag.direct_regions import DirectRegionFile
 
 
-@pytest.mark.parametrize("helpers", [4, 0])
+@pytest.mark.parametrize(("helpers", "block_size"), [(4, DIRECT_BLOCK), (0, DIRECT_BLOCK // 2)])
 def test_full_blocks_are_written_by_helper_threads_and_land_exactly(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, helpers: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, helpers: int, block_size: int
 ) -> None:
     """Two regions (unaligned starts, several blocks each) written at once: every byte in
     place, and the whole blocks were written by helper threads, not the region's own (by
@@ -39,7 +39,7 @@ def test_full_blocks_are_written_by_helper_threads_and_land_exactly(
     path = tmp_path / "out.bin"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        with DirectRegionFile(fd, writers=helpers) as out:
+        with DirectRegionFile(fd, writers=helpers, block_size=block_size) as out:
 
             def fill(start: int, data: bytes) -> None:
                 with out.region(start) as region:
