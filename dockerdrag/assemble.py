@@ -34,9 +34,12 @@ from .store import atomic_output
 if TYPE_CHECKING:
     from .docker_archive import DockerImagePlan
 
-OCI_COPIERS: Final = 8
+OCI_COPIERS: Final = 4
 """Threads copying blobs into the ``oci`` tar at once: blobs that download side by side
-are each copied as they arrive, not one after the other once the downloads end."""
+are copied as they arrive, not one after the other once the downloads end (a copier done
+with one takes the next, starting with what has arrived of it). Each takes the GIL at
+every piece it copies: more of them slowed the event loop's download more than they
+shortened the copy after it (benchmarks/README.md)."""
 OCI_COPY_BLOCK: Final = 1 << 18
 """Bytes each of those threads gathers per direct write (memory: one block each)."""
 
