@@ -57,7 +57,8 @@ class Fetcher(Protocol):
     partial file (see ``PartialBlob.on_prefix``), if anyone listens."""
     write_back_pulls: int
     """How many running pulls fsync the blobs they fetch: while any does, each download
-    starts the write of its bytes to the disk as it hashes them."""
+    of a blob that is not small starts the write of its bytes to the disk as it hashes
+    them."""
 
     @property
     def concurrency(self) -> int:

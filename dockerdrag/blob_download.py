@@ -49,7 +49,10 @@ class BlobDownload:
         self.size = descriptor.size
         self.requests = BlobRequests(fetcher.client, reference, descriptor)
         self.partial = PartialBlob(store, self.digest, self.size)
-        self.partial.write_back = fetcher.write_back_pulls > 0
+        # Not a small blob: its file work is on the event loop, and its fsync is short.
+        self.partial.write_back = (
+            fetcher.write_back_pulls > 0 and self.size > fetcher.options.small_blob
+        )
         if fetcher.on_prefix is not None:
             partial_path = store.partial_path(self.digest)
             self.partial.on_prefix = functools.partial(fetcher.on_prefix, self.digest, partial_path)

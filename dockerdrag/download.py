@@ -150,8 +150,9 @@ class BlobFetcher:
         (the docker writer follows big layers as they arrive); None: nobody listens."""
         self.write_back_pulls = 0
         """How many running pulls fsync the blobs they fetch (an ``oci-dir`` layout links
-        them): while any does, each blob download starts the write of its bytes to the
-        disk as it hashes them (``PartialBlob.write_back``)."""
+        them): while any does, each download of a blob over ``TransferOptions.small_blob``
+        starts the write of its bytes to the disk as it hashes them
+        (``PartialBlob.write_back``)."""
 
     @property
     def concurrency(self) -> int:

@@ -44,7 +44,13 @@ def image(registry: RegistryServer) -> PushedImage:
     return _pushed[registry.url]
 
 
-async def pull(registry: RegistryServer, image: PushedImage, tmp_path: Path, fmt: str) -> Path:
+async def pull(
+    registry: RegistryServer,
+    image: PushedImage,
+    tmp_path: Path,
+    fmt: str,
+    transfer: TransferOptions = CHUNKED,
+) -> Path:
     host = registry.url.split("://", 1)[1]
     output = tmp_path / f"out-{fmt}"
     async with Puller(
@@ -52,7 +58,7 @@ async def pull(registry: RegistryServer, image: PushedImage, tmp_path: Path, fmt
         cache_dir=tmp_path / f"cache-{fmt}",
         use_docker_config=False,
         retry=FAST,
-        transfer=CHUNKED,
+        transfer=transfer,
         concurrency=3,
     ) as puller:
         await puller.pull(f"{host}/{image.repo}:{image.tag}", output=output, format=fmt)
@@ -157,6 +163,26 @@ async def test_each_blob_of_a_layout_is_written_back_as_it_downloads(
         assert all(length >= step for _, length in ranges[:-1])
     big = layout / "blobs" / "sha256" / Digest.parse(image.layers[1].digest).hex
     assert len(started.ranges[inode(big.stat())]) > 1  # while it downloads
+
+
+async def test_a_small_blob_is_left_to_the_fsync(
+    registry: RegistryServer,
+    image: PushedImage,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A small blob's file work is on the event loop: no write-back there."""
+    started = WriteBacks(monkeypatch)
+    small = image.layers[2].size + 1
+    transfer = TransferOptions(chunk_threshold=1 << 20, chunk_size=256 << 10, small_blob=small)
+    layout = await pull(registry, image, tmp_path, "oci-dir", transfer)
+    blobs = layout / "blobs" / "sha256"
+    written_back = {
+        built.digest
+        for built in image.layers
+        if inode((blobs / Digest.parse(built.digest).hex).stat()) in started.ranges
+    }
+    assert written_back == {image.layers[1].digest}
 
 
 async def test_blobs_read_again_by_the_writer_are_not_written_back(
