@@ -99,6 +99,7 @@ class BlobDownload:
                 retry=self.fetcher.retry,
                 concurrency=self.fetcher.concurrency,
                 chunk_size=self.fetcher.options.chunk_size,
+                chunk_ramp=self.fetcher.options.chunk_ramp,
                 save_every=self.fetcher.options.ranges_save_every,
                 split_min=self.fetcher.options.split_min_bytes,
                 split_min_seconds=self.fetcher.options.split_min_seconds,

@@ -1,6 +1,7 @@
 """A big blob fetched as ranged chunks in parallel: the plan, the ranges sidecar, the prefix hash.
 
-The missing ranges are cut into chunks of ``TransferOptions.chunk_size`` and planned
+The missing ranges are cut into chunks of ``TransferOptions.chunk_size`` (the first
+ones of the blob growing to that size, ``TransferOptions.chunk_ramp``) and planned
 lazily, as they are taken, by at most ``concurrency`` tasks; each chunk is written at
 its offset. Once no chunk is left to start, a task waits for a connection (behind every
 request of the pull still waiting, see :func:`~dockerdrag.connection_limit.spare_rank`)
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
@@ -79,6 +81,7 @@ class ChunkedDownload:
         retry: RetryPolicy,
         concurrency: int,
         chunk_size: int,
+        chunk_ramp: int,
         save_every: int,
         split_min: int,
         split_min_seconds: float,
@@ -91,6 +94,7 @@ class ChunkedDownload:
         self._retry = retry
         self._concurrency = concurrency
         self._chunk_size = chunk_size
+        self._ramp_step = max(1, chunk_size // max(1, chunk_ramp))
         self._save_every = save_every
         self._open = OpenChunks(split_min, split_min_seconds)
         self._hashing = False
@@ -170,10 +174,20 @@ class ChunkedDownload:
 
     def _jobs(self) -> Iterator[tuple[int, int]]:
         """The ``[start, end)`` of every chunk still missing, in order, planned as taken."""
-        step = self._chunk_size
         for lo, end in self._blob.partial.ranges.gaps(self._blob.size):
-            for start in range(lo, end, step):
-                yield start, min(start + step, end)
+            start = lo
+            while start < end:
+                stop = min(start + self._chunk_at(start), end)
+                yield start, stop
+                start = stop
+
+    def _chunk_at(self, offset: int) -> int:
+        """The size of the chunk that starts at ``offset``: the ramp's ``k + 1`` steps for
+        the ``k``-th chunk of the blob (which starts ``k (k + 1) / 2`` steps into it), up to
+        the chunk size."""
+        step = self._ramp_step
+        k = (math.isqrt(8 * (offset // step) + 1) - 1) // 2
+        return min(self._chunk_size, (k + 1) * step)
 
     async def _chunks(
         self,

@@ -21,6 +21,14 @@ class TransferOptions:
 
     chunk_threshold: int = 32 << 20
     chunk_size: int = 16 << 20
+    chunk_ramp: int = 8
+    """A blob's first chunks grow to ``chunk_size`` in this many steps: the first is
+    ``chunk_size / chunk_ramp`` bytes, each next one that much bigger (1: every chunk is
+    ``chunk_size``). A blob read as it arrives can be read only as far as its first chunk
+    not yet in: chunks of one size, asked for at once, all come in at the same moment,
+    and until then the reader gets the bytes of one connection. Growing chunks come in
+    one after the other, so the reader follows them from the start, and the connections
+    they free take the next chunks at different moments, which keeps it so."""
     small_blob: int = 4 << 20
     """Blobs up to this size do their file work on the event loop, not in a worker thread.
 
@@ -66,6 +74,8 @@ class TransferOptions:
     def __post_init__(self) -> None:
         if self.chunk_size < 1 or self.chunk_threshold < 0:
             raise ValueError("chunk_size must be positive and chunk_threshold non-negative")
+        if self.chunk_ramp < 1:
+            raise ValueError("chunk_ramp must be at least 1")
         if self.max_blob_size < 0:
             raise ValueError("max_blob_size must be non-negative")
         if self.ranges_save_every < 1 or self.growth_check_seconds <= 0:

@@ -7,6 +7,7 @@ straggling chunk is made with a stall on its body. No timings are asserted.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -32,13 +33,13 @@ pytestmark = pytest.mark.anyio
 MIB = 1 << 20
 LAYER_SIZE = 3_000_000
 FAST = RetryPolicy(base_delay=0.01, max_delay=0.05)
-# Two chunks: [0, 2 MiB) and the rest; a straggling first chunk has 2 MiB left, twice the
-# least half, so it is split once, at 1 MiB.
+# Two chunks (of one size: no ramp): [0, 2 MiB) and the rest; a straggling first chunk has
+# 2 MiB left, twice the least half, so it is split once, at 1 MiB.
 SPLITTING = TransferOptions(
-    chunk_threshold=MIB, chunk_size=2 * MIB, small_blob=0, split_min_bytes=MIB
+    chunk_threshold=MIB, chunk_size=2 * MIB, chunk_ramp=1, small_blob=0, split_min_bytes=MIB
 )
 # Many small chunks (never split): one request per chunk, enough to keep 16 connections busy.
-MANY_CHUNKS = TransferOptions(chunk_threshold=MIB, chunk_size=128 << 10, small_blob=0)
+MANY_CHUNKS = TransferOptions(chunk_threshold=MIB, chunk_size=128 << 10, chunk_ramp=1, small_blob=0)
 
 _pushed: dict[str, PushedImage] = {}
 _two_layers: dict[str, PushedImage] = {}
@@ -166,6 +167,28 @@ async def test_a_pull_stopped_after_a_split_resumes_only_what_is_missing(
     await pull(proxy, image, cache, SPLITTING)
     assert ranges_asked(proxy, data) == [f"bytes=0-{MIB - 1}"]
     assert proxy.bytes_served(blob_re(data)) == MIB
+
+
+async def test_a_blobs_first_chunks_grow_to_the_chunk_size(
+    proxy: FaultProxy, image: PushedImage, tmp_path: Path
+) -> None:
+    """A ramp of 4 steps to 1 MiB: the chunks are 1, 2, 3 and 4 quarters of a MiB, then
+    whole MiBs (the last one shorter), so they come in one after the other."""
+    (data,) = image.layers
+    ramp = TransferOptions(chunk_threshold=MIB, chunk_size=MIB, chunk_ramp=4, small_blob=0)
+    await pull(proxy, image, tmp_path / "c", ramp)
+    quarter = MIB // 4
+    starts = [0, quarter, 3 * quarter, 6 * quarter, 10 * quarter]
+    asked = ranges_asked(proxy, data)
+    assert sorted(asked, key=lambda r: int(str(r)[6:].split("-")[0])) == [
+        *(f"bytes={start}-{end - 1}" for start, end in itertools.pairwise(starts)),
+        f"bytes={starts[-1]}-",  # the rest of the blob
+    ]
+
+
+def test_chunk_ramp_is_at_least_one() -> None:
+    with pytest.raises(ValueError, match="chunk_ramp"):
+        TransferOptions(chunk_ramp=0)
 
 
 def test_split_min_bytes_is_at_least_a_mebibyte() -> None:

@@ -25,7 +25,7 @@ from tests.test_transfer import FAST
 
 pytestmark = pytest.mark.anyio
 
-CHUNKED = TransferOptions(chunk_threshold=1 << 20, chunk_size=256 << 10, small_blob=0)
+CHUNKED = TransferOptions(chunk_threshold=1 << 20, chunk_size=256 << 10, chunk_ramp=1, small_blob=0)
 Inode = tuple[int, int]
 
 _pushed: dict[str, PushedImage] = {}
