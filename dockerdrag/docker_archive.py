@@ -177,9 +177,10 @@ def _v1_layers(config: DecodedConfig, options: DockerArchiveOptions) -> list[_V1
     diff_ids = config.diff_ids
     layers: list[_V1Layer] = []
     parent = ""
+    lower = V1Record.empty(epoch)  # its copies share the encodings of its fields
     for index, chain_id in enumerate(chain_ids(diff_ids)):
         is_top = index == len(diff_ids) - 1
-        record = config.v1.copy() if is_top else V1Record.empty(epoch)
+        record = config.v1.copy() if is_top else lower.copy()
         v1_digest = Digest.of(v1_id_input(record, str(chain_id), parent, escaping))
         record.set_string("id", v1_digest.hex)
         record.set_string("parent", parent.removeprefix("sha256:"))

@@ -130,12 +130,15 @@ def _syntax_error(text: str, pos: int, what: str) -> InvalidManifestError:
     return InvalidManifestError(f"invalid JSON in image config at offset {pos}: {what}")
 
 
+_ESCAPED_BYTE_RE: Final = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of a bad byte
+
+
 def decode_utf8_like_go(data: bytes) -> str:
     """Decode bytes as Go does: each byte of an invalid UTF-8 sequence becomes U+FFFD."""
     text = data.decode("utf-8", errors="surrogateescape")
-    if not any("\udc80" <= ch <= "\udcff" for ch in text):
+    if not _ESCAPED_BYTE_RE.search(text):
         return text
-    return re.sub("[\udc80-\udcff]", "\ufffd", text)
+    return _ESCAPED_BYTE_RE.sub("\ufffd", text)
 
 
 def _read_hex4(text: str, pos: int) -> int:
@@ -882,11 +885,22 @@ def _encode(go_type: _GoType, value: object, go122: bool) -> str:
 # ---------------------------------------------------------------------------
 
 
+_SETTABLE: Final = frozenset({"id", "parent", "os"})  # the fields V1Record.set_string sets
+
+
 @dataclass
 class V1Record:
-    """Docker's ``image.V1Image``: field name -> decoded value (see format section 3.1)."""
+    """Docker's ``image.V1Image``: field name -> decoded value (see format section 3.1).
+
+    Only ``id``, ``parent`` and ``os`` change (:meth:`set_string`): :meth:`members` keeps
+    the encodings of the other fields, for this record and its copies (a pull encodes the
+    same lower-layer record for every layer but the top).
+    """
 
     fields: GoStruct
+    _kept: dict[bool, dict[str, str | None]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def empty(cls, created: GoTime) -> V1Record:
@@ -898,7 +912,9 @@ class V1Record:
 
     def copy(self) -> V1Record:
         """A shallow copy (Go copies the struct by value)."""
-        return V1Record(dict(self.fields))
+        twin = V1Record(dict(self.fields))
+        twin._kept = self._kept
+        return twin
 
     def set_string(self, name: str, value: str) -> None:
         """Set one of the string fields ``id``, ``parent`` or ``os``."""
@@ -922,11 +938,29 @@ class V1Record:
 
     def members(self, go122_escaping: bool = False) -> list[tuple[str, str]]:
         """The encoded JSON members in struct order, empty ``omitempty`` ones dropped."""
-        return [
-            (f.name, _encode(f.type, self.fields[f.name], go122_escaping))
-            for f in _V1_FIELDS
-            if not (f.omitempty and _is_empty(f.type, self.fields[f.name]))
-        ]
+        kept = self._kept.get(go122_escaping)
+        if kept is None:
+            kept = self._kept[go122_escaping] = {
+                f.name: _member(f, self.fields[f.name], go122_escaping)
+                for f in _V1_FIELDS
+                if f.name not in _SETTABLE
+            }
+        found: list[tuple[str, str]] = []
+        for f in _V1_FIELDS:
+            if f.name in _SETTABLE:
+                encoded = _member(f, self.fields[f.name], go122_escaping)
+            else:
+                encoded = kept[f.name]
+            if encoded is not None:
+                found.append((f.name, encoded))
+        return found
+
+
+def _member(go_field: _Field, value: object, go122: bool) -> str | None:
+    """A struct field's encoded JSON value; None where ``omitempty`` drops it."""
+    if go_field.omitempty and _is_empty(go_field.type, value):
+        return None
+    return _encode(go_field.type, value, go122)
 
 
 @dataclass

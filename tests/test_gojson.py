@@ -108,6 +108,28 @@ def test_lower_layer_record_matches_spec_example() -> None:
     )
 
 
+def test_copies_of_an_encoded_record_encode_their_own_id_parent_and_os() -> None:
+    lower = V1Record.empty(GoTime.epoch(0))
+    first = lower.copy()
+    assert encode_v1_json(first) == (
+        b'{"created":"1970-01-01T00:00:00Z","container_config":'
+        + ZERO_CONTAINER_CONFIG.encode()
+        + b"}"
+    )
+    second = lower.copy()
+    second.set_string("id", "a" * 64)
+    second.set_string("parent", "b" * 64)
+    second.set_string("os", "linux")
+    assert (
+        encode_v1_json(second)
+        == (
+            '{"id":"' + "a" * 64 + '","parent":"' + "b" * 64 + '","created":"1970-01-01T00:00:00Z",'
+            '"container_config":' + ZERO_CONTAINER_CONFIG + ',"os":"linux"}'
+        ).encode()
+    )
+    assert encode_v1_json(first).startswith(b'{"created":')  # the copies share no id
+
+
 def test_v1_id_input_sorts_keys_and_adds_layer_id_and_parent() -> None:
     config = decode_image_config(b'{"rootfs":{},"Size":5,"os":"linux","id":"x"}')
     text = v1_id_input(config.v1, "sha256:" + "1" * 64, "sha256:" + "2" * 64).decode()
