@@ -22,7 +22,11 @@
   diff_id hashed (two threads), nothing written: the floor of a docker-format pull.
 * ``python-floor-docker-write``: the same, each inflated layer also written into a file
   (no fsync), aiohttp imported without the CAs of its unused TLS contexts: the floor of
-  a docker-format pull that writes its archive of uncompressed layers.
+  a docker-format pull that writes its archive of uncompressed layers in CPython;
+* ``native-docker-floor``: every layer at once, one process each
+  (``python -m benchmarks.floors docker-layer``): received, hashed, inflated, its diff_id
+  hashed and written to disk past the page cache, each byte handled once by native
+  code: the least work a docker-format pull does, spread over every core.
 
 Every run happens in its own work directory, deleted afterwards; outputs are checked
 (untimed) before that.
@@ -460,6 +464,52 @@ class PythonDockerWriteFloor(PythonDockerFloor):
                     f"{path.name}: {path.stat().st_size} bytes written, "
                     f"expected {layer.uncompressed_size}"
                 )
+
+
+class NativeDockerFloor(Contender):
+    name = "native-docker-floor"
+    description = (
+        "every layer at once, one process each: GET, sha256, ISA-L inflate, sha256 of the "
+        "result, O_DIRECT write to a file per layer; every byte handled once by native code"
+    )
+    cwd = REPO_ROOT
+
+    def __init__(self, curl: str) -> None:
+        self.curl = curl  # fetches the token of a token registry
+
+    def commands(self, target: Target, workdir: Path) -> list[list[str]]:
+        lines = ["rc=0", f"mkdir -p {shlex.quote(str(workdir / 'layers'))}"]
+        options: list[str] = []
+        curl_trust: list[str] = []
+        if target.access.ca_pem is not None:
+            options += ["--ca-cert", str(target.access.ca_pem)]
+            curl_trust += ["--cacert", str(target.access.ca_pem)]
+        token = ""
+        if target.access.realm is not None:
+            # One anonymous token first (the JWT holds no quote), as the curl floor does.
+            get_token = shlex.join([self.curl, "-sf", *curl_trust, target.token_url()])
+            lines.append(f"""token=$({get_token} | sed -E 's/.*"token": *"([^"]+)".*/\\1/')""")
+            token = ' --token "$token"'
+        for number, layer in enumerate(target.image.layers):
+            out = workdir / "layers" / f"{number}.tar"
+            argv = [sys.executable, "-m", "benchmarks.floors", "docker-layer"]
+            argv += [target.blob_url(layer.digest), str(out), layer.digest, layer.diff_id]
+            lines.append(f"{shlex.join([*argv, *options])}{token} & p{number}=$!")
+        lines += [f"wait $p{n} || rc=1" for n in range(len(target.image.layers))]
+        lines.append("exit $rc")
+        return [["sh", "-c", "\n".join(lines)]]
+
+    def command_line(self, target: Target, workdir: Path) -> str:
+        return (
+            "python -m benchmarks.floors docker-layer URL OUT DIGEST DIFF_ID "
+            "& (one per layer, all at once); wait"
+        )
+
+    def check(self, target: Target, workdir: Path) -> None:
+        for number, layer in enumerate(target.image.layers):
+            got = (workdir / "layers" / f"{number}.tar").stat().st_size
+            if got != layer.uncompressed_size:
+                raise ValueError(f"layer {number}: {got} bytes, {layer.uncompressed_size} expected")
 
 
 def dockerdrag_trust(target: Target, workdir: Path) -> list[str]:

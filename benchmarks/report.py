@@ -13,6 +13,7 @@ BASELINE = "skopeo"
 CURL_FLOOR = "curl-floor"
 DOCKER_FLOOR = "python-floor-docker"
 DOCKER_WRITE_FLOOR = "python-floor-docker-write"
+NATIVE_DOCKER_FLOOR = "native-docker-floor"
 PLAIN = "plain"
 
 
@@ -300,9 +301,9 @@ def evaluate_targets(
     """Issue 18's targets for dockerdrag, against whatever was measured.
 
     Where a floor measured in the same run bounds a target from below, its ratio is
-    given too: the Python docker floors (nothing written, and writing the archive) for
-    the docker format over the direct link, the CPU floor (:class:`CpuFloor`) for the OCI
-    formats.
+    given too: the native docker floor and the Python docker floors (nothing written,
+    and writing the archive) for the docker format over the direct link, the CPU
+    floor (:class:`CpuFloor`) for the OCI formats.
     """
 
     def value(
@@ -319,6 +320,7 @@ def evaluate_targets(
         floors = [
             _floor_text(value(image, "direct", name, lambda s: s.vs_skopeo, registry), ".3f", what)
             for name, what in (
+                (NATIVE_DOCKER_FLOOR, "native docker floor"),
                 (DOCKER_FLOOR, "Python docker floor"),
                 (DOCKER_WRITE_FLOOR, "writing its archive"),
             )

@@ -50,6 +50,7 @@ from .contenders import (
     DockerdragOci,
     DockerdragOciDir,
     DockerdragPortable,
+    NativeDockerFloor,
     PythonDockerFloor,
     PythonDockerWriteFloor,
     PythonFloor,
@@ -76,6 +77,7 @@ CONTENDER_ORDER = (
     "python-floor",
     "python-floor-docker",
     "python-floor-docker-write",
+    "native-docker-floor",
 )
 # Contenders run only when asked for (by --with-docker, --portable, --baseline-checkout).
 OPT_IN = ("docker", "dockerdrag-portable", "dockerdrag-baseline")
@@ -337,8 +339,10 @@ def render(
         report.targets_table(targets),
         "",
         "Floor in this run: the same ratio for a floor measured in this run. For the "
-        "docker format over the direct link, the Python docker floor: only what such a "
-        "pull cannot skip (fetch, verify, inflate, hash the diff_ids), nothing written; "
+        "docker format over the direct link, the native docker floor (what such a pull "
+        "cannot skip: fetch, verify, inflate, hash the diff_ids, write the layers; every "
+        "byte handled once by native code, a process per layer), the Python docker floor: "
+        "the same in one CPython process, nothing written; "
         "and, where measured, the same floor writing its archive (each inflated layer "
         "handed to the kernel, no fsync; aiohttp imported without the CAs it never uses). "
         "For the OCI format, the CPU floor above.",
@@ -489,6 +493,7 @@ def choose_contenders(
         "python-floor": PythonFloor,
         "python-floor-docker": PythonDockerFloor,
         "python-floor-docker-write": PythonDockerWriteFloor,
+        "native-docker-floor": lambda: NativeDockerFloor(require_binary("/usr/bin/curl", "curl")),
     }
     chosen: list[Contender] = []
     for name in CONTENDER_ORDER:

@@ -67,6 +67,7 @@ def test_targets_show_the_floors_of_the_same_run() -> None:
         _sample("dockerdrag", 8.0, 10.0, 0.8),
         _sample("skopeo", 27.0, 36.0, 0.7),
         _sample("python-floor-docker", 7.0, 10.0, 0.6),
+        _sample("native-docker-floor", 5.0, 9.0, 0.6),
         _sample("dockerdrag-oci", 4.0, 4.5, 0.8),
         _sample("curl-floor", 0.8, 0.9, 0.6),
         _sample("dockerdrag", 0.6, 0.6, 0.2, image="many"),
@@ -78,7 +79,9 @@ def test_targets_show_the_floors_of_the_same_run() -> None:
     results = {r.description: r for r in report.evaluate_targets(stats, floors=floors)}
     big_docker = results["big / direct / docker format: wall vs skopeo"]
     assert (big_docker.measured, big_docker.status) == ("0.296", "FAIL")  # limit 0.22
-    assert big_docker.floor == f"{7.0 / 27.0:.3f} (Python docker floor)"
+    assert big_docker.floor == (
+        f"{5.0 / 27.0:.3f} (native docker floor), {7.0 / 27.0:.3f} (Python docker floor)"
+    )
     against_floor = results["big / direct / docker format: wall vs the Python docker floor"]
     assert (against_floor.measured, against_floor.status) == (f"{8.0 / 7.0:.3f}", "FAIL")
     oci = results["big / direct / `--format oci`: wall vs curl floor"]

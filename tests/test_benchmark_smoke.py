@@ -84,6 +84,7 @@ def test_quick_benchmark_writes_a_row_per_contender(tmp_path: Path) -> None:
         "python-floor",
         "python-floor-docker",
         "python-floor-docker-write",
+        "native-docker-floor",
     ]
     formats = dockerdrag_formats()
     expected[1:1] = [f"dockerdrag-{f}" for f in ("oci", "oci-dir") if f in formats]
@@ -111,7 +112,8 @@ def test_quick_benchmark_writes_a_row_per_contender(tmp_path: Path) -> None:
         assert targets[oci_target]["floor in this run"].endswith("(CPU floor)"), targets
     docker_target = "many / direct / docker format: wall vs skopeo"
     floor = targets[docker_target]["floor in this run"]
-    assert "(Python docker floor), " in floor and floor.endswith("(writing its archive)"), floor
+    assert "(native docker floor), " in floor and "(Python docker floor), " in floor, floor
+    assert floor.endswith("(writing its archive)"), floor
     assert "docker pull + save not run" in text
 
 
