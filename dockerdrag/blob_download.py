@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import functools
 import logging
-from contextlib import AbstractAsyncContextManager
 
 from .blob_bodies import BlobRequests, BodyPump, Fetcher
 from .blob_body import BodyBroken, Cursor, Reconnects
 from .chunked_download import ChunkedDownload
-from .connection_limit import FIRST_REQUEST_RANK, HeldPlace
+from .connection_limit import FIRST_REQUEST_RANK
 from .errors import DigestMismatchError, SizeMismatchError
 from .events import LayerPhase
 from .manifest import Descriptor
@@ -39,10 +38,8 @@ class BlobDownload:
         descriptor: Descriptor,
         report: bool,
         rank: int = 0,
-        place: HeldPlace | None = None,
     ) -> None:
         self.fetcher = fetcher
-        self.place = place  # taken ahead for the first stream request (given back by run)
         self.rank = rank  # where its first byte falls in the writer's order: lower first
         self.store = store
         self.digest = descriptor.digest
@@ -69,15 +66,11 @@ class BlobDownload:
 
     async def run(self) -> None:
         """Download until the partial holds the verified blob (or raise)."""
+        await self.bodies.disk(self.partial.open)
         try:
-            await self.bodies.disk(self.partial.open)
-            try:
-                await self._download_verified()
-            finally:
-                self.partial.close()
+            await self._download_verified()
         finally:
-            if self.place is not None:
-                self.place.release()  # no request needed it (the partial was complete)
+            self.partial.close()
 
     async def _download_verified(self) -> None:
         for second_try in (False, True):
@@ -125,20 +118,13 @@ class BlobDownload:
         budget = Reconnects(self.fetcher.retry, cursor.pos)
         while cursor.pos < cursor.end:
             try:
-                async with self._place():
+                async with self.fetcher.limiter.place(FIRST_REQUEST_RANK):
                     await self._stream_once(cursor)
             except RangeUnusable as exc:
                 log.info("blob %s: %s; fetching it whole", self.digest.short, exc)
                 await self._start_over(cursor)
             except BodyBroken as broken:
                 await budget.wait_to_reconnect(cursor.pos, broken, self.digest.short)
-
-    def _place(self) -> AbstractAsyncContextManager[None]:
-        """A connection place for a stream request: the one taken ahead, if still held,
-        else one waited for."""
-        if self.place is not None and self.place.held:
-            return self.place.use()
-        return self.fetcher.limiter.place(FIRST_REQUEST_RANK)
 
     async def _stream_once(self, cursor: Cursor) -> None:
         async with self.bodies.open(cursor.pos, self.size) as (response, body):

@@ -134,14 +134,6 @@ class _LocalLocks:
         self._guard = threading.Lock()
         self._waiters: dict[str, deque[_Waiter]] = {}
 
-    def try_acquire(self, key: str) -> bool:
-        """Take the lock ``key`` if no task of this process has it; whether it was taken."""
-        with self._guard:
-            if key in self._waiters:
-                return False
-            self._waiters[key] = deque()
-            return True
-
     async def acquire(self, key: str) -> None:
         """Take the lock ``key``, waiting in line while another task of this process has it."""
         with self._guard:
@@ -244,28 +236,6 @@ async def take_blob_lock(
     except BaseException:
         _local_locks.release(key)
         raise
-
-
-def try_take_blob_lock(lock_path: Path) -> HeldLock | None:
-    """Take the lock at ``lock_path`` if nobody holds it, in this process or another
-    (None, without waiting, if somebody does)."""
-    key = _local_key(lock_path)
-    if not _local_locks.try_acquire(key):
-        return None
-    try:
-        lock = ProcessLock(lock_path)
-        try:
-            if lock.try_acquire() and lock.names_locked_file(lock_path):
-                return HeldLock(lock, lock_path, key)
-        except BaseException:
-            lock.close()
-            raise
-        lock.close()
-    except BaseException:
-        _local_locks.release(key)
-        raise
-    _local_locks.release(key)
-    return None
 
 
 async def _wait_for(

@@ -62,31 +62,6 @@ class _Waiter:
         return (self.rank, self.number) < (other.rank, other.number)
 
 
-class HeldPlace:
-    """A place taken ahead of the request that will use it (:meth:`ConnectionLimit.first_place`):
-    :meth:`use` holds it for one block; :meth:`release` gives it back if still held."""
-
-    __slots__ = ("_limit", "held")
-
-    def __init__(self, limit: ConnectionLimit) -> None:
-        self._limit = limit
-        self.held = True
-
-    def release(self) -> None:
-        """Give the place back, unless that was done already."""
-        if self.held:
-            self.held = False
-            self._limit.release()
-
-    @contextlib.asynccontextmanager
-    async def use(self) -> AsyncIterator[None]:
-        """Hold the place for the duration of the block, then give it back."""
-        try:
-            yield
-        finally:
-            self.release()
-
-
 class ConnectionLimit:
     """At most ``total_tokens`` places held at once; waiters served by rank, then arrival.
 
@@ -158,12 +133,6 @@ class ConnectionLimit:
             yield
         finally:
             self.release()
-
-    async def first_place(self) -> HeldPlace:
-        """A place for a blob's first request (``FIRST_REQUEST_RANK``), held until the
-        :class:`HeldPlace` is released."""
-        await self.acquire(FIRST_REQUEST_RANK)
-        return HeldPlace(self)
 
     async def _gather(self) -> None:
         """Let the requests of the next ``gather_seconds`` queue too, then hand out the

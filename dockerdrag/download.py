@@ -56,27 +56,22 @@ it goes to ``concurrency`` at once when the config (fetched through
 No place is held while waiting for a lock, for other chunks, or between reconnects, so
 the fan-out cannot deadlock. Files: a blob opens
 its lock and partial files only once it holds one of ``OPEN_BLOBS_PER_CONNECTION *
-concurrency`` places (waited for before the lock, never while holding a connection), so
-the descriptors of a pull stay bounded however many layers it has. A small blob
-(streamed, its file work inline) takes its connection first and then its lock and files
-only if they are free at once (else it gives the connection back and waits as any
-blob): the first requests of a pull go out before the other blobs open their files.
+concurrency`` places (taken before the lock, never while holding a connection), so
+the descriptors of a pull stay bounded however many layers it has.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import anyio
 
 from .blob_download import BlobDownload
-from .blob_lock import HeldLock
 from .connection_growth import ConnectionGrowth
-from .connection_limit import ConnectionLimit, HeldPlace
+from .connection_limit import ConnectionLimit
 from .digest import Digest
 from .disk_threads import DiskThreads
 from .errors import DigestMismatchError, InvalidManifestError, OutputError, leaf_error
@@ -265,16 +260,14 @@ class BlobFetcher:
                 self.emit(descriptor, LayerPhase.EXISTS, descriptor.size)
             return self.store.blob_path(digest), False
         store = self.store.for_writing()
-        async with _blob_locked(self, store, descriptor) as place:
+        async with self.open_blobs, store.lock(digest):
             if store.has(digest, descriptor.size):
                 store.note_use(digest)
                 if report:
                     self.emit(descriptor, LayerPhase.EXISTS, descriptor.size)
                 return store.blob_path(digest), False
             try:
-                path = await self._download_locked(
-                    store, reference, descriptor, report, rank, place
-                )
+                path = await self._download_locked(store, reference, descriptor, report, rank)
                 return path, True
             except OSError as exc:
                 raise OutputError(
@@ -312,9 +305,8 @@ class BlobFetcher:
         descriptor: Descriptor,
         report: bool,
         rank: int,
-        place: HeldPlace | None,
     ) -> Path:
-        download = BlobDownload(self, store, reference, descriptor, report, rank, place)
+        download = BlobDownload(self, store, reference, descriptor, report, rank)
         await download.run()
         if renames_open_files(store.blob_dir):
             # No reader makes the rename wait: here, which costs less than a thread hop.
@@ -325,57 +317,6 @@ class BlobFetcher:
         if report:
             self.emit(descriptor, LayerPhase.COMPLETE, descriptor.size, download.resumed)
         return path
-
-
-@contextlib.asynccontextmanager
-async def _blob_locked(
-    fetcher: BlobFetcher, store: BlobStore, descriptor: Descriptor
-) -> AsyncIterator[HeldPlace | None]:
-    """Hold the blob's lock and a place of ``fetcher.open_blobs``; yield the connection
-    place taken ahead for the blob's first request, if one was (else None).
-
-    A blob that is streamed with its file work inline (no bigger than
-    ``small_blob`` and ``chunk_threshold``) waits for its connection place first,
-    then takes the lock and an ``open_blobs`` place if both are free at once: the
-    first blobs' requests go out before the other blobs open any file, and a blob
-    waiting for a connection holds none. If either is taken, it gives the connection
-    back and waits for them as any blob does, never holding a connection meanwhile.
-    """
-    options = fetcher.options
-    if descriptor.size <= min(options.small_blob, options.chunk_threshold):
-        place = await fetcher.limiter.first_place()
-        try:
-            held = _lock_at_once(fetcher.open_blobs, store, descriptor.digest)
-            if held is not None:
-                try:
-                    yield place
-                finally:
-                    held.release()
-                    fetcher.open_blobs.release()
-                return
-        finally:
-            place.release()
-    async with fetcher.open_blobs, store.lock(descriptor.digest):
-        yield None
-
-
-def _lock_at_once(
-    open_blobs: anyio.CapacityLimiter, store: BlobStore, digest: Digest
-) -> HeldLock | None:
-    """The blob's lock and a place of ``open_blobs`` if both are free now (else neither,
-    and None)."""
-    try:
-        open_blobs.acquire_nowait()
-    except anyio.WouldBlock:
-        return None
-    try:
-        held = store.try_lock(digest)
-    except BaseException:
-        open_blobs.release()
-        raise
-    if held is None:
-        open_blobs.release()
-    return held
 
 
 async def fetch_all(

@@ -39,7 +39,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .blob_lock import HeldLock, LockWait, take_blob_lock, try_take_blob_lock
+from .blob_lock import LockWait, take_blob_lock
 from .digest import Digest
 from .direct_regions import DirectOutput
 from .errors import OutputError, SizeMismatchError
@@ -288,11 +288,6 @@ class BlobStore:
         final = self.blob_path(digest)
         replace(partial, final)
         return final
-
-    def try_lock(self, digest: Digest) -> HeldLock | None:
-        """The per-digest lock of :meth:`lock` if nobody holds it (None, at once, if
-        somebody does); the caller releases it."""
-        return try_take_blob_lock(self.lock_dir / f"{digest.hex}.lock")
 
     @contextlib.asynccontextmanager
     async def lock(self, digest: Digest) -> AsyncIterator[None]:

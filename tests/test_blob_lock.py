@@ -1,8 +1,6 @@
 """The in-process side of the blob lock: pulls of one process wait in line and are
 handed the lock as it is released, on any event loop, and a cancelled waiter never
-leaves the lock taken; a try to take the lock at once takes a free one, and finds one held
-in this process without touching its lock file. (Waits across processes:
-tests/test_lock_wait.py.)"""
+leaves the lock taken. (Waits across processes: tests/test_lock_wait.py.)"""
 
 from __future__ import annotations
 
@@ -14,7 +12,7 @@ import anyio
 import pytest
 
 from dockerdrag import blob_lock
-from dockerdrag.blob_lock import HeldLock, LockWait, take_blob_lock, try_take_blob_lock
+from dockerdrag.blob_lock import HeldLock, LockWait, take_blob_lock
 from dockerdrag.osfiles import ProcessLock
 
 NEVER_POLL = LockWait(poll_seconds=3600.0)  # a poll of the lock file would hang the test
@@ -157,43 +155,3 @@ async def _until_in_line_below(lock_path: Path, count: int) -> None:
     with anyio.fail_after(30):  # generous: only "it did not hang"
         while _in_line(lock_path) >= count:
             await anyio.sleep(0.001)
-
-
-@pytest.mark.anyio
-async def test_a_lock_is_taken_at_once_only_while_nobody_holds_it(
-    tmp_path: Path, refusals: list[Path]
-) -> None:
-    lock_path = tmp_path / "blob.lock"
-    held = try_take_blob_lock(lock_path)
-    assert held is not None
-    assert try_take_blob_lock(lock_path) is None  # held in this process: no flock tried
-    assert refusals == []
-    async with anyio.create_task_group() as group:
-        got: list[HeldLock] = []
-
-        async def wait_for_it() -> None:
-            got.append(await _take(lock_path))
-
-        group.start_soon(wait_for_it)
-        await _until_in_line(lock_path, 1)
-        held.release()  # handed to the waiter in line, not left free
-        assert try_take_blob_lock(lock_path) is None
-    got[0].release()
-    again = try_take_blob_lock(lock_path)
-    assert again is not None
-    again.release()
-    assert _in_line(lock_path) == 0
-
-
-def test_a_lock_file_another_process_holds_is_not_taken_at_once(tmp_path: Path) -> None:
-    lock_path = tmp_path / "blob.lock"
-    other = ProcessLock(lock_path)  # another descriptor: as another process's flock
-    assert other.try_acquire()
-    try:
-        assert try_take_blob_lock(lock_path) is None
-    finally:
-        other.close()
-    assert _in_line(lock_path) == 0  # the in-process lock was given back
-    held = try_take_blob_lock(lock_path)
-    assert held is not None
-    held.release()

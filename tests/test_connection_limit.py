@@ -1,8 +1,7 @@
 """The connection limit of a pull: places handed out by rank, then by arrival.
 
-Unit tests of :class:`ConnectionLimit` (and of a place taken ahead, :class:`HeldPlace`)
-on its own (no HTTP); the pull that relies on it is tested through the fault proxy in
-tests/test_link_speed.py.
+Unit tests of :class:`ConnectionLimit` on its own (no HTTP); the pull that relies on it
+is tested through the fault proxy in tests/test_link_speed.py.
 """
 
 from __future__ import annotations
@@ -139,18 +138,3 @@ async def note_when_in_and_hold(
     async with limit.place(rank):
         served.append(name)
         await anyio.sleep_forever()
-
-
-async def test_a_place_taken_ahead_is_given_back_once() -> None:
-    limit = ConnectionLimit(1)
-    place = await limit.first_place()
-    assert limit.held == 1
-    async with place.use():
-        assert limit.held == 1
-    assert limit.held == 0 and not place.held
-    place.release()  # given back already: nothing more
-    assert limit.held == 0
-    unused = await limit.first_place()
-    unused.release()
-    unused.release()
-    assert limit.held == 0

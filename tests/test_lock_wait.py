@@ -178,9 +178,7 @@ async def test_two_pullers_of_one_process_hand_a_blob_lock_over_without_polling(
 ) -> None:
     """Two Pullers on one cache pull one image at once: for every blob, the first to
     take its lock holds it until the other is waiting for it; the waiting one is
-    handed the lock at release, never finding the lock file held (a poll). (Every blob
-    waits for its lock here: a small blob's try to take it at once, which waits for
-    nothing, is tests/test_blob_lock.py's.)"""
+    handed the lock at release, never finding the lock file held (a poll)."""
     registry, images = seeded_registry
     pushed = images["busybox"]
     cache = tmp_path / "cache"
@@ -210,7 +208,6 @@ async def test_two_pullers_of_one_process_hand_a_blob_lock_over_without_polling(
 
     monkeypatch.setattr(ProcessLock, "try_acquire", try_acquire)
     monkeypatch.setattr(store, "take_blob_lock", take)
-    monkeypatch.setattr(store, "try_take_blob_lock", lambda lock_path: None)
     async with (
         Puller(insecure=[registry.host], cache_dir=cache) as first,
         Puller(insecure=[registry.host], cache_dir=cache) as second,

@@ -1,6 +1,5 @@
 """What a pull of many small layers costs beyond the bytes (issue 18): one token for the
-whole pull, no fsync per cached blob (the output alone is fsynced), no files opened by
-the layers that wait for a connection before the first layer request goes out."""
+whole pull, no fsync per cached blob (the output alone is fsynced)."""
 
 from __future__ import annotations
 
@@ -8,13 +7,11 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from dockerdrag import Puller, download
 from dockerdrag.digest import Digest
-from dockerdrag.registry import RegistryClient
 from dockerdrag.store import BlobStore
 from tests.support.archive_check import read_docker_archive
 from tests.support.client_options import client_options
@@ -100,32 +97,5 @@ async def test_blobs_are_committed_on_the_event_loop_where_no_reader_can_hold_th
     assert len(committed_in) == LAYERS + 1  # and the config
     on_loop = [name == loop_thread for name in committed_in]
     assert on_loop == [renames_open_files] * (LAYERS + 1)
-    (archived,) = read_docker_archive(tmp_path / "x.tar")
-    assert len(archived.layer_paths) == LAYERS
-
-
-async def test_the_first_layer_request_goes_out_before_the_waiting_layers_take_their_locks(
-    registry: RegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With two connections, at most two layers have taken their lock (and opened their
-    files) when the first layer is asked for: the others wait for a connection first."""
-    image = many_layers(registry, "small/first-request")
-    layers = {digest.removeprefix("sha256:") for digest in image.layer_digests}
-    locks = tmp_path / "c" / "locks"
-    locked_then: list[int] = []
-    real_open_blob = RegistryClient.open_blob
-
-    def recording_open_blob(
-        client: RegistryClient, reference: Any, digest: Digest, *args: Any, **kwargs: Any
-    ) -> Any:
-        if digest.hex in layers and not locked_then:
-            locked_then.append(len([p for p in locks.iterdir() if p.stem in layers]))
-        return real_open_blob(client, reference, digest, *args, **kwargs)
-
-    monkeypatch.setattr(RegistryClient, "open_blob", recording_open_blob)
-    options = client_options(registry)
-    async with Puller(cache_dir=tmp_path / "c", concurrency=2, **options) as puller:
-        await puller.pull(image.reference, output=tmp_path / "x.tar")
-    assert locked_then and 1 <= locked_then[0] <= 2, locked_then
     (archived,) = read_docker_archive(tmp_path / "x.tar")
     assert len(archived.layer_paths) == LAYERS
