@@ -19,9 +19,10 @@ import pytest
 from dockerdrag import Puller, oci_dir, os_copies, osfiles, partial_blob
 from dockerdrag.digest import Digest
 from dockerdrag.download import TransferOptions
+from tests.support.fault_proxy import FaultProxy, throttle
 from tests.support.images import PushedImage, push_image, random_layer, text_layer
 from tests.support.registry_server import RegistryServer
-from tests.test_transfer import FAST
+from tests.test_transfer import FAST, blob_re
 
 pytestmark = pytest.mark.anyio
 
@@ -45,13 +46,13 @@ def image(registry: RegistryServer) -> PushedImage:
 
 
 async def pull(
-    registry: RegistryServer,
+    source: RegistryServer | FaultProxy,
     image: PushedImage,
     tmp_path: Path,
     fmt: str,
     transfer: TransferOptions = CHUNKED,
 ) -> Path:
-    host = registry.url.split("://", 1)[1]
+    host = source.url.split("://", 1)[1]
     output = tmp_path / f"out-{fmt}"
     async with Puller(
         insecure=[host],
@@ -151,7 +152,10 @@ async def test_each_blob_of_a_layout_is_written_back_as_it_downloads(
     step = 1 << 20
     monkeypatch.setattr(partial_blob, "WRITE_BACK_STEP", step)
     started = WriteBacks(monkeypatch)
-    layout = await pull(registry, image, tmp_path, "oci-dir")
+    with FaultProxy(registry.url) as proxy:
+        # The big blob arrives over about a second, so its hash (and write-back) steps along.
+        proxy.add(throttle(2_500_000), path=blob_re(image.layers[1]), times=None)
+        layout = await pull(proxy, image, tmp_path, "oci-dir")
     for built in image.layers:
         blob = layout / "blobs" / "sha256" / Digest.parse(built.digest).hex
         ranges = started.ranges[inode(blob.stat())]
