@@ -17,9 +17,8 @@ reader of the decompressed layer checks the diff_id of what it read.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 __all__ = ["ArrivingBlobReader", "BlobArrival", "FollowLost", "read_head"]
 
@@ -42,17 +41,13 @@ class BlobArrival(Protocol):
 
 class ArrivingBlobReader(io.RawIOBase):
     """The blob's bytes from the start, as far as ``arrival`` says they have arrived;
-    ``name`` names the blob in errors; ``opener`` opens the blob's file (unbuffered, by
-    default)."""
+    ``name`` names the blob in errors."""
 
-    def __init__(
-        self, arrival: BlobArrival, name: str, opener: Callable[[Path], io.RawIOBase] | None = None
-    ) -> None:
+    def __init__(self, arrival: BlobArrival, name: str) -> None:
         super().__init__()
         self._arrival = arrival
         self._name = name
-        self._opener = opener or _open_file
-        self._file: io.RawIOBase | None = None
+        self._file: BinaryIO | None = None
         self._position = 0
         self._end = 0
         self._verified = False
@@ -68,7 +63,7 @@ class ArrivingBlobReader(io.RawIOBase):
                 self._learn(*self._arrival.wait_beyond(self._position))
             assert self._file is not None
             wanted = len(target) if self._verified else self._end - self._position
-            count = self._file.readinto(target[:wanted]) or 0
+            count = int(self._file.readinto(target[:wanted]))  # type: ignore[attr-defined]
             if not count and not self._verified:
                 raise FollowLost(f"the partial file of blob {self._name} shrank")
             self._position += count
@@ -93,7 +88,7 @@ class ArrivingBlobReader(io.RawIOBase):
         """Open ``path`` at the position."""
         if self._file is not None:
             self._file.close()
-        self._file = self._opener(path)
+        self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
         self._file.seek(self._position)
 
     def rewind(self) -> None:
@@ -107,10 +102,6 @@ class ArrivingBlobReader(io.RawIOBase):
             self._file.close()
             self._file = None
         super().close()
-
-
-def _open_file(path: Path) -> io.RawIOBase:
-    return open(path, "rb", buffering=0)
 
 
 def read_head(reader: ArrivingBlobReader, length: int) -> bytes:

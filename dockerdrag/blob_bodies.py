@@ -55,9 +55,6 @@ class Fetcher(Protocol):
     on_prefix: Callable[[Digest, Path, int], None] | None
     """Hears how far a downloading blob's bytes reach from its start, on disk in its
     partial file (see ``PartialBlob.on_prefix``), if anyone listens."""
-    direct_pulls: int
-    """How many running pulls read the big blobs they fetch past the page cache: while
-    any does, a big blob's blocks are written past it too."""
     write_back_pulls: int
     """How many running pulls fsync the blobs they fetch: while any does, each download
     of a blob that is not small starts the write of its bytes to the disk as it hashes
@@ -165,8 +162,7 @@ class BodyPump:
         or a cancellation is written too, so it is never fetched again. The end is read
         before every read: a chunk split meanwhile stops at its new end.
         """
-        # A direct partial's blocks go past the page cache: page-aligned buffers.
-        buffer = Block(min(READ_CHUNK, cursor.end - cursor.pos), aligned=self.partial.direct)
+        buffer = Block(min(READ_CHUNK, cursor.end - cursor.pos))
         speed = SpeedWatch(self.fetcher.options.low_speed, f"blob {self.digest.short}")
         next_report = 0.0
         try:

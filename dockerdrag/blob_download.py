@@ -45,11 +45,7 @@ class BlobDownload:
         self.digest = descriptor.digest
         self.size = descriptor.size
         self.requests = BlobRequests(fetcher.client, reference, descriptor)
-        # Past the page cache when its readers read it so (the docker format's decoder
-        # processes), and big: its blocks are written from the disk threads, whose writes
-        # may wait for the disk (small ones are written on the event loop).
-        direct = fetcher.direct_pulls > 0 and self.size > fetcher.options.small_blob
-        self.partial = PartialBlob(store, self.digest, self.size, direct=direct)
+        self.partial = PartialBlob(store, self.digest, self.size)
         # Not a small blob: its file work is on the event loop, and its fsync is short.
         self.partial.write_back = (
             fetcher.write_back_pulls > 0 and self.size > fetcher.options.small_blob

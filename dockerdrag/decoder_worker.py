@@ -30,7 +30,6 @@ from typing import Any, BinaryIO, Final, cast
 
 from .arriving_blob import ArrivingBlobReader, FollowLost, read_head
 from .direct_io import Readable
-from .direct_read import DirectFile
 from .direct_regions import DirectRegionFile
 from .errors import IntegrityError
 from .layers import Compression, decompressing, sniff_compression
@@ -62,11 +61,10 @@ class _PullAnswers:
 def _open_layer(channel: Connection, path: str | None, name: str) -> BinaryIO:
     """The uncompressed bytes of the blob at ``path``, or of the blob arriving; corrupt
     data is an IntegrityError naming ``name``."""
-    # The blob was written past the page cache: it is read past it too (direct_read).
     if path is not None:
-        source: BinaryIO = cast(BinaryIO, DirectFile(path))
+        source: BinaryIO = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the stream
     else:
-        source = cast(BinaryIO, ArrivingBlobReader(_PullAnswers(channel), name, DirectFile))
+        source = cast(BinaryIO, ArrivingBlobReader(_PullAnswers(channel), name))
     try:
         if isinstance(source, ArrivingBlobReader):
             head = read_head(source, _SNIFF_LENGTH)

@@ -143,11 +143,6 @@ class BlobFetcher:
         self.on_prefix: Callable[[Digest, Path, int], None] | None = None
         """Hears how far each downloading blob's bytes on disk reach from its start
         (the docker writer follows big layers as they arrive); None: nobody listens."""
-        self.direct_pulls = 0
-        """How many running pulls read the big blobs they fetch past the page cache (the
-        docker format's decoder processes): while any does, big blobs are written past it
-        too (``PartialBlob``'s ``direct``); the other formats and the decoder threads read
-        them through it."""
         self.write_back_pulls = 0
         """How many running pulls fsync the blobs they fetch (an ``oci-dir`` layout links
         them): while any does, each download of a blob over ``TransferOptions.small_blob``

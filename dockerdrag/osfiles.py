@@ -96,17 +96,15 @@ def open_read_write(path: str | os.PathLike[str], mode: int = 0o666) -> int:
     return os.open(path, os.O_RDWR | os.O_CREAT | _O_BINARY | _O_CLOEXEC, mode)
 
 
-def reopen_direct(fd: int, *, reading: bool = False) -> int | None:
-    """A second ``O_DIRECT`` descriptor of the file open as ``fd``: write-only, or
-    read-only with ``reading``.
+def reopen_direct(fd: int) -> int | None:
+    """A second, write-only ``O_DIRECT`` descriptor of the file open as ``fd``.
 
     None where the system has no ``O_DIRECT`` or refuses it for this file.
     """
     if not _O_DIRECT:
         return None
     try:
-        flags = os.O_RDONLY if reading else os.O_WRONLY
-        return os.open(f"/proc/self/fd/{fd}", flags | _O_DIRECT | _O_CLOEXEC)
+        return os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | _O_DIRECT | _O_CLOEXEC)
     except OSError:
         return None
 

@@ -2,16 +2,11 @@
 
 The ranges come from what earlier runs recorded (:meth:`BlobStore.load_ranges`); the
 hasher has been fed the bytes ``[0, hashed)``, in order. The methods do blocking file
-work: the caller runs them inline or in a worker thread. A ``direct`` partial (a big
-blob, written from the disk threads, that the docker writer's decoder processes read
-past the page cache) writes the whole pages of page-aligned blocks at
-page-aligned offsets past the page cache (``O_DIRECT``, see :mod:`dockerdrag.direct_io`),
-the rest through the page cache: readers of the file see the same bytes either way.
-``on_prefix``, when set, hears ``hashed`` as it grows (once ``PUBLISH_STEP`` bytes more
-are hashed, and at the blob's end) and 0 when the blob is started over, so a reader can
-follow the blob as it arrives (:mod:`dockerdrag.blob_follow`). With ``write_back`` set,
-the hashed bytes are handed to the disk as the hash passes them (every
-``WRITE_BACK_STEP``, and at the blob's end).
+work: the caller runs them inline or in a worker thread. ``on_prefix``, when set, hears
+``hashed`` as it grows (once ``PUBLISH_STEP`` bytes more are hashed, and at the blob's end)
+and 0 when the blob is started over, so a reader can follow the blob as it arrives
+(:mod:`dockerdrag.blob_follow`). With ``write_back`` set, the hashed bytes are handed to
+the disk as the hash passes them (every ``WRITE_BACK_STEP``, and at the blob's end).
 """
 
 from __future__ import annotations
@@ -20,11 +15,8 @@ import os
 from collections.abc import Callable
 
 from .digest import Digest, VerifyingHasher
-from .direct_io import PAGE, pwrite_past_cache
-from .direct_read import READ_SIZE as DIRECT_READ_SIZE
-from .direct_read import DirectReads
 from .errors import SizeMismatchError
-from .osfiles import pread, pwrite_all, reopen_direct, start_write_back
+from .osfiles import pread, pwrite_all, start_write_back
 from .store import BlobStore, ByteRanges
 
 READ_CHUNK = 1 << 18  # 256 KiB blocks: measured, keeps peak RSS flat at little cost
@@ -35,17 +27,11 @@ WRITE_BACK_STEP = 8 << 20  # hashed bytes between two write-backs started
 class PartialBlob:
     """The ``<hex>.partial`` of one blob, its written ranges and its running hash."""
 
-    def __init__(
-        self, store: BlobStore, digest: Digest, size: int, *, direct: bool = False
-    ) -> None:
+    def __init__(self, store: BlobStore, digest: Digest, size: int) -> None:
         self.store = store
         self.digest = digest
         self.size = size
         self.fd = -1
-        self._direct = direct
-        self._direct_fd: int | None = None  # the O_DIRECT descriptor, closed by close()
-        self._direct_usable = False  # False once a direct write was refused
-        self._reads: DirectReads | None = None  # a direct partial's reads, once it hashes
         self.ranges = ByteRanges()
         self.hasher = VerifyingHasher(digest, size)
         self.hashed = 0
@@ -61,23 +47,9 @@ class PartialBlob:
         """Load what earlier runs left on disk, then open the partial file."""
         self.ranges = self.store.load_ranges(self.digest, self.size)
         self.fd = self.store.open_partial(self.digest)
-        if self._direct:
-            self._direct_fd = reopen_direct(self.fd)
-            self._direct_usable = self._direct_fd is not None
-
-    @property
-    def direct(self) -> bool:
-        """Whether a big blob's whole pages still go past the page cache."""
-        return self._direct_usable
 
     def close(self) -> None:
         os.close(self.fd)
-        if self._direct_fd is not None:
-            os.close(self._direct_fd)
-            self._direct_fd = None
-        if self._reads is not None:
-            self._reads.close()
-            self._reads = None
 
     def restart(self) -> None:
         """Throw every byte on disk away: the next write starts a new blob at 0."""
@@ -99,47 +71,20 @@ class PartialBlob:
         self.hash_upto(prefix)
 
     def hash_upto(self, end: int) -> None:
-        """Feed the hasher the bytes on disk from where it stopped up to ``end`` (a direct
-        partial reads them past the page cache, as it wrote them)."""
-        if self._direct and self._reads is None:
-            self._reads = DirectReads(self.store.partial_path(self.digest))
+        """Feed the hasher the bytes on disk from where it stopped up to ``end``."""
         while self.hashed < end:
-            if self._reads is not None:  # as much as its buffer holds: fewer, larger reads
-                size = min(DIRECT_READ_SIZE, end - self.hashed)
-                with self._reads.read(self.hashed, size) as view:
-                    self._hash_read(view)
-            else:
-                self._hash_read(pread(self.fd, min(READ_CHUNK, end - self.hashed), self.hashed))
+            block = pread(self.fd, min(READ_CHUNK, end - self.hashed), self.hashed)
+            if not block:
+                raise SizeMismatchError(f"partial blob {self.digest.short} is shorter than noted")
+            self.hasher.update(block)
+            self.hashed += len(block)
         self._publish(force=self.hashed == self.size)
-
-    def _hash_read(self, block: bytes | memoryview) -> None:
-        """Feed the hasher the bytes just read at ``hashed`` (none: the file ends early)."""
-        if not block:
-            raise SizeMismatchError(f"partial blob {self.digest.short} is shorter than noted")
-        self.hasher.update(block)
-        self.hashed += len(block)
 
     def write(self, pos: int, block: memoryview, inline_hash: bool) -> None:
         """Write ``block`` at ``pos`` (the caller does not touch it meanwhile); with
-        ``inline_hash``, hash it too if it continues the hashed prefix.
-
-        In a direct partial, a ``block`` that starts a page-aligned buffer (a
-        :class:`~dockerdrag.blob_body.Block` of a big blob) has its whole pages written
-        past the page cache when ``pos`` starts a page; the rest goes through it.
-        """
+        ``inline_hash``, hash it too if it continues the hashed prefix."""
         with block as view:
-            direct = len(view) - len(view) % PAGE if pos % PAGE == 0 else 0
-            if direct and self._direct_usable:
-                assert self._direct_fd is not None
-                # Refused (EINVAL: an unaligned buffer, a file system without it): the
-                # bytes went through the page cache, as every later write of this blob does.
-                self._direct_usable = pwrite_past_cache(
-                    self._direct_fd, self.fd, view[:direct], pos
-                )
-            else:
-                direct = 0
-            if direct < len(view):
-                pwrite_all(self.fd, view[direct:], pos + direct)
+            pwrite_all(self.fd, view, pos)
             if inline_hash and pos == self.hashed:  # a repeated write is not hashed twice
                 self.hasher.update(view)
                 self.hashed += len(view)

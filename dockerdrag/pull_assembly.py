@@ -93,8 +93,6 @@ class ArchiveAssembler(NamedTuple):
         # The layout links each blob and fsyncs it: the disk writes it as it is hashed.
         durable = output_format == "oci-dir"
         self.fetcher.write_back_pulls += durable
-        direct = plans is not None and _decoded_by_processes(sources)
-        self.fetcher.direct_pulls += direct
         try:
             # The archive is written while layers still download: the writer waits
             # for each blob as it reaches it, and blobs are fetched in that order.
@@ -115,7 +113,6 @@ class ArchiveAssembler(NamedTuple):
             if follow:
                 self.fetcher.on_prefix = None
             self.fetcher.write_back_pulls -= durable
-            self.fetcher.direct_pulls -= direct
         return [_pull_result(item, out_path, output_format) for item in resolved]
 
     def _claimable(self, sources: BlobSources) -> list[tuple[Reference, Descriptor]]:
@@ -198,17 +195,6 @@ def _decoder_ranks(
     if not all(worth_claiming(d) or d.size < CLAIM_MIN_BLOB for d in layers.values()):
         return None
     return decoder_ranks([(digest, layers[digest].size) for digest in order if digest in layers])
-
-
-def _decoded_by_processes(sources: BlobSources) -> bool:
-    """Whether the docker writer's layers will be decoded by worker processes (as
-    ``docker_parallel`` decides, unless they cannot start): they read big blobs past the
-    page cache, so the download writes them so."""
-    # Imported here: the docker writer imports it too, the other formats never do.
-    from .decoder_processes import PROCESSES_MIN_BYTES, processes_available
-
-    total = sum(layer.size for _, layer in sources.values())
-    return processes_available() and total >= PROCESSES_MIN_BYTES
 
 
 def _blob_sources(resolved: Sequence[ResolvedPull]) -> BlobSources:
