@@ -918,7 +918,7 @@ class V1Record:
 
     def set_string(self, name: str, value: str) -> None:
         """Set one of the string fields ``id``, ``parent`` or ``os``."""
-        if name not in ("id", "parent", "os"):
+        if name not in _SETTABLE:
             raise KeyError(name)
         self.fields[name] = value
 

@@ -94,10 +94,11 @@ class PartialBlob:
         """Tell ``on_prefix`` how far the hashed bytes reach (every ``PUBLISH_STEP``); with
         ``write_back``, start the write of those hashed since the last (every
         ``WRITE_BACK_STEP``)."""
-        unwritten = self.hashed - self._written_back
-        if self.write_back and unwritten > 0 and (force or unwritten >= WRITE_BACK_STEP):
-            start_write_back(self.fd, self._written_back, unwritten)
-            self._written_back = self.hashed
+        if self.write_back:
+            unwritten = self.hashed - self._written_back
+            if unwritten > 0 and (force or unwritten >= WRITE_BACK_STEP):
+                start_write_back(self.fd, self._written_back, unwritten)
+                self._written_back = self.hashed
         if self.on_prefix is not None and (force or self.hashed - self._published >= PUBLISH_STEP):
             self._published = self.hashed
             self.on_prefix(self.hashed)
