@@ -31,6 +31,7 @@ from .cli_report import configure_logging, exit_code, report_error
 from .cli_verify import VERIFY
 from .config import Settings, load_settings
 from .errors import DockerDragError, UsageError, leaf_error
+from .eventloop import LoopFactory
 from .progress import dump_json, error_json
 
 # Every subcommand, in the order ``dockerdrag --help`` lists them.
@@ -104,9 +105,15 @@ async def _run(command: Subcommand, args: argparse.Namespace, settings: Settings
     return await command.run(args, settings)
 
 
-def _execute(command: Subcommand, args: argparse.Namespace, settings: Settings) -> int:
+def _execute(
+    command: Subcommand,
+    args: argparse.Namespace,
+    settings: Settings,
+    loop_factory: LoopFactory | None,
+) -> int:
+    options = {} if loop_factory is None else {"loop_factory": loop_factory}
     try:
-        return anyio.run(_run, command, args, settings)
+        return anyio.run(_run, command, args, settings, backend_options=options)
     except (Exception, KeyboardInterrupt) as raised:
         error = leaf_error(raised)
         if args.debug and not isinstance(error, DockerDragError | KeyboardInterrupt):
@@ -122,8 +129,9 @@ def _usage_error(error: ArgumentError, json_mode: bool) -> int:
     return 2
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``dockerdrag`` command."""
+def main(argv: Sequence[str] | None = None, *, loop_factory: LoopFactory | None = None) -> int:
+    """Entry point of the ``dockerdrag`` command; the command runs on an event loop made by
+    ``loop_factory`` (None: asyncio's own)."""
     raw = list(sys.argv[1:] if argv is None else argv)
     json_mode = "--json" in raw
     parser, parsers = build_parser()
@@ -143,4 +151,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         return report_error(error, error.exit_code, args.json)
     (command,) = [command for command in COMMANDS if command.name == args.command]
-    return _execute(command, args, settings)
+    return _execute(command, args, settings, loop_factory)

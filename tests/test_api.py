@@ -161,3 +161,31 @@ def test_another_event_loop_gets_a_typed_error(registry: RegistryServer, tmp_pat
     assert not (tmp_path / "x.tar").exists()
     anyio.run(with_function)  # the same on asyncio works
     assert (tmp_path / "x.tar").exists()
+
+
+def test_the_api_runs_on_uvloop(
+    registry: RegistryServer, tls_registry: RegistryServer, tmp_path: Path
+) -> None:
+    """uvloop's loop (the command's for plain HTTP) serves the API over plain HTTP and
+    over TLS, and writes the archive asyncio's does."""
+
+    async def pull(reference: str, output: Path, cache: Path) -> None:
+        await pull_image(
+            reference,
+            output=output,
+            insecure=[registry.host],
+            ca_cert=tls_registry.ca_pem_path,
+            cache_dir=cache,
+        )
+
+    for server in (registry, tls_registry):
+        pushed = push_image(server, "test/uvloop", "v1", [text_layer("u.txt", "uv\n")])
+        written: dict[str, bytes] = {}
+        for loop in ("asyncio", "uvloop"):
+            output = tmp_path / f"{server.port}-{loop}.tar"
+            options = {"use_uvloop": loop == "uvloop"}
+            anyio.run(pull, pushed.reference, output, tmp_path / loop, backend_options=options)
+            written[loop] = output.read_bytes()
+        assert written["uvloop"] == written["asyncio"]
+        (archived,) = read_docker_archive(tmp_path / f"{server.port}-uvloop.tar")
+        assert archived.config == pushed.config

@@ -8,6 +8,7 @@ through the system default (``SSL_CERT_FILE``), as a user's CA store would.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -111,37 +112,61 @@ def test_aiohttp_defaults_trust_nothing_and_later_contexts_load_the_system_cas(
 
 
 # Runs the command (``run_command``, as ``python -m dockerdrag`` does) with the arguments
-# after argv[1], recording into the file argv[1] the thread that built each verifying
-# context.
-CONTEXT_PROBE = """\
-import json, sys, threading
+# after argv[2], recording into the file argv[1] the thread that built each verifying
+# context and the module of the event loop the command ran on. With argv[2] "no-uvloop",
+# uvloop cannot be imported (as where it has no build); "-" changes nothing.
+COMMAND_PROBE = """\
+import asyncio, json, sys, threading
+if sys.argv[2] == "no-uvloop":
+    sys.modules["uvloop"] = None  # import uvloop raises ImportError
+import anyio
 import dockerdrag.ca_preload as ca_preload
 import dockerdrag.conventions as conventions
 built = []
+loops = []
 real = conventions.trusting_context
 def recording():
     built.append(threading.current_thread().name)
     return real()
 ca_preload.trusting_context = recording
 conventions.trusting_context = recording  # tls_proxy, imported by the command, binds it
+real_run = anyio.run
+def run(func, *args, **options):
+    async def noting_the_loop(*inner):
+        loops.append(type(asyncio.get_running_loop()).__module__)
+        return await func(*inner)
+    return real_run(noting_the_loop, *args, **options)
+anyio.run = run
 from dockerdrag.startup import run_command
 report = sys.argv[1]
-sys.argv = ["dockerdrag", *sys.argv[2:]]
+sys.argv = ["dockerdrag", *sys.argv[3:]]
 try:
     code = run_command()
 finally:
     with open(report, "w") as out:
-        json.dump(built, out)
+        json.dump({"contexts": built, "loops": loops}, out)
 sys.exit(code)
 """
 
 
-def contexts_built(args: list[str], tmp_path: Path, ca_file: Path | None = None) -> list[str]:
-    """The threads that built a verifying context while the command ran ``args``."""
-    report = tmp_path / "contexts.json"
+def asyncio_loop_module() -> str:
+    """The module of asyncio's own event loop on this system."""
+    loop = asyncio.new_event_loop()
+    try:
+        return type(loop).__module__
+    finally:
+        loop.close()
+
+
+def run_probed(
+    args: list[str], tmp_path: Path, ca_file: Path | None = None, *, uvloop: bool = True
+) -> tuple[list[str], list[str]]:
+    """The threads that built a verifying context while the command ran ``args``, and the
+    modules of the event loops it ran on."""
+    report = tmp_path / "probe.json"
     env = command_env(tmp_path, ca_file)
     completed = subprocess.run(
-        [sys.executable, "-c", CONTEXT_PROBE, str(report), *args],
+        [sys.executable, "-c", COMMAND_PROBE, str(report), "-" if uvloop else "no-uvloop", *args],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -149,8 +174,10 @@ def contexts_built(args: list[str], tmp_path: Path, ca_file: Path | None = None)
         timeout=120,
     )
     assert completed.returncode == 0, completed.stderr
-    built: list[str] = json.loads(report.read_text())
-    return built
+    probed = json.loads(report.read_text())
+    contexts: list[str] = probed["contexts"]
+    loops: list[str] = probed["loops"]
+    return contexts, loops
 
 
 def test_the_system_cas_are_loaded_while_the_command_imports(
@@ -160,7 +187,10 @@ def test_the_system_cas_are_loaded_while_the_command_imports(
     preloading thread, and builds no other; the CA it trusts came from SSL_CERT_FILE."""
     image = tls_image(tls_registry)
     args = ["pull", image.reference, "-o", "x.tar", "-q"]
-    assert contexts_built(args, tmp_path, tls_registry.ca_pem_path) == ["dockerdrag-ca-preload"]
+    contexts, loops = run_probed(args, tmp_path, tls_registry.ca_pem_path)
+    assert contexts == ["dockerdrag-ca-preload"]
+    # A pull over verified TLS runs on asyncio's loop, whose TLS layer holds less.
+    assert loops == [asyncio_loop_module()]
     (archived,) = read_docker_archive(tmp_path / "x.tar")
     assert archived.config == image.config
 
@@ -170,5 +200,21 @@ def test_a_pull_from_a_registry_named_insecure_loads_no_cas(
 ) -> None:
     image = tls_image(registry)
     args = ["pull", image.reference, "--insecure", registry.host, "-o", "x.tar", "-q"]
-    assert contexts_built(args, tmp_path) == []
-    assert (tmp_path / "x.tar").is_file()
+    contexts, loops = run_probed(args, tmp_path)
+    assert contexts == []
+    assert loops == ["uvloop"]  # a dependency wherever it has a build, as here
+    (archived,) = read_docker_archive(tmp_path / "x.tar")
+    assert archived.config == image.config
+
+
+def test_without_uvloop_the_command_runs_on_asyncio(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    """Where uvloop cannot be imported (Windows has no build), a plain-HTTP pull runs on
+    asyncio's own loop and writes the same archive."""
+    image = tls_image(registry)
+    args = ["pull", image.reference, "--insecure", registry.host, "-o", "x.tar", "-q"]
+    _contexts, loops = run_probed(args, tmp_path, uvloop=False)
+    assert loops == [asyncio_loop_module()]
+    (archived,) = read_docker_archive(tmp_path / "x.tar")
+    assert archived.config == image.config

@@ -14,7 +14,8 @@ dockerdrag must pick its way by what the system offers, not by the platform's na
   this process has open cannot be removed, renamed or replaced (``PermissionError``,
   Windows' sharing violation: Python opens files without ``FILE_SHARE_DELETE``);
   ``os.open`` of a directory raises ``PermissionError`` and ``dir_fd`` is not
-  implemented; ``ctypes.CDLL(None)`` raises ``TypeError``.
+  implemented; ``ctypes.CDLL(None)`` raises ``TypeError``; no ``uvloop`` (it has no
+  Windows build): the command runs on asyncio's own loop.
 * ``windows-arm64``: ``windows`` without ``isal`` (no wheel there): gzip through zlib.
 
 The standard library and third-party modules are imported before the ``msvcrt``
@@ -108,6 +109,7 @@ def _install_windows() -> None:
     standin = _load_msvcrt_standin()  # imports the real fcntl: before it is hidden
     sys.modules["msvcrt"] = standin
     sys.modules["fcntl"] = None  # type: ignore[assignment]  # ``import fcntl`` fails
+    sys.modules["uvloop"] = None  # type: ignore[assignment]  # ``import uvloop`` fails
     for name in POSIX_ONLY:
         _remove(os, name)
     os.rename = _refusing_open_files(_rename_never_replacing(os.rename))  # type: ignore[assignment]
