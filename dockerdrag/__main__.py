@@ -1,8 +1,6 @@
 """``python -m dockerdrag`` (the ``dockerdrag`` command runs :func:`run` too)."""
 
-import sys
-
-from .startup import run_command as run
+from .startup import run_command_and_exit as run
 
 if __name__ == "__main__":
-    sys.exit(run())
+    run()

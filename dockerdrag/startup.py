@@ -33,6 +33,10 @@ benchmarks/README.md, "Measurements behind the defaults"):
   unless the command line names no network command or an insecure registry (one
   served over plain HTTP needs no context): a guess about what the command will do,
   which costs a little time when wrong and never changes what is verified.
+* Once the command has returned its exit code, the process ends at once
+  (:func:`run_command_and_exit`): its output flushed, it skips the interpreter's teardown
+  (every module and object freed one by one, which a process about to end need not do).
+  By then the command has closed its files and joined its threads.
 
 Only the command does this: importing the library changes nothing.
 """
@@ -44,6 +48,7 @@ import os
 import ssl
 import sys
 from collections.abc import Mapping, Sequence
+from typing import NoReturn
 
 from .ca_preload import start_loading
 from .eventloop import uvloop_factory
@@ -78,6 +83,19 @@ def run_command() -> int:
         return main(loop_factory=loop_factory)
     finally:
         gc.freeze()  # what is left dies with the process; no collection at exit
+
+
+def run_command_and_exit() -> NoReturn:
+    """Run the command (:func:`run_command`) and end the process with its exit code,
+    without the interpreter's teardown; output that cannot be flushed (a closed pipe)
+    is left to the interpreter's exit, which reports it as always."""
+    code = run_command()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        sys.exit(code)
+    os._exit(code)
 
 
 def _may_verify_tls(arguments: Sequence[str], environ: Mapping[str, str]) -> bool:

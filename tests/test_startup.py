@@ -141,8 +141,9 @@ def test_the_live_display_still_loads_rich(seeded_registry: SeededRegistry, tmp_
 
 
 def test_the_command_has_one_way_in() -> None:
-    """``python -m dockerdrag`` and the ``dockerdrag`` script both run startup.run_command;
-    no other module runs the command itself, skipping the start-up preparation."""
+    """``python -m dockerdrag`` and the ``dockerdrag`` script both run
+    startup.run_command_and_exit; no other module runs the command itself, skipping the
+    start-up preparation."""
     package = Path(__file__).resolve().parent.parent / "dockerdrag"
     runs_itself = [
         path.name
@@ -150,3 +151,49 @@ def test_the_command_has_one_way_in() -> None:
         if path.name != "__main__.py" and 'if __name__ == "__main__":' in path.read_text()
     ]
     assert runs_itself == []
+
+
+# Runs the command as ``python -m dockerdrag`` and the ``dockerdrag`` script do (argv[1]:
+# "run"), or returns from cli.main and lets the interpreter end ("main"); an atexit
+# handler of the interpreter's teardown says whether it ran.
+EXIT_PROBE = """\
+import atexit, sys
+atexit.register(print, "interpreter teardown ran", file=sys.stderr)
+way, sys.argv = sys.argv[1], ["dockerdrag", *sys.argv[2:]]
+if way == "run":
+    from dockerdrag.__main__ import run
+    run()
+else:
+    from dockerdrag.cli import main
+    sys.exit(main())
+"""
+
+
+def run_exit_probe(way: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The probe run with ``args``; its stdout a pipe, buffered as for a user's pipe."""
+    environ = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    return subprocess.run(
+        [sys.executable, "-c", EXIT_PROBE, way, *args],
+        cwd=cwd,
+        env={**environ, "XDG_CACHE_HOME": str(cwd / ".xdg-cache")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_command_ends_without_the_teardown_its_output_flushed(tmp_path: Path) -> None:
+    ended = run_exit_probe("run", "help", "pull", cwd=tmp_path)
+    returned = run_exit_probe("main", "help", "pull", cwd=tmp_path)
+    assert ended.returncode == returned.returncode == 0
+    assert "interpreter teardown ran" in returned.stderr
+    assert "interpreter teardown ran" not in ended.stderr
+    assert "exit codes:" in ended.stdout
+    assert ended.stdout == returned.stdout
+
+
+def test_the_command_ends_with_its_exit_code_and_message(tmp_path: Path) -> None:
+    ended = run_exit_probe("run", "pull", "Bad Ref!", "-o", str(tmp_path / "x.tar"), cwd=tmp_path)
+    assert ended.returncode == 2
+    assert "invalid reference 'Bad Ref!'" in ended.stderr
+    assert "interpreter teardown ran" not in ended.stderr
