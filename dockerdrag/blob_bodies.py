@@ -147,10 +147,10 @@ class BodyPump:
             self.fetcher.emit(self.descriptor, phase, done, self.resumed)
 
     def open(
-        self, start: int, end: int
+        self, start: int, end: int, *, ranged: bool = False
     ) -> contextlib.AbstractAsyncContextManager[tuple[Response, range]]:
         """Ask for bytes ``[start, end)``: see :meth:`BlobRequests.open`."""
-        return self.requests.open(start, end)
+        return self.requests.open(start, end, ranged=ranged)
 
     async def pump(
         self, response: Response, cursor: Cursor, chunks: ChunkedDownload | None
@@ -221,15 +221,16 @@ class BodyPump:
 
         The bookkeeping follows the write with no await in between, so a
         cancellation either finds the buffer unwritten (and it is written by the
-        caller's shielded cleanup) or written, noted and empty. A stream
-        (``chunks`` None) hashes its blocks as it writes them; a chunk tells
-        ``chunks``, which saves the sidecar and hashes the grown prefix, or with
-        ``catch_up`` False (a broken or cancelled body) saves the sidecar now.
+        caller's shielded cleanup) or written, noted and empty. A block that
+        continues the hashed prefix is hashed as it is written (every block of a
+        stream, ``chunks`` None); a chunk tells ``chunks``, which saves the sidecar
+        and hashes a prefix that grew past what was hashed, or with ``catch_up``
+        False (a broken or cancelled body) saves the sidecar now.
         """
         if not buffer:
             return
         pos = cursor.pos
-        await self.disk(self.partial.write, pos, buffer.view(), chunks is None)
+        await self.disk(self.partial.write, pos, buffer.view())
         cursor.pos = pos + len(buffer)
         self._in_flight -= len(buffer)
         buffer.clear()
@@ -256,18 +257,23 @@ class BlobRequests:
         self.etag: str | None = None
 
     @contextlib.asynccontextmanager
-    async def open(self, start: int, end: int) -> AsyncIterator[tuple[Response, range]]:
+    async def open(
+        self, start: int, end: int, *, ranged: bool = False
+    ) -> AsyncIterator[tuple[Response, range]]:
         """Ask for bytes ``[start, end)``; yield the response and the byte range its body holds.
 
         Without usable ranges the whole blob is asked for (its body is ``range(0, size)``).
+        ``ranged``: with ``Range`` even when that is the whole blob (a 206 then shows that
+        the registry honours ranges).
         """
         digest, size = self.descriptor.digest, self.descriptor.size
-        ranged = self.use_ranges and (start > 0 or end < size)
+        ranged = self.use_ranges and (ranged or start > 0 or end < size)
         async with self.client.open_blob(
             self.reference,
             digest,
             start if ranged else 0,
             end if ranged and end < size else None,
+            ranged=ranged,
             if_range=self.etag if ranged else None,
             foreign_url=self._foreign_url(),
         ) as response:

@@ -38,9 +38,12 @@ class BlobDownload:
         descriptor: Descriptor,
         report: bool,
         rank: int = 0,
+        *,
+        whole: bool = False,
     ) -> None:
         self.fetcher = fetcher
         self.rank = rank  # where its first byte falls in the writer's order: lower first
+        self.whole = whole  # if big, asked for whole and split only while it comes slowly
         self.store = store
         self.digest = descriptor.digest
         self.size = descriptor.size
@@ -82,7 +85,8 @@ class BlobDownload:
                 log.info("blob %s: %s; fetching it again from the start", self.digest.short, exc)
 
     async def _download(self) -> None:
-        if self.size > self.fetcher.options.chunk_threshold and self.requests.use_ranges:
+        options = self.fetcher.options
+        if self.size > options.chunk_threshold and self.requests.use_ranges:
             chunks = ChunkedDownload(
                 self.bodies,
                 self.store,
@@ -91,11 +95,13 @@ class BlobDownload:
                 disk_limiter=self.fetcher.disk_limiter,
                 retry=self.fetcher.retry,
                 concurrency=self.fetcher.concurrency,
-                chunk_size=self.fetcher.options.chunk_size,
-                chunk_ramp=self.fetcher.options.chunk_ramp,
-                save_every=self.fetcher.options.ranges_save_every,
-                split_min=self.fetcher.options.split_min_bytes,
-                split_min_seconds=self.fetcher.options.split_min_seconds,
+                chunk_size=options.chunk_size,
+                chunk_ramp=options.chunk_ramp,
+                save_every=options.ranges_save_every,
+                split_min=options.split_min_bytes,
+                split_min_seconds=options.split_min_seconds,
+                whole=self.whole,
+                split_max_rate=options.slow_connection_rate if self.whole else None,
             )
             try:
                 await chunks.run()

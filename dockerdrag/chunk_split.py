@@ -8,7 +8,9 @@ chunk's cursor stops at the middle, the idle connection asks for the rest. So th
 chunks of a pull do not each crawl along on one connection while the others stand idle.
 A chunk that would finish soon is left alone: the straggler's connection is closed at
 the middle, and the bytes already in flight on it are lost, so over a fast link a split
-costs more than it saves. Only what was written counts in the blob's ranges, so a split
+costs more than it saves. So is, when a rate limit is given, one that comes faster than
+that: its rest may take long (a whole blob asked for with one request), but the client,
+not the link, holds it back. Only what was written counts in the blob's ranges, so a split
 changes who fetches which bytes, not what is recorded for a resume.
 """
 
@@ -38,8 +40,11 @@ class OpenChunks:
     A chunk is split only while at least ``2 * min_piece`` bytes of it are still to
     come, so each half is worth its request (``TransferOptions.split_min_bytes``), and
     only if at its rate so far the rest would take at least ``min_seconds``
-    (``TransferOptions.split_min_seconds``). Its rate is judged once its body has been
-    read for a quarter of ``min_seconds``. ``clock`` gives the time in seconds.
+    (``TransferOptions.split_min_seconds``) and, with ``max_rate``, that rate is below
+    ``max_rate`` bytes per second (a faster connection is held back by the client, not
+    the link: a second one would not bring its bytes sooner). Its rate is judged once its
+    body has been read for a quarter of ``min_seconds``. ``clock`` gives the time in
+    seconds.
     """
 
     def __init__(
@@ -47,9 +52,12 @@ class OpenChunks:
         min_piece: int,
         min_seconds: float,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        max_rate: float | None = None,
     ) -> None:
         self._min_piece = max(1, min_piece)
         self._min_seconds = min_seconds
+        self._max_rate = max_rate
         self._judge_after = min_seconds / 4
         self._clock = clock
         self._receiving: list[_Receiving] = []
@@ -80,6 +88,8 @@ class OpenChunks:
             if not self._big_enough(cursor) or elapsed < self._judge_after:
                 continue
             received = cursor.pos - entry.started_pos
+            if self._max_rate is not None and received >= self._max_rate * elapsed:
+                continue
             seconds_left = (
                 math.inf if received <= 0 else (cursor.end - cursor.pos) * elapsed / received
             )

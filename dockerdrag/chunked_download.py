@@ -1,19 +1,23 @@
-"""A big blob fetched as ranged chunks in parallel: the plan, the ranges sidecar, the prefix hash.
+"""A big blob fetched as ranged chunks in parallel: the plan, the splits, the prefix hash.
 
 The missing ranges are cut into chunks of ``TransferOptions.chunk_size`` (the first
-ones of the blob growing to that size, ``TransferOptions.chunk_ramp``) and planned
+ones of the blob growing to that size, ``TransferOptions.chunk_ramp``), or with ``whole``
+each missing range is one chunk (a fresh blob: one request for all of it), and planned
 lazily, as they are taken, by at most ``concurrency`` tasks; each chunk is written at
 its offset. Once no chunk is left to start, a task waits for a connection (behind every
 request of the pull still waiting, see :func:`~dockerdrag.connection_limit.spare_rank`)
 and takes the second half of the chunk that would take the longest to finish
 (:mod:`chunk_split`), as long as one has at least twice ``TransferOptions.split_min_bytes``
 left and would take at least ``TransferOptions.split_min_seconds`` more at its rate so
-far. Once every chunk of the blob is in, the connections still waiting for a chunk to split
+far (with ``split_max_rate``, only one slower than that), and the registry answered the
+first request with a 206 (a 200 to ``bytes=0-`` may mean that it ignores ranges). Once
+every chunk of the blob is in, the connections still waiting for a chunk to split
 stop waiting, so the blob is verified at once rather than once every other request of the
-pull has had its connection. The written ranges are saved in the sidecar every
-``TransferOptions.ranges_save_every`` bytes (from a disk thread, one save at a time) and
-when a body ends, breaks or is cancelled; the contiguous prefix is hashed in order (read
-back from disk) as it grows.
+pull has had its connection. The written ranges are recorded in the sidecar
+(:mod:`~dockerdrag.ranges_sidecar`); with ``whole``, a blob whose bytes on disk are a
+prefix keeps none until a split. A block that continues the hashed prefix is hashed as
+it is written; bytes that become contiguous only when an earlier chunk fills the gap
+before them are read back from disk and hashed in order.
 """
 
 from __future__ import annotations
@@ -36,8 +40,9 @@ from .errors import leaf_error
 from .events import LayerPhase
 from .partial_blob import PartialBlob
 from .range_checks import RangeUnusable
+from .ranges_sidecar import RangesSidecar
 from .retry import RetryPolicy
-from .store import BlobStore, ByteRanges
+from .store import BlobStore
 from .transport import Response
 
 log = logging.getLogger("dockerdrag")
@@ -52,8 +57,11 @@ class ChunkSource(Protocol):
     size: int
     partial: PartialBlob
 
-    def open(self, start: int, end: int) -> AbstractAsyncContextManager[tuple[Response, range]]:
-        """Ask for bytes ``[start, end)``; the response and the byte range its body holds."""
+    def open(
+        self, start: int, end: int, *, ranged: bool = False
+    ) -> AbstractAsyncContextManager[tuple[Response, range]]:
+        """Ask for bytes ``[start, end)`` (with ``ranged``, with ``Range`` even for the
+        whole blob); the response and the byte range its body holds."""
 
     async def pump(
         self, response: Response, cursor: Cursor, chunks: ChunkedDownload | None
@@ -85,22 +93,26 @@ class ChunkedDownload:
         save_every: int,
         split_min: int,
         split_min_seconds: float,
+        whole: bool = False,
+        split_max_rate: float | None = None,
     ) -> None:
         self._blob = blob
-        self._store = store
         self._limiter = limiter
         self._rank = rank
         self._disk_limiter = disk_limiter
         self._retry = retry
         self._concurrency = concurrency
+        self._whole = whole
+        if whole:
+            chunk_size, chunk_ramp = blob.size, 1
         self._chunk_size = chunk_size
         self._ramp_step = max(1, chunk_size // max(1, chunk_ramp))
-        self._save_every = save_every
-        self._open = OpenChunks(split_min, split_min_seconds)
+        self._open = OpenChunks(split_min, split_min_seconds, max_rate=split_max_rate)
+        self._sidecar = RangesSidecar(
+            store, blob.digest, blob.size, disk_limiter=disk_limiter, save_every=save_every
+        )
+        self._ranges_proven = False  # a 206 came: a split may ask for a range
         self._hashing = False
-        self._unsaved_bytes = 0  # written by chunks since the ranges sidecar was saved
-        self._save_pending = False  # a background save of the sidecar is on its way
-        self._sidecar_lock = anyio.Lock()  # one sidecar write at a time
         self._group: anyio.abc.TaskGroup | None = None
         self._fetching = 0  # chunks (and split-off halves) being fetched
         self._planned_all = False  # every chunk of the plan was taken
@@ -113,6 +125,11 @@ class ChunkedDownload:
         (:class:`RangeUnusable` if not); then up to ``concurrency`` tasks take the next
         chunk from one lazy plan, so a blob of any claimed size costs the same memory.
         """
+        partial = self._blob.partial
+        if self._whole and partial.ranges.total() == partial.ranges.prefix():
+            # One body continues the prefix: no sidecar until a split writes elsewhere.
+            await anyio.to_thread.run_sync(partial.keep_prefix, limiter=self._disk_limiter)
+            self._sidecar.kept = False
         await self.save_ranges()
         self._blob.announce_resume()
         jobs = self._jobs()
@@ -140,37 +157,22 @@ class ChunkedDownload:
         """Note ``written`` more bytes on disk: start a sidecar save every few MiB, and the
         prefix hasher, each in a task of its own (the connection goes on reading meanwhile).
 
-        The sidecar may lag (bytes it omits are fetched again after a crash); a broken or
-        cancelled body calls :meth:`save_ranges` instead.
+        A block that continued the hashed prefix was hashed as it was written: the hasher
+        starts only for bytes that it made contiguous. A broken or cancelled body calls
+        :meth:`save_ranges` instead.
         """
-        self._unsaved_bytes += written
         if self._group is None:
             return
-        if self._unsaved_bytes >= self._save_every and not self._save_pending:
-            self._save_pending = True
+        if self._sidecar.note_written(written):
             self._group.start_soon(self.save_ranges)
-        if not self._hashing:
+        partial = self._blob.partial
+        if not self._hashing and partial.ranges.prefix() > partial.hashed:
             self._group.start_soon(self._advance_hash)
 
     async def save_ranges(self) -> None:
-        """Record the ranges written so far in the sidecar, from a disk thread.
-
-        A save takes a few ms (a new file renamed over the old one, while the disk is
-        busy with the blob), too long for the event loop. Saves of one blob run one at
-        a time, each writing a snapshot of the ranges taken when it starts.
-        """
-        self._unsaved_bytes = 0
-        async with self._sidecar_lock:
-            self._save_pending = False
-            blob = self._blob
-            snapshot = ByteRanges(blob.partial.ranges.as_list())
-            await anyio.to_thread.run_sync(
-                self._store.save_ranges,
-                blob.digest,
-                blob.size,
-                snapshot,
-                limiter=self._disk_limiter,
-            )
+        """Record the ranges written so far in the sidecar, if it is kept
+        (:class:`~dockerdrag.ranges_sidecar.RangesSidecar`)."""
+        await self._sidecar.save(self._blob.partial.ranges)
 
     def _jobs(self) -> Iterator[tuple[int, int]]:
         """The ``[start, end)`` of every chunk still missing, in order, planned as taken."""
@@ -205,7 +207,7 @@ class ChunkedDownload:
         for start, end in jobs:  # one plan shared by every task: each chunk is taken once
             await self._chunk(Cursor(start, end), None)
         self._planned_all = True
-        while True:
+        while self._ranges_proven:
             # A connection first, then the split: the half taken is fetched at once. It
             # waits behind every request still to start (a split loses bytes in flight).
             connected = False
@@ -230,6 +232,11 @@ class ChunkedDownload:
                 rest.pos,
                 rest.end,
             )
+            try:
+                await self._sidecar.keep(self._blob.partial.ranges)
+            except BaseException:
+                self._limiter.release()
+                raise
             await self._chunk(rest, None, connected=True)
 
     @contextlib.contextmanager
@@ -276,10 +283,11 @@ class ChunkedDownload:
             await self._limiter.acquire(FIRST_REQUEST_RANK if announce else self._rank + cursor.pos)
         try:
             asked = range(cursor.pos, cursor.end)  # the end may move while the request is sent
-            async with blob.open(asked.start, asked.stop) as (response, body):
+            async with blob.open(asked.start, asked.stop, ranged=True) as (response, body):
                 if body != asked:
                     raise RangeUnusable("the registry ignored Range")
                 if announce is not None:
+                    self._ranges_proven = response.status == 206
                     announce.set()
                 blob.emit(LayerPhase.DOWNLOADING)
                 with self._open.receiving(cursor):

@@ -16,9 +16,13 @@ How one blob is fetched (:meth:`BlobFetcher.fetch`):
   to start, an idle connection takes the second half of a straggling chunk); the written
   ranges are recorded in the sidecar every ``TransferOptions.ranges_save_every``
   bytes and when
-  a body ends or breaks, and the contiguous prefix is hashed in order (read back
-  from disk) as it grows. The chunks are planned lazily, as they are taken, by at
-  most ``concurrency`` tasks per blob. Both resume
+  a body ends or breaks, and the contiguous prefix is hashed in order as it grows (as
+  each block is written where it continues the prefix, else read back from disk). The
+  chunks are planned lazily, as they are taken, by at most ``concurrency`` tasks per
+  blob. For a writer that takes blobs in any order (``whole_blobs``, the oci formats)
+  each missing range is one chunk, split only while it comes slower than
+  ``TransferOptions.slow_connection_rate``: over a fast link a big blob is one request,
+  hashed as it is written. Both resume
   everything recorded: a chunked download resumes every finished range, not
   only the prefix.
 * Answers: a 206 is accepted only if its ``Content-Range`` is exactly the
@@ -235,13 +239,16 @@ class BlobFetcher:
         *,
         report: bool = True,
         rank: int = 0,
+        whole: bool = False,
     ) -> tuple[Path, bool]:
         """As :meth:`fetch`, and whether the blob was downloaded (and so verified) just now.
 
         False means it was found in the store, where it was verified by an earlier run.
         ``rank``: where the blob's first byte falls in the order the writer reads bytes;
         a chunk's request adds its offset, and a freed connection goes to the waiting
-        request of the lowest rank (see :mod:`connection_limit`).
+        request of the lowest rank (see :mod:`connection_limit`). ``whole``: a blob over
+        the chunk threshold is asked for whole, split only while it comes slowly (see
+        :func:`fetch_all`).
         """
         digest = descriptor.digest
         if descriptor.size > self.options.max_blob_size:
@@ -262,7 +269,9 @@ class BlobFetcher:
                     self.emit(descriptor, LayerPhase.EXISTS, descriptor.size)
                 return store.blob_path(digest), False
             try:
-                path = await self._download_locked(store, reference, descriptor, report, rank)
+                path = await self._download_locked(
+                    store, reference, descriptor, report, rank, whole
+                )
                 return path, True
             except OSError as exc:
                 raise OutputError(
@@ -300,8 +309,9 @@ class BlobFetcher:
         descriptor: Descriptor,
         report: bool,
         rank: int,
+        whole: bool,
     ) -> Path:
-        download = BlobDownload(self, store, reference, descriptor, report, rank)
+        download = BlobDownload(self, store, reference, descriptor, report, rank, whole=whole)
         await download.run()
         if renames_open_files(store.blob_dir):
             # No reader makes the rename wait: here, which costs less than a thread hop.
@@ -321,6 +331,7 @@ async def fetch_all(
     concurrency: int | None = None,
     on_ready: Callable[[Digest, Path, bool], None] | None = None,
     ranks: Mapping[Digest, int] | None = None,
+    whole_blobs: bool = False,
 ) -> dict[Digest, Path]:
     """Fetch every distinct blob of ``descriptors`` into the store; return their paths.
 
@@ -332,6 +343,14 @@ async def fetch_all(
     open requests (``concurrency``, when given, resets that limit). ``on_ready`` hears
     of each blob as soon as it is verified in the store, with its path and whether it
     was downloaded (and so hashed) by this call rather than found in the store.
+
+    ``whole_blobs``: the writer takes each blob as it comes, in no order of its bytes
+    (``TransferOptions.whole_blobs``): each blob over the chunk threshold is asked for
+    whole (its missing ranges, each with one request), hashed as it is written, and
+    split into ranged chunks only while one comes slower than
+    ``TransferOptions.slow_connection_rate``. Over a fast link the client is what holds
+    a connection back, so more of them would not bring the bytes sooner, while ranked
+    chunks are more requests and are hashed by reading them back.
     """
     if concurrency is not None:
         fetcher.concurrency = concurrency
@@ -341,7 +360,9 @@ async def fetch_all(
         ranks = dict(zip((d.digest for d in unique), _positions(unique), strict=True))
 
     async def one(rank: int, descriptor: Descriptor) -> None:
-        path, downloaded = await fetcher.fetch_noting_download(reference, descriptor, rank=rank)
+        path, downloaded = await fetcher.fetch_noting_download(
+            reference, descriptor, rank=rank, whole=whole_blobs
+        )
         paths[descriptor.digest] = path
         if on_ready is not None:
             on_ready(descriptor.digest, path, downloaded)

@@ -1,8 +1,10 @@
 """A blob's partial file as one download sees it: the open file, the ranges on disk, the hash.
 
 The ranges come from what earlier runs recorded (:meth:`BlobStore.load_ranges`); the
-hasher has been fed the bytes ``[0, hashed)``, in order. The methods do blocking file
-work: the caller runs them inline or in a worker thread. ``on_prefix``, when set, hears
+hasher has been fed the bytes ``[0, hashed)``, in order: a block written where it
+continues them is hashed then, other bytes once they are read back (:meth:`hash_upto`).
+The methods do blocking file work: the caller runs them inline or in a worker thread
+(several at once: the hash grows from one thread at a time). ``on_prefix``, when set, hears
 ``hashed`` as it grows (once ``PUBLISH_STEP`` bytes more are hashed, and at the blob's end)
 and 0 when the blob is started over, so a reader can follow the blob as it arrives
 (:mod:`dockerdrag.blob_follow`). With ``write_back`` set, the hashed bytes are handed to
@@ -12,6 +14,7 @@ the disk as the hash passes them (every ``WRITE_BACK_STEP``, and at the blob's e
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 
 from .digest import Digest, VerifyingHasher
@@ -42,6 +45,7 @@ class PartialBlob:
         for a blob that is fsynced once downloaded (an ``oci-dir`` layout links it), so
         the disk writes it while the download goes on and that fsync finds little left."""
         self._written_back = 0
+        self._hash_lock = threading.Lock()  # the hash grows from one thread at a time
 
     def open(self) -> None:
         """Load what earlier runs left on disk, then open the partial file."""
@@ -71,24 +75,33 @@ class PartialBlob:
         self.hash_upto(prefix)
 
     def hash_upto(self, end: int) -> None:
-        """Feed the hasher the bytes on disk from where it stopped up to ``end``."""
-        while self.hashed < end:
-            block = pread(self.fd, min(READ_CHUNK, end - self.hashed), self.hashed)
-            if not block:
-                raise SizeMismatchError(f"partial blob {self.digest.short} is shorter than noted")
-            self.hasher.update(block)
-            self.hashed += len(block)
-        self._publish(force=self.hashed == self.size)
+        """Feed the hasher the bytes on disk from where it stopped up to ``end`` (or
+        less, if a block written meanwhile was hashed as it was written)."""
+        while True:
+            with self._hash_lock:
+                if self.hashed >= end:
+                    self._publish(force=self.hashed == self.size)
+                    return
+                block = pread(self.fd, min(READ_CHUNK, end - self.hashed), self.hashed)
+                if not block:
+                    raise SizeMismatchError(
+                        f"partial blob {self.digest.short} is shorter than noted"
+                    )
+                self.hasher.update(block)
+                self.hashed += len(block)
 
-    def write(self, pos: int, block: memoryview, inline_hash: bool) -> None:
-        """Write ``block`` at ``pos`` (the caller does not touch it meanwhile); with
-        ``inline_hash``, hash it too if it continues the hashed prefix."""
+    def write(self, pos: int, block: memoryview) -> None:
+        """Write ``block`` at ``pos`` (the caller does not touch it meanwhile), and hash it
+        if it continues the hashed prefix (a block written again is not hashed twice)."""
         with block as view:
             pwrite_all(self.fd, view, pos)
-            if inline_hash and pos == self.hashed:  # a repeated write is not hashed twice
-                self.hasher.update(view)
-                self.hashed += len(view)
-                self._publish(force=self.hashed == self.size)
+            if pos != self.hashed:
+                return
+            with self._hash_lock:
+                if pos == self.hashed:
+                    self.hasher.update(view)
+                    self.hashed += len(view)
+                    self._publish(force=self.hashed == self.size)
 
     def _publish(self, *, force: bool) -> None:
         """Tell ``on_prefix`` how far the hashed bytes reach (every ``PUBLISH_STEP``); with

@@ -103,8 +103,16 @@ class ArchiveAssembler(NamedTuple):
                         claimed = self._claimable(sources)
                         group.start_soon(claim_trailer_sizes, self.fetcher.client, claimed, gate)
                     ranks = _decoder_ranks(resolved, order) if plans is not None else None
+                    # The oci writers take each blob as it comes, in no order of its bytes.
                     group.start_soon(
-                        self._fetch_layers, resolved, order, ranks, gate, out_path, emit
+                        self._fetch_layers,
+                        resolved,
+                        order,
+                        ranks,
+                        plans is None and self.fetcher.options.whole_blobs,
+                        gate,
+                        out_path,
+                        emit,
                     )
                     await write_repairing(writer, gate, self.fetcher, sources)
         except BaseExceptionGroup as group_error:
@@ -155,11 +163,13 @@ class ArchiveAssembler(NamedTuple):
         resolved: Sequence[ResolvedPull],
         order: Sequence[Digest],
         ranks: Mapping[Digest, int] | None,
+        whole_blobs: bool,
         gate: BlobGate,
         output: Path,
         emit: ProgressCallback,
     ) -> None:
-        """Fetch every layer blob (in ``order``; by ``ranks`` if given, see
+        """Fetch every layer blob (in ``order``; by ``ranks`` if given, and each big blob
+        with one request while that comes fast with ``whole_blobs``, see
         :func:`~dockerdrag.download.fetch_all`), then announce the archive's completion."""
         by_source: dict[Reference, list[Descriptor]] = {}
         for item in resolved:
@@ -174,7 +184,14 @@ class ArchiveAssembler(NamedTuple):
             fresh = [d for d in descriptors if d.digest not in seen]
             seen.update(d.digest for d in fresh)
             fresh.sort(key=lambda d: rank.get(d.digest, len(rank)))
-            await fetch_all(self.fetcher, source, fresh, on_ready=gate.mark_ready, ranks=ranks)
+            await fetch_all(
+                self.fetcher,
+                source,
+                fresh,
+                on_ready=gate.mark_ready,
+                ranks=ranks,
+                whole_blobs=whole_blobs,
+            )
         emit(ArchiveWriting(str(output)))
 
 

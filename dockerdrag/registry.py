@@ -187,10 +187,12 @@ class RegistryClient:
         offset: int = 0,
         end: int | None = None,
         *,
+        ranged: bool = False,
         if_range: str | None = None,
         foreign_url: str | None = None,
     ) -> AsyncIterator[Response]:
-        """Open a blob body, from ``offset`` with a Range request when non-zero.
+        """Open a blob body, from ``offset`` with a Range request when non-zero (or
+        ``ranged``: ``Range: bytes=0-`` asks for the whole blob as a range).
 
         ``end`` (exclusive) bounds the range (``Range: bytes=offset-(end-1)``);
         ``if_range`` is sent as ``If-Range`` with a ranged request. Yields the
@@ -199,7 +201,7 @@ class RegistryClient:
         the URL its descriptor names, without credentials.
         """
         headers = {"Accept-Encoding": "identity"}
-        if offset or end is not None:
+        if ranged or offset or end is not None:
             last = "" if end is None else str(end - 1)
             headers["Range"] = f"bytes={offset}-{last}"
             if if_range:

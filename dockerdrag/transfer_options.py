@@ -29,6 +29,14 @@ class TransferOptions:
     and until then the reader gets the bytes of one connection. Growing chunks come in
     one after the other, so the reader follows them from the start, and the connections
     they free take the next chunks at different moments, which keeps it so."""
+    whole_blobs: bool = True
+    """A writer that takes each blob as it comes, in no order of its bytes (the oci
+    formats), gets each blob over ``chunk_threshold`` with one request, hashed as it is
+    written, split into ranged chunks only while it comes slower than
+    ``slow_connection_rate`` (:mod:`~dockerdrag.chunked_download`). Over a fast link that
+    costs the client and the registry less than ranked chunks, whose bytes are hashed
+    once written (read back) and each of which is one more request. False: such blobs
+    come in ranked chunks too, as for the docker format."""
     small_blob: int = 4 << 20
     """Blobs up to this size do their file work on the event loop, not in a worker thread.
 
@@ -49,8 +57,9 @@ class TransferOptions:
     slow_connection_rate: float = 16e6
     """Bytes per second per connection below which more connections are worth their memory
     (each holds its buffers): the connection limit grows only while connections are this
-    slow. Over loopback a pull that inflates layers is bound by the CPU, not the link, at
-    more than this per connection: more connections would only cost memory there."""
+    slow, and a whole blob (``whole_blobs``) is split only while it comes this slowly.
+    Over loopback a pull that inflates layers is bound by the CPU, not the link, at more
+    than this per connection: more connections would only cost memory there."""
     growth_check_seconds: float = 0.05
     """How often (seconds) the connection limit looks at the traffic to decide whether to grow.
     It grows after two slow looks in a row (the first may be connection set-up), so a link

@@ -34,12 +34,20 @@ MIB = 1 << 20
 LAYER_SIZE = 3_000_000
 FAST = RetryPolicy(base_delay=0.01, max_delay=0.05)
 # Two chunks (of one size: no ramp): [0, 2 MiB) and the rest; a straggling first chunk has
-# 2 MiB left, twice the least half, so it is split once, at 1 MiB.
+# 2 MiB left, twice the least half, so it is split once, at 1 MiB. Chunks for the oci
+# formats too (not whole blobs), ranked by the order the writer reads the blobs.
 SPLITTING = TransferOptions(
-    chunk_threshold=MIB, chunk_size=2 * MIB, chunk_ramp=1, small_blob=0, split_min_bytes=MIB
+    chunk_threshold=MIB,
+    chunk_size=2 * MIB,
+    chunk_ramp=1,
+    small_blob=0,
+    split_min_bytes=MIB,
+    whole_blobs=False,
 )
 # Many small chunks (never split): one request per chunk, enough to keep 16 connections busy.
-MANY_CHUNKS = TransferOptions(chunk_threshold=MIB, chunk_size=128 << 10, chunk_ramp=1, small_blob=0)
+MANY_CHUNKS = TransferOptions(
+    chunk_threshold=MIB, chunk_size=128 << 10, chunk_ramp=1, small_blob=0, whole_blobs=False
+)
 
 _pushed: dict[str, PushedImage] = {}
 _two_layers: dict[str, PushedImage] = {}

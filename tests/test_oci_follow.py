@@ -125,7 +125,7 @@ async def test_a_download_started_over_under_its_copy_is_copied_again(
     and starts over, and the region is copied again from the verified blob."""
     big = image.layers[1]
     # The first rule that matches a request applies: the flip before the throttle.
-    proxy.add(flip_byte(1000), path=blob_re(big), range_header=r"bytes=0-\d+")
+    proxy.add(flip_byte(1000), path=blob_re(big), range_header=r"bytes=0-\d*")
     proxy.add(throttle(SLOW), path=blob_re(big), times=None)
     with caplog.at_level(logging.INFO, logger="dockerdrag"):
         result = await pull_oci(proxy, image, tmp_path / "cache", tmp_path / "x.tar")

@@ -1,0 +1,260 @@
+"""A big blob for a writer that takes blobs in any order (the oci formats) comes whole.
+
+One request, ``Range: bytes=0-``, hashed as it is written; no ranges sidecar while its
+bytes on disk are a prefix; split into ranged chunks only while it comes slowly (the
+sidecar saved before the first byte is written past the prefix); never split when the
+registry answered that request with a 200. And the prefix of a blob fetched in chunks is
+hashed as its blocks are written whenever they continue it, not read back.
+
+Every pull goes through a :class:`FaultProxy` in front of the real ``docker-registry``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from dockerdrag import Puller
+from dockerdrag import partial_blob as partial_blob_module
+from dockerdrag.chunk_split import OpenChunks
+from dockerdrag.download import TransferOptions
+from dockerdrag.partial_blob import PartialBlob
+from dockerdrag.pull import PullResult
+from dockerdrag.store import BlobStore
+from tests.support.fault_proxy import FaultProxy, ignore_range, throttle
+from tests.support.images import BuiltLayer, PushedImage, push_image
+from tests.test_link_speed import _Clock, _receiving
+from tests.test_transfer import (
+    FAST,
+    blob_file,
+    blob_re,
+    cancel_once_downloaded,
+    random_layer,
+    served,
+)
+
+pytestmark = pytest.mark.anyio
+
+MIB = 1 << 20
+# Big blobs (over 1 MiB) in chunks of 512 KiB where chunks are used, a straggler split
+# while 2 MiB of it are to come; file work in threads.
+BIG = TransferOptions(
+    chunk_threshold=MIB, chunk_size=512 << 10, chunk_ramp=1, small_blob=0, split_min_bytes=MIB
+)
+SLOW = 1_000_000  # bytes a second: far below TransferOptions.slow_connection_rate
+
+_pushed: dict[str, PushedImage] = {}
+
+
+@pytest.fixture
+def image(registry: Any) -> PushedImage:
+    if registry.url not in _pushed:
+        layers = [random_layer(61, 200_000), random_layer(62, 3_000_000)]
+        _pushed[registry.url] = push_image(registry, "whole/app", "v1", layers)
+    return _pushed[registry.url]
+
+
+@pytest.fixture
+def proxy(registry: Any) -> Iterator[FaultProxy]:
+    with FaultProxy(registry.url) as fault_proxy:
+        yield fault_proxy
+
+
+def big(image: PushedImage) -> BuiltLayer:
+    return image.layers[1]
+
+
+async def pull(
+    proxy: FaultProxy,
+    image: PushedImage,
+    cache: Path,
+    output_format: str,
+    *,
+    transfer: TransferOptions = BIG,
+    progress: Any = None,
+) -> PullResult:
+    async with Puller(
+        insecure=[proxy.host],
+        cache_dir=cache,
+        use_docker_config=False,
+        retry=FAST,
+        transfer=transfer,
+        concurrency=3,
+        progress=progress,
+    ) as puller:
+        output = cache.parent / f"{cache.name}.{output_format}"
+        reference = f"{proxy.host}/{image.repo}:{image.tag}"
+        return await puller.pull(reference, output=output, format=output_format)
+
+
+def ranges_asked(proxy: FaultProxy, data: BuiltLayer) -> list[str | None]:
+    proxy.wait_idle()
+    return [r.header("Range") for r in proxy.requests_for(blob_re(data))]
+
+
+@pytest.fixture
+def disk_log(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, int]]:
+    """Every block written to the partial of a blob over 1 MiB (``write``, its offset, the
+    hashed prefix's end after it), every byte run read back to hash it (``read``, offset,
+    length) and every sidecar save (``save``, bytes recorded, 0), in the order they
+    happened."""
+    log: list[tuple[str, int, int]] = []
+    lock = threading.Lock()
+    real_write, real_save, real_pread = (
+        PartialBlob.write,
+        BlobStore.save_ranges,
+        partial_blob_module.pread,
+    )
+
+    def write(self: PartialBlob, pos: int, block: memoryview) -> None:
+        real_write(self, pos, block)
+        if self.size > MIB:
+            with lock:
+                log.append(("write", pos, self.hashed))
+
+    def save_ranges(self: BlobStore, digest: Any, size: int, ranges: Any) -> None:
+        with lock:
+            log.append(("save", ranges.total(), 0))
+        real_save(self, digest, size, ranges)
+
+    def pread(fd: int, size: int, offset: int) -> bytes:
+        data = real_pread(fd, size, offset)
+        with lock:
+            log.append(("read", offset, len(data)))
+        return data
+
+    monkeypatch.setattr(PartialBlob, "write", write)
+    monkeypatch.setattr(BlobStore, "save_ranges", save_ranges)
+    monkeypatch.setattr(partial_blob_module, "pread", pread)
+    return log
+
+
+@pytest.mark.parametrize("output_format", ["oci", "oci-dir"])
+async def test_a_big_blob_comes_whole_over_a_fast_link(
+    proxy: FaultProxy,
+    image: PushedImage,
+    tmp_path: Path,
+    disk_log: list[tuple[str, int, int]],
+    output_format: str,
+) -> None:
+    """One request for the whole blob, every block hashed as it is written (nothing read
+    back) and no sidecar saved. The docker format, reading the layer in order as it
+    arrives, gets it in ranked chunks."""
+    await pull(proxy, image, tmp_path / "c", output_format)
+    assert ranges_asked(proxy, big(image)) == ["bytes=0-"]
+    assert served(proxy, big(image)) == big(image).size
+    writes = [entry for entry in disk_log if entry[0] == "write"]
+    assert len(writes) > 1
+    assert all(hashed > pos for _, pos, hashed in writes)  # each one hashed as written
+    assert not [entry for entry in disk_log if entry[0] in ("read", "save")]
+    proxy.reset()
+    await pull(proxy, image, tmp_path / "d", "docker")
+    assert len(ranges_asked(proxy, big(image))) == -(-big(image).size // BIG.chunk_size)
+
+
+async def test_a_whole_blob_that_comes_slowly_is_split(
+    proxy: FaultProxy, image: PushedImage, tmp_path: Path, disk_log: list[tuple[str, int, int]]
+) -> None:
+    """A slow body (a link that caps each connection): idle connections take halves of
+    it. The sidecar is saved before the first byte is written past the prefix."""
+    proxy.add(throttle(SLOW), path=blob_re(big(image)), times=None)
+    with anyio.fail_after(30):
+        await pull(proxy, image, tmp_path / "c", "oci")
+    asked = ranges_asked(proxy, big(image))
+    assert asked[0] == "bytes=0-"
+    assert len(asked) > 1
+    assert all(r is not None and not r.startswith("bytes=0-") for r in asked[1:])
+    prefix = 0
+    for kind, pos, hashed in disk_log:
+        if kind == "save":
+            break
+        assert kind == "write" and pos == prefix  # before a save, only the prefix grows
+        prefix = hashed
+    else:
+        pytest.fail("no sidecar saved before the split-off half was written")
+
+
+async def test_a_blob_answered_whole_is_never_split(
+    proxy: FaultProxy, image: PushedImage, tmp_path: Path
+) -> None:
+    """A registry that answers ``bytes=0-`` with a 200 may not honour ranges: the slow
+    body is left alone (a split's answer would throw the download away)."""
+    proxy.add(ignore_range(), throttle(4 * SLOW), path=blob_re(big(image)), times=None)
+    with anyio.fail_after(30):
+        await pull(proxy, image, tmp_path / "c", "oci")
+    proxy.wait_idle()
+    (request,) = proxy.requests_for(blob_re(big(image)))
+    assert request.status == 200
+    assert served(proxy, big(image)) == big(image).size
+
+
+async def test_a_cancelled_whole_blob_resumes_from_its_prefix(
+    proxy: FaultProxy, image: PushedImage, tmp_path: Path
+) -> None:
+    """No sidecar: the partial's length is what a resume keeps, and it asks for the rest."""
+    cache = tmp_path / "c"
+    proxy.add(throttle(4 * SLOW), path=blob_re(big(image)), times=None)
+    with anyio.CancelScope() as scope:
+        cancel = cancel_once_downloaded(scope, big(image), 1_200_000)
+        # Fast as far as splits go: a cancelled split would leave a sidecar.
+        never_split = TransferOptions(
+            chunk_threshold=MIB, small_blob=0, slow_connection_rate=SLOW / 10
+        )
+        await pull(proxy, image, cache, "oci-dir", transfer=never_split, progress=cancel)
+    assert scope.cancelled_caught
+    assert not blob_file(cache, big(image), ".ranges").exists()
+    kept = blob_file(cache, big(image), ".partial").stat().st_size
+    assert 1_200_000 <= kept < big(image).size
+    proxy.reset()
+    await pull(proxy, image, cache, "oci-dir")
+    assert ranges_asked(proxy, big(image)) == [f"bytes={kept}-"]
+    assert served(proxy, big(image)) == big(image).size - kept
+
+
+async def test_chunks_that_continue_the_prefix_are_hashed_as_written(
+    proxy: FaultProxy, image: PushedImage, tmp_path: Path, disk_log: list[tuple[str, int, int]]
+) -> None:
+    """One connection: the docker format's chunks come one after the other, each block
+    continuing the hashed prefix, so none is read back to be hashed."""
+    async with Puller(
+        insecure=[proxy.host],
+        cache_dir=tmp_path / "c",
+        use_docker_config=False,
+        retry=FAST,
+        transfer=BIG,
+        concurrency=1,
+    ) as puller:
+        await puller.pull(
+            f"{proxy.host}/{image.repo}:{image.tag}", output=tmp_path / "x.tar", format="docker"
+        )
+    assert len(ranges_asked(proxy, big(image))) > 1
+    assert not [entry for entry in disk_log if entry[0] == "read"]
+
+
+def test_a_fast_chunk_is_not_split_under_a_rate_limit() -> None:
+    """With ``max_rate`` a chunk that comes faster is left alone however long its rest
+    would take (the client, not the link, holds it back); a slower one is split."""
+    clock = _Clock()
+    limited = OpenChunks(MIB, 0.5, clock, max_rate=16 * MIB)
+    unlimited = OpenChunks(MIB, 0.5, clock)
+    with contextlib.ExitStack() as stack:
+        fast = _receiving(limited, stack, 0, 256 * MIB)
+        fast_too = _receiving(unlimited, stack, 0, 256 * MIB)
+        clock.now += 0.5
+        fast.pos = fast_too.pos = 20 * MIB  # 40 MiB/s: 5.9 s to go
+        assert limited.split() is None
+        assert limited.seconds_until_judged() is None
+        assert unlimited.split() is not None
+        slow = _receiving(limited, stack, 256 * MIB, 512 * MIB)
+        clock.now += 0.5
+        slow.pos = 260 * MIB  # 8 MiB/s
+        rest = limited.split()
+        assert rest is not None
+        assert rest.end == 512 * MIB
+        assert fast.end == 256 * MIB
