@@ -21,17 +21,16 @@ from typing import Protocol, TypeVar
 import anyio
 import anyio.lowlevel
 
-from .blob_body import Block, BodyBroken, Cursor
+from .blob_body import BodyBroken, Cursor, Pieces
 from .chunked_download import ChunkedDownload
 from .connection_limit import ConnectionLimit
 from .digest import Digest
 from .disk_threads import DiskThreads
 from .errors import NetworkError
 from .events import LayerPhase
-from .http_session import READ_BUFFER_BYTES
 from .low_speed import SpeedWatch
 from .manifest import Descriptor
-from .partial_blob import READ_CHUNK, PartialBlob
+from .partial_blob import PartialBlob
 from .range_checks import accepted_body
 from .reference import Reference
 from .registry import RegistryClient
@@ -42,6 +41,10 @@ from .transport import Response
 log = logging.getLogger("dockerdrag")
 T = TypeVar("T")
 
+BLOCK_BYTES = 3 << 16
+"""A body's bytes are written once those received make this many (192 KiB): over
+loopback each read brings up to 256 KiB (one piece a block), over TLS 64 KiB. At
+most a block and one piece are held per body."""
 REPORT_INTERVAL = 0.1
 """Seconds between two progress reports of a body while its block fills (a full block
 is reported when it is written)."""
@@ -157,32 +160,30 @@ class BodyPump:
     ) -> None:
         """Copy the body into the partial from ``cursor.pos`` up to ``cursor.end``.
 
-        Bytes are written in blocks of up to READ_CHUNK (reported when written, and at
-        most every REPORT_INTERVAL while a block fills); whatever arrived before a break
-        or a cancellation is written too, so it is never fetched again. The end is read
-        before every read: a chunk split meanwhile stops at its new end.
+        Bytes are kept as they were received and written once they make a block of
+        BLOCK_BYTES (reported when written, and at most every REPORT_INTERVAL while a
+        block fills); whatever arrived before a break or a cancellation is written too,
+        so it is never fetched again. The end is read after every read: a chunk split
+        meanwhile stops at its new end.
         """
-        buffer = Block(min(READ_CHUNK, cursor.end - cursor.pos))
+        buffer = Pieces()
         speed = SpeedWatch(self.fetcher.options.low_speed, f"blob {self.digest.short}")
         next_report = 0.0
         try:
             with speed:  # too slow: a NetworkError, so a broken body
                 while cursor.pos + len(buffer) < cursor.end:
-                    # No read larger than the session's buffer: aiohttp lets a response
-                    # buffer twice the largest read asked of it. The block never outgrows
-                    # READ_CHUNK.
-                    want = min(
-                        READ_BUFFER_BYTES, buffer.room(), cursor.end - cursor.pos - len(buffer)
-                    )
-                    chunk = await response.read_chunk(want)
-                    if not chunk:
+                    piece: bytes | memoryview = await response.read_piece()
+                    if not piece:
                         break
-                    speed.note(len(chunk))
-                    self.fetcher.note_received(len(chunk))
-                    buffer.add(chunk)
-                    self._in_flight += len(chunk)
-                    del chunk  # not held (a second block's worth) while the block is written
-                    if not buffer.room():
+                    room = cursor.end - cursor.pos - len(buffer)
+                    if len(piece) > room:  # split: the chunk now ends before its body does
+                        piece = memoryview(piece)[:room]
+                    speed.note(len(piece))
+                    self.fetcher.note_received(len(piece))
+                    buffer.add(piece)
+                    self._in_flight += len(piece)
+                    del piece  # held by the buffer only
+                    if len(buffer) >= BLOCK_BYTES:
                         await self._store_block(cursor, buffer, chunks)  # reports progress
                         # Neither a read of bytes already buffered nor a write already done
                         # suspends the task (the write's wait is shielded): a cancellation
@@ -212,7 +213,7 @@ class BodyPump:
     async def _store_block(
         self,
         cursor: Cursor,
-        buffer: Block,
+        buffer: Pieces,
         chunks: ChunkedDownload | None,
         *,
         catch_up: bool = True,

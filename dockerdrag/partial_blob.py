@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .digest import Digest, VerifyingHasher
 from .errors import SizeMismatchError
@@ -90,18 +90,22 @@ class PartialBlob:
                 self.hasher.update(block)
                 self.hashed += len(block)
 
-    def write(self, pos: int, block: memoryview) -> None:
-        """Write ``block`` at ``pos`` (the caller does not touch it meanwhile), and hash it
-        if it continues the hashed prefix (a block written again is not hashed twice)."""
-        with block as view:
-            pwrite_all(self.fd, view, pos)
-            if pos != self.hashed:
-                return
-            with self._hash_lock:
-                if pos == self.hashed:
-                    self.hasher.update(view)
-                    self.hashed += len(view)
-                    self._publish(force=self.hashed == self.size)
+    def write(self, pos: int, pieces: Sequence[bytes | memoryview]) -> None:
+        """Write ``pieces`` one after the other from ``pos`` (the caller does not touch
+        them meanwhile), and hash them if they continue the hashed prefix (bytes written
+        again are not hashed twice)."""
+        offset = pos
+        for piece in pieces:
+            pwrite_all(self.fd, piece, offset)
+            offset += len(piece)
+        if pos != self.hashed:
+            return
+        with self._hash_lock:
+            if pos == self.hashed:
+                for piece in pieces:
+                    self.hasher.update(piece)
+                self.hashed = offset
+                self._publish(force=self.hashed == self.size)
 
     def _publish(self, *, force: bool) -> None:
         """Tell ``on_prefix`` how far the hashed bytes reach (every ``PUBLISH_STEP``); with

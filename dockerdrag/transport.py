@@ -92,6 +92,19 @@ class Response:
                 f"connection broke while reading {self.what}: {describe_exception(exc)}"
             ) from exc
 
+    async def read_piece(self) -> bytes:
+        """The next bytes of the body as one read of the connection brought them (no
+        copy is made of them); ``b""`` at the end of the body."""
+        try:
+            while True:
+                piece, chunk_ended = await self._raw.content.readchunk()
+                if piece or not chunk_ended:  # (b"", True): a chunk of chunked encoding ended
+                    return piece
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise NetworkError(
+                f"connection broke while reading {self.what}: {describe_exception(exc)}"
+            ) from exc
+
     async def read_all(self, limit: int) -> bytes:
         """The whole body; RegistryError if it exceeds ``limit`` bytes."""
         chunks: list[bytes] = []

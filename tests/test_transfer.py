@@ -54,6 +54,7 @@ from tests.support.fault_proxy import (
     lie_content_length,
     stall,
     status,
+    strip_content_length,
     swap_body,
     throttle,
     wrong_content_range,
@@ -736,6 +737,19 @@ async def test_permanent_statuses_are_not_retried(
     assert gets(proxy, images.big) == 1
     assert_nothing_left_at(tmp_path / "x.tar")
     assert blob_file(cache, images.base).exists()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_body_in_chunked_encoding_is_read_to_its_end(
+    proxy: FaultProxy, images: Images, tmp_path: Path, mode: str
+) -> None:
+    """No ``Content-Length``: the body comes in HTTP chunks, whose ends are no end of the
+    body (each byte served once, no reconnect)."""
+    proxy.add(strip_content_length(), path=blob_re(images.big), times=None)
+    result = await pull(proxy, images.app, tmp_path / "c", tmp_path / "x.tar", transfer=MODES[mode])
+    assert_archive(result, images.app)
+    assert not any(r.aborted for r in proxy.requests_for(blob_re(images.big)))
+    assert served(proxy, images.big) == images.big.size
 
 
 async def test_stalled_body_reconnects(proxy: FaultProxy, images: Images, tmp_path: Path) -> None:
