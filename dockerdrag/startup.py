@@ -40,10 +40,13 @@ benchmarks/README.md, "Measurements behind the defaults"):
   unless the command line names no network command or an insecure registry (one
   served over plain HTTP needs no context): a guess about what the command will do,
   which costs a little time when wrong and never changes what is verified.
-* Once the command has returned its exit code, the process ends at once
+* Once the command has succeeded, the process ends at once
   (:func:`run_command_and_exit`): its output flushed, it skips the interpreter's teardown
   (every module and object freed one by one, which a process about to end need not do).
-  By then the command has closed its files and joined its threads.
+  By then the command has closed its files and its threads are done. A command that
+  failed or was interrupted ends through the interpreter's exit, as it always did: a
+  thread may still be ending the work it stopped (a cancelled writer removing its
+  temporary file).
 
 Only the command does this: importing the library changes nothing.
 """
@@ -96,10 +99,13 @@ def run_command() -> int:
 
 
 def run_command_and_exit() -> NoReturn:
-    """Run the command (:func:`run_command`) and end the process with its exit code,
-    without the interpreter's teardown; output that cannot be flushed (a closed pipe)
-    is left to the interpreter's exit, which reports it as always."""
+    """Run the command (:func:`run_command`) and end the process with its exit code:
+    without the interpreter's teardown once it succeeded; through the interpreter's exit
+    when it failed, or when its output cannot be flushed (a closed pipe, which the
+    interpreter reports as always)."""
     code = run_command()
+    if code != 0:
+        sys.exit(code)
     try:
         sys.stdout.flush()
         sys.stderr.flush()
