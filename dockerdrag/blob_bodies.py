@@ -72,6 +72,10 @@ class Fetcher(Protocol):
         """The connection limit shared by all blob requests."""
 
     @property
+    def link_slow(self) -> bool:
+        """Whether the link proved slow (a far registry, or slow connections)."""
+
+    @property
     def disk_limiter(self) -> anyio.CapacityLimiter:
         """The worker threads that hash chunked blobs and save their sidecars."""
 

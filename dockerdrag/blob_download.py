@@ -43,7 +43,7 @@ class BlobDownload:
     ) -> None:
         self.fetcher = fetcher
         self.rank = rank  # where its first byte falls in the writer's order: lower first
-        self.whole = whole  # if big, asked for whole and split only while it comes slowly
+        self.whole = whole  # if big, asked for whole unless the link proved slow
         self.store = store
         self.digest = descriptor.digest
         self.size = descriptor.size
@@ -87,6 +87,9 @@ class BlobDownload:
     async def _download(self) -> None:
         options = self.fetcher.options
         if self.size > options.chunk_threshold and self.requests.use_ranges:
+            # Over a link that proved slow, ranked chunks from the start: a whole blob would
+            # be split, and each split loses the bytes in flight on its connection.
+            whole = self.whole and not self.fetcher.link_slow
             chunks = ChunkedDownload(
                 self.bodies,
                 self.store,
@@ -100,8 +103,8 @@ class BlobDownload:
                 save_every=options.ranges_save_every,
                 split_min=options.split_min_bytes,
                 split_min_seconds=options.split_min_seconds,
-                whole=self.whole,
-                split_max_rate=options.slow_connection_rate if self.whole else None,
+                whole=whole,
+                split_max_rate=options.slow_connection_rate if whole else None,
             )
             try:
                 await chunks.run()

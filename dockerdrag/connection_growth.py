@@ -7,6 +7,8 @@ requests wait for a connection and the busy ones are slow (:func:`next_connectio
 at two looks in a row (the first may be connection set-up), the limit doubles, towards
 the pull's ``concurrency``. A fast link keeps few buffers in memory; a link that caps each
 connection gets as many as it takes within a few looks. The limit is never lowered.
+Once it grew, or the registry was found far (below), the link counts as slow
+(:attr:`ConnectionGrowth.link_slow`): a big blob that starts then comes in chunks.
 
 A registry whose config took ``TransferOptions.far_round_trip`` or more to come
 (:meth:`ConnectionGrowth.start_far`, before the layers) gets the ceiling at once: every
@@ -55,6 +57,9 @@ class ConnectionGrowth:
         self.options = options
         self.received = 0
         """Body bytes received so far, by every connection."""
+        self.link_slow = False
+        """Whether the link proved slow: a far registry (:meth:`start_far`), or a limit
+        grown because the connections were slow."""
 
     def note_received(self, size: int) -> None:
         """Count body bytes as they arrive."""
@@ -64,7 +69,10 @@ class ConnectionGrowth:
         """A blob (the config, before the layers) took ``seconds`` to fetch: if that is
         ``TransferOptions.far_round_trip`` or more, raise ``limiter`` to ``ceiling`` now."""
         far = self.options.far_round_trip
-        if far is None or seconds < far or limiter.total_tokens >= ceiling:
+        if far is None or seconds < far:
+            return
+        self.link_slow = True
+        if limiter.total_tokens >= ceiling:
             return
         log.debug(
             "blob connections: %d -> %d (a blob took %.0f ms: a far registry)",
@@ -95,6 +103,7 @@ class ConnectionGrowth:
             if slow and slow_before:
                 log.debug("blob connections: %d -> %d (slow connections)", limit, grown)
                 limiter.total_tokens = grown
+                self.link_slow = True
                 slow = False
             slow_before = slow
             mark_bytes, mark_time = self.received, now

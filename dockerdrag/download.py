@@ -22,7 +22,8 @@ How one blob is fetched (:meth:`BlobFetcher.fetch`):
   blob. For a writer that takes blobs in any order (``whole_blobs``, the oci formats)
   each missing range is one chunk, split only while it comes slower than
   ``TransferOptions.slow_connection_rate``: over a fast link a big blob is one request,
-  hashed as it is written. Both resume
+  hashed as it is written (a blob that starts once the link proved slow, a far registry
+  or slow connections, comes in ranked chunks). Both resume
   everything recorded: a chunked download resumes every finished range, not
   only the prefix.
 * Answers: a 206 is accepted only if its ``Content-Range`` is exactly the
@@ -189,6 +190,12 @@ class BlobFetcher:
         """Count body bytes as they arrive (the connection watcher reads the count)."""
         self._growth.note_received(size)
 
+    @property
+    def link_slow(self) -> bool:
+        """Whether the link proved slow: a far registry, or connections that were slow
+        enough for the limit to grow (:mod:`connection_growth`)."""
+        return self._growth.link_slow
+
     async def watch_connections(self) -> None:
         """Open more connections while every one is busy, work waits, and they are slow
         (see :mod:`connection_growth`); return once the limit reaches ``concurrency``."""
@@ -350,7 +357,9 @@ async def fetch_all(
     split into ranged chunks only while one comes slower than
     ``TransferOptions.slow_connection_rate``. Over a fast link the client is what holds
     a connection back, so more of them would not bring the bytes sooner, while ranked
-    chunks are more requests and are hashed by reading them back.
+    chunks are more requests and are hashed by reading them back. A blob that starts once
+    the link proved slow (:attr:`BlobFetcher.link_slow`) comes in ranked chunks: a whole
+    one would be split, and each split loses the bytes in flight on its connection.
     """
     if concurrency is not None:
         fetcher.concurrency = concurrency

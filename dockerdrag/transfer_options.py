@@ -35,8 +35,10 @@ class TransferOptions:
     written, split into ranged chunks only while it comes slower than
     ``slow_connection_rate`` (:mod:`~dockerdrag.chunked_download`). Over a fast link that
     costs the client and the registry less than ranked chunks, whose bytes are hashed
-    once written (read back) and each of which is one more request. False: such blobs
-    come in ranked chunks too, as for the docker format."""
+    once written (read back) and each of which is one more request. Over a link that
+    proved slow before the blob starts (a far registry, ``far_round_trip``) the blob comes
+    in ranked chunks all the same. False: such blobs come in ranked chunks always, as for
+    the docker format."""
     small_blob: int = 4 << 20
     """Blobs up to this size do their file work on the event loop, not in a worker thread.
 

@@ -3,7 +3,8 @@
 One request, ``Range: bytes=0-``, hashed as it is written; no ranges sidecar while its
 bytes on disk are a prefix; split into ranged chunks only while it comes slowly (the
 sidecar saved before the first byte is written past the prefix); never split when the
-registry answered that request with a 200. And the prefix of a blob fetched in chunks is
+registry answered that request with a 200; in ranked chunks from the start over a link
+that proved slow (a far registry). And the prefix of a blob fetched in chunks is
 hashed as its blocks are written whenever they continue it, not read back.
 
 Every pull goes through a :class:`FaultProxy` in front of the real ``docker-registry``.
@@ -27,7 +28,7 @@ from dockerdrag.download import TransferOptions
 from dockerdrag.partial_blob import PartialBlob
 from dockerdrag.pull import PullResult
 from dockerdrag.store import BlobStore
-from tests.support.fault_proxy import FaultProxy, ignore_range, throttle
+from tests.support.fault_proxy import FaultProxy, ignore_range, stall, throttle
 from tests.support.images import BuiltLayer, PushedImage, push_image
 from tests.test_link_speed import _Clock, _receiving
 from tests.test_transfer import (
@@ -178,6 +179,19 @@ async def test_a_whole_blob_that_comes_slowly_is_split(
         prefix = hashed
     else:
         pytest.fail("no sidecar saved before the split-off half was written")
+
+
+async def test_over_a_far_registry_a_big_blob_comes_in_ranked_chunks(
+    proxy: FaultProxy, image: PushedImage, tmp_path: Path
+) -> None:
+    """The config took long to come (held back at the proxy, as a far registry's would):
+    every request waits that long, and a whole blob would be split, losing the bytes in
+    flight on each connection it splits, so the blob comes in chunks from the start."""
+    proxy.add(stall(0.2), path=rf"/blobs/{image.config_digest}$")
+    await pull(proxy, image, tmp_path / "c", "oci")
+    asked = ranges_asked(proxy, big(image))
+    assert asked[0] == f"bytes=0-{BIG.chunk_size - 1}"
+    assert len(asked) == -(-big(image).size // BIG.chunk_size)
 
 
 async def test_a_blob_answered_whole_is_never_split(
