@@ -24,13 +24,6 @@ benchmarks/README.md, "Measurements behind the defaults"):
   runs on asyncio's loop: uvloop's TLS layer always receives 256 KiB at a time and
   hands on all it decrypted in one piece, so a TLS pull on it would hold several times
   the memory per connection that :mod:`~dockerdrag.tls_buffers` keeps asyncio's to.
-* Threads take turns holding the interpreter's lock every
-  :data:`SWITCH_INTERVAL_SECONDS`, not every 5 ms (:func:`sys.setswitchinterval`).
-  The event loop and the threads that hash, write and decode hand the lock over at
-  each call into native code (a hash, an inflate, a write); one that wants it back
-  while another runs Python may wait for up to the interval, and the decoder threads
-  of an image of many small layers, waiting so behind the event loop, lag behind its
-  download.
 * glibc's malloc keeps at most two arenas
   (:func:`~dockerdrag.osfiles.limit_malloc_arenas`): fewer pools of freed buffers.
 * The verifying TLS context a pull from an https registry needs before its first
@@ -71,14 +64,11 @@ _NO_REGISTRY_COMMANDS = frozenset({"verify", "cache", "help"})
 _NO_REQUEST_OPTIONS = frozenset({"-h", "--help", "--version"})
 _INSECURE_OPTION = "--insecure"
 _INSECURE_VARIABLE = "DOCKERDRAG_INSECURE_REGISTRIES"
-SWITCH_INTERVAL_SECONDS = 0.0005
-"""How long a thread of the command may hold the interpreter's lock while another waits."""
 
 
 def run_command() -> int:
     """Import the command line with the start-up above, run it, return its exit code."""
     limit_malloc_arenas()  # before any thread exists
-    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     gc.disable()
     try:
         _import_aiohttp_without_ca_loading()

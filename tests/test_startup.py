@@ -197,31 +197,3 @@ def test_a_failed_command_ends_through_the_interpreters_exit(tmp_path: Path) -> 
     assert ended.returncode == 2
     assert "invalid reference 'Bad Ref!'" in ended.stderr
     assert "interpreter teardown ran" in ended.stderr
-
-
-# The switch interval before the command, after it (``--version`` ends it at once), and
-# after the library alone is imported.
-SWITCH_PROBE = """\
-import json, sys
-before = sys.getswitchinterval()
-import dockerdrag.pull
-library = sys.getswitchinterval()
-sys.argv = ["dockerdrag", "--version"]
-from dockerdrag.startup import SWITCH_INTERVAL_SECONDS, run_command
-try:
-    run_command()
-except SystemExit:  # --version ends the command this way
-    pass
-print(json.dumps([before, library, sys.getswitchinterval(), SWITCH_INTERVAL_SECONDS]))
-"""
-
-
-def test_the_command_shortens_the_switch_interval_and_the_library_does_not() -> None:
-    completed = subprocess.run(
-        [sys.executable, "-c", SWITCH_PROBE], capture_output=True, text=True, timeout=60
-    )
-    assert completed.returncode == 0, completed.stderr
-    before, library, command, wanted = json.loads(completed.stdout.splitlines()[-1])
-    assert library == before
-    assert command == pytest.approx(wanted)
-    assert wanted < before
