@@ -34,9 +34,10 @@ class TransferOptions:
     formats), gets each blob over ``chunk_threshold`` with one request, hashed as it is
     written, split into ranged chunks only while it comes slower than
     ``slow_connection_rate`` (:mod:`~dockerdrag.chunked_download`). Over a fast link that
-    costs the client and the registry less than ranked chunks, whose bytes are hashed
-    once written (read back) and each of which is one more request. Over a link that
-    proved slow before the blob starts (a far registry, ``far_round_trip``) the blob comes
+    costs the client and the registry less than ranked chunks, each of which is one more
+    request, and whose bytes written ahead of the hashed prefix are read back to be
+    hashed. Over a link that proved slow before the blob starts (a far registry,
+    ``far_round_trip``, or connections slow enough for their limit to grow) the blob comes
     in ranked chunks all the same. False: such blobs come in ranked chunks always, as for
     the docker format."""
     small_blob: int = 4 << 20
