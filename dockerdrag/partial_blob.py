@@ -94,6 +94,8 @@ class PartialBlob:
         """Write ``pieces`` one after the other from ``pos`` (the caller does not touch
         them meanwhile), and hash them if they continue the hashed prefix (bytes written
         again are not hashed twice)."""
+        if len(pieces) > 2:  # a slow link's small reads: one write, not one per piece
+            pieces = (b"".join(pieces),)
         offset = pos
         for piece in pieces:
             pwrite_all(self.fd, piece, offset)
