@@ -351,15 +351,9 @@ async def fetch_all(
     of each blob as soon as it is verified in the store, with its path and whether it
     was downloaded (and so hashed) by this call rather than found in the store.
 
-    ``whole_blobs``: the writer takes each blob as it comes, in no order of its bytes
-    (``TransferOptions.whole_blobs``): each blob over the chunk threshold is asked for
-    whole (its missing ranges, each with one request), hashed as it is written, and
-    split into ranged chunks only while one comes slower than
-    ``TransferOptions.slow_connection_rate``. Over a fast link the client is what holds
-    a connection back, so more of them would not bring the bytes sooner, while ranked
-    chunks are more requests and are hashed by reading them back. A blob that starts once
-    the link proved slow (:attr:`BlobFetcher.link_slow`) comes in ranked chunks: a whole
-    one would be split, and each split loses the bytes in flight on its connection.
+    ``whole_blobs``: the writer takes each blob as it comes, in no order of its bytes:
+    each blob over the chunk threshold is asked for whole unless the link proved slow
+    (:attr:`BlobFetcher.link_slow`; the policy and why: ``TransferOptions.whole_blobs``).
     """
     if concurrency is not None:
         fetcher.concurrency = concurrency
