@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from tests.support.dockerd import DockerDaemon, start_dockerd
+from tests.support.fault_proxy import FaultProxy
 from tests.support.images import SeededImages, seed_standard_images
 from tests.support.registry_server import RegistryServer, start_registry
 
@@ -93,6 +94,13 @@ def _fresh(server: RegistryServer) -> RegistryServer:
 def registry(_plain_registry: RegistryServer) -> RegistryServer:
     """Anonymous registry over plain HTTP (an "insecure registry" for clients)."""
     return _fresh(_plain_registry)
+
+
+@pytest.fixture
+def proxy(registry: RegistryServer) -> Iterator[FaultProxy]:
+    """A fault-injecting proxy in front of the plain registry."""
+    with FaultProxy(registry.url) as fault_proxy:
+        yield fault_proxy
 
 
 @pytest.fixture

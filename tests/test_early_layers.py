@@ -12,7 +12,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,12 +72,6 @@ def images(registry: RegistryServer) -> Images:
             mislabelled=push_image(registry, "early/mislabelled", "v1", [plain_as_gzip]),
         )
     return _pushed[registry.url]
-
-
-@pytest.fixture
-def proxy(registry: RegistryServer) -> Iterator[FaultProxy]:
-    with FaultProxy(registry.url) as fault_proxy:
-        yield fault_proxy
 
 
 @pytest.fixture(autouse=True, params=["threads", "processes"])

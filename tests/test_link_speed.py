@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -85,12 +85,6 @@ def two_big_layers(registry: RegistryServer) -> PushedImage:
         ]
         _two_big_layers[registry.url] = push_image(registry, "speed/two-big", "v1", layers)
     return _two_big_layers[registry.url]
-
-
-@pytest.fixture
-def proxy(registry: RegistryServer) -> Iterator[FaultProxy]:
-    with FaultProxy(registry.url) as fault_proxy:
-        yield fault_proxy
 
 
 def blob_re(data: BuiltLayer) -> str:

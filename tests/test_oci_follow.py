@@ -8,7 +8,6 @@ Every pull goes through a :class:`FaultProxy` in front of the real ``docker-regi
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +48,6 @@ def image(registry: RegistryServer) -> PushedImage:
         ]
         _pushed[registry.url] = push_image(registry, "follow/oci", "v1", layers)
     return _pushed[registry.url]
-
-
-@pytest.fixture
-def proxy(registry: RegistryServer) -> Iterator[FaultProxy]:
-    with FaultProxy(registry.url) as fault_proxy:
-        yield fault_proxy
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +54,6 @@ def image(registry: RegistryServer) -> PushedImage:
         ]
         _pushed[registry.url] = push_image(registry, "profiles/app", "v1", layers)
     return _pushed[registry.url]
-
-
-@pytest.fixture
-def proxy(registry: RegistryServer) -> Iterator[FaultProxy]:
-    with FaultProxy(registry.url) as fault_proxy:
-        yield fault_proxy
 
 
 def command(

@@ -14,7 +14,6 @@ import itertools
 import random
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,12 +48,6 @@ def image(server: RegistryServer, name: str, size: int) -> PushedImage:
     if key not in _pushed:
         _pushed[key] = push_image(server, f"progress/{name}", "v1", [random_layer(size, size)])
     return _pushed[key]
-
-
-@pytest.fixture
-def proxy(registry: RegistryServer) -> Iterator[FaultProxy]:
-    with FaultProxy(registry.url) as fault_proxy:
-        yield fault_proxy
 
 
 def puller(proxy: FaultProxy, cache: Path, **options: object) -> Puller:

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -116,12 +116,6 @@ def images_in(server: RegistryServer) -> Images:
 @pytest.fixture
 def images(registry: RegistryServer) -> Images:
     return images_in(registry)
-
-
-@pytest.fixture
-def proxy(registry: RegistryServer) -> Iterator[FaultProxy]:
-    with FaultProxy(registry.url) as fault_proxy:
-        yield fault_proxy
 
 
 # -- helpers ---------------------------------------------------------------------------

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +58,6 @@ def image(registry: Any) -> PushedImage:
         layers = [random_layer(61, 200_000), random_layer(62, 3_000_000)]
         _pushed[registry.url] = push_image(registry, "whole/app", "v1", layers)
     return _pushed[registry.url]
-
-
-@pytest.fixture
-def proxy(registry: Any) -> Iterator[FaultProxy]:
-    with FaultProxy(registry.url) as fault_proxy:
-        yield fault_proxy
 
 
 def big(image: PushedImage) -> BuiltLayer:
