@@ -166,6 +166,7 @@ def docker_writer(
                         functools.partial(gate.size_known, d.digest),
                         _following_opener(gate, d.digest, stop) if follow else None,
                         _GateLayerSource(gate, d.digest, d.size, stop),
+                        functools.partial(gate.is_ready, d.digest),
                     )
                     for d, diff_id in zip(image.manifest.layers, image.config.diff_ids, strict=True)
                 ],

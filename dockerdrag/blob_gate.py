@@ -113,6 +113,10 @@ class BlobGate:
         with self._changed:
             return self._restarts.get(digest, 0)
 
+    def is_ready(self, digest: Digest) -> bool:
+        """Whether ``digest`` is verified already (waiting for it returns at once)."""
+        return digest in self._ready
+
     def size_known(self, digest: Digest) -> bool:
         """Whether :meth:`wait_for_size` answers at once (claims settled, and the blob is
         ready or claims a size)."""

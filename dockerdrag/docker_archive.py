@@ -87,6 +87,10 @@ class ArchiveLayer:
     source: LayerSource | None = None
     """The blob itself, for a decoder process to read (as it arrives if :attr:`open_early`
     is given); None: the layer is read through :attr:`open` and :attr:`open_early`."""
+    arrived: Callable[[], bool] | None = None
+    """Whether the blob is in whole (verified) already, so that reading it waits for
+    nothing (None: it cannot be told). The parallel writer decodes such a layer before a
+    larger one whose blob is still arriving."""
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ with ``pwrite``. The bytes are exactly the sequential writer's.
 
 Decoders take the layer with the largest blob placed and not yet taken first
 (:func:`~dockerdrag.decode_order.largest_first`): the longest to read starts soonest,
-and the downloads bring each decoder's bytes in that order. On Linux, when the layers
+and the downloads bring each decoder's bytes in that order; while that blob is still
+arriving, a layer whose blob is in whole (``ArchiveLayer.arrived``) goes first
+(:func:`~dockerdrag.decode_order.next_to_decode`). On Linux, when the layers
 are big enough to pay for starting them, each decoder thread hands its layer to a
 worker process (:mod:`~dockerdrag.decoder_processes`), which inflates, hashes and
 writes it with an interpreter of its own, so decoding never waits for the pull's (the
@@ -35,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import heapq
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -43,7 +44,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO, NamedTuple, cast
 
 from .blob_follow import FollowLost
-from .decode_order import DECODERS, largest_first
+from .decode_order import DECODERS, largest_first, next_to_decode
 from .decoder_processes import PROCESSES_MIN_BYTES, DecoderProcesses, processes_available
 from .digest import Digest
 from .direct_io import Readable
@@ -167,10 +168,11 @@ def _joined(pieces: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
 
 class _LargestFirst:
     """The layers placed and not taken by a decoder yet, the largest blob first (the
-    uncompressed size for a layer read without its blob, :attr:`ArchiveLayer.source`)."""
+    uncompressed size for a layer read without its blob, :attr:`ArchiveLayer.source`),
+    unless it is still arriving and another is in whole (:func:`next_to_decode`)."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[tuple[int, int], int, LayerData]] = []  # (key, size, data)
+        self._placed: list[tuple[tuple[int, int], int, LayerData]] = []  # (key, size, data)
         self._lock = threading.Lock()
         self._unhanded = 0  # layers put that no decoder job was made for yet
 
@@ -184,14 +186,22 @@ class _LargestFirst:
         source = data.layer.source
         key = largest_first(size if source is None else source.size, start)
         with self._lock:
-            heapq.heappush(self._heap, (key, size, data))  # starts differ: no tie
+            self._placed.append((key, size, data))  # starts differ: each key is unique
         self._unhanded += 1
 
     def take(self) -> tuple[int, int, LayerData]:
-        """The first layer's start, size and data (one was put per decoder job)."""
+        """The next layer's start, size and data (one was put per decoder job)."""
         with self._lock:
-            (_, start), size, data = heapq.heappop(self._heap)
+            placed = self._placed
+            index = next_to_decode([key for key, _, _ in placed], lambda i: _in(placed[i][2]))
+            (_, start), size, data = placed.pop(index)
         return start, size, data
+
+
+def _in(data: LayerData) -> bool:
+    """Whether the layer's blob is in whole (False when that cannot be told)."""
+    arrived = data.layer.arrived
+    return arrived is not None and arrived()
 
 
 class _Decoding(NamedTuple):

@@ -43,6 +43,15 @@ def test_a_waiting_writer_wakes_when_the_blob_is_ready(tmp_path: Path) -> None:
     assert gate.hashed_in_this_pull(DIGEST)
 
 
+def test_a_blob_is_ready_once_marked_so(tmp_path: Path) -> None:
+    """What the parallel docker writer asks before it takes a larger layer still arriving."""
+    gate = _gate(tmp_path)
+    gate.note_prefix(DIGEST, tmp_path / "pending", 100)
+    assert not gate.is_ready(DIGEST)
+    gate.mark_ready(DIGEST, tmp_path / "blob")
+    assert gate.is_ready(DIGEST)
+
+
 def test_a_waiting_writer_wakes_when_the_pull_is_cancelled(tmp_path: Path) -> None:
     gate = _gate(tmp_path)
     thread, outcome = _wait_in_thread(gate)

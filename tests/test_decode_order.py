@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dockerdrag.decode_order import decoder_ranks, largest_first
+from dockerdrag.decode_order import decoder_ranks, largest_first, next_to_decode
 
 
 def test_each_blob_ranks_where_it_starts_in_its_decoders_run() -> None:
@@ -26,3 +26,20 @@ def test_blobs_of_one_size_are_taken_in_the_archive_order() -> None:
         largest_first(10, 1),
         largest_first(10, 2),
     ]
+
+
+def test_a_blob_in_whole_goes_before_a_larger_one_still_arriving() -> None:
+    """A free decoder takes the largest blob, unless it is still arriving and another is
+    in whole: then the largest of those (read at once, not left for the end)."""
+    keys = [
+        largest_first(400, 0),
+        largest_first(30, 1),
+        largest_first(20, 2),
+        largest_first(100, 3),
+    ]
+    assert next_to_decode(keys, lambda index: True) == 0
+    assert next_to_decode(keys, lambda index: False) == 0
+    assert next_to_decode(keys, lambda index: index in (1, 2)) == 1
+    assert next_to_decode(keys, lambda index: index == 2) == 2
+    assert next_to_decode(keys, lambda index: index in (0, 2)) == 0
+    assert next_to_decode([largest_first(5, 0)], lambda index: False) == 0
