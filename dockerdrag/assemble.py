@@ -40,11 +40,11 @@ are copied as they arrive, not one after the other once the downloads end (a cop
 with one takes the next, starting with what has arrived of it). Each takes the GIL at
 every piece it copies: more of them slowed the event loop's download more than they
 shortened the copy after it (benchmarks/README.md)."""
-OCI_COPY_BLOCK: Final = 1 << 20
+OCI_COPY_BLOCK: Final = 1 << 19
 """Bytes each of those threads gathers per direct write (memory: one block each). Each
 block costs a copier the GIL a few times (a wait for the bytes, a read, a write), which
-it waits for while the event loop runs: smaller blocks left the copiers behind the
-download (benchmarks/README.md)."""
+it waits for while the event loop runs: 256 KiB blocks cost the copiers more CPU and left
+them further behind the download, larger ones cost memory (benchmarks/README.md)."""
 
 
 class PlatformImage(NamedTuple):
