@@ -285,7 +285,19 @@ def _check(
     if value is None:
         return TargetResult(description, "-", f"<= {limit:{fmt}}", "n/a", floor)
     status = "PASS" if value <= limit else "FAIL"
-    return TargetResult(description, f"{value:{fmt}}", f"<= {limit:{fmt}}", status, floor)
+    return TargetResult(description, _unlike(value, limit, fmt), f"<= {limit:{fmt}}", status, floor)
+
+
+def _unlike(value: float, limit: float, fmt: str) -> str:
+    """``value`` as ``fmt`` (``.Nf``) gives it, with one more decimal at a time (up to
+    three) while it would read as ``limit`` without being it: 0.0753 against a limit of
+    0.075 reads 0.0753, not 0.075 beside a FAIL."""
+    decimals = int(fmt.removeprefix(".").removesuffix("f"))
+    for extra in range(4):
+        text = f"{value:.{decimals + extra}f}"
+        if value == limit or text != f"{limit:.{decimals + extra}f}":
+            return text
+    return text
 
 
 def _floor_text(value: float | None, fmt: str, what: str) -> str:

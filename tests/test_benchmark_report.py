@@ -122,3 +122,17 @@ def test_each_registry_mode_and_link_is_compared_with_its_own_skopeo() -> None:
     many_slow = results["many / slow / docker format: wall vs skopeo"]
     assert (many_slow.measured, many_slow.limit, many_slow.status) == ("0.200", "<= 0.150", "FAIL")
     assert "| many | tls-token | direct | 1 | dockerdrag | 0.90 |" in report.raw_table(samples)
+
+
+def test_a_ratio_just_over_its_limit_never_reads_as_the_limit() -> None:
+    samples = [
+        _sample("dockerdrag", 8.30, 10.0, 0.8, link="shaped"),
+        _sample("skopeo", 110.25, 44.0, 0.7, link="shaped"),
+        _sample("dockerdrag", 0.50, 0.5, 0.2, image="many"),
+        _sample("skopeo", 1.0, 1.1, 0.2, image="many"),
+    ]
+    results = {r.description: r for r in report.evaluate_targets(report.summarise(samples))}
+    shaped = results["big / shaped / docker format: wall vs skopeo"]
+    assert (shaped.measured, shaped.limit, shaped.status) == ("0.0753", "<= 0.075", "FAIL")
+    many = results["many / direct / docker format: wall vs skopeo"]
+    assert (many.measured, many.status) == ("0.500", "PASS")  # at the limit: as it is
