@@ -1,6 +1,6 @@
 """The threads that write and hash blob blocks, handed work at little cost to the event loop.
 
-A pull hands a block of a body to a thread every 256 KiB, thousands of times per
+A pull hands a block of a body to a thread every ~192 KiB, thousands of times per
 image, and over a fast link the event loop, which also parses every byte of every
 body, bounds the pull. ``anyio.to_thread.run_sync`` takes a capacity limiter, a worker
 from its pool (fed through a queue with a condition variable) and a future for each

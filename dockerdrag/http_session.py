@@ -8,8 +8,9 @@ the exchange (:func:`~dockerdrag.http_failures.connection_error`). The session:
   ``connect_timeout`` and a stalled read after ``read_timeout``.
 * No ``~/.netrc`` credentials and no cookies (cookies ignore ports, so they could reach
   another registry on the same host); each request names its own proxy.
-* Bodies as sent (no decompression: a blob's digest is of its bytes), read in steps of at
-  most :data:`READ_BUFFER_BYTES`; no limit on connections (the callers bound them).
+* Bodies as sent (no decompression: a blob's digest is of its bytes); a response's
+  connection is paused once more than twice :data:`READ_BUFFER_BYTES` of it lie unread;
+  no limit on connections (the callers bound them).
 * A TLS connection queues little ciphertext (:func:`~dockerdrag.tls_buffers.limit_tls_queue`).
 """
 
@@ -33,7 +34,7 @@ from .tokens import MAX_TOKEN_BODY, TokenReply, TokenRequest
 
 log = logging.getLogger("dockerdrag")
 
-READ_BUFFER_BYTES = 1 << 16  # aiohttp read_bufsize; blob bodies are never read in larger steps
+READ_BUFFER_BYTES = 1 << 16  # aiohttp's read_bufsize: a response pauses past twice this
 USER_AGENT = "dockerdrag/0.1"
 MAX_PROBE_BODY = 64 << 10  # the most of a /v2/ answer read to keep its connection
 PLAIN_CONNECTION_GRACE = 5.0
@@ -64,8 +65,8 @@ class HttpSession:
             trust_env=False,  # no ~/.netrc credentials; each request names its proxy
             cookie_jar=aiohttp.DummyCookieJar(),  # cookies ignore ports: never carry them
             auto_decompress=False,
-            # aiohttp buffers up to twice this per response (its default: 256 KiB, so
-            # 512 KiB a connection); blob bodies are read in 64 KiB steps anyway.
+            # aiohttp pauses a response's connection once more than twice this lies
+            # unread (its default: 256 KiB, so 512 KiB a connection).
             read_bufsize=READ_BUFFER_BYTES,
             headers={"User-Agent": USER_AGENT},
             # Every request passes its own ``tls.for_host(host)``.
