@@ -17,7 +17,6 @@ from pathlib import Path
 import anyio
 import pytest
 
-from dockerdrag import Puller, RetryPolicy
 from dockerdrag.blob_body import Cursor
 from dockerdrag.chunk_split import OpenChunks
 from dockerdrag.download import INITIAL_CONNECTIONS, TransferOptions
@@ -27,12 +26,12 @@ from tests.support.archive_check import read_docker_archive
 from tests.support.fault_proxy import FaultProxy, stall, throttle
 from tests.support.images import BuiltLayer, PushedImage, layer, push_image
 from tests.support.registry_server import RegistryServer
+from tests.test_transfer import pull as pull_through
 
 pytestmark = pytest.mark.anyio
 
 MIB = 1 << 20
 LAYER_SIZE = 3_000_000
-FAST = RetryPolicy(base_delay=0.01, max_delay=0.05)
 # Two chunks (of one size: no ramp): [0, 2 MiB) and the rest; a straggling first chunk has
 # 2 MiB left, twice the least half, so it is split once, at 1 MiB. Chunks for the oci
 # formats too (not whole blobs), ranked by the order the writer reads the blobs.
@@ -101,18 +100,17 @@ async def pull(
     progress: Callable[[ProgressEvent], None] | None = None,
     output_format: str = "docker",
 ) -> PullResult:
-    async with Puller(
-        insecure=[proxy.host],
-        cache_dir=cache,
-        use_docker_config=False,
-        retry=FAST,
+    output = cache.parent / f"{cache.name}.tar"
+    result = await pull_through(
+        proxy,
+        image,
+        cache,
+        output,
         transfer=transfer,
         concurrency=concurrency,
         progress=progress,
-    ) as puller:
-        reference = f"{proxy.host}/{image.repo}:{image.tag}"
-        output = cache.parent / f"{cache.name}.tar"
-        result = await puller.pull(reference, output=output, format=output_format)
+        output_format=output_format,
+    )
     if output_format == "docker":
         (loaded,) = read_docker_archive(result.output)
         assert loaded.diff_ids == image.diff_ids  # every layer verified and written

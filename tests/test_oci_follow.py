@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from dockerdrag import Puller, blob_follow, pull_assembly
+from dockerdrag import blob_follow, pull_assembly
 from dockerdrag.assemble import _ArrivingReader
 from dockerdrag.blob_gate import BlobGate
 from dockerdrag.digest import Digest
@@ -28,7 +28,8 @@ from tests.support.images import (
     text_layer,
 )
 from tests.support.registry_server import RegistryServer
-from tests.test_transfer import FAST, blob_re
+from tests.test_transfer import blob_re
+from tests.test_transfer import pull as pull_through
 
 pytestmark = pytest.mark.anyio
 
@@ -68,17 +69,7 @@ def early_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 async def pull_oci(proxy: FaultProxy, image: PushedImage, cache: Path, output: Path) -> PullResult:
-    async with Puller(
-        insecure=[proxy.host],
-        cache_dir=cache,
-        use_docker_config=False,
-        retry=FAST,
-        transfer=CHUNKED,
-        concurrency=3,
-    ) as puller:
-        return await puller.pull(
-            f"{proxy.host}/{image.repo}:{image.tag}", output=output, format="oci"
-        )
+    return await pull_through(proxy, image, cache, output, transfer=CHUNKED, output_format="oci")
 
 
 async def without_following(

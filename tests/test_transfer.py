@@ -164,7 +164,9 @@ async def pull(
     concurrency: int = 3,
     progress: Callable[[ProgressEvent], None] | None = None,
     read_timeout: float | None = None,
+    output_format: str = "docker",
 ) -> PullResult:
+    """Pull ``image`` through ``proxy`` into ``output`` (as ``output_format``)."""
     puller = Puller(
         insecure=[proxy.host],
         cache_dir=cache,
@@ -177,7 +179,7 @@ async def pull(
     if read_timeout is not None:
         puller.transport.config = replace(puller.transport.config, read_timeout=read_timeout)
     async with puller:
-        return await puller.pull(ref(proxy, image), output=output)
+        return await puller.pull(ref(proxy, image), output=output, format=output_format)
 
 
 def assert_archive(result: PullResult, image: PushedImage) -> None:

@@ -38,6 +38,7 @@ from tests.test_transfer import (
     random_layer,
     served,
 )
+from tests.test_transfer import pull as pull_through
 
 pytestmark = pytest.mark.anyio
 
@@ -73,18 +74,16 @@ async def pull(
     transfer: TransferOptions = BIG,
     progress: Any = None,
 ) -> PullResult:
-    async with Puller(
-        insecure=[proxy.host],
-        cache_dir=cache,
-        use_docker_config=False,
-        retry=FAST,
+    output = cache.parent / f"{cache.name}.{output_format}"
+    return await pull_through(
+        proxy,
+        image,
+        cache,
+        output,
         transfer=transfer,
-        concurrency=3,
         progress=progress,
-    ) as puller:
-        output = cache.parent / f"{cache.name}.{output_format}"
-        reference = f"{proxy.host}/{image.repo}:{image.tag}"
-        return await puller.pull(reference, output=output, format=output_format)
+        output_format=output_format,
+    )
 
 
 def ranges_asked(proxy: FaultProxy, data: BuiltLayer) -> list[str | None]:
