@@ -11,7 +11,8 @@ and the writer works on one layer while the next ones arrive.
 A blob's first request (a whole-blob stream, or the chunk that finds out whether the
 registry honours ranges) waits with ``FIRST_REQUEST_RANK``, ahead of every further
 chunk: every blob gets going at once, in the order asked, and a stream (which cannot be
-split between connections) does not start last and straggle.
+split between connections) does not start last and straggle. One that finds a place
+free takes it at once, without letting other tasks run first.
 
 A request of any other rank that finds a place free does not take it at once: it waits
 ``GATHER_SECONDS`` (with every request that comes meanwhile) for the requests that come
@@ -99,11 +100,13 @@ class ConnectionLimit:
         return self._waiting
 
     async def acquire(self, rank: int = 0) -> None:
-        """Wait for a place (requests of a lower ``rank`` are served first)."""
+        """Wait for a place (requests of a lower ``rank`` are served first).
+
+        A blob's first request (``FIRST_REQUEST_RANK``) that finds a place free takes it
+        without letting other tasks run first, so it goes out in the same step."""
         await anyio.lowlevel.checkpoint_if_cancelled()
         if self._held < self._total and rank == FIRST_REQUEST_RANK:  # ahead of any waiter
             self._held += 1
-            await anyio.lowlevel.cancel_shielded_checkpoint()
             return
         waiter = _Waiter(rank, next(self._numbers))
         heapq.heappush(self._queue, waiter)

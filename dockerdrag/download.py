@@ -62,14 +62,19 @@ No place is held while waiting for a lock, for other chunks, or between reconnec
 the fan-out cannot deadlock. Files: a blob opens
 its lock and partial files only once it holds one of ``OPEN_BLOBS_PER_CONNECTION *
 concurrency`` places (taken before the lock, never while holding a connection), so
-the descriptors of a pull stay bounded however many layers it has.
+the descriptors of a pull stay bounded however many layers it has. Both places are
+taken without letting other tasks run when they are free (:func:`_open_blob_place`,
+:meth:`ConnectionLimit.acquire`): the blobs of :func:`fetch_all` start together, and a
+step that let the others run would have every one of them make its files before the
+first request goes out.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 
 import anyio
@@ -269,7 +274,7 @@ class BlobFetcher:
                 self.emit(descriptor, LayerPhase.EXISTS, descriptor.size)
             return self.store.blob_path(digest), False
         store = self.store.for_writing()
-        async with self.open_blobs, store.lock(digest):
+        async with _open_blob_place(self.open_blobs), store.lock(digest):
             if store.has(digest, descriptor.size):
                 store.note_use(digest)
                 if report:
@@ -381,6 +386,20 @@ async def fetch_all(
     except BaseExceptionGroup as group_error:
         raise leaf_error(group_error) from None
     return paths
+
+
+@contextlib.asynccontextmanager
+async def _open_blob_place(limiter: anyio.CapacityLimiter) -> AsyncIterator[None]:
+    """Hold a place of ``limiter``: a free one is taken without letting other tasks run
+    first (``async with limiter`` always does), else it is waited for."""
+    try:
+        limiter.acquire_nowait()
+    except anyio.WouldBlock:
+        await limiter.acquire()
+    try:
+        yield
+    finally:
+        limiter.release()
 
 
 def _positions(descriptors: Sequence[Descriptor]) -> list[int]:

@@ -132,6 +132,22 @@ async def test_a_first_request_takes_a_free_place_at_once() -> None:
     assert limit.held == 1
 
 
+async def test_a_first_request_takes_a_free_place_before_other_tasks_run() -> None:
+    """The blobs of a pull start together: a step that let the others run would have
+    each of them make its files before the first request goes out."""
+    limit = ConnectionLimit(2)
+    steps: list[str] = []
+
+    async def other() -> None:
+        steps.append("another task")
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(other)
+        await limit.acquire(FIRST_REQUEST_RANK)
+        steps.append("place taken")
+    assert steps == ["place taken", "another task"]
+
+
 async def note_when_in_and_hold(
     limit: ConnectionLimit, served: list[str], name: str, rank: int
 ) -> None:

@@ -3,15 +3,19 @@ whole pull, no fsync per cached blob (the output alone is fsynced)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dockerdrag import Puller, download
 from dockerdrag.digest import Digest
+from dockerdrag.registry import RegistryClient
 from dockerdrag.store import BlobStore
 from tests.support.archive_check import read_docker_archive
 from tests.support.client_options import client_options
@@ -97,5 +101,36 @@ async def test_blobs_are_committed_on_the_event_loop_where_no_reader_can_hold_th
     assert len(committed_in) == LAYERS + 1  # and the config
     on_loop = [name == loop_thread for name in committed_in]
     assert on_loop == [renames_open_files] * (LAYERS + 1)
+    (archived,) = read_docker_archive(tmp_path / "x.tar")
+    assert len(archived.layer_paths) == LAYERS
+
+
+async def test_the_first_layer_is_asked_for_before_the_others_make_their_files(
+    registry: RegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every layer's download starts at once; the first one's request is made before the
+    next layers take their locks and create their files (which, for dozens of layers,
+    would delay it by milliseconds each)."""
+    image = many_layers(registry, "small/first-request")
+    layers = {layer.digest for layer in image.layers}
+    locks = tmp_path / "c" / "locks"
+    locked_when_asked: list[int] = []
+    original = RegistryClient.open_blob
+
+    @contextlib.asynccontextmanager
+    async def noting(
+        client: RegistryClient, reference: Any, digest: Digest, *args: Any, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        if str(digest) in layers:
+            held = [path for path in locks.iterdir() if f"sha256:{path.stem}" in layers]
+            locked_when_asked.append(len(held))
+        async with original(client, reference, digest, *args, **kwargs) as response:
+            yield response
+
+    monkeypatch.setattr(RegistryClient, "open_blob", noting)
+    async with Puller(cache_dir=tmp_path / "c", **client_options(registry)) as puller:
+        await puller.pull(image.reference, output=tmp_path / "x.tar")
+    assert len(locked_when_asked) == LAYERS
+    assert locked_when_asked[0] == 1  # its own lock only
     (archived,) = read_docker_archive(tmp_path / "x.tar")
     assert len(archived.layer_paths) == LAYERS
