@@ -10,11 +10,11 @@ connection gets as many as it takes within a few looks. The limit is never lower
 Once it grew, or the registry was found far (below), the link counts as slow
 (:attr:`ConnectionGrowth.link_slow`): a big blob that starts then comes in chunks.
 
-A registry whose config took ``TransferOptions.far_round_trip`` or more to come
-(:meth:`ConnectionGrowth.start_far`, before the layers) gets the ceiling at once: every
-request to it waits that long, so its layers go faster on every connection the ceiling
-allows, and a pull of many small layers over such a link would otherwise spend most of
-its time in the ramp.
+A registry whose manifest took ``TransferOptions.far_round_trip`` or more to be answered,
+or whose config took that long to come (:meth:`ConnectionGrowth.start_far`, before the
+layers) gets the ceiling at once: every request to it waits that long, so its layers go
+faster on every connection the ceiling allows, and a pull of many small layers over such
+a link would otherwise spend most of its time in the ramp.
 """
 
 from __future__ import annotations
@@ -66,8 +66,9 @@ class ConnectionGrowth:
         self.received += size
 
     def start_far(self, limiter: ConnectionLimit, ceiling: int, seconds: float) -> None:
-        """A blob (the config, before the layers) took ``seconds`` to fetch: if that is
-        ``TransferOptions.far_round_trip`` or more, raise ``limiter`` to ``ceiling`` now."""
+        """A request before the layers (the manifest's answer, the config) took
+        ``seconds``: if that is ``TransferOptions.far_round_trip`` or more, raise
+        ``limiter`` to ``ceiling`` now."""
         far = self.options.far_round_trip
         if far is None or seconds < far:
             return

@@ -56,8 +56,10 @@ the bytes needed first (its rank: where they fall in the order the writer reads 
 ``INITIAL_CONNECTIONS`` and doubles towards ``concurrency`` while requests wait and
 the open connections are slow (:mod:`connection_growth`): a fast link keeps few buffers
 in memory, a link that caps each connection gets as many as it takes within a few looks;
-it goes to ``concurrency`` at once when the config (fetched through
-:meth:`BlobFetcher.fetch_bytes`) took long to come, from a far registry.
+it goes to ``concurrency`` at once when the manifest took long to be answered
+(:meth:`BlobFetcher.expect_layers`, which also opens the connections the layers will take
+while the config comes) or the config (fetched through :meth:`BlobFetcher.fetch_bytes`)
+took long to come, from a far registry.
 No place is held while waiting for a lock, for other chunks, or between reconnects, so
 the fan-out cannot deadlock. Files: a blob opens
 its lock and partial files only once it holds one of ``OPEN_BLOBS_PER_CONNECTION *
@@ -289,6 +291,29 @@ class BlobFetcher:
                 raise OutputError(
                     describe_os_error(exc, f"writing blob {digest.short} to the cache")
                 ) from exc
+
+    async def expect_layers(self, reference: Reference, layers: Sequence[Descriptor]) -> None:
+        """Get ready for ``layers`` (asked for once their configs are in) over a far link:
+        when a request to the registry already took ``TransferOptions.far_round_trip`` or
+        more to be answered (the manifest's), raise the connection limit to
+        ``concurrency`` now, and open as many connections as the layers not in the store
+        will ask for at once (a blob over the chunk threshold: as many as it may), so that
+        their first requests skip the set-up
+        (:meth:`~dockerdrag.transport.Transport.open_connections`)."""
+        transport = self.client.transport
+        host = reference.registry_host
+        round_trip = transport.round_trip(host)
+        far = self.options.far_round_trip
+        if round_trip is None or far is None or round_trip < far:
+            return
+        self._growth.start_far(self.limiter, self._concurrency, round_trip)
+        threshold = self.options.chunk_threshold
+        missing = {
+            d.digest: d for d in layers if not d.is_foreign and not self.store.has(d.digest, d.size)
+        }
+        wanted = sum(self._concurrency if d.size > threshold else 1 for d in missing.values())
+        if wanted:
+            await transport.open_connections(host, min(wanted, self._concurrency))
 
     async def fetch_bytes(
         self, reference: Reference, descriptor: Descriptor, limit: int = MAX_CONFIG_BYTES

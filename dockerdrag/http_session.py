@@ -12,18 +12,23 @@ the exchange (:func:`~dockerdrag.http_failures.connection_error`). The session:
   connection is paused once more than twice :data:`READ_BUFFER_BYTES` of it lie unread;
   no limit on connections (the callers bound them).
 * A TLS connection queues little ciphertext (:func:`~dockerdrag.tls_buffers.limit_tls_queue`).
+
+It also notes how soon each host answers (:attr:`HttpSession.round_trips`) and opens
+connections ahead of the requests to come (:meth:`HttpSession.open_connections`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
 
+from .connections_ahead import ConnectionsAhead
 from .errors import DockerDragError
 from .http_failures import connection_error
 from .redirects import redact_url
@@ -52,6 +57,11 @@ class HttpSession:
         self.tls = tls
         self.proxies = Proxies()
         self._session: aiohttp.ClientSession | None = None
+        self.round_trips: dict[str, float] = {}
+        """By ``host[:port]``: the shortest time a request (:meth:`exchange`) to it took
+        to be answered so far, set-up included: at least one round trip of the link."""
+        self._ahead = ConnectionsAhead()
+        self._opened_ahead: set[str] = set()
 
     def open(self, *, connect_timeout: float, read_timeout: float) -> None:
         """Start the session (loads ``ca_cert`` now, so a bad one fails before any request)."""
@@ -74,9 +84,11 @@ class HttpSession:
         )
 
     async def close(self) -> None:
-        """Close the session (shielded from cancellation: its connections are let go)."""
+        """Close the session (shielded from cancellation: its connections are let go, and
+        those still opening ahead stopped)."""
         if self._session is not None:
             with anyio.CancelScope(shield=True):
+                await self._ahead.cancel()
                 await self._session.close()
             self._session = None
 
@@ -101,6 +113,8 @@ class HttpSession:
         proxy, proxy_headers = self.proxies.options(url)
         log.debug("%s %s", method, redact_url(url))
         handed_out = False
+        netloc = urlsplit(url).netloc
+        started = time.monotonic()
         try:
             async with self.session.request(
                 method,
@@ -113,6 +127,8 @@ class HttpSession:
                 proxy_headers=proxy_headers,
             ) as raw:
                 handed_out = True
+                took = time.monotonic() - started
+                self.round_trips[netloc] = min(took, self.round_trips.get(netloc, took))
                 if raw.connection is not None:
                     limit_tls_queue(raw.connection.transport)
                 yield raw
@@ -122,6 +138,18 @@ class HttpSession:
             if handed_out:  # raised by the caller's own work (e.g. a full disk): not ours
                 raise
             raise connection_error(exc, url, what, proxy) from exc
+
+    def open_connections(self, scheme: str, host: str, count: int) -> None:
+        """Open ``count`` connections to ``scheme://host`` in the background, for the
+        requests to come (see :mod:`~dockerdrag.connections_ahead`); only once per host,
+        so a session holds at most ``count`` connections it opened unasked, and none to
+        a host reached through a proxy."""
+        url = f"{scheme}://{host}/"
+        if host in self._opened_ahead or self.proxies.for_url(url) is not None:
+            return
+        self._opened_ahead.add(host)
+        log.debug("opening %d connection(s) to %s ahead of its requests", count, host)
+        self._ahead.open(self.session, url, self.tls.for_host(host), count)
 
     async def send_token_request(self, request: TokenRequest) -> TokenReply:
         """``request`` sent to its realm once (the :class:`~dockerdrag.tokens.TokenClient` side)."""

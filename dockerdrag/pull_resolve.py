@@ -38,13 +38,19 @@ class ImageResolver(NamedTuple):
         repo_tags: tuple[str, ...],
         pin: LockedImage | None = None,
     ) -> ResolvedPull:
-        """Resolve ``ref`` (exactly the digests of ``pin``, when pinned by a lock file)."""
+        """Resolve ``ref`` (exactly the digests of ``pin``, when pinned by a lock file);
+        from a far registry, the connections its layers will take open while the configs
+        come (:meth:`~dockerdrag.download.BlobFetcher.expect_layers`)."""
         if pin is None:
             resolution = await self.client.resolve(ref, wanted, self.include_attestations)
         else:
             from .list_pull import resolve_locked  # here: only a locked list pull pins images
 
             resolution = await resolve_locked(self.client, ref, pin)
+        await self.fetcher.expect_layers(
+            resolution.source,
+            [layer for manifest in resolution.manifests for layer in manifest.layers],
+        )
         index = resolution.index
         platform_images = {entry.digest for entry in index.platforms()} if index else None
         images = tuple(

@@ -69,9 +69,11 @@ class TransferOptions:
     that caps each connection gets twice the connections every two looks: a pull of many
     small layers over a far link, each request a round trip, is mostly this ramp."""
     far_round_trip: float | None = 0.04
-    """A registry whose config (a small blob, asked for before the layers) took this many
-    seconds or more to come is far: every request to it waits that long, so the pull's
-    connections go to ``concurrency`` at once instead of growing from a few (None: never)."""
+    """A registry whose manifest took this many seconds or more to be answered, or whose
+    config (a small blob, asked for before the layers) took that long to come, is far:
+    every request to it waits that long, so the pull's connections go to ``concurrency``
+    at once instead of growing from a few, and (found from the manifest) the connections
+    its layers will take are opened while the config comes (None: never)."""
     split_min_bytes: int = 2 << 20
     """The least bytes each half of a split chunk gets: once no chunk of a blob is left to
     start and no other request waits for a connection, an idle connection takes the second

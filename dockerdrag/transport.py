@@ -181,6 +181,17 @@ class Transport:
                     self._schemes[host] = "http"
         return self._schemes[host]
 
+    def round_trip(self, host: str) -> float | None:
+        """The shortest time a request to registry ``host`` took to be answered so far
+        (None before any was): at least one round trip of the link to it."""
+        return self.http.round_trips.get(host)
+
+    async def open_connections(self, host: str, count: int) -> None:
+        """Open ``count`` connections to registry ``host`` in the background for the
+        requests to come, once per host: nothing is sent on them
+        (:meth:`~dockerdrag.http_session.HttpSession.open_connections`)."""
+        self.http.open_connections(await self.scheme_for(host), host, count)
+
     # ------------------------------------------------------------------ auth
 
     def auth_for(self, host: str) -> RegistryAuth:

@@ -21,6 +21,7 @@ LAYERS: list[set[str]] = [
         "parameter_docs",
         "disk_threads",
         "tls_buffers",
+        "connections_ahead",
         "docker_options",
         "arriving_blob",
         "decode_order",
@@ -126,7 +127,7 @@ def test_modules_import_only_lower_layers() -> None:
 
 
 # The modules of the HTTP layer (docs/DESIGN.md): no other module imports aiohttp.
-HTTP_MODULES = {"transport", "http_session", "http_failures", "redirects"}
+HTTP_MODULES = {"transport", "http_session", "http_failures", "redirects", "connections_ahead"}
 
 
 def test_only_the_http_modules_use_aiohttp() -> None:

@@ -23,7 +23,7 @@ from dockerdrag.download import INITIAL_CONNECTIONS, TransferOptions
 from dockerdrag.events import LayerPhase, LayerProgress, ProgressEvent
 from dockerdrag.pull import PullResult
 from tests.support.archive_check import read_docker_archive
-from tests.support.fault_proxy import FaultProxy, stall, throttle
+from tests.support.fault_proxy import FaultProxy, delay, stall, throttle
 from tests.support.images import BuiltLayer, PushedImage, layer, push_image
 from tests.support.registry_server import RegistryServer
 from tests.test_transfer import pull as pull_through
@@ -257,6 +257,32 @@ async def test_a_far_registry_gets_every_connection_at_once(
     with anyio.fail_after(60):
         await pull(proxy, image, tmp_path / "far", never_slow, concurrency=16)
     assert proxy.connections(blob_re(data)) > 2 * INITIAL_CONNECTIONS
+
+
+async def test_a_far_registry_gets_connections_opened_while_the_config_comes(
+    proxy: FaultProxy, image: PushedImage, tmp_path: Path
+) -> None:
+    """The manifest's answer is held back at the proxy (a far registry's would be): while
+    the config comes (held back too), the client opens the connections the layer's chunks
+    will take, so the proxy has accepted them before it has answered the config. The same
+    pull, where no registry counts as far, opens none ahead."""
+
+    async def connections_by_the_config(cache: Path, transfer: TransferOptions) -> int:
+        proxy.reset()
+        proxy.add(delay(0.1), path=r"/manifests/")
+        proxy.add(stall(0.3), path=rf"/blobs/{image.config_digest}$")
+        before = proxy.connections_accepted
+        with anyio.fail_after(60):
+            await pull(proxy, image, cache, transfer, concurrency=16)
+        proxy.wait_idle()
+        (config,) = proxy.requests_for(rf"/blobs/{image.config_digest}$")
+        return config.connections_when_done - before
+
+    near = await connections_by_the_config(
+        tmp_path / "near", replace(MANY_CHUNKS, far_round_trip=None)
+    )
+    far = await connections_by_the_config(tmp_path / "far", MANY_CHUNKS)
+    assert far == near + 16  # one for each request the chunked layer starts with
 
 
 def test_the_connection_limit_doubles_twice_within_a_fifth_of_a_second() -> None:

@@ -26,6 +26,7 @@ Fault factories (each returns an immutable fault value):
 - :func:`flip_byte` -- invert one byte of the body as served.
 - :func:`drop_after` -- send headers and ``n`` body bytes, then reset the TCP connection.
 - :func:`stall` -- pause the body for a while after ``after_bytes`` bytes.
+- :func:`delay` -- hold the request back for a while before it goes upstream (a far registry).
 - :func:`throttle` -- send the body at ``bytes_per_second``.
 - :func:`drop_request_after` -- read ``n`` bytes of the request body, then reset the
   connection; nothing reaches the upstream (as behind a proxy that buffers request bodies).
@@ -66,10 +67,12 @@ from typing import Literal, Self, TypeAlias
 
 import aiohttp
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 from multidict import CIMultiDict
 from yarl import URL
 
 __all__ = [
+    "Delay",
     "DropAfter",
     "DropRequestAfter",
     "Fault",
@@ -88,6 +91,7 @@ __all__ = [
     "ThreadedServer",
     "Throttle",
     "WrongContentRange",
+    "delay",
     "drop_after",
     "drop_request_after",
     "flip_byte",
@@ -152,6 +156,7 @@ class ThreadedServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
         self._port: int | None = None
+        self._accepted = 0
 
     # -- addresses ---------------------------------------------------------------------------
     @property
@@ -211,6 +216,11 @@ class ThreadedServer:
         self._port = None
 
     @property
+    def connections_accepted(self) -> int:
+        """TCP connections accepted so far (whether or not a request came on them)."""
+        return self._accepted
+
+    @property
     def running(self) -> bool:
         """Whether the server thread is alive."""
         return self._thread is not None and self._thread.is_alive()
@@ -236,6 +246,19 @@ class ThreadedServer:
     async def _teardown(self) -> None:
         """Runs on the server loop after all connections are closed."""
 
+    def _count_connections(self, runner: web.AppRunner) -> None:
+        """Count each connection the server accepts: aiohttp tells its server of each one
+        (``connection_made``), before any request comes on it."""
+        server = runner.server
+        assert server is not None
+        made = server.connection_made
+
+        def counted(handler: RequestHandler, transport: asyncio.Transport) -> None:
+            self._accepted += 1  # on the server's loop; an int is read whole from any thread
+            made(handler, transport)
+
+        server.connection_made = counted  # type: ignore[method-assign]
+
     # -- thread body -------------------------------------------------------------------------
     def _thread_main(self, started: concurrent.futures.Future[int]) -> None:
         try:
@@ -258,6 +281,7 @@ class ThreadedServer:
                 handler_cancellation=True,
             )
             await runner.setup()
+            self._count_connections(runner)
             try:
                 site = web.TCPSite(runner, _LISTEN_HOST, 0, ssl_context=self._ssl_context)
                 await site.start()
@@ -366,6 +390,13 @@ class Stall:
 
 
 @dataclass(frozen=True)
+class Delay:
+    """Hold the request ``seconds`` before answering it (see :func:`delay`)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Throttle:
     """Limit the body rate (see :func:`throttle`)."""
 
@@ -385,6 +416,7 @@ Fault: TypeAlias = (
     | DropAfter
     | DropRequestAfter
     | Stall
+    | Delay
     | Throttle
 )
 
@@ -523,6 +555,14 @@ def stall(seconds: float, after_bytes: int = 0) -> Stall:
     return Stall(seconds, after_bytes)
 
 
+def delay(seconds: float) -> Delay:
+    """Wait ``seconds`` before asking the upstream (or giving a synthetic answer): nothing,
+    headers included, goes out before, as over a far link."""
+    if seconds < 0:
+        raise ValueError("seconds must be >= 0")
+    return Delay(seconds)
+
+
 def throttle(bytes_per_second: float) -> Throttle:
     """Send the body at about ``bytes_per_second`` (in ~20 slices a second)."""
     if bytes_per_second <= 0:
@@ -584,6 +624,7 @@ class RecordedRequest:
     client_port: int | None = None  # the client's port: one per TCP connection
     aborted: bool = False
     done: bool = False
+    connections_when_done: int = 0  # TCP connections the proxy had accepted by then
 
     def header(self, name: str) -> str | None:
         """First value of request header ``name`` (case-insensitive), or None."""
@@ -839,6 +880,7 @@ class FaultProxy(ThreadedServer):
         finally:
             with self._idle:
                 rec.done = True
+                rec.connections_when_done = self.connections_accepted
                 self._idle.notify_all()
 
     async def _drop_request(
@@ -857,6 +899,9 @@ class FaultProxy(ThreadedServer):
     async def _serve(
         self, request: web.Request, rec: RecordedRequest, faults: tuple[Fault, ...]
     ) -> web.StreamResponse:
+        for fault in faults:
+            if isinstance(fault, Delay):
+                await asyncio.sleep(fault.seconds)
         origin = await self._origin(request, rec, faults)
         try:
             return await self._respond(request, rec, faults, origin)
