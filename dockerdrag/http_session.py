@@ -41,10 +41,6 @@ log = logging.getLogger("dockerdrag")
 
 READ_BUFFER_BYTES = 1 << 16  # aiohttp's read_bufsize: a response pauses past twice this
 USER_AGENT = "dockerdrag/0.1"
-MAX_PROBE_BODY = 64 << 10  # the most of a /v2/ answer read to keep its connection
-PLAIN_CONNECTION_GRACE = 5.0
-"""Seconds the plain-HTTP ``GET /v2/`` beside the TLS probe may take once the registry
-turned out not to speak TLS (the connection it opens saves the next request a set-up)."""
 
 
 class HttpSession:
@@ -58,8 +54,8 @@ class HttpSession:
         self.proxies = Proxies()
         self._session: aiohttp.ClientSession | None = None
         self.round_trips: dict[str, float] = {}
-        """By ``host[:port]``: the shortest time a request (:meth:`exchange`) to it took
-        to be answered so far, set-up included: at least one round trip of the link."""
+        """By ``host[:port]``: the shortest time a request to it took to be answered so
+        far, connection set-up included: at least one round trip of the link."""
         self._ahead = ConnectionsAhead()
         self._opened_ahead: set[str] = set()
 
@@ -127,8 +123,7 @@ class HttpSession:
                 proxy_headers=proxy_headers,
             ) as raw:
                 handed_out = True
-                took = time.monotonic() - started
-                self.round_trips[netloc] = min(took, self.round_trips.get(netloc, took))
+                self.note_round_trip(netloc, time.monotonic() - started)
                 if raw.connection is not None:
                     limit_tls_queue(raw.connection.transport)
                 yield raw
@@ -138,6 +133,10 @@ class HttpSession:
             if handed_out:  # raised by the caller's own work (e.g. a full disk): not ours
                 raise
             raise connection_error(exc, url, what, proxy) from exc
+
+    def note_round_trip(self, host: str, seconds: float) -> None:
+        """A request to ``host`` took ``seconds`` to be answered (:attr:`round_trips`)."""
+        self.round_trips[host] = min(seconds, self.round_trips.get(host, seconds))
 
     def open_connections(self, scheme: str, host: str, count: int) -> None:
         """Open ``count`` connections to ``scheme://host`` in the background, for the
@@ -168,65 +167,14 @@ class HttpSession:
                 proxy=proxy,
                 proxy_headers=proxy_headers,
             ) as raw:
-                body = await _read_capped(raw, MAX_TOKEN_BODY + 1)
+                body = await read_capped(raw, MAX_TOKEN_BODY + 1)
                 retry_after = parse_retry_after(raw.headers.get("Retry-After"))
                 return TokenReply(raw.status, body, retry_after)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise connection_error(exc, url, "a token", proxy) from exc
 
-    async def speaks_tls(self, host: str) -> bool:
-        """Whether ``host`` answers TLS (unverified: asked only of an insecure registry).
 
-        A plain-HTTP ``GET /v2/`` without credentials goes out beside the TLS attempt: when
-        the registry speaks plain HTTP, the connection it came back on stays open for the
-        requests that follow, which so skip a connection set-up. It is dropped as soon as
-        the registry turns out to speak TLS, else given at most
-        :data:`PLAIN_CONNECTION_GRACE` seconds more (a registry that answers neither is
-        left to the requests that follow and their timeouts).
-        """
-        async with anyio.create_task_group() as group:
-            group.start_soon(self._open_plain_connection, host)
-            tls = await self._answers_tls(host)
-            if tls:
-                group.cancel_scope.cancel()
-            else:
-                group.cancel_scope.deadline = anyio.current_time() + PLAIN_CONNECTION_GRACE
-        return tls
-
-    async def _answers_tls(self, host: str) -> bool:
-        url = f"https://{host}/v2/"
-        proxy, proxy_headers = self.proxies.options(url)
-        try:
-            async with self.session.get(
-                url, ssl=False, allow_redirects=False, proxy=proxy, proxy_headers=proxy_headers
-            ) as response:
-                await response.read()
-            return True
-        except (aiohttp.ClientSSLError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
-            return False
-        except (aiohttp.ClientError, TimeoutError):
-            return True
-
-    async def _open_plain_connection(self, host: str) -> None:
-        """``GET http://host/v2/`` read to its end, so its connection goes back to the pool
-        (as a request to ``host`` over plain HTTP would open it); any failure is ignored."""
-        url = f"http://{host}/v2/"
-        proxy, proxy_headers = self.proxies.options(url)
-        log.debug("GET %s (its connection kept for the requests to come)", url)
-        try:
-            async with self.session.get(
-                url,
-                ssl=self.tls.for_host(host),
-                allow_redirects=False,
-                proxy=proxy,
-                proxy_headers=proxy_headers,
-            ) as response:
-                await _read_capped(response, MAX_PROBE_BODY)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            log.debug("no plain HTTP connection kept open to %s: %s", host, exc)
-
-
-async def _read_capped(raw: aiohttp.ClientResponse, limit: int) -> bytes:
+async def read_capped(raw: aiohttp.ClientResponse, limit: int) -> bytes:
     """At most ``limit`` bytes of a body."""
     chunks: list[bytes] = []
     total = 0

@@ -51,6 +51,7 @@ from .http_session import HttpSession
 from .redirects import check_foreign_url, follow_redirects, refuse_foreign_challenge
 from .request_retries import Answered, retried
 from .retry import RetryPolicy, parse_retry_after
+from .scheme_probe import PlainFirst, handed, speaks_tls
 from .tls_proxy import TLSSettings, describe_exception
 
 log = logging.getLogger("dockerdrag")
@@ -168,18 +169,26 @@ class Transport:
         A registry not named insecure is only ever reached over https: there is no
         fallback to plain HTTP.
         """
+        scheme, _ = await self._scheme_answering(host, None)
+        return scheme
+
+    async def _scheme_answering(
+        self, host: str, first: PlainFirst | None
+    ) -> tuple[str, aiohttp.ClientResponse | None]:
+        """:meth:`scheme_for`, and when this call found that the registry speaks plain
+        HTTP, the unread answer to ``first``, sent beside the TLS attempt, if it came
+        (:func:`~dockerdrag.scheme_probe.speaks_tls`)."""
         if not self.is_insecure(host):
-            return "https"
-        if host in self._schemes:
-            return self._schemes[host]
-        async with self._scheme_locks.setdefault(host, anyio.Lock()):
-            if host not in self._schemes:
-                if await self.http.speaks_tls(host):
-                    self._schemes[host] = "https"
-                else:
-                    log.debug("insecure registry %s does not speak TLS; using plain http", host)
-                    self._schemes[host] = "http"
-        return self._schemes[host]
+            return "https", None
+        if host not in self._schemes:
+            async with self._scheme_locks.setdefault(host, anyio.Lock()):
+                if host not in self._schemes:
+                    tls, answer = await speaks_tls(self.http, host, first)
+                    if not tls:
+                        log.debug("insecure registry %s does not speak TLS; using http", host)
+                    self._schemes[host] = "https" if tls else "http"
+                    return self._schemes[host], answer
+        return self._schemes[host], None
 
     def round_trip(self, host: str) -> float | None:
         """The shortest time a request to registry ``host`` took to be answered so far
@@ -285,23 +294,37 @@ class Transport:
 
         Only the registry's own 401s are answered: a host it redirected to that asks
         for authentication gets none (the credentials are not for it).
+
+        The first request to an insecure registry, a GET without a body, goes out over
+        plain HTTP beside the TLS attempt that finds its scheme: when the registry
+        speaks plain HTTP, its answer is this request's first (if it went without
+        ``Authorization``, as the first request to a registry does).
         """
-        scheme = await self.scheme_for(host)
-        url = f"{scheme}://{host}{path}"
-        authorization = self.auth_for(host).for_request(scope, what, scheme)
-        while True:
-            request_headers = dict(headers)
-            sent = await authorization.header(self.http)
-            if sent:
-                request_headers["Authorization"] = sent
-            async with self._send(method, url, request_headers, what, body) as raw:
-                if raw.status != 401:
-                    authorization.accepted()
-                    yield raw
-                    return
-                refuse_foreign_challenge(raw, url, what)
-                challenge_header = raw.headers.get("WWW-Authenticate", "")
-            await authorization.refused(challenge_header, sent)
+        first = PlainFirst(path, headers) if method == "GET" and body is None else None
+        scheme, early = await self._scheme_answering(host, first)
+        answered = [early] if early is not None else []
+        try:
+            url = f"{scheme}://{host}{path}"
+            authorization = self.auth_for(host).for_request(scope, what, scheme)
+            while True:
+                request_headers = dict(headers)
+                sent = await authorization.header(self.http)
+                if sent:
+                    request_headers["Authorization"] = sent
+                    for answer in answered:  # it was asked for without: ask again
+                        answer.close()
+                    answered.clear()
+                async with self._send(method, url, request_headers, what, body, answered) as raw:
+                    if raw.status != 401:
+                        authorization.accepted()
+                        yield raw
+                        return
+                    refuse_foreign_challenge(raw, url, what)
+                    challenge_header = raw.headers.get("WWW-Authenticate", "")
+                await authorization.refused(challenge_header, sent)
+        finally:
+            for answer in answered:  # never taken (the request failed before it was sent)
+                answer.close()
 
     def _anonymous(
         self, url: str, headers: dict[str, str], what: str, method: str
@@ -319,12 +342,17 @@ class Transport:
         headers: dict[str, str],
         what: str,
         body: RequestBody | None = None,
+        answered: list[aiohttp.ClientResponse] | None = None,
     ) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]:
-        """Send ``method url`` and follow its redirects, with a fresh body for each hop."""
+        """Send ``method url`` and follow its redirects, with a fresh body for each hop;
+        the answer in ``answered`` (taken out of it), if any, is the first hop's, sent
+        already (:func:`~dockerdrag.scheme_probe.speaks_tls`)."""
 
         def send_hop(
             hop_url: str, hop_headers: dict[str, str]
         ) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]:
+            if answered:
+                return handed(answered.pop())
             data = body() if body is not None else None
             return self.http.exchange(method, hop_url, hop_headers, what, data)
 

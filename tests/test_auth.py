@@ -629,12 +629,13 @@ async def test_insecure_https_registry_with_untrusted_certificate(
         assert proxy.requests_for(r"/manifests/")  # it spoke https (the proxy is TLS only)
 
 
-async def test_an_insecure_plain_http_registry_is_asked_on_the_connection_opened_by_the_probe(
+async def test_an_insecure_plain_http_registry_gets_its_first_request_beside_the_tls_attempt(
     basic_auth_http_registry: RegistryServer, tmp_path: Path
 ) -> None:
-    """While the TLS attempt finds out that an insecure registry speaks plain HTTP, a
-    plain ``GET /v2/`` opens the connection the manifest request then goes out on (one
-    connection set-up less); that request carries no credentials."""
+    """While the TLS attempt finds out that an insecure registry speaks plain HTTP, the
+    first request (the manifest's) goes out over plain HTTP beside it, without
+    credentials, and its answer (a 401 here) is that request's first: no ``GET /v2/``
+    comes before it."""
     server = basic_auth_http_registry
     image = pushed_image(server)
     with FaultProxy(server.url) as proxy:
@@ -642,10 +643,11 @@ async def test_an_insecure_plain_http_registry_is_asked_on_the_connection_opened
         async with Puller(**options) as puller:
             await puller.pull(on_host(image, proxy.host), output=tmp_path / "x.tar")
         proxy.wait_idle()
-        (opened,) = [r for r in proxy.requests if r.path == "/v2/"]
-        first_manifest = proxy.requests_for(r"/manifests/")[0]
-    assert opened.header("Authorization") is None
-    assert opened.client_port == first_manifest.client_port
+        first, *_ = proxy.requests
+        anonymous, with_credentials, *_ = proxy.requests_for(r"/manifests/")
+    assert first == anonymous
+    assert anonymous.header("Authorization") is None and anonymous.status == 401
+    assert with_credentials.header("Authorization") and with_credentials.status == 200
 
 
 # --------------------------------------------------------------------------- proxies

@@ -58,6 +58,7 @@ LAYERS: list[set[str]] = [
         "connection_growth",
     },
     {
+        "scheme_probe",
         "cache_use",
         "blob_copy",
         "partial_blob",
@@ -127,7 +128,14 @@ def test_modules_import_only_lower_layers() -> None:
 
 
 # The modules of the HTTP layer (docs/DESIGN.md): no other module imports aiohttp.
-HTTP_MODULES = {"transport", "http_session", "http_failures", "redirects", "connections_ahead"}
+HTTP_MODULES = {
+    "transport",
+    "http_session",
+    "http_failures",
+    "redirects",
+    "connections_ahead",
+    "scheme_probe",
+}
 
 
 def test_only_the_http_modules_use_aiohttp() -> None:
