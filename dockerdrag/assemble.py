@@ -12,6 +12,9 @@ writer stops at its next chunk and its temp output is removed
 from __future__ import annotations
 
 import functools
+import importlib
+import logging
+import sys
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +36,11 @@ from .store import atomic_output
 
 if TYPE_CHECKING:
     from .docker_archive import DockerImagePlan
+
+log = logging.getLogger("dockerdrag")
+
+_DOCKER_WRITER: Final = f"{__package__}.docker_parallel"
+"""The docker writer's module (it imports the rest of the writer: ``docker_archive``)."""
 
 OCI_COPIERS: Final = 4
 """Threads copying blobs into the ``oci`` tar at once: blobs that download side by side
@@ -100,6 +108,29 @@ def layers_to_fetch(
         for layer in image.manifest.layers
         if layer.digest not in skipped
     ]
+
+
+def import_docker_writer_ahead() -> threading.Thread | None:
+    """Start importing the docker writer (:func:`docker_plans`, :func:`docker_writer`) in
+    a background thread, unless it is imported already; the thread, or None.
+
+    A docker-format pull needs it once its config came, on the way to its first layer
+    request; before that, the event loop mostly waits for the registry (a token, the
+    manifest, the config), so the import runs then. The thread is only a head start: the
+    pull's own import waits for it, or (should it have failed) imports and fails itself.
+    """
+    if _DOCKER_WRITER in sys.modules:
+        return None
+    thread = threading.Thread(target=_import_quietly, name="dockerdrag-import", daemon=True)
+    thread.start()
+    return thread
+
+
+def _import_quietly() -> None:
+    try:
+        importlib.import_module(_DOCKER_WRITER)
+    except Exception as exc:  # the pull's own import meets it again and reports it
+        log.debug("importing %s ahead failed: %s", _DOCKER_WRITER, exc)
 
 
 def docker_plans(

@@ -19,6 +19,7 @@ from .assemble import (
     ResolvedPull,
     docker_plans,
     docker_writer,
+    import_docker_writer_ahead,
     layers_to_fetch,
     oci_writer,
     write_order,
@@ -56,9 +57,12 @@ class ArchiveAssembler(NamedTuple):
     include_foreign: bool
 
     def prepare(self, out_path: Path, output_format: str) -> None:
-        """Fail before any network I/O if the archive cannot be written; create the cache."""
+        """Fail before any network I/O if the archive cannot be written; create the cache;
+        for the docker format, start importing its writer while the images resolve."""
         check_output(out_path, output_format)
         self.store.ensure()
+        if output_format == "docker":
+            import_docker_writer_ahead()
 
     async def assemble(
         self,

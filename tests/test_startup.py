@@ -135,6 +135,29 @@ def test_an_oci_pull_imports_no_docker_writer(
     assert sorted(modules.intersection(unused)) == []
 
 
+IMPORT_AHEAD = """\
+import sys
+from dockerdrag.assemble import import_docker_writer_ahead
+thread = import_docker_writer_ahead()
+assert thread is not None, "the docker writer was imported already"
+thread.join()
+assert "dockerdrag.docker_parallel" in sys.modules
+assert "dockerdrag.docker_archive" in sys.modules
+assert import_docker_writer_ahead() is None  # imported: nothing more to start
+"""
+
+
+def test_the_docker_writer_can_be_imported_ahead_in_a_thread(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-c", IMPORT_AHEAD],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+
+
 def test_the_live_display_still_loads_rich(seeded_registry: SeededRegistry, tmp_path: Path) -> None:
     modules = modules_after_pull(seeded_registry, tmp_path, "--progress", "tty")
     assert "rich.progress" in modules
