@@ -64,11 +64,11 @@ No place is held while waiting for a lock, for other chunks, or between reconnec
 the fan-out cannot deadlock. Files: a blob opens
 its lock and partial files only once it holds one of ``OPEN_BLOBS_PER_CONNECTION *
 concurrency`` places (taken before the lock, never while holding a connection), so
-the descriptors of a pull stay bounded however many layers it has. Both places are
-taken without letting other tasks run when they are free (:func:`_open_blob_place`,
-:meth:`ConnectionLimit.acquire`): the blobs of :func:`fetch_all` start together, and a
-step that let the others run would have every one of them make its files before the
-first request goes out.
+the descriptors of a pull stay bounded however many layers it has. A free open-blob
+place, and a free connection place for a blob's first request, are taken without letting
+other tasks run (:func:`_open_blob_place`, :meth:`ConnectionLimit.acquire`): the blobs of
+:func:`fetch_all` start together, and a step that let the others run would have every one
+of them make its files before the first request goes out.
 """
 
 from __future__ import annotations
