@@ -27,7 +27,7 @@ HASH_READ = 4 << 20
 class Usage:
     """What one or more sequential child processes cost."""
 
-    wall: float  # seconds, first start to last exit
+    wall: float  # seconds from each command's start to its exit, summed
     cpu: float  # user + system seconds
     max_rss_kb: int  # largest ru_maxrss (KiB) of any of them
     returncode: int
@@ -91,19 +91,21 @@ def run_sequence(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> Usage:
-    """Run ``commands`` one after the other, stopping at the first failure."""
-    started = time.perf_counter()
+    """Run ``commands`` one after the other, stopping at the first failure; the wall
+    time is the sum of theirs as the launcher took them (its own start-up left out)."""
+    wall = 0.0
     cpu = 0.0
     rss = 0
     returncode = 0
     for argv in commands:
         usage = run_measured(argv, log=log, env=env, cwd=cwd)
+        wall += usage.wall
         cpu += usage.cpu
         rss = max(rss, usage.max_rss_kb)
         returncode = usage.returncode
         if returncode != 0:
             break
-    return Usage(time.perf_counter() - started, cpu, rss, returncode)
+    return Usage(wall, cpu, rss, returncode)
 
 
 def _children_map() -> dict[int, list[int]]:
