@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -15,13 +15,7 @@ def _fake_runs(monkeypatch: pytest.MonkeyPatch, usages: list[Usage]) -> list[lis
     """Make run_measured hand out ``usages`` in turn; the commands it was given."""
     ran: list[list[str]] = []
 
-    def run_measured(
-        argv: Sequence[str],
-        *,
-        log: Path,
-        env: Mapping[str, str] | None = None,
-        cwd: Path | None = None,
-    ) -> Usage:
+    def run_measured(argv: Sequence[str], **_options: object) -> Usage:
         ran.append(list(argv))
         return usages[len(ran) - 1]
 
