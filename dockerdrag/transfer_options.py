@@ -61,8 +61,15 @@ class TransferOptions:
     """Bytes per second per connection below which more connections are worth their memory
     (each holds its buffers): the connection limit grows only while connections are this
     slow, and a whole blob (``whole_blobs``) is split only while it comes this slowly.
-    Over loopback a pull that inflates layers is bound by the CPU, not the link, at more
-    than this per connection: more connections would only cost memory there."""
+    Over loopback a pull that inflates big layers is bound by the CPU, not the link, at
+    more than this per connection: more connections would only cost memory there. (One
+    of small layers over TLS can come slower than this and still be bound by the CPU:
+    ``busy_cpu_share``.)"""
+    busy_cpu_share: float | None = 0.75
+    """CPU seconds per second (one core: 1.0) this process may use while its connections
+    are slow and the connection limit still grows: a process busier than that is what
+    held them back, not the link (:mod:`~dockerdrag.connection_growth`; None: the limit
+    grows whatever the process used)."""
     growth_check_seconds: float = 0.05
     """How often (seconds) the connection limit looks at the traffic to decide whether to grow.
     It grows after two slow looks in a row (the first may be connection set-up), so a link
@@ -96,6 +103,8 @@ class TransferOptions:
             raise ValueError("ranges_save_every and growth_check_seconds must be positive")
         if self.split_min_bytes < 1 << 20:
             raise ValueError("split_min_bytes must be at least 1 MiB")
+        if self.busy_cpu_share is not None and self.busy_cpu_share <= 0:
+            raise ValueError("busy_cpu_share must be positive")
         if self.far_round_trip is not None and self.far_round_trip < 0:
             raise ValueError("far_round_trip must not be negative")
         if self.split_min_seconds < 0:

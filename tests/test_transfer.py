@@ -650,6 +650,12 @@ def test_next_connection_limit_grows_only_for_slow_saturated_connections() -> No
     assert grow(4, 6, waiting=3, received=slow, seconds=0.25) == 6  # never past the ceiling
     assert grow(16, 16, waiting=3, received=0, seconds=0.25) == 16
     assert grow(4, 16, waiting=3, received=slow, seconds=0.0) == 4
+    # The process kept a core busy: it, not the link, held the connections back.
+    busy = functools.partial(grow, 4, 16, waiting=3, received=slow, seconds=0.25)
+    assert busy(cpu_seconds=0.25, busy_share=0.75) == 4
+    assert busy(cpu_seconds=0.1875, busy_share=0.75) == 4  # exactly the share
+    assert busy(cpu_seconds=0.1, busy_share=0.75) == 4 * GROWTH_FACTOR  # CPU to spare
+    assert busy(cpu_seconds=0.25, busy_share=None) == 4 * GROWTH_FACTOR  # not looked at
 
 
 @pytest.mark.parametrize(("slow_rate", "grown"), [(1e12, 8), (0.0, 2)])
@@ -671,6 +677,24 @@ async def test_connection_growth_doubles_towards_the_ceiling_only_while_slow(
             await growth.watch(limiter, 8)
         waiting.cancel_scope.cancel()
     assert limiter.total_tokens == grown
+
+
+async def test_a_process_busy_on_its_cpu_keeps_its_connections() -> None:
+    """Slow connections and requests waiting, but the process used a whole core at every
+    look (its CPU clock runs as fast as the wall clock): the limit stays where it was."""
+    limiter = ConnectionLimit(2, gather_seconds=0.0)
+    options = replace(CHUNKED, growth_check_seconds=0.01, slow_connection_rate=1e12)
+    assert options.busy_cpu_share is not None and options.busy_cpu_share <= 1.0
+    growth = ConnectionGrowth(options, cpu_clock=time.monotonic)
+    async with anyio.create_task_group() as waiting:
+        for _ in range(2 + 10):
+            waiting.start_soon(limiter.acquire)
+        await anyio.wait_all_tasks_blocked()
+        with anyio.move_on_after(0.3):
+            await growth.watch(limiter, 8)
+        waiting.cancel_scope.cancel()
+    assert limiter.total_tokens == 2
+    assert not growth.link_slow
 
 
 # -- faults ----------------------------------------------------------------------------
