@@ -7,9 +7,9 @@ benchmarks/README.md, "Measurements behind the defaults"):
   CA bundle. dockerdrag never uses them: every request passes
   the context :meth:`~dockerdrag.tls_proxy.TLSSettings.for_host` built for its host
   (verified, with the system CAs and certs.d) or ``False`` for a registry named
-  insecure. So this process imports aiohttp with CA loading skipped. Its two
-  contexts then trust no CA at all: anything that reached them by mistake would
-  fail verification, never pass it.
+  insecure. So this process imports aiohttp with CA loading skipped in the thread that
+  imports it. Its two contexts then trust no CA at all: anything that reached them by
+  mistake would fail verification, never pass it.
 * Imports allocate some 100,000 objects that live until exit; the collector ran
   about 60 times over them and once more at exit. Collection is
   off during the imports, and what exists then is frozen (left out of later
@@ -28,8 +28,8 @@ benchmarks/README.md, "Measurements behind the defaults"):
   (:func:`~dockerdrag.osfiles.limit_malloc_arenas`): fewer pools of freed buffers.
 * The verifying TLS context a pull from an https registry needs before its first
   request loads the system CA bundle (after the imports, on the way to that request). It is
-  built in a background thread while the rest of the imports run, once aiohttp's are
-  done (:mod:`dockerdrag.ca_preload`),
+  built in a background thread from the start, while every import runs, aiohttp's
+  included (:mod:`dockerdrag.ca_preload`; OpenSSL parses the bundle without the GIL),
   unless the command line names no network command or an insecure registry (one
   served over plain HTTP needs no context): a guess about what the command will do,
   which costs a little time when wrong and never changes what is verified.
@@ -50,7 +50,8 @@ import gc
 import os
 import ssl
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
 from .ca_preload import start_loading
@@ -71,11 +72,10 @@ def run_command() -> int:
     limit_malloc_arenas()  # before any thread exists
     gc.disable()
     try:
-        _import_aiohttp_without_ca_loading()
         may_verify_tls = _may_verify_tls(sys.argv[1:], os.environ)
-        # Only now: while aiohttp was imported, no context could load CAs.
         if may_verify_tls:
             start_loading()
+        _import_aiohttp_without_ca_loading()
         limit_tls_reads()
         loop_factory = None if may_verify_tls else uvloop_factory()
         from .cli import main
@@ -119,17 +119,28 @@ def _may_verify_tls(arguments: Sequence[str], environ: Mapping[str, str]) -> boo
     )
 
 
-def _skip_default_verify_paths(_context: ssl.SSLContext) -> None:
-    """Stands in for ``SSLContext.set_default_verify_paths`` while aiohttp is imported."""
+def _skipped_in_this_thread(
+    load: Callable[[ssl.SSLContext], None],
+) -> Callable[[ssl.SSLContext], None]:
+    """``load`` (``SSLContext.set_default_verify_paths``) made to do nothing when the
+    thread that called this calls it; every other thread loads as before."""
+    skipping = threading.get_ident()
+
+    def set_default_verify_paths(context: ssl.SSLContext) -> None:
+        if threading.get_ident() != skipping:
+            load(context)
+
+    return set_default_verify_paths
 
 
 def _import_aiohttp_without_ca_loading() -> None:
     if "aiohttp" in sys.modules:
         return
-    # ``create_default_context`` loads the system CAs through this method.
+    # ``create_default_context`` loads the system CAs through this method; the CA
+    # preloading thread may be calling it meanwhile, and loads them.
     shadowed = "set_default_verify_paths" in vars(ssl.SSLContext)
     original = ssl.SSLContext.set_default_verify_paths
-    ssl.SSLContext.set_default_verify_paths = _skip_default_verify_paths  # type: ignore[method-assign,assignment]
+    ssl.SSLContext.set_default_verify_paths = _skipped_in_this_thread(original)  # type: ignore[method-assign,assignment]
     try:
         import aiohttp.connector  # noqa: F401 - imported here, for the set-up above
     finally:

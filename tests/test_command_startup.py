@@ -11,10 +11,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import ssl
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import pytest
+import trustme
+
+from dockerdrag.startup import _skipped_in_this_thread
 from tests.support.archive_check import read_docker_archive
 from tests.support.command import run_cli
 from tests.support.images import PushedImage, push_image, text_layer
@@ -109,6 +115,28 @@ def test_aiohttp_defaults_trust_nothing_and_later_contexts_load_the_system_cas(
         "later_default_cas": 1,  # the test CA, through SSL_CERT_FILE
         "method_restored": True,
     }
+
+
+def test_only_the_thread_importing_aiohttp_skips_the_system_cas(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CA preloading thread builds its context while aiohttp is imported: only the
+    importing thread's contexts (aiohttp's own) are left without the system CAs."""
+    ca_file = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    load = ssl.SSLContext.set_default_verify_paths
+    monkeypatch.setattr(ssl.SSLContext, "set_default_verify_paths", _skipped_in_this_thread(load))
+    trusted: dict[str, int] = {}
+
+    def count(thread: str) -> None:
+        trusted[thread] = ssl.create_default_context().cert_store_stats()["x509_ca"]
+
+    count("importing")
+    other = threading.Thread(target=count, args=("preloading",))
+    other.start()
+    other.join()
+    assert trusted == {"importing": 0, "preloading": 1}
 
 
 # Runs the command (``run_command``, as ``python -m dockerdrag`` does) with the arguments
