@@ -8,11 +8,12 @@ while this process had CPU to spare, at two looks in a row (the first may be con
 set-up), the limit doubles, towards the pull's ``concurrency``. A process that kept a
 core busy set the pace itself (small layers over TLS on loopback come slowly because the
 client decrypts, hashes and inflates them): more connections would not bring the bytes
-sooner, and each would cost a TLS handshake on both ends. A fast link keeps few buffers
-in memory; a link that caps each connection gets as many as it takes within a few looks.
-The limit is never lowered. Once it grew, or the registry was found far (below), the link
-counts as slow (:attr:`ConnectionGrowth.link_slow`): a big blob that starts then comes in
-chunks.
+sooner, and each would cost a TLS handshake on both ends. (The CPU counted is this
+process's: a docker-format pull's decoder processes are not in it.) A fast link keeps few
+buffers in memory; a link that caps each connection gets as many as it takes within a few
+looks. The limit is never lowered. Once it grew, or the registry was found far (below),
+the link counts as slow (:attr:`ConnectionGrowth.link_slow`): a big blob that starts then
+comes in chunks.
 
 A registry whose manifest took ``TransferOptions.far_round_trip`` or more to be answered,
 or whose config took that long to come (:meth:`ConnectionGrowth.start_far`, before the
