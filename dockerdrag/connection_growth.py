@@ -4,17 +4,16 @@ A pull starts with a few connections (``download.INITIAL_CONNECTIONS``).
 :class:`ConnectionGrowth` counts the body bytes as they arrive and, every
 ``TransferOptions.growth_check_seconds``, looks at the traffic since its last look: when
 requests wait for a connection and the busy ones are slow (:func:`next_connection_limit`)
-while the pull had CPU to spare, at two looks in a row (the first may be connection
-set-up), the limit doubles, towards the pull's ``concurrency``. A pull that kept a
+while this process had CPU to spare, at two looks in a row (the first may be connection
+set-up), the limit doubles, towards the pull's ``concurrency``. A process that kept a
 core busy set the pace itself (small layers over TLS on loopback come slowly because the
 client decrypts, hashes and inflates them): more connections would not bring the bytes
 sooner, and each would cost a TLS handshake on both ends. (The CPU counted is this
-process's and its child processes' (:func:`~dockerdrag.process_cpu.cpu_seconds`): a
-docker-format pull's decoder processes are in it where the system tells their times, on
-Linux.) A fast link keeps few buffers in memory; a link that caps each connection gets
-as many as it takes within a few looks. The limit is never lowered. Once it grew, or the
-registry was found far (below), the link counts as slow
-(:attr:`ConnectionGrowth.link_slow`): a big blob that starts then comes in chunks.
+process's: a docker-format pull's decoder processes are not in it.) A fast link keeps few
+buffers in memory; a link that caps each connection gets as many as it takes within a few
+looks. The limit is never lowered. Once it grew, or the registry was found far (below),
+the link counts as slow (:attr:`ConnectionGrowth.link_slow`): a big blob that starts then
+comes in chunks.
 
 A registry whose manifest took ``TransferOptions.far_round_trip`` or more to be answered,
 or whose config took that long to come (:meth:`ConnectionGrowth.start_far`, before the
@@ -32,7 +31,6 @@ from collections.abc import Callable
 import anyio
 
 from .connection_limit import ConnectionLimit
-from .process_cpu import cpu_seconds
 from .transfer_options import TransferOptions
 
 log = logging.getLogger("dockerdrag")
@@ -52,14 +50,14 @@ def next_connection_limit(
     busy_share: float | None = None,
 ) -> int:
     """The connection limit after one look at the traffic of the last ``seconds``, in
-    which the pull used ``cpu_seconds`` of CPU time.
+    which this process used ``cpu_seconds`` of CPU time.
 
     It doubles (``GROWTH_FACTOR``, to at most ``ceiling``) when requests are waiting
     for a connection and the busy ones carried less than ``slow_rate`` bytes per
     second each: a far registry, or a CDN or proxy that caps each connection, where
     each more connection adds its share. On a fast link a few connections already
     carry what the client can take, and each more one only costs memory. Nor does it
-    grow when the pull used ``busy_share`` CPU seconds per second or more (None: not
+    grow when the process used ``busy_share`` CPU seconds per second or more (None: not
     looked at): the client, not the link, held the connections back.
     """
     if limit >= ceiling or waiting <= 0 or seconds <= 0:
@@ -75,10 +73,10 @@ class ConnectionGrowth:
     """Raises a :class:`ConnectionLimit` towards a ceiling while its connections are slow."""
 
     def __init__(
-        self, options: TransferOptions, cpu_clock: Callable[[], float] = cpu_seconds
+        self, options: TransferOptions, cpu_clock: Callable[[], float] = time.process_time
     ) -> None:
         self.options = options
-        self._cpu_clock = cpu_clock  # the CPU seconds the pull used, its child processes too
+        self._cpu_clock = cpu_clock  # the CPU seconds this process used (all its threads)
         self.received = 0
         """Body bytes received so far, by every connection."""
         self.link_slow = False

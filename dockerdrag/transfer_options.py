@@ -66,10 +66,10 @@ class TransferOptions:
     of small layers over TLS can come slower than this and still be bound by the CPU:
     ``busy_cpu_share``.)"""
     busy_cpu_share: float | None = 0.75
-    """CPU seconds per second (one core: 1.0) the pull (this process and its child
-    processes) may use while its connections are slow and the connection limit still
-    grows: a pull busier than that is what held them back, not the link
-    (:mod:`~dockerdrag.connection_growth`; None: the limit grows whatever it used)."""
+    """CPU seconds per second (one core: 1.0) this process may use while its connections
+    are slow and the connection limit still grows: a process busier than that is what
+    held them back, not the link (:mod:`~dockerdrag.connection_growth`; None: the limit
+    grows whatever the process used)."""
     growth_check_seconds: float = 0.05
     """How often (seconds) the connection limit looks at the traffic to decide whether to grow.
     It grows after two slow looks in a row (the first may be connection set-up), so a link

@@ -12,7 +12,6 @@ LAYERS: list[set[str]] = [
     {
         "errors",
         "osfiles",
-        "process_cpu",
         "os_copies",
         "human_units",
         "safe_text",
