@@ -19,8 +19,8 @@ How one blob is fetched (:meth:`BlobFetcher.fetch`):
   a body ends or breaks, and the contiguous prefix is hashed in order as it grows (as
   each block is written where it continues the prefix, else read back from disk). The
   chunks are planned lazily, as they are taken, by at most ``concurrency`` tasks per
-  blob. For a writer that takes blobs in any order (``whole_blobs``, the oci formats)
-  each missing range is one chunk, split only while it comes slower than
+  blob. With ``TransferOptions.whole_blobs`` (the default, any format) each missing
+  range is one chunk, split only while it comes slower than
   ``TransferOptions.slow_connection_rate``: over a fast link a big blob is one request,
   hashed as it is written (a blob that starts once the link proved slow, a far registry
   or slow connections, comes in ranked chunks). Both resume
@@ -381,8 +381,8 @@ async def fetch_all(
     of each blob as soon as it is verified in the store, with its path and whether it
     was downloaded (and so hashed) by this call rather than found in the store.
 
-    ``whole_blobs``: the writer takes each blob as it comes, in no order of its bytes:
-    each blob over the chunk threshold is asked for whole unless the link proved slow
+    ``whole_blobs``: each blob over the chunk threshold is asked for whole unless the
+    link proved slow
     (:attr:`BlobFetcher.link_slow`; the policy and why: ``TransferOptions.whole_blobs``).
     """
     if concurrency is not None:

@@ -107,13 +107,11 @@ class ArchiveAssembler(NamedTuple):
                         claimed = self._claimable(sources)
                         group.start_soon(claim_trailer_sizes, self.fetcher.client, claimed, gate)
                     ranks = _decoder_ranks(resolved, order) if plans is not None else None
-                    # The oci writers take each blob as it comes, in no order of its bytes.
                     group.start_soon(
                         self._fetch_layers,
                         resolved,
                         order,
                         ranks,
-                        plans is None and self.fetcher.options.whole_blobs,
                         gate,
                         out_path,
                         emit,
@@ -167,13 +165,12 @@ class ArchiveAssembler(NamedTuple):
         resolved: Sequence[ResolvedPull],
         order: Sequence[Digest],
         ranks: Mapping[Digest, int] | None,
-        whole_blobs: bool,
         gate: BlobGate,
         output: Path,
         emit: ProgressCallback,
     ) -> None:
         """Fetch every layer blob (in ``order``; by ``ranks`` if given, and each big blob
-        with one request while that comes fast with ``whole_blobs``, see
+        with one request while that comes fast with ``TransferOptions.whole_blobs``, see
         :func:`~dockerdrag.download.fetch_all`), then announce the archive's completion."""
         by_source: dict[Reference, list[Descriptor]] = {}
         for item in resolved:
@@ -194,7 +191,7 @@ class ArchiveAssembler(NamedTuple):
                 fresh,
                 on_ready=gate.mark_ready,
                 ranks=ranks,
-                whole_blobs=whole_blobs,
+                whole_blobs=self.fetcher.options.whole_blobs,
             )
         emit(ArchiveWriting(str(output)))
 

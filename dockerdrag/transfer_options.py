@@ -14,9 +14,10 @@ UPLOAD_CHUNK_SIZE = 32 << 20
 class TransferOptions:
     """How blobs travel: when to split a blob into parallel ranged chunks, and how.
 
-    Blobs larger than ``chunk_threshold`` bytes are fetched in chunks of
-    ``chunk_size`` bytes (the last may be shorter), at most ``concurrency``
-    requests at a time across all layers and chunks.
+    Blobs larger than ``chunk_threshold`` bytes are fetched with ranged requests: whole
+    while they come fast (``whole_blobs``), else in chunks of ``chunk_size`` bytes (the
+    last may be shorter), at most ``concurrency`` requests at a time across all layers
+    and chunks.
     """
 
     chunk_threshold: int = 32 << 20
@@ -30,16 +31,16 @@ class TransferOptions:
     one after the other, so the reader follows them from the start, and the connections
     they free take the next chunks at different moments, which keeps it so."""
     whole_blobs: bool = True
-    """A writer that takes each blob as it comes, in no order of its bytes (the oci
-    formats), gets each blob over ``chunk_threshold`` with one request, hashed as it is
+    """Each blob over ``chunk_threshold`` comes with one request, hashed as it is
     written, split into ranged chunks only while it comes slower than
-    ``slow_connection_rate`` (:mod:`~dockerdrag.chunked_download`). Over a fast link that
-    costs the client and the registry less than ranked chunks, each of which is one more
-    request, and whose bytes written ahead of the hashed prefix are read back to be
-    hashed. Over a link that proved slow before the blob starts (a far registry,
-    ``far_round_trip``, or connections slow enough for their limit to grow) the blob comes
-    in ranked chunks all the same. False: such blobs come in ranked chunks always, as for
-    the docker format."""
+    ``slow_connection_rate`` (:mod:`~dockerdrag.chunked_download`). The oci writers take
+    the blob once it is in; the docker writer's decoders follow it from its first byte,
+    which one stream brings in order. Over a fast link that costs the client and the
+    registry less than ranked chunks, each of which is one more request, and whose bytes
+    written ahead of the hashed prefix are read back to be hashed. Over a link that
+    proved slow before the blob starts (a far registry, ``far_round_trip``, or
+    connections slow enough for their limit to grow) the blob comes in ranked chunks all
+    the same. False: such blobs come in ranked chunks always."""
     small_blob: int = 4 << 20
     """Blobs up to this size do their file work on the event loop, not in a worker thread.
 

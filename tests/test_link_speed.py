@@ -175,7 +175,9 @@ async def test_a_blobs_first_chunks_grow_to_the_chunk_size(
     """A ramp of 4 steps to 1 MiB: the chunks are 1, 2, 3 and 4 quarters of a MiB, then
     whole MiBs (the last one shorter), so they come in one after the other."""
     (data,) = image.layers
-    ramp = TransferOptions(chunk_threshold=MIB, chunk_size=MIB, chunk_ramp=4, small_blob=0)
+    ramp = TransferOptions(
+        chunk_threshold=MIB, chunk_size=MIB, chunk_ramp=4, small_blob=0, whole_blobs=False
+    )
     await pull(proxy, image, tmp_path / "c", ramp)
     quarter = MIB // 4
     starts = [0, quarter, 3 * quarter, 6 * quarter, 10 * quarter]

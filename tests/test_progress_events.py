@@ -31,7 +31,9 @@ from tests.support.registry_server import RegistryServer
 pytestmark = pytest.mark.anyio
 
 CHUNK = 512 << 10
-CHUNKED = TransferOptions(chunk_threshold=1 << 20, chunk_size=CHUNK, small_blob=0)
+CHUNKED = TransferOptions(
+    chunk_threshold=1 << 20, chunk_size=CHUNK, small_blob=0, whole_blobs=False
+)
 
 
 def random_layer(seed: int, size: int) -> BuiltLayer:

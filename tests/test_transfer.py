@@ -67,7 +67,9 @@ pytestmark = pytest.mark.anyio
 FAST = RetryPolicy(base_delay=0.01, max_delay=0.05)
 STREAM = TransferOptions()  # the test blobs are small: file work on the event loop
 CHUNK = 512 << 10
-CHUNKED = TransferOptions(chunk_threshold=1 << 20, chunk_size=CHUNK, chunk_ramp=1, small_blob=0)
+CHUNKED = TransferOptions(
+    chunk_threshold=1 << 20, chunk_size=CHUNK, chunk_ramp=1, small_blob=0, whole_blobs=False
+)
 # Each mode is a path a real pull takes: small blobs streamed, big ones in chunks, and
 # a big blob streamed whole (file work in worker threads) when ranges are unusable.
 MODES = {"stream": STREAM, "chunked": CHUNKED, "threaded-stream": TransferOptions(small_blob=0)}

@@ -1,4 +1,4 @@
-"""A big blob for a writer that takes blobs in any order (the oci formats) comes whole.
+"""A big blob comes whole, for every format (the docker writer follows it as it arrives).
 
 One request, ``Range: bytes=0-``, hashed as it is written; no ranges sidecar while its
 bytes on disk are a prefix; split into ranged chunks only while it comes slowly (the
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from tests.support.images import BuiltLayer, PushedImage, push_image
 from tests.test_link_speed import _Clock, _receiving
 from tests.test_transfer import (
     FAST,
+    assert_archive,
     blob_file,
     blob_re,
     cancel_once_downloaded,
@@ -48,6 +50,7 @@ MIB = 1 << 20
 BIG = TransferOptions(
     chunk_threshold=MIB, chunk_size=512 << 10, chunk_ramp=1, small_blob=0, split_min_bytes=MIB
 )
+RANKED = replace(BIG, whole_blobs=False)
 SLOW = 1_000_000  # bytes a second: far below TransferOptions.slow_connection_rate
 
 _pushed: dict[str, PushedImage] = {}
@@ -128,7 +131,7 @@ def disk_log(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, int]]:
     return log
 
 
-@pytest.mark.parametrize("output_format", ["oci", "oci-dir"])
+@pytest.mark.parametrize("output_format", ["docker", "oci", "oci-dir"])
 async def test_a_big_blob_comes_whole_over_a_fast_link(
     proxy: FaultProxy,
     image: PushedImage,
@@ -137,8 +140,7 @@ async def test_a_big_blob_comes_whole_over_a_fast_link(
     output_format: str,
 ) -> None:
     """One request for the whole blob, every block hashed as it is written (nothing read
-    back) and no sidecar saved. The docker format, reading the layer in order as it
-    arrives, gets it in ranked chunks."""
+    back) and no sidecar saved; with ``whole_blobs=False``, ranked chunks."""
     await pull(proxy, image, tmp_path / "c", output_format)
     assert ranges_asked(proxy, big(image)) == ["bytes=0-"]
     assert served(proxy, big(image)) == big(image).size
@@ -147,18 +149,26 @@ async def test_a_big_blob_comes_whole_over_a_fast_link(
     assert all(hashed > pos for _, pos, hashed in writes)  # each one hashed as written
     assert not [entry for entry in disk_log if entry[0] in ("read", "save")]
     proxy.reset()
-    await pull(proxy, image, tmp_path / "d", "docker")
+    await pull(proxy, image, tmp_path / "d", output_format, transfer=RANKED)
     assert len(ranges_asked(proxy, big(image))) == -(-big(image).size // BIG.chunk_size)
 
 
+@pytest.mark.parametrize("output_format", ["docker", "oci"])
 async def test_a_whole_blob_that_comes_slowly_is_split(
-    proxy: FaultProxy, image: PushedImage, tmp_path: Path, disk_log: list[tuple[str, int, int]]
+    proxy: FaultProxy,
+    image: PushedImage,
+    tmp_path: Path,
+    disk_log: list[tuple[str, int, int]],
+    output_format: str,
 ) -> None:
     """A slow body (a link that caps each connection): idle connections take halves of
-    it. The sidecar is saved before the first byte is written past the prefix."""
+    it. The sidecar is saved before the first byte is written past the prefix. (The
+    docker writer, following the blob's prefix, still writes the archive.)"""
     proxy.add(throttle(SLOW), path=blob_re(big(image)), times=None)
     with anyio.fail_after(30):
-        await pull(proxy, image, tmp_path / "c", "oci")
+        result = await pull(proxy, image, tmp_path / "c", output_format)
+    if output_format == "docker":
+        assert_archive(result, image)
     asked = ranges_asked(proxy, big(image))
     assert asked[0] == "bytes=0-"
     assert len(asked) > 1
@@ -233,7 +243,7 @@ async def test_chunks_that_continue_the_prefix_are_hashed_as_written(
         cache_dir=tmp_path / "c",
         use_docker_config=False,
         retry=FAST,
-        transfer=BIG,
+        transfer=RANKED,
         concurrency=1,
     ) as puller:
         await puller.pull(
