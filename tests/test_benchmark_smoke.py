@@ -151,7 +151,7 @@ def test_quick_benchmark_against_a_tls_token_registry(tmp_path: Path) -> None:
         "drop, one stream",
         "cancel, one stream",
         "cancel, chunked (16 MiB)",
-        "sigkill CLI, chunked",
+        "sigkill CLI, whole blob",
     ]
     sizes = {int(cells["layer"].replace(",", "")) for cells in resume.values()}
     assert len(sizes) == 1 and sizes.pop() >= 2_000_000, resume
