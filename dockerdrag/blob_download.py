@@ -38,12 +38,9 @@ class BlobDownload:
         descriptor: Descriptor,
         report: bool,
         rank: int = 0,
-        *,
-        whole: bool = False,
     ) -> None:
         self.fetcher = fetcher
         self.rank = rank  # where its first byte falls in the writer's order: lower first
-        self.whole = whole  # if big, asked for whole unless the link proved slow
         self.store = store
         self.digest = descriptor.digest
         self.size = descriptor.size
@@ -87,9 +84,10 @@ class BlobDownload:
     async def _download(self) -> None:
         options = self.fetcher.options
         if self.size > options.chunk_threshold and self.requests.use_ranges:
-            # Over a link that proved slow, ranked chunks from the start: a whole blob would
-            # be split, and each split loses the bytes in flight on its connection.
-            whole = self.whole and not self.fetcher.link_slow
+            # TransferOptions.whole_blobs; over a link that proved slow, ranked chunks from
+            # the start: a whole blob would be split, and each split loses the bytes in
+            # flight on its connection.
+            whole = options.whole_blobs and not self.fetcher.link_slow
             chunks = ChunkedDownload(
                 self.bodies,
                 self.store,

@@ -253,16 +253,13 @@ class BlobFetcher:
         *,
         report: bool = True,
         rank: int = 0,
-        whole: bool = False,
     ) -> tuple[Path, bool]:
         """As :meth:`fetch`, and whether the blob was downloaded (and so verified) just now.
 
         False means it was found in the store, where it was verified by an earlier run.
         ``rank``: where the blob's first byte falls in the order the writer reads bytes;
         a chunk's request adds its offset, and a freed connection goes to the waiting
-        request of the lowest rank (see :mod:`connection_limit`). ``whole``: a blob over
-        the chunk threshold is asked for whole, split only while it comes slowly (see
-        :func:`fetch_all`).
+        request of the lowest rank (see :mod:`connection_limit`).
         """
         digest = descriptor.digest
         if descriptor.size > self.options.max_blob_size:
@@ -283,9 +280,7 @@ class BlobFetcher:
                     self.emit(descriptor, LayerPhase.EXISTS, descriptor.size)
                 return store.blob_path(digest), False
             try:
-                path = await self._download_locked(
-                    store, reference, descriptor, report, rank, whole
-                )
+                path = await self._download_locked(store, reference, descriptor, report, rank)
                 return path, True
             except OSError as exc:
                 raise OutputError(
@@ -346,9 +341,8 @@ class BlobFetcher:
         descriptor: Descriptor,
         report: bool,
         rank: int,
-        whole: bool,
     ) -> Path:
-        download = BlobDownload(self, store, reference, descriptor, report, rank, whole=whole)
+        download = BlobDownload(self, store, reference, descriptor, report, rank)
         await download.run()
         if renames_open_files(store.blob_dir):
             # No reader makes the rename wait: here, which costs less than a thread hop.
@@ -368,7 +362,6 @@ async def fetch_all(
     concurrency: int | None = None,
     on_ready: Callable[[Digest, Path, bool], None] | None = None,
     ranks: Mapping[Digest, int] | None = None,
-    whole_blobs: bool = False,
 ) -> dict[Digest, Path]:
     """Fetch every distinct blob of ``descriptors`` into the store; return their paths.
 
@@ -380,10 +373,6 @@ async def fetch_all(
     open requests (``concurrency``, when given, resets that limit). ``on_ready`` hears
     of each blob as soon as it is verified in the store, with its path and whether it
     was downloaded (and so hashed) by this call rather than found in the store.
-
-    ``whole_blobs``: each blob over the chunk threshold is asked for whole unless the
-    link proved slow
-    (:attr:`BlobFetcher.link_slow`; the policy and why: ``TransferOptions.whole_blobs``).
     """
     if concurrency is not None:
         fetcher.concurrency = concurrency
@@ -393,9 +382,7 @@ async def fetch_all(
         ranks = dict(zip((d.digest for d in unique), _positions(unique), strict=True))
 
     async def one(rank: int, descriptor: Descriptor) -> None:
-        path, downloaded = await fetcher.fetch_noting_download(
-            reference, descriptor, rank=rank, whole=whole_blobs
-        )
+        path, downloaded = await fetcher.fetch_noting_download(reference, descriptor, rank=rank)
         paths[descriptor.digest] = path
         if on_ready is not None:
             on_ready(descriptor.digest, path, downloaded)

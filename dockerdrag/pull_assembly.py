@@ -169,8 +169,7 @@ class ArchiveAssembler(NamedTuple):
         output: Path,
         emit: ProgressCallback,
     ) -> None:
-        """Fetch every layer blob (in ``order``; by ``ranks`` if given, and each big blob
-        with one request while that comes fast with ``TransferOptions.whole_blobs``, see
+        """Fetch every layer blob (in ``order``; by ``ranks`` if given, see
         :func:`~dockerdrag.download.fetch_all`), then announce the archive's completion."""
         by_source: dict[Reference, list[Descriptor]] = {}
         for item in resolved:
@@ -191,7 +190,6 @@ class ArchiveAssembler(NamedTuple):
                 fresh,
                 on_ready=gate.mark_ready,
                 ranks=ranks,
-                whole_blobs=self.fetcher.options.whole_blobs,
             )
         emit(ArchiveWriting(str(output)))
 
