@@ -9,10 +9,11 @@ data, so each region's full blocks are written by a helper thread of the file wh
 the region's own thread fills the next block (write-behind: the thread decompressing
 a layer does not wait for the disk), unless the file has no helper threads (the
 region's thread then writes its own blocks: many regions written at once, each by a
-thread that mostly waits for its bytes, need no more threads). The blocks of a region
-that is done serve the next region (:class:`BlockPool`): the kernel faults in and zeroes
-every page of a new block on first touch, a cost an image of many small layers would
-pay per layer. A file written front to back, with headers patched afterwards, is
+thread that mostly waits for its bytes, need no more threads) or the region is shorter
+than :data:`BEHIND_MIN_BYTES`. The blocks of a region that is done serve the next
+region (:class:`BlockPool`): the kernel faults in and zeroes every page of a new block
+on first touch, a cost an image of many small layers would pay per layer. A file
+written front to back, with headers patched afterwards, is
 :class:`~dockerdrag.direct_io.DirectFileWriter`'s job: the two protocols never share a
 file, and :class:`DirectOutput` hands a new file to one of them at a time.
 """
@@ -24,6 +25,7 @@ import mmap
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Final
 
 from .closing import ClosedOnExit
 from .direct_io import (
@@ -37,7 +39,12 @@ from .direct_io import (
 )
 from .osfiles import pwrite_all, reopen_direct
 
-__all__ = ["BlockPool", "DirectOutput", "DirectRegionFile", "RegionWriter"]
+__all__ = ["BEHIND_MIN_BYTES", "BlockPool", "DirectOutput", "DirectRegionFile", "RegionWriter"]
+
+BEHIND_MIN_BYTES: Final = 8 << 20
+"""The shortest region, of a length given up front, whose full blocks go to the file's
+helper threads. A shorter one (a layer of a few megabytes) has few blocks whose writing
+could be hidden, and each block handed over wakes a helper thread: it writes its own."""
 
 
 class BlockPool:
@@ -79,9 +86,9 @@ class DirectRegionFile(ClosedOnExit):
     out a writer of the bytes from an offset on (one per thread), :meth:`write_at`
     writes bytes between regions, :meth:`discard` empties the file again. The regions'
     full blocks of ``block_size`` bytes (a multiple of the page size) are written by up to
-    ``writers`` helper threads (started on first use; with none, by each region's own
-    thread); the blocks of a closed region are kept for the next one (as many as were
-    in use at once, at most).
+    ``writers`` helper threads (started when a region first needs them; with none, or
+    for a short region, by the region's own thread); the blocks of a closed region are
+    kept for the next one (as many as were in use at once, at most).
     """
 
     def __init__(self, fd: int, *, writers: int = 4, block_size: int = DIRECT_BLOCK) -> None:
@@ -116,18 +123,22 @@ class DirectRegionFile(ClosedOnExit):
         with memoryview(data) as view:
             pwrite_all(self._fd, view, offset)
 
-    def region(self, start: int) -> RegionWriter:
-        """A writer of the bytes from ``start`` on, for one thread; full pages go direct."""
+    def region(self, start: int, length: int | None = None) -> RegionWriter:
+        """A writer of the bytes from ``start`` on, for one thread; full pages go direct.
+
+        A region whose ``length`` is given and under :data:`BEHIND_MIN_BYTES` writes
+        its own blocks, even where the file has helper threads."""
         self._check_open()
         self._written = True
-        with self._starting:
-            if self._block_writer is None and self._writers:
-                self._block_writer = ThreadPoolExecutor(
-                    self._writers, thread_name_prefix="dockerdrag-region-write"
-                )
-        return RegionWriter(
-            self._fd, self._direct_fd, start, behind=self._block_writer, blocks=self._blocks
-        )
+        behind = None
+        if length is None or length >= BEHIND_MIN_BYTES:
+            with self._starting:
+                if self._block_writer is None and self._writers:
+                    self._block_writer = ThreadPoolExecutor(
+                        self._writers, thread_name_prefix="dockerdrag-region-write"
+                    )
+            behind = self._block_writer
+        return RegionWriter(self._fd, self._direct_fd, start, behind=behind, blocks=self._blocks)
 
     def discard(self) -> None:
         """Empty the file (every region writer has stopped) so it can be written afresh."""

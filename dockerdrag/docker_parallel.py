@@ -303,7 +303,7 @@ def _decode_here(
     """:func:`_decode` in this thread, from the stream ``open_layer()``."""
     hasher = hashlib.sha256()
     written = 0
-    with decoding.out.region(start) as region, open_layer() as opened:
+    with decoding.out.region(start, size) as region, open_layer() as opened:
         stream = cast(Readable, opened)  # binary files have readinto; typing.IO lacks it
         # Asking for one byte past the announced size tells a longer layer from EOF.
         while count := region.fill_from(stream, size + 1 - written, hasher):

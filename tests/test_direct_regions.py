@@ -15,7 +15,7 @@ import pytest
 
 from dockerdrag import direct_regions, osfiles
 from dockerdrag.direct_io import DIRECT_BLOCK
-from dockerdrag.direct_regions import DirectRegionFile
+from dockerdrag.direct_regions import BEHIND_MIN_BYTES, DirectRegionFile
 
 
 @pytest.mark.parametrize(("helpers", "block_size"), [(4, DIRECT_BLOCK), (0, DIRECT_BLOCK // 2)])
@@ -64,6 +64,44 @@ def test_full_blocks_are_written_by_helper_threads_and_land_exactly(
     helped = any(name.startswith("dockerdrag-region-write") for name in writers)
     assert helped == bool(helpers)
     assert helpers or {"region-100", f"region-{starts[1]}"} <= writers
+
+
+def test_a_short_region_writes_its_own_blocks_and_a_long_one_hands_them_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With helper threads at hand, a region whose length is given and is under
+    BEHIND_MIN_BYTES writes its full blocks in its own thread (and starts no helper); one
+    of BEHIND_MIN_BYTES hands them to the helpers. Both land exactly."""
+    real_pwrite = osfiles.pwrite
+    writers: dict[int, set[str]] = {}
+
+    def pwrite(fd: int, data: bytes, offset: int) -> int:
+        writers.setdefault(offset // BEHIND_MIN_BYTES, set()).add(threading.current_thread().name)
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(osfiles, "pwrite", pwrite)
+    short = os.urandom(3 * DIRECT_BLOCK + 5)
+    long = os.urandom(BEHIND_MIN_BYTES)
+    path = tmp_path / "out.bin"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        with DirectRegionFile(fd, writers=2) as out:
+            for start, data in ((0, short), (2 * BEHIND_MIN_BYTES, long)):
+                with out.region(start, len(data)) as region:
+                    stream = io.BytesIO(data)
+                    while region.fill_from(stream, len(data), hashlib.sha256()):
+                        pass
+                    region.finish()
+                if start == 0:
+                    started = {thread.name for thread in threading.enumerate()}
+                    assert not any(n.startswith("dockerdrag-region-write") for n in started)
+    finally:
+        os.close(fd)
+    content = path.read_bytes()
+    assert content[: len(short)] == short
+    assert content[2 * BEHIND_MIN_BYTES :] == long
+    assert writers[0] == {threading.current_thread().name}
+    assert any(name.startswith("dockerdrag-region-write") for name in writers[2])
 
 
 def test_an_error_of_a_block_written_behind_reaches_the_region(
