@@ -14,7 +14,7 @@ benchmarks/README.md, "Measurements behind the defaults"):
   about 60 times over them and once more at exit. Collection is
   off during the imports, and what exists then is frozen (left out of later
   collections), once after the imports and once before exit.
-* TLS connections receive 64 KiB at a time, not 256 KiB, each keeping a buffer that
+* TLS connections receive 128 KiB at a time, not 256 KiB, each keeping a buffer that
   size (:func:`~dockerdrag.tls_buffers.limit_tls_reads`; asyncio has this only as a
   setting of the whole process).
 * A command line that makes no request over verified TLS (the guess below) runs on
@@ -22,8 +22,8 @@ benchmarks/README.md, "Measurements behind the defaults"):
   over a fast link the event loop, which handles every byte of every body, is what
   bounds a pull, and uvloop's takes less CPU than asyncio's. Every other command line
   runs on asyncio's loop: uvloop's TLS layer always receives 256 KiB at a time and
-  hands on all it decrypted in one piece, so a TLS pull on it would hold several times
-  the memory per connection that :mod:`~dockerdrag.tls_buffers` keeps asyncio's to.
+  hands on all it decrypted in one piece, so a TLS pull on it would hold more memory
+  per connection than :mod:`~dockerdrag.tls_buffers` keeps asyncio's to.
 * glibc's malloc keeps at most two arenas
   (:func:`~dockerdrag.osfiles.limit_malloc_arenas`): fewer pools of freed buffers.
 * The verifying TLS context a pull from an https registry needs before its first

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     import asyncio
 
-TLS_READ_BYTES: Final = 1 << 16
+TLS_READ_BYTES: Final = 1 << 17
 """The most bytes a TLS connection receives at a time (asyncio's default: 256 KiB)."""
 
 TLS_QUEUE_BYTES: Final = 1 << 16
