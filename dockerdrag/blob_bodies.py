@@ -42,9 +42,12 @@ log = logging.getLogger("dockerdrag")
 T = TypeVar("T")
 
 BLOCK_BYTES = 3 << 16
-"""A body's bytes are written once those received make this many (192 KiB): over
-loopback each read brings up to 256 KiB (one piece a block), over TLS 64 KiB. At
-most a block and one piece are held per body."""
+"""A small blob's body (its file work done on the event loop) is written once the bytes
+received make this many (192 KiB): over loopback each read brings up to 256 KiB (one
+piece a block), over TLS 128 KiB. At most a block and one piece are held per body."""
+THREAD_BLOCK_BYTES = 1 << 19
+"""The same for a body whose blocks go to a disk thread (512 KiB): every block handed
+over costs the event loop a trip to a thread and back, so they are bigger."""
 REPORT_INTERVAL = 0.1
 """Seconds between two progress reports of a body while its block fills (a full block
 is reported when it is written)."""
@@ -116,9 +119,14 @@ class BodyPump:
         self._resume_announced = False
         self._in_flight = 0  # bytes read from bodies and not yet written, over all streams
 
+    @property
+    def inline(self) -> bool:
+        """Whether the blob's file work runs on the event loop (a small blob)."""
+        return self.size <= self.fetcher.options.small_blob
+
     async def disk(self, work: Callable[..., T], *args: object) -> T:
         """Run file work: inline for a small blob, else in a disk thread."""
-        if self.size <= self.fetcher.options.small_blob:
+        if self.inline:
             return work(*args)
         return await self.fetcher.disk_threads.run(work, *args)
 
@@ -164,13 +172,14 @@ class BodyPump:
     ) -> None:
         """Copy the body into the partial from ``cursor.pos`` up to ``cursor.end``.
 
-        Bytes are kept as they were received and written once they make a block of
-        BLOCK_BYTES (reported when written, and at most every REPORT_INTERVAL while a
-        block fills); whatever arrived before a break or a cancellation is written too,
-        so it is never fetched again. The end is read after every read: a chunk split
-        meanwhile stops at its new end.
+        Bytes are kept as they were received and written once they make a block
+        (BLOCK_BYTES inline, THREAD_BLOCK_BYTES through a disk thread), reported when
+        written and at most every REPORT_INTERVAL while a block fills; whatever arrived
+        before a break or a cancellation is written too, so it is never fetched again.
+        The end is read after every read: a chunk split meanwhile stops at its new end.
         """
         buffer = Pieces()
+        block_bytes = BLOCK_BYTES if self.inline else THREAD_BLOCK_BYTES
         speed = SpeedWatch(self.fetcher.options.low_speed, f"blob {self.digest.short}")
         next_report = 0.0
         try:
@@ -187,7 +196,7 @@ class BodyPump:
                     buffer.add(piece)
                     self._in_flight += len(piece)
                     del piece  # held by the buffer only
-                    if len(buffer) >= BLOCK_BYTES:
+                    if len(buffer) >= block_bytes:
                         await self._store_block(cursor, buffer, chunks)  # reports progress
                         # Neither a read of bytes already buffered nor a write already done
                         # suspends the task (the write's wait is shielded): a cancellation

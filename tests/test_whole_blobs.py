@@ -5,7 +5,9 @@ bytes on disk are a prefix; split into ranged chunks only while it comes slowly 
 sidecar saved before the first byte is written past the prefix); never split when the
 registry answered that request with a 200; in ranked chunks from the start over a link
 that proved slow (a far registry). And the prefix of a blob fetched in chunks is
-hashed as its blocks are written whenever they continue it, not read back.
+hashed as its blocks are written whenever they continue it, not read back. A blob whose
+file work runs in disk threads is written in bigger blocks than one written on the event
+loop.
 
 Every pull goes through a :class:`FaultProxy` in front of the real ``docker-registry``.
 """
@@ -23,6 +25,7 @@ import pytest
 
 from dockerdrag import Puller
 from dockerdrag import partial_blob as partial_blob_module
+from dockerdrag.blob_bodies import BLOCK_BYTES, THREAD_BLOCK_BYTES
 from dockerdrag.chunk_split import OpenChunks
 from dockerdrag.download import TransferOptions
 from dockerdrag.partial_blob import PartialBlob
@@ -274,3 +277,36 @@ def test_a_fast_chunk_is_not_split_under_a_rate_limit() -> None:
         assert rest is not None
         assert rest.end == 512 * MIB
         assert fast.end == 256 * MIB
+
+
+@pytest.mark.parametrize("small_blob", [MIB, 4 * MIB])
+async def test_a_blob_written_in_disk_threads_is_written_in_bigger_blocks(
+    proxy: FaultProxy,
+    image: PushedImage,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    small_blob: int,
+) -> None:
+    """The 3 MB blob's file work runs in disk threads when it is over ``small_blob``:
+    then every block but its last is of THREAD_BLOCK_BYTES or more; on the event loop
+    (under ``small_blob``) every block is under that, and BLOCK_BYTES or more but its last."""
+    writes: list[tuple[int, str]] = []  # bytes written, by which thread
+    real_write = PartialBlob.write
+
+    def write(self: PartialBlob, pos: int, pieces: Any) -> None:
+        if self.size == big(image).size:
+            writes.append((sum(len(piece) for piece in pieces), threading.current_thread().name))
+        real_write(self, pos, pieces)
+
+    monkeypatch.setattr(PartialBlob, "write", write)
+    await pull(proxy, image, tmp_path / "c", "oci", transfer=replace(BIG, small_blob=small_blob))
+    sizes = [size for size, _ in writes]
+    assert sum(sizes) == big(image).size
+    threads = {thread for _, thread in writes}
+    if small_blob < big(image).size:
+        assert all(thread.startswith("dockerdrag-disk") for thread in threads)
+        assert all(size >= THREAD_BLOCK_BYTES for size in sizes[:-1])
+    else:
+        assert threads == {threading.main_thread().name}
+        assert all(BLOCK_BYTES <= size < THREAD_BLOCK_BYTES for size in sizes[:-1])
+        assert len(sizes) > big(image).size // THREAD_BLOCK_BYTES
