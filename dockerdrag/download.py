@@ -357,13 +357,13 @@ class BlobFetcher:
 
 async def fetch_all(
     fetcher: BlobFetcher,
-    reference: Reference,
-    descriptors: Sequence[Descriptor],
+    blobs: Sequence[tuple[Reference, Descriptor]],
     concurrency: int | None = None,
     on_ready: Callable[[Digest, Path, bool], None] | None = None,
     ranks: Mapping[Digest, int] | None = None,
 ) -> dict[Digest, Path]:
-    """Fetch every distinct blob of ``descriptors`` into the store; return their paths.
+    """Fetch every distinct blob of ``blobs`` (each from the repository it names: a bundle's
+    images may come from several) into the store; return their paths.
 
     All blobs start at once, in the order given (so put first what is needed first).
     A freed connection goes to the waiting request of the lowest rank: a blob's rank
@@ -377,12 +377,16 @@ async def fetch_all(
     if concurrency is not None:
         fetcher.concurrency = concurrency
     paths: dict[Digest, Path] = {}
-    unique = list({d.digest: d for d in descriptors}.values())
+    sources: dict[Digest, Reference] = {}
+    for source, descriptor in blobs:
+        sources.setdefault(descriptor.digest, source)
+    unique = list({d.digest: d for _, d in blobs}.values())
     if ranks is None:
         ranks = dict(zip((d.digest for d in unique), _positions(unique), strict=True))
 
     async def one(rank: int, descriptor: Descriptor) -> None:
-        path, downloaded = await fetcher.fetch_noting_download(reference, descriptor, rank=rank)
+        source = sources[descriptor.digest]
+        path, downloaded = await fetcher.fetch_noting_download(source, descriptor, rank=rank)
         paths[descriptor.digest] = path
         if on_ready is not None:
             on_ready(descriptor.digest, path, downloaded)

@@ -7,15 +7,17 @@ one archive, and what each line resolved to locked.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
 from .events import ProgressCallback
 from .list_pull import PlannedImage, find_tag_move, locked_image
 from .lockfile import Lockfile, write_lockfile
+from .ordered_calls import in_order
 from .pull_assembly import ArchiveAssembler
 from .pull_plan import archive_tags
-from .pull_resolve import ImageResolver
+from .pull_resolve import ImageResolver, ResolveRequest
 from .pull_results import ListPullResult
 
 
@@ -35,18 +37,24 @@ async def run_list_pull(
     events) before anything is resolved; the lock is written to ``lock_output``, if
     given, once the archive is complete. Both outputs must have been checked already.
     """
-    moves = [move for item in plan if (move := await find_tag_move(resolver.client, item))]
+    looked_up = await in_order(
+        [functools.partial(find_tag_move, resolver.client, item) for item in plan],
+        resolver.fetcher.concurrency,
+    )
+    moves = [move for move in looked_up if move is not None]
     for move in moves:
         emit(move)
-    resolved = [
-        await resolver.resolve(
-            item.reference,
-            item.wanted,
-            archive_tags(item.reference, item.entry.tag),
-            item.pin,
-        )
-        for item in plan
-    ]
+    resolved = await resolver.resolve_all(
+        [
+            ResolveRequest(
+                item.reference,
+                item.wanted,
+                archive_tags(item.reference, item.entry.tag),
+                item.pin,
+            )
+            for item in plan
+        ]
+    )
     results = await assembler.assemble(resolved, output, output_format, emit)
     lock = Lockfile(tuple(locked_image(i, r) for i, r in zip(plan, resolved, strict=True)))
     if lock_output is not None:

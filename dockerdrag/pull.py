@@ -43,7 +43,7 @@ from .pull_assembly import ArchiveAssembler
 from .pull_plan import FORMATS as FORMATS
 from .pull_plan import archive_tags as archive_tags
 from .pull_plan import as_reference, plan_images
-from .pull_resolve import ImageResolver
+from .pull_resolve import ImageResolver, ResolveRequest
 from .pull_results import ImageInspection as ImageInspection
 from .pull_results import LayerResult as LayerResult
 from .pull_results import ListPullResult as ListPullResult
@@ -217,10 +217,12 @@ class Puller:
             plan = plan_images(references, platform, tags, format, self.credentials)
             out_path = Path(output)
             self._assembler.prepare(out_path, format)
-            resolved = [
-                await self._resolver.resolve(ref, plan.wanted, names)
-                for ref, names in zip(plan.references, plan.repo_tags, strict=True)
-            ]
+            resolved = await self._resolver.resolve_all(
+                [
+                    ResolveRequest(ref, plan.wanted, names)
+                    for ref, names in zip(plan.references, plan.repo_tags, strict=True)
+                ]
+            )
             return await self._assembler.assemble(resolved, out_path, format, emit)
 
     @documented(output=BUNDLE_OUTPUT, platform=LIST_PLATFORM, progress=CALL_PROGRESS)

@@ -171,26 +171,15 @@ class ArchiveAssembler(NamedTuple):
     ) -> None:
         """Fetch every layer blob (in ``order``; by ``ranks`` if given, see
         :func:`~dockerdrag.download.fetch_all`), then announce the archive's completion."""
-        by_source: dict[Reference, list[Descriptor]] = {}
+        blobs: list[tuple[Reference, Descriptor]] = []
         for item in resolved:
             for image in item.images:
                 layers = tuple((d.digest, d.size) for d in image.manifest.layers)
                 emit(PullStarted(str(item.reference), image.manifest.digest, layers))
-                wanted = [d for d in image.manifest.layers if d.digest in gate.paths]
-                by_source.setdefault(item.source, []).extend(wanted)
+                blobs += [(item.source, d) for d in image.manifest.layers if d.digest in gate.paths]
         rank = {digest: position for position, digest in enumerate(order)}
-        seen: set[Digest] = set()
-        for source, descriptors in by_source.items():
-            fresh = [d for d in descriptors if d.digest not in seen]
-            seen.update(d.digest for d in fresh)
-            fresh.sort(key=lambda d: rank.get(d.digest, len(rank)))
-            await fetch_all(
-                self.fetcher,
-                source,
-                fresh,
-                on_ready=gate.mark_ready,
-                ranks=ranks,
-            )
+        blobs.sort(key=lambda blob: rank.get(blob[1].digest, len(rank)))
+        await fetch_all(self.fetcher, blobs, on_ready=gate.mark_ready, ranks=ranks)
         emit(ArchiveWriting(str(output)))
 
 

@@ -2,11 +2,14 @@
 
 :class:`ImageResolver` follows a reference (tag -> digest -> the platform manifests
 chosen from an index, or exactly the digests a lock file pinned) and fetches each
-manifest's config through the blob cache, checking that docker can load the image.
+manifest's config through the blob cache, checking that docker can load the image. The
+images of a bundle are resolved several at once (:meth:`ImageResolver.resolve_all`).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 from .assemble import PlatformImage, ResolvedPull
@@ -16,9 +19,19 @@ from .errors import DockerDragError, InvalidManifestError
 from .image_config import ImageConfig, decode_config, image_config, parse_config
 from .lockfile import LockedImage
 from .manifest import ImageManifest
+from .ordered_calls import in_order
 from .platform import Platform, check_image_platform
 from .reference import Reference
 from .registry import RegistryClient
+
+
+class ResolveRequest(NamedTuple):
+    """One image of a pull, as :meth:`ImageResolver.resolve` takes it."""
+
+    reference: Reference
+    wanted: list[Platform] | Literal["all"] | None
+    repo_tags: tuple[str, ...]
+    pin: LockedImage | None = None
 
 
 class ImageResolver(NamedTuple):
@@ -69,6 +82,15 @@ class ImageResolver(NamedTuple):
             check_image_platform(str(ref), wanted, images[0].config.platform)
         return ResolvedPull(ref, resolution.source, resolution.index, images, repo_tags)
 
+    async def resolve_all(self, requests: Sequence[ResolveRequest]) -> list[ResolvedPull]:
+        """Resolve every request (:meth:`resolve`), as many at once as the fetcher may
+        open blob requests; the results in the order of ``requests``, or the error of the
+        first that failed (:func:`~dockerdrag.ordered_calls.in_order`)."""
+        return await in_order(
+            [functools.partial(self.resolve, *request) for request in requests],
+            self.fetcher.concurrency,
+        )
+
     async def with_config(
         self,
         ref: Reference,
@@ -109,4 +131,4 @@ def _attestation_config(raw: bytes) -> ImageConfig:
 _UNKNOWN = Platform("unknown", "unknown")
 
 
-__all__ = ["ImageResolver"]
+__all__ = ["ImageResolver", "ResolveRequest"]

@@ -22,11 +22,14 @@ from dockerdrag import (
     Digest,
     ImageListEntry,
     ImageListError,
+    LayerPhase,
+    LayerProgress,
     LockedImage,
     LockedLayer,
     LockedManifest,
     Lockfile,
     LockfileError,
+    ManifestUnknownError,
     OutputError,
     ProgressEvent,
     Puller,
@@ -42,6 +45,7 @@ from dockerdrag import (
 )
 from tests.support.archive_check import read_docker_archive
 from tests.support.dockerd import DockerDaemon
+from tests.support.fault_proxy import FaultProxy, delay
 from tests.support.images import (
     OCI_MANIFEST,
     BuiltLayer,
@@ -252,6 +256,60 @@ async def test_list_into_one_bundle_with_a_lock_file(
     assert not list(tmp_path.glob(".bundle.lock.json.*"))
     verified = await verify_archive(bundle)  # offline, every digest and reference
     assert len(verified.images) == 4
+
+
+async def test_a_list_resolves_its_images_side_by_side(
+    proxy: FaultProxy, registry: RegistryServer, tmp_path: Path
+) -> None:
+    """Every manifest and blob is answered late (as by a far registry): the lines are
+    resolved side by side, not one after the other, so their manifest requests are in
+    flight together, each on a connection of its own; so are the layers of the images,
+    each from its own repository. The bundle still holds them in the list's order."""
+    images = [
+        push_image(registry, unique_repo(), "v1", [text_layer(f"line{n}", f"line {n}")])
+        for n in range(3)
+    ]
+    references = [f"{proxy.host}/{image.repo}:v1" for image in images]
+    proxy.add(delay(0.3), path=r"/(manifests|blobs)/", times=None)
+    events: list[ProgressEvent] = []
+    async with Puller(
+        insecure=[proxy.host], cache_dir=tmp_path / "cache", progress=events.append
+    ) as client:
+        result = await client.pull_list(
+            [ImageListEntry(reference) for reference in references], output=tmp_path / "b.tar"
+        )
+    manifests = proxy.requests_for(r"/manifests/v1$")
+    assert len({request.client_port for request in manifests}) == len(images)
+    # Every layer was asked for before the first one was complete (not one repository's
+    # layers after another's).
+    progress = [e for e in events if isinstance(e, LayerProgress)]
+    waiting = [n for n, e in enumerate(progress) if e.phase == LayerPhase.WAITING]
+    complete = [n for n, e in enumerate(progress) if e.phase == LayerPhase.COMPLETE]
+    assert len(waiting) == len(complete) == len(images)
+    assert max(waiting) < min(complete)
+    assert [a.config for a in read_docker_archive(tmp_path / "b.tar")] == [
+        image.config for image in images
+    ]
+    assert [str(r.manifest_digest) for r in result.results] == [
+        image.manifest_digest for image in images
+    ]
+
+
+async def test_the_first_line_that_fails_is_the_one_reported(
+    proxy: FaultProxy, registry: RegistryServer, tmp_path: Path
+) -> None:
+    """Two lines name images that do not exist; the second line's answer comes first
+    (the first's is held back): the error names the first line's image, as a pull of
+    one line after the other would have."""
+    missing = [f"{proxy.host}/{unique_repo()}:gone" for _ in range(2)]
+    proxy.add(delay(0.5), path=missing[0].split("/", 1)[1].replace(":", "/manifests/"))
+    async with Puller(insecure=[proxy.host], cache_dir=tmp_path / "cache") as client:
+        with pytest.raises(ManifestUnknownError) as raised:
+            await client.pull_list(
+                [ImageListEntry(reference) for reference in missing], output=tmp_path / "b.tar"
+            )
+    assert missing[0].split("/", 1)[1].split(":")[0] in str(raised.value)
+    assert not (tmp_path / "b.tar").exists()
 
 
 async def test_list_into_an_oci_dir_and_locked_again(
