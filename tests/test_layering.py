@@ -25,6 +25,7 @@ LAYERS: list[set[str]] = [
         "docker_options",
         "arriving_blob",
         "decode_order",
+        "ordered_calls",
     },
     {"digest", "platform", "direct_io", "retry", "credentials", "blob_lock", "conventions"},
     {"gojson", "direct_regions", "low_speed", "ca_preload", "range_checks", "blob_body", "events"},
