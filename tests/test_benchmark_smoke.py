@@ -155,3 +155,32 @@ def test_quick_benchmark_against_a_tls_token_registry(tmp_path: Path) -> None:
     ]
     sizes = {int(cells["layer"].replace(",", "")) for cells in resume.values()}
     assert len(sizes) == 1 and sizes.pop() >= 2_000_000, resume
+
+
+def test_bundle_measure_pulls_the_list_with_each_checkout() -> None:
+    """``python -m benchmarks.bundle_measure`` with two images over a short link, once with
+    this checkout and once with the same checkout as the baseline: a time for each."""
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bundle_measure",
+            "--images",
+            "2",
+            "--rtt-ms",
+            "10",
+            "--runs",
+            "1",
+            "--baseline-checkout",
+            str(ROOT),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]
+    medians = re.findall(r"^(dockerdrag|baseline): median (\d+\.\d+) s", completed.stdout, re.M)
+    assert [name for name, _ in medians] == ["dockerdrag", "baseline"]
+    assert all(float(seconds) > 0 for _, seconds in medians)
