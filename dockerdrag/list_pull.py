@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -35,6 +36,7 @@ from .events import TagMoved
 from .image_list import ImageListEntry
 from .lockfile import LockedImage, LockedLayer, LockedManifest, Lockfile
 from .manifest import ImageIndex, ImageManifest
+from .ordered_calls import in_order
 from .platform import Platform, parse_platforms
 from .pull_plan import check_format
 from .reference import Reference
@@ -194,13 +196,14 @@ async def find_tag_move(client: RegistryClient, item: PlannedImage) -> TagMoved 
 
 
 async def resolve_locked(
-    client: RegistryClient, reference: Reference, pin: LockedImage
+    client: RegistryClient, reference: Reference, pin: LockedImage, *, concurrency: int = 1
 ) -> Resolution:
     """Fetch exactly the digests ``pin`` records for ``reference`` (no tag is resolved).
 
     The index (if any) and every locked manifest are fetched by digest and so
-    verified; a manifest the index does not list, or one whose config or layers
-    differ from the lock file's, raises LockfileError (the lock was edited).
+    verified, the manifests ``concurrency`` at once; a manifest the index does not list,
+    or one whose config or layers differ from the lock file's, raises LockfileError (the
+    lock was edited).
     """
     source, document = await client.fetch_index_or_manifest(
         reference.with_digest(pin.resolved_digest)
@@ -212,7 +215,13 @@ async def resolve_locked(
                 f"{pin.reference}: the lock's index {pin.index_digest} is a manifest"
             )
         index = document
-        manifests = [await _locked_manifest(client, source, index, m, pin) for m in pin.manifests]
+        manifests = await in_order(
+            [
+                functools.partial(_locked_manifest, client, source, index, m, pin)
+                for m in pin.manifests
+            ],
+            concurrency,
+        )
     elif not isinstance(document, ImageManifest):
         raise LockfileError(
             f"{pin.reference}: the lock's manifest {pin.manifest_digest} is an index"

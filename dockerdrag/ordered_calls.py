@@ -2,7 +2,8 @@
 
 Resolving a bundle's images is a few requests in a row for each image (a token, the
 manifest, the config), every one a round trip to the registry: one image after the other,
-a bundle of twenty from a registry 100 ms away waits seconds before its first layer.
+a bundle of twenty from a registry 100 ms away waits seconds before its first layer. So do
+the manifests and configs of an index's platforms.
 :func:`in_order` runs such calls several at once and hands back what running them one
 after the other would have: the results in their order, or the error of the first call
 that failed. Once a call fails, the calls after it are stopped (their outcome no longer

@@ -54,12 +54,15 @@ class ImageResolver(NamedTuple):
         """Resolve ``ref`` (exactly the digests of ``pin``, when pinned by a lock file);
         from a far registry, the connections its layers will take open while the configs
         come (:meth:`~dockerdrag.download.BlobFetcher.expect_layers`)."""
+        concurrency = self.fetcher.concurrency
         if pin is None:
-            resolution = await self.client.resolve(ref, wanted, self.include_attestations)
+            resolution = await self.client.resolve(
+                ref, wanted, self.include_attestations, concurrency=concurrency
+            )
         else:
             from .list_pull import resolve_locked  # here: only a locked list pull pins images
 
-            resolution = await resolve_locked(self.client, ref, pin)
+            resolution = await resolve_locked(self.client, ref, pin, concurrency=concurrency)
         await self.fetcher.expect_layers(
             resolution.source,
             [layer for manifest in resolution.manifests for layer in manifest.layers],
@@ -67,16 +70,20 @@ class ImageResolver(NamedTuple):
         index = resolution.index
         platform_images = {entry.digest for entry in index.platforms()} if index else None
         images = tuple(
-            [
-                await self.with_config(
-                    ref,
-                    resolution.source,
-                    manifest,
-                    stored_only=platform_images is not None
-                    and manifest.digest not in platform_images,
-                )
-                for manifest in resolution.manifests
-            ]
+            await in_order(
+                [
+                    functools.partial(
+                        self.with_config,
+                        ref,
+                        resolution.source,
+                        manifest,
+                        stored_only=platform_images is not None
+                        and manifest.digest not in platform_images,
+                    )
+                    for manifest in resolution.manifests
+                ],
+                concurrency,
+            )
         )
         if resolution.index is None and isinstance(wanted, list):
             check_image_platform(str(ref), wanted, images[0].config.platform)

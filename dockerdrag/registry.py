@@ -7,6 +7,7 @@ verified against it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
@@ -36,6 +37,7 @@ from .manifest import (
     select_manifest,
 )
 from .media_types import ACCEPT_MANIFEST_TYPES
+from .ordered_calls import in_order
 from .platform import Platform
 from .reference import Reference
 from .transport import Response, Transport
@@ -163,21 +165,36 @@ class RegistryClient:
         return parse_manifest(raw, content_type)
 
     async def resolve(
-        self, reference: Reference, wanted: PlatformChoice, include_attestations: bool = False
+        self,
+        reference: Reference,
+        wanted: PlatformChoice,
+        include_attestations: bool = False,
+        *,
+        concurrency: int = 1,
     ) -> Resolution:
-        """Resolve ``reference`` once, then fetch the chosen platform manifests by digest."""
+        """Resolve ``reference`` once, then fetch the chosen platform manifests by digest,
+        ``concurrency`` at once (:func:`~dockerdrag.ordered_calls.in_order`)."""
         source, document = await self.fetch_index_or_manifest(reference)
         if isinstance(document, ImageManifest):
             return Resolution(reference, source, None, (document,))
-        manifests = []
-        for entry in choose_entries(reference, document, wanted, include_attestations):
-            fetched = await self.fetch_manifest(source, str(entry.digest))
-            if not isinstance(fetched, ImageManifest):
-                raise InvalidManifestError(
-                    f"index entry {entry.digest} of {reference} is not an image manifest"
-                )
-            manifests.append(fetched)
+        entries = choose_entries(reference, document, wanted, include_attestations)
+        manifests = await in_order(
+            [functools.partial(self._index_entry, reference, source, e) for e in entries],
+            concurrency,
+        )
         return Resolution(reference, source, document, tuple(manifests))
+
+    async def _index_entry(
+        self, reference: Reference, source: Reference, entry: Descriptor
+    ) -> ImageManifest:
+        """The image manifest that ``entry`` of ``reference``'s index names, fetched by
+        digest from ``source``."""
+        fetched = await self.fetch_manifest(source, str(entry.digest))
+        if not isinstance(fetched, ImageManifest):
+            raise InvalidManifestError(
+                f"index entry {entry.digest} of {reference} is not an image manifest"
+            )
+        return fetched
 
     @contextlib.asynccontextmanager
     async def open_blob(

@@ -262,24 +262,36 @@ async def test_a_list_resolves_its_images_side_by_side(
     proxy: FaultProxy, registry: RegistryServer, tmp_path: Path
 ) -> None:
     """Every manifest and blob is answered late (as by a far registry): the lines are
-    resolved side by side, not one after the other, so their manifest requests are in
-    flight together, each on a connection of its own; so are the layers of the images,
-    each from its own repository. The bundle still holds them in the list's order."""
+    resolved side by side, not one after the other, so every manifest is asked for before
+    the first config is; the layers of the images, each from its own repository, are asked
+    for together too. The bundle still holds them in the list's order."""
     images = [
         push_image(registry, unique_repo(), "v1", [text_layer(f"line{n}", f"line {n}")])
         for n in range(3)
     ]
     references = [f"{proxy.host}/{image.repo}:v1" for image in images]
-    proxy.add(delay(0.3), path=r"/(manifests|blobs)/", times=None)
     events: list[ProgressEvent] = []
     async with Puller(
         insecure=[proxy.host], cache_dir=tmp_path / "cache", progress=events.append
     ) as client:
+        # First the registry's scheme (an insecure one is asked beside the first request,
+        # which the others wait for), then the list, every answer late.
+        await client.inspect(references[0])
+        proxy.reset()
+        events.clear()
+        proxy.add(delay(0.3), path=r"/(manifests|blobs)/", times=None)
         result = await client.pull_list(
             [ImageListEntry(reference) for reference in references], output=tmp_path / "b.tar"
         )
-    manifests = proxy.requests_for(r"/manifests/v1$")
-    assert len({request.client_port for request in manifests}) == len(images)
+    # Every line's manifest was asked for before the first line's config.
+    paths = [request.path for request in proxy.requests_for()]
+    configs = {f"/blobs/{image.config_digest}" for image in images}
+    manifests = [n for n, path in enumerate(paths) if path.endswith("/manifests/v1")]
+    first_config = next(
+        n for n, path in enumerate(paths) if path[path.find("/blobs/") :] in configs
+    )
+    assert len(manifests) == len(images)
+    assert max(manifests) < first_config
     # Every layer was asked for before the first one was complete (not one repository's
     # layers after another's).
     progress = [e for e in events if isinstance(e, LayerProgress)]

@@ -14,6 +14,7 @@ import pytest
 from dockerdrag import Puller, verify_archive
 from dockerdrag.cli import build_parser
 from tests.support.containerd import Containerd, start_containerd
+from tests.support.fault_proxy import FaultProxy, delay
 from tests.support.registry_server import RegistryServer
 
 pytestmark = pytest.mark.anyio
@@ -108,6 +109,29 @@ async def test_a_sparse_layout_is_what_containerd_refuses(
     )
     assert imported.returncode != 0
     assert "not found" in imported.stderr
+
+
+async def test_every_platform_of_the_index_is_fetched_side_by_side(
+    proxy: FaultProxy, seeded_registry: SeededRegistry, tmp_path: Path
+) -> None:
+    """Every manifest and blob answered late (as by a far registry): the index's manifests
+    are asked for side by side, and then their configs, not each in turn, so each request
+    is in flight beside the others, on a connection of its own."""
+    _, images = seeded_registry
+    index = images["multiarch"]
+    reference = f"{proxy.host}/{index.repo}:{index.tag}"
+    async with Puller(insecure=[proxy.host], cache_dir=tmp_path / "cache") as puller:
+        await puller.inspect(reference, platform="linux/amd64")  # the scheme, asked first
+        proxy.reset()
+        proxy.add(delay(0.3), path=r"/(manifests|blobs)/", times=None)
+        await puller.pull(reference, platform="all", output=tmp_path / "all", format="oci-dir")
+    every = index.index.all_manifests
+    manifests = proxy.requests_for("|".join(f"/manifests/{m.manifest_digest}$" for m in every))
+    configs = proxy.requests_for("|".join(f"/blobs/{m.config_digest}$" for m in every))
+    assert len(manifests) == len(every) > 1
+    assert len({request.client_port for request in manifests}) == len(manifests)
+    assert len(configs) > 1
+    assert len({request.client_port for request in configs}) == len(configs)
 
 
 def test_help_says_all_stores_everything() -> None:
