@@ -47,7 +47,21 @@ received make this many (192 KiB): over loopback each read brings up to 256 KiB 
 piece a block), over TLS 128 KiB. At most a block and one piece are held per body."""
 THREAD_BLOCK_BYTES = 1 << 19
 """The same for a body whose blocks go to a disk thread (512 KiB): every block handed
-over costs the event loop a trip to a thread and back, so they are bigger."""
+over costs the event loop a trip to a thread and back, so they are bigger, while few
+such bodies are open (:func:`thread_block_bytes`)."""
+THREAD_BLOCKS_BUDGET = 6 * THREAD_BLOCK_BYTES
+"""Bytes the blocks of all the bodies going to disk threads may hold at once (3 MiB, a
+full block for each of the 6 connections a pull starts with). With more such bodies open
+(the connections grew: a link that proved slow, or a machine whose CPU is busy with
+other work), each body's block shrinks, down to ``BLOCK_BYTES``: a pull's memory grows
+little with its connections. The measurements: benchmarks/README.md."""
+
+
+def thread_block_bytes(bodies: int) -> int:
+    """The block of each of ``bodies`` bodies open at once whose blocks go to disk threads."""
+    return max(BLOCK_BYTES, min(THREAD_BLOCK_BYTES, THREAD_BLOCKS_BUDGET // max(1, bodies)))
+
+
 REPORT_INTERVAL = 0.1
 """Seconds between two progress reports of a body while its block fills (a full block
 is reported when it is written)."""
@@ -62,6 +76,7 @@ class Fetcher(Protocol):
     """Hears how far a downloading blob's bytes reach from its start, on disk in its
     partial file (see ``PartialBlob.on_prefix``), if anyone listens."""
     write_back_pulls: int
+    thread_bodies: int
     """How many running pulls fsync the blobs they fetch: while any does, each download
     of a blob that is not small starts the write of its bytes to the disk as it hashes
     them."""
@@ -173,15 +188,18 @@ class BodyPump:
         """Copy the body into the partial from ``cursor.pos`` up to ``cursor.end``.
 
         Bytes are kept as they were received and written once they make a block
-        (BLOCK_BYTES inline, THREAD_BLOCK_BYTES through a disk thread), reported when
+        (BLOCK_BYTES inline; through a disk thread, :func:`thread_block_bytes` of the bodies
+        open, looked at again after each block), reported when
         written and at most every REPORT_INTERVAL while a block fills; whatever arrived
         before a break or a cancellation is written too, so it is never fetched again.
         The end is read after every read: a chunk split meanwhile stops at its new end.
         """
         buffer = Pieces()
-        block_bytes = BLOCK_BYTES if self.inline else THREAD_BLOCK_BYTES
         speed = SpeedWatch(self.fetcher.options.low_speed, f"blob {self.digest.short}")
         next_report = 0.0
+        threaded = not self.inline
+        self.fetcher.thread_bodies += threaded
+        block_bytes = thread_block_bytes(self.fetcher.thread_bodies) if threaded else BLOCK_BYTES
         try:
             with speed:  # too slow: a NetworkError, so a broken body
                 while cursor.pos + len(buffer) < cursor.end:
@@ -198,6 +216,8 @@ class BodyPump:
                     del piece  # held by the buffer only
                     if len(buffer) >= block_bytes:
                         await self._store_block(cursor, buffer, chunks)  # reports progress
+                        if threaded:
+                            block_bytes = thread_block_bytes(self.fetcher.thread_bodies)
                         # Neither a read of bytes already buffered nor a write already done
                         # suspends the task (the write's wait is shielded): a cancellation
                         # is taken here, between blocks, or a fast body would run to its end.
@@ -215,6 +235,7 @@ class BodyPump:
             raise
         finally:
             self._in_flight -= len(buffer)  # a block that could not be written is dropped
+            self.fetcher.thread_bodies -= threaded
         if cursor.pos < cursor.end:
             raise BodyBroken(
                 NetworkError(

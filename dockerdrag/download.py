@@ -155,6 +155,9 @@ class BlobFetcher:
         self.on_prefix: Callable[[Digest, Path, int], None] | None = None
         """Hears how far each downloading blob's bytes on disk reach from its start
         (the docker writer follows big layers as they arrive); None: nobody listens."""
+        self.thread_bodies = 0
+        """How many bodies whose blocks go to the disk threads are being read now (their
+        blocks shrink as more are: ``blob_bodies.thread_block_bytes``)."""
         self.write_back_pulls = 0
         """How many running pulls fsync the blobs they fetch (an ``oci-dir`` layout links
         them): while any does, each download of a blob over ``TransferOptions.small_blob``

@@ -25,7 +25,12 @@ import pytest
 
 from dockerdrag import Puller
 from dockerdrag import partial_blob as partial_blob_module
-from dockerdrag.blob_bodies import BLOCK_BYTES, THREAD_BLOCK_BYTES
+from dockerdrag.blob_bodies import (
+    BLOCK_BYTES,
+    THREAD_BLOCK_BYTES,
+    THREAD_BLOCKS_BUDGET,
+    thread_block_bytes,
+)
 from dockerdrag.chunk_split import OpenChunks
 from dockerdrag.download import TransferOptions
 from dockerdrag.partial_blob import PartialBlob
@@ -277,6 +282,17 @@ def test_a_fast_chunk_is_not_split_under_a_rate_limit() -> None:
         assert rest is not None
         assert rest.end == 512 * MIB
         assert fast.end == 256 * MIB
+
+
+def test_the_block_of_a_body_shrinks_as_more_bodies_go_to_the_disk_threads() -> None:
+    """Up to six bodies at once each gets a full block; more share the budget, down to a
+    small blob's block: the blocks of 16 connections hold no more than those of six."""
+    assert THREAD_BLOCKS_BUDGET == 6 * THREAD_BLOCK_BYTES
+    assert [thread_block_bytes(n) for n in (0, 1, 6)] == [THREAD_BLOCK_BYTES] * 3
+    assert thread_block_bytes(12) == THREAD_BLOCK_BYTES // 2
+    assert thread_block_bytes(16) * 16 <= THREAD_BLOCKS_BUDGET
+    assert thread_block_bytes(16) == BLOCK_BYTES
+    assert thread_block_bytes(100) == BLOCK_BYTES
 
 
 @pytest.mark.parametrize("small_blob", [MIB, 4 * MIB])
