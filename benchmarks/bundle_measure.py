@@ -20,18 +20,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import random
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 from benchmarks import REPO_ROOT
+from benchmarks.contenders import read_docker_manifest
 from benchmarks.endpoints import ShaperProcess
 from benchmarks.links import LinkProfile
 from tests.support.images import PushedImage, layer, push_image
@@ -79,12 +78,7 @@ def pull_seconds(checkout: Path, host: str, images: list[PushedImage], work: Pat
 
 def check_bundle(path: Path, host: str, images: list[PushedImage]) -> None:
     """A ``docker load`` archive holding every image, in the list's order, with its layers."""
-    with tarfile.open(path) as archive:
-        names = set(archive.getnames())
-        member = archive.extractfile("manifest.json")
-        if member is None:
-            raise ValueError(f"{path.name}: no manifest.json")
-        items = json.load(member)
+    items, names = read_docker_manifest(path)
     tags = [item["RepoTags"] for item in items]
     if tags != [[f"{host}/{image.repo}:v1"] for image in images]:
         raise ValueError(f"{path.name}: the images are {tags}")

@@ -45,7 +45,7 @@ import sys
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from tests.support.dockerd import DockerDaemon
 
@@ -95,14 +95,20 @@ def _env(workdir: Path) -> dict[str, str]:
     return {**env, "TMPDIR": str(workdir)}
 
 
-def check_docker_archive(path: Path, layers: int) -> None:
-    """A ``docker load`` archive: manifest.json naming ``layers`` layer members."""
+def read_docker_manifest(path: Path) -> tuple[list[dict[str, Any]], set[str]]:
+    """A ``docker load`` archive's ``manifest.json`` items and the names of its members."""
     with tarfile.open(path) as archive:
         names = set(archive.getnames())
         member = archive.extractfile("manifest.json")
         if member is None:
             raise ValueError(f"{path.name}: no manifest.json")
-        manifest = json.load(member)
+        items: list[dict[str, Any]] = json.load(member)
+    return items, names
+
+
+def check_docker_archive(path: Path, layers: int) -> None:
+    """A ``docker load`` archive: manifest.json naming ``layers`` layer members."""
+    manifest, names = read_docker_manifest(path)
     found = manifest[0]["Layers"]
     if len(found) != layers or not set(found) <= names:
         raise ValueError(f"{path.name}: {len(found)} layers listed, {layers} expected")
