@@ -76,10 +76,11 @@ class Fetcher(Protocol):
     """Hears how far a downloading blob's bytes reach from its start, on disk in its
     partial file (see ``PartialBlob.on_prefix``), if anyone listens."""
     write_back_pulls: int
-    thread_bodies: int
     """How many running pulls fsync the blobs they fetch: while any does, each download
     of a blob that is not small starts the write of its bytes to the disk as it hashes
     them."""
+    thread_bodies: int
+    """How many bodies whose blocks go to the disk threads are being read now."""
 
     @property
     def concurrency(self) -> int:

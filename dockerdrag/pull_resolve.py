@@ -51,9 +51,11 @@ class ImageResolver(NamedTuple):
         repo_tags: tuple[str, ...],
         pin: LockedImage | None = None,
     ) -> ResolvedPull:
-        """Resolve ``ref`` (exactly the digests of ``pin``, when pinned by a lock file);
-        from a far registry, the connections its layers will take open while the configs
-        come (:meth:`~dockerdrag.download.BlobFetcher.expect_layers`)."""
+        """Resolve ``ref`` (exactly the digests of ``pin``, when pinned by a lock file):
+        an index's platform manifests, then their configs, are fetched side by side (as
+        many at once as the fetcher may open blob requests); from a far registry, the
+        connections its layers will take open while the configs come
+        (:meth:`~dockerdrag.download.BlobFetcher.expect_layers`)."""
         concurrency = self.fetcher.concurrency
         if pin is None:
             resolution = await self.client.resolve(
