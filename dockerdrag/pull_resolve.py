@@ -50,13 +50,17 @@ class ImageResolver(NamedTuple):
         wanted: list[Platform] | Literal["all"] | None,
         repo_tags: tuple[str, ...],
         pin: LockedImage | None = None,
+        *,
+        concurrency: int | None = None,
     ) -> ResolvedPull:
         """Resolve ``ref`` (exactly the digests of ``pin``, when pinned by a lock file):
-        an index's platform manifests, then their configs, are fetched side by side (as
-        many at once as the fetcher may open blob requests); from a far registry, the
+        an index's platform manifests, then their configs, are fetched side by side
+        (``concurrency`` at once; by default as many as the fetcher may open blob
+        requests); from a far registry, the
         connections its layers will take open while the configs come
         (:meth:`~dockerdrag.download.BlobFetcher.expect_layers`)."""
-        concurrency = self.fetcher.concurrency
+        if concurrency is None:
+            concurrency = self.fetcher.concurrency
         if pin is None:
             resolution = await self.client.resolve(
                 ref, wanted, self.include_attestations, concurrency=concurrency
@@ -92,12 +96,17 @@ class ImageResolver(NamedTuple):
         return ResolvedPull(ref, resolution.source, resolution.index, images, repo_tags)
 
     async def resolve_all(self, requests: Sequence[ResolveRequest]) -> list[ResolvedPull]:
-        """Resolve every request (:meth:`resolve`), as many at once as the fetcher may
-        open blob requests; the results in the order of ``requests``, or the error of the
-        first that failed (:func:`~dockerdrag.ordered_calls.in_order`)."""
+        """Resolve every request (:meth:`resolve`); the results in the order of
+        ``requests``, or the error of the first that failed
+        (:func:`~dockerdrag.ordered_calls.in_order`). The fetcher's concurrency is shared
+        out: as many requests at once as it allows, each fetching its platform manifests
+        and configs with an equal share, so no more requests are in flight than it
+        allows however many images and platforms the pull has."""
+        at_once = min(self.fetcher.concurrency, max(1, len(requests)))
+        share = max(1, self.fetcher.concurrency // at_once)
         return await in_order(
-            [functools.partial(self.resolve, *request) for request in requests],
-            self.fetcher.concurrency,
+            [functools.partial(self.resolve, *request, concurrency=share) for request in requests],
+            at_once,
         )
 
     async def with_config(

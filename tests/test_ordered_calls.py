@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 import pytest
 
 from dockerdrag.ordered_calls import in_order
+from dockerdrag.pull_resolve import ImageResolver, ResolveRequest
 
 pytestmark = pytest.mark.anyio
 
@@ -112,3 +113,47 @@ async def _release_in_turn(calls: Calls, order: list[int]) -> None:
 async def _started(calls: Calls, index: int) -> None:
     while index not in calls.started:
         await anyio.sleep(0)
+
+
+class _Fetcher:
+    concurrency = 16
+
+
+class _SharingResolver(ImageResolver):
+    """Records the concurrency each resolve is given, and how many run at once (now, most)."""
+
+    given: list[int | None]
+    running: list[int]
+
+    async def resolve(  # type: ignore[override]
+        self,
+        ref: object,
+        wanted: object,
+        repo_tags: object,
+        pin: object = None,
+        *,
+        concurrency: int | None = None,
+    ) -> object:
+        self.given.append(concurrency)
+        self.running[0] += 1
+        self.running[1] = max(self.running[1], self.running[0])
+        await anyio.sleep(0.01)
+        self.running[0] -= 1
+        return ref
+
+
+@pytest.mark.parametrize(("images", "at_once", "share"), [(1, 1, 16), (3, 3, 5), (20, 16, 1)])
+async def test_a_bundle_shares_the_fetchers_concurrency_out(
+    images: int, at_once: int, share: int
+) -> None:
+    """Images resolve side by side and each fetches its platforms side by side, but the two
+    multiply to no more than the fetcher's concurrency (16)."""
+    resolver = _SharingResolver(None, _Fetcher(), False)  # type: ignore[arg-type]
+    resolver.given = []
+    resolver.running = [0, 0]
+    requests = [ResolveRequest(n, None, ()) for n in range(images)]  # type: ignore[arg-type]
+    results: Sequence[object] = await resolver.resolve_all(requests)  # the refs, as recorded
+    assert list(results) == list(range(images))
+    assert resolver.given == [share] * images
+    assert resolver.running[1] == at_once
+    assert at_once * share <= _Fetcher.concurrency
